@@ -1,0 +1,1 @@
+"""The imgclf command-line application (installed as the package `imgclf_cli`)."""

@@ -1,0 +1,108 @@
+"""The `imgclf` command group: lazy subcommand loading, global flags, error -> exit status mapping."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+# name -> "module:attribute" under imgclf_cli.commands; imported only when used, so that
+# `imgclf --help` never pays for numpy or numba.
+COMMANDS = {
+    "data": "data:data",
+    "knn": "knn:knn",
+    "train": "train:train",
+    "preprocess": "preprocess:preprocess",
+    "predict": "predict:predict",
+    "evaluate": "evaluate:evaluate",
+    "check": "check:check",
+    "viz": "viz:viz",
+    "tune": "tune:tune",
+    "ensemble": "ensemble:ensemble",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands live in modules imported on first use."""
+
+    def __init__(self, *args, lazy: dict[str, str] | None = None, package: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+        self.package = package
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | {k for k in self.lazy if self._exists(k)})
+
+    def _exists(self, name):
+        module = self.lazy[name].split(":")[0]
+        return importlib.util.find_spec(f"{self.package}.{module}") is not None
+
+    def get_command(self, ctx, name):
+        if name in self.commands:
+            return self.commands[name]
+        if name not in self.lazy or not self._exists(name):
+            return None
+        module, attr = self.lazy[name].split(":")
+        cmd = getattr(importlib.import_module(f"{self.package}.{module}"), attr)
+        self.add_command(cmd, name)
+        return cmd
+
+
+class App(LazyGroup):
+    """Runs commands with imgclf's error handling: one line and exit 2 for bad input, 1 otherwise."""
+
+    def invoke(self, ctx):
+        from imgclf.errors import ImgclfError
+
+        try:
+            return super().invoke(ctx)
+        except ImgclfError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except MemoryError:
+            click.echo("Error: out of memory (try a smaller --memory, --n-train or --batch-size)", err=True)
+            ctx.exit(1)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence for unexpected failures
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"Error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=App, lazy=COMMANDS, package="imgclf_cli.commands", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-q", "--quiet", is_flag=True, help="No progress or log output on stderr.")
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.version_option(package_name="imgclf")
+@click.pass_context
+def cli(ctx, quiet, debug):
+    """imgclf: classic image classifiers from the shell.
+
+    \b
+    Examples:
+      imgclf knn --k 5 --metric l2
+      imgclf knn --cv 5
+      imgclf train softmax --reg 1e-3
+      imgclf data export cifar10 | imgclf preprocess mean | imgclf knn --k 5
+
+    Data comes from --data NAME|PATH|- (default: cifar10 if found, else the
+    built-in `shapes`). Results go to stdout, progress to stderr.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["quiet"] = quiet
+    ctx.obj["debug"] = debug
+
+
+def main(argv=None):
+    cli.main(args=argv, prog_name="imgclf")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

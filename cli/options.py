@@ -1,0 +1,99 @@
+"""Options shared by many commands, and turning them into library calls."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+
+import click
+
+from .console import reporter
+
+
+def _size(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        h, w = (int(v) for v in value.lower().split("x"))
+        if h < 1 or w < 1:
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(f"expected HxW such as 32x32, got {value!r}") from None
+    return (h, w)
+
+
+def data_options(func):
+    """--data, --n-train, --n-test, --val, --size, --grayscale/--rgb."""
+    opts = [
+        click.option("--data", "data", metavar="NAME|PATH|-", default=None,
+                     help="Dataset name (cifar10, mnist, fashion-mnist, shapes), a dataset folder or archive, "
+                          "a pipeline .npz, or - for stdin. Default: stdin when piped, else cifar10 if found, "
+                          "else the built-in shapes."),
+        click.option("--n-train", type=click.IntRange(min=1), default=None, help="Use the first N training images."),
+        click.option("--n-test", type=click.IntRange(min=1), default=None, help="Use the first N test images."),
+        click.option("--val", type=click.IntRange(min=0), default=None,
+                     help="Validation images taken from the end of the training set (default 1000, or a fifth "
+                          "of a small set; 0 for none)."),
+        click.option("--size", callback=_size, default=None, metavar="HxW", help="Resize image-folder data."),
+        click.option("--color", type=click.Choice(["rgb", "gray"]), default=None,
+                     help="Colour mode for image-folder data (default: as the majority of images)."),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+def json_option(func):
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")(func)
+
+
+def seed_option(func):
+    return click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice.")(func)
+
+
+def quiet_option(func):
+    return click.option("-q", "--quiet", is_flag=True, help="No progress or logs on stderr.")(func)
+
+
+def stdin_is_piped() -> bool:
+    """True when stdin is a pipe or a non-empty redirected file (not a terminal, not /dev/null)."""
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (AttributeError, OSError, ValueError):
+        return False
+    if stat.S_ISFIFO(mode):
+        return True
+    return stat.S_ISREG(mode) and os.fstat(sys.stdin.fileno()).st_size > 0
+
+
+def load_data(ctx: click.Context, data=None, n_train=None, n_test=None, val=None, size=None, color=None,
+              default_val=None, quiet=False):
+    """Resolve --data (stdin when piped and not given) and load the dataset with its splits."""
+    from imgclf.datasets import default_name, load
+
+    rep = reporter(ctx, quiet)
+    if data is None:
+        if stdin_is_piped():
+            data = "-"
+        else:
+            data = default_name()
+            if data == "shapes":
+                rep.notice("no CIFAR-10 found; using the built-in `shapes` dataset (see `imgclf data get --help`)")
+    if val is None:
+        val = default_val
+    return load(data, val=val, n_train=n_train, n_test=n_test, size=size, mode=color)
+
+
+def binary_output_target(output: str | None):
+    """`-o FILE|-`; refuses to write binary data to a terminal."""
+    target = output or "-"
+    if target == "-":
+        try:
+            tty = os.isatty(sys.stdout.fileno())
+        except (AttributeError, OSError, ValueError):
+            tty = False
+        if tty:
+            raise click.UsageError("refusing to write binary .npz data to a terminal; redirect it (> file.npz), "
+                                   "pipe it into another imgclf command, or use -o FILE")
+    return target

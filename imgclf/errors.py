@@ -1,0 +1,43 @@
+"""Typed exceptions. The library raises these; the CLI maps them to exit codes.
+
+`UsageError` and its subclasses mean the caller's input was wrong (exit status 2);
+everything else derived from `ImgclfError` is a runtime failure (exit status 1).
+"""
+
+
+class ImgclfError(Exception):
+    """Base of every error imgclf raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(ImgclfError, ValueError):
+    """A parameter or argument is invalid."""
+
+    exit_code = 2
+
+
+class DataError(UsageError):
+    """A dataset, image or pipeline stream cannot be read or is malformed."""
+
+
+class ModelFileError(UsageError):
+    """A model or checkpoint file is missing, foreign, truncated or of an unknown version."""
+
+
+class UnsafePickleError(DataError):
+    """A pickle asked for something outside the small allow-list CIFAR batches need."""
+
+
+class DownloadError(ImgclfError):
+    """A download failed, was truncated or did not match its checksum."""
+
+
+class Diverged(ImgclfError):
+    """Training produced a NaN or infinite loss."""
+
+
+class Interrupted(ImgclfError):
+    """Training was interrupted (SIGINT) after a checkpoint was written."""
+
+    exit_code = 130

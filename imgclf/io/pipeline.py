@@ -1,0 +1,74 @@
+"""The pipeline stream: a Dataset (splits, classes, image shape, fitted chain) as one .npz.
+
+See docs/format.md. Keys: X_train, y_train, X_val, y_val, X_test, y_test (any may be absent), the
+chain's arrays `transform{i}_{name}`, and `meta` (JSON).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..datasets.base import SPLITS, Dataset, Split
+from ..errors import DataError
+from . import npzfile
+
+FORMAT = "imgclf-pipeline"
+VERSION = 1
+
+
+def dataset_to_arrays(ds: Dataset) -> tuple[dict, dict[str, np.ndarray]]:
+    from ..preprocessing import chain_to_arrays
+
+    chain_meta, arrays = chain_to_arrays(ds.transforms)
+    for key, split in ds.splits.items():
+        arrays[f"X_{key}"] = split.X
+        arrays[f"y_{key}"] = split.y.astype(np.int64)
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "name": ds.name,
+        "classes": list(ds.classes),
+        "image_shape": list(ds.image_shape),
+        "transforms": chain_meta,
+    }
+    return meta, arrays
+
+
+def write(ds: Dataset, target) -> None:
+    meta, arrays = dataset_to_arrays(ds)
+    npzfile.write(target, arrays, meta)
+
+
+def read(source) -> Dataset:
+    meta, arrays = npzfile.read(source, expect_format=FORMAT)
+    return dataset_from_arrays(meta, arrays, str(source))
+
+
+def dataset_from_arrays(meta: dict, arrays: dict[str, np.ndarray], name: str) -> Dataset:
+    from ..preprocessing import chain_from_arrays
+
+    if meta.get("version") != VERSION:
+        raise DataError(f"{name}: unsupported pipeline format version {meta.get('version')!r} (this imgclf reads {VERSION})")
+    try:
+        classes = [str(c) for c in meta["classes"]]
+        image_shape = tuple(int(v) for v in meta["image_shape"])
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{name}: pipeline metadata lacks classes or image_shape") from None
+    splits = {}
+    for key in SPLITS:
+        has_x, has_y = f"X_{key}" in arrays, f"y_{key}" in arrays
+        if has_x != has_y:
+            raise DataError(f"{name}: split {key!r} has {'X' if has_x else 'y'} but not {'y' if has_x else 'X'}")
+        if has_x:
+            X, y = arrays[f"X_{key}"], arrays[f"y_{key}"]
+            if X.dtype not in (np.uint8, np.float32, np.float64) or X.ndim < 2:
+                raise DataError(f"{name}: X_{key} must be uint8 or float (N, ...), got {X.dtype} {X.shape}")
+            if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+                raise DataError(f"{name}: y_{key} must be a 1-d integer array")
+            if len(y) and (y.min() < 0 or y.max() >= len(classes)):
+                raise DataError(f"{name}: labels in y_{key} outside 0..{len(classes) - 1}")
+            splits[key] = Split(X, y.astype(np.int64))
+    if not splits:
+        raise DataError(f"{name}: the stream holds no split (expected X_train/y_train, X_test/y_test ...)")
+    chain = chain_from_arrays(meta.get("transforms", []), arrays)
+    return Dataset(splits, classes, image_shape, chain, meta.get("name", ""))

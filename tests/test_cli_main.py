@@ -1,0 +1,24 @@
+import subprocess
+import sys
+
+from imgclf_cli.main import cli
+
+
+def test_help_lists_commands(runner):
+    result = runner.invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    assert "data" in result.output
+
+
+def test_help_does_not_import_numpy_or_numba():
+    code = ("import sys; from imgclf_cli.main import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('numba' in sys.modules, 'numpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False False"
+
+
+def test_cli_package_is_not_a_bare_top_level_module():
+    import importlib.util
+
+    assert importlib.util.find_spec("imgclf_cli") is not None
