@@ -3,6 +3,10 @@
 A Transform is fitted on the training split only (`fit(X) -> self`) and then applied to any data
 (`transform(X)`). Its learned state is a few arrays plus JSON parameters (`to_arrays` / `from_arrays`),
 so a chain can be written into a pipeline stream or a model file and rebuilt without pickle.
+
+`transform` reads only the stored arrays (and what `_derive` computes from them), never a float64
+intermediate kept from `fit`: a chain rebuilt from a file gives bit-identical output to the chain
+that was fitted in memory, so a pipe, an inline `--preprocess` and a model file agree exactly.
 """
 
 from __future__ import annotations
@@ -13,14 +17,65 @@ from .errors import DataError, UsageError
 
 TRANSFORMS: dict[str, type] = {}
 
+# Rows per block when a transform walks the data: ~64 MB of float32 per block keeps the peak memory
+# of PCA on full CIFAR-10 low while the GEMMs stay large enough to run at BLAS speed.
+_BLOCK_BYTES = 64 * 2**20
+
 
 def register(cls):
     TRANSFORMS[cls.kind] = cls
     return cls
 
 
+def _block_rows(n_features: int) -> int:
+    return max(64, _BLOCK_BYTES // (4 * max(n_features, 1)))
+
+
+def check_data(X, what: str = "X", min_samples: int = 1) -> np.ndarray:
+    """A real-valued (N, D) or (N, H, W, C) array with at least `min_samples` rows and no NaN or inf."""
+    X = np.asarray(X)
+    if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_) \
+            or np.issubdtype(X.dtype, np.complexfloating):
+        raise DataError(f"{what} must hold real numbers, got dtype {X.dtype}")
+    if X.ndim not in (2, 4):
+        raise DataError(f"{what} must be (N, D) features or (N, H, W, C) images, got shape {X.shape}")
+    if X.shape[0] < min_samples:
+        raise DataError(f"{what} holds no samples (shape {X.shape})")
+    if np.issubdtype(X.dtype, np.floating) and not _all_finite(X):
+        bad = int(np.count_nonzero(~np.isfinite(X)))
+        raise DataError(f"{what} contains {bad} NaN or infinite value{'s' if bad != 1 else ''}")
+    return X
+
+
+def _all_finite(X: np.ndarray) -> bool:
+    # A float64 sum is NaN/inf exactly when an element is (finite float32 data cannot overflow it);
+    # only a float64 overflow needs the element-wise check.
+    total = np.add.reduce(X, axis=None, dtype=np.float64)
+    return bool(np.isfinite(total)) or bool(np.isfinite(X).all())
+
+
+def _check_int(name: str, value, low: int, high: int | None = None, high_what: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise UsageError(f"{name} must be an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        limit = f" and at most {high}{high_what}" if high is not None else ""
+        raise UsageError(f"{name} must be at least {low}{limit}, got {value}")
+    return int(value)
+
+
+def _check_fraction(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not 0 < float(value) <= 1:
+        raise UsageError(f"{name} must be a number in (0, 1], got {value!r}")
+    return float(value)
+
+
 class Transform:
-    """Base class. Subclasses set `kind`, implement `_fit`, `_transform`, and list their learned arrays."""
+    """Base class. Subclasses set `kind`, implement `_fit`, `_transform`, and list their learned arrays.
+
+    Estimator idiom (scikit-learn's, without importing it): `__init__` stores parameters unchanged,
+    `fit` validates them and returns self, learned attributes end in `_`.
+    """
 
     kind = "transform"
     _array_names: tuple[str, ...] = ()
@@ -42,8 +97,66 @@ class Transform:
         sig = inspect.signature(cls.__init__)
         return [p for p in sig.parameters if p != "self"]
 
+    def __repr__(self) -> str:
+        import inspect
+
+        defaults = {n: p.default for n, p in inspect.signature(type(self).__init__).parameters.items()}
+        shown = [f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults.get(k)]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    # -- fitting and applying ----------------------------------------------------------------------
+    @property
+    def n_features_in_(self) -> int:
+        if not hasattr(self, "input_shape_"):
+            raise AttributeError(f"{type(self).__name__} is not fitted")
+        return int(np.prod(self.input_shape_))
+
+    def fit(self, X, y=None):
+        """Learn the transform's statistics from X (the training split only)."""
+        X = check_data(X)
+        self._validate_params(X)
+        self.input_shape_ = tuple(int(v) for v in X.shape[1:])
+        self._fit(X)
+        self._derive()
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        """Apply the fitted transform; float32 output."""
+        X = self._check_input(X)
+        return self._transform(X)
+
+    def fit_transform(self, X, y=None) -> np.ndarray:
+        return self.fit(X).transform(X)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "input_shape_"):
+            raise UsageError(f"this {type(self).__name__} is not fitted yet; call fit(X) first")
+
+    def _check_input(self, X) -> np.ndarray:
+        self._check_fitted()
+        X = check_data(X, min_samples=0)
+        if tuple(X.shape[1:]) != tuple(self.input_shape_):
+            raise DataError(
+                f"{self.kind} transform was fitted on samples of shape {tuple(self.input_shape_)}, "
+                f"got data of shape {tuple(X.shape[1:])}"
+            )
+        return X
+
+    def _validate_params(self, X: np.ndarray) -> None:
+        """Raise UsageError for parameters that do not fit this data."""
+
+    def _fit(self, X: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _derive(self) -> None:
+        """Compute working arrays from the stored ones (after fit and after loading alike)."""
+
     # -- state -------------------------------------------------------------------------------------
     def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
+        self._check_fitted()
         params = self.get_params()
         params["input_shape_"] = list(self.input_shape_)
         return params, {name: getattr(self, name) for name in self._array_names}
@@ -51,19 +164,325 @@ class Transform:
     @classmethod
     def from_arrays(cls, params: dict, arrays: dict[str, np.ndarray]):
         params = dict(params)
-        input_shape = tuple(params.pop("input_shape_"))
-        obj = cls(**params)
+        try:
+            input_shape = tuple(int(v) for v in params.pop("input_shape_"))
+            obj = cls(**params)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"stored {cls.kind} transform has malformed parameters ({exc})") from None
         obj.input_shape_ = input_shape
         for name in cls._array_names:
             if name not in arrays:
                 raise DataError(f"{cls.kind} transform is missing its array {name!r}")
-            setattr(obj, name, arrays[name])
+            setattr(obj, name, np.asarray(arrays[name]))
+        obj._check_state()
+        obj._derive()
         return obj
+
+    def _check_state(self) -> None:
+        """Raise DataError when loaded arrays do not fit together."""
 
     def describe(self) -> dict:
         return {"kind": self.kind, **self.get_params()}
 
 
+def _flat(X: np.ndarray) -> np.ndarray:
+    return X.reshape(len(X), int(np.prod(X.shape[1:])))
+
+
+# -- mean subtraction and normalisation ----------------------------------------------------------------
+class _Elementwise(Transform):
+    """Shared by mean subtraction and normalisation: one statistic per feature or per channel."""
+
+    _stat_name = ""
+
+    def _validate_params(self, X):
+        if not isinstance(self.per_channel, (bool, np.bool_)):
+            raise UsageError(f"per_channel must be True or False, got {self.per_channel!r}")
+        if self.per_channel and X.ndim != 4:
+            raise UsageError(f"per_channel needs images (N, H, W, C), got data of shape {X.shape}")
+
+    def _axes(self, X) -> tuple[int, ...]:
+        return (0, 1, 2) if self.per_channel else (0,)
+
+    def _stat_shape(self) -> tuple[int, ...]:
+        return (self.input_shape_[-1],) if self.per_channel else tuple(self.input_shape_)
+
+    def _check_state(self):
+        stat = getattr(self, self._stat_name)
+        if stat.shape != self._stat_shape():
+            raise DataError(f"stored {self.kind} transform: {self._stat_name} has shape {stat.shape}, "
+                            f"expected {self._stat_shape()}")
+
+
+@register
+class MeanSubtraction(_Elementwise):
+    """Subtract the training mean: per feature (pixel and channel), or one mean per colour channel."""
+
+    kind = "mean"
+    _array_names = ("mean_",)
+    _stat_name = "mean_"
+
+    def __init__(self, per_channel=False):
+        self.per_channel = per_channel
+
+    def _fit(self, X):
+        self.mean_ = X.mean(axis=self._axes(X), dtype=np.float64)
+
+    def _derive(self):
+        self._mean32 = self.mean_.astype(np.float32)
+
+    def _transform(self, X):
+        return np.subtract(X, self._mean32, dtype=np.float32)
+
+    def inverse_transform(self, X):
+        X = self._check_input(X)
+        return np.add(X, self._mean32, dtype=np.float32)
+
+
+@register
+class Normalization(_Elementwise):
+    """Divide by the training standard deviation (per feature or per channel); constant features keep scale 1.
+
+    It does not centre: put `mean` before it for zero-mean, unit-variance features.
+    """
+
+    kind = "normalize"
+    _array_names = ("scale_",)
+    _stat_name = "scale_"
+
+    def __init__(self, per_channel=False):
+        self.per_channel = per_channel
+
+    def _fit(self, X):
+        axes = self._axes(X)
+        mean = X.mean(axis=axes, dtype=np.float64)
+        std = np.sqrt(np.mean(np.square(np.subtract(X, mean, dtype=np.float64)), axis=axes))
+        self.std_ = std
+        # A constant feature's float64 std is 0 or rounding noise far below its mean: dividing by it
+        # would blow up every other split, so it is left unscaled.
+        constant = std <= 1e-10 * np.maximum(np.abs(mean), np.finfo(np.float64).tiny)
+        self.scale_ = np.where(constant, 1.0, std)
+
+    def _derive(self):
+        self._scale32 = self.scale_.astype(np.float32)
+
+    def _check_state(self):
+        super()._check_state()
+        if not (np.all(np.isfinite(self.scale_)) and np.all(self.scale_ > 0)):
+            raise DataError("stored normalize transform has a non-positive or non-finite scale")
+
+    def _transform(self, X):
+        return np.divide(X, self._scale32, dtype=np.float32)
+
+    def inverse_transform(self, X):
+        X = self._check_input(X)
+        return np.multiply(X, self._scale32, dtype=np.float32)
+
+
+# -- PCA and whitening ---------------------------------------------------------------------------------
+def covariance(X2: np.ndarray, mean: np.ndarray, work_dtype=None) -> np.ndarray:
+    """(D, D) sample covariance (divided by N - 1) of the rows of X2, accumulated in float64.
+
+    Each block of rows is centred and multiplied (X^T X, which numpy hands to BLAS syrk) in
+    `work_dtype` — float32 unless the data is float64 — and the block products are summed in float64.
+    Centring before multiplying avoids the cancellation of E[xx^T] - mu mu^T; float32 products of
+    centred blocks of a few thousand rows keep ~6 significant digits, far below the gaps between the
+    leading eigenvalues (benchmarks/preprocess.py measures the difference to all-float64).
+    """
+    n, d = X2.shape
+    if work_dtype is None:
+        work_dtype = np.float64 if X2.dtype == np.float64 else np.float32
+    mu = mean.astype(work_dtype)
+    cov = np.zeros((d, d), dtype=np.float64)
+    step = _block_rows(d)
+    for start in range(0, n, step):
+        block = np.subtract(X2[start:start + step], mu, dtype=work_dtype)
+        cov += block.T @ block
+    cov /= n - 1
+    return cov
+
+
+def eigen_decomposition(X2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, eigenvalues descending, eigenvectors as rows) of the covariance of X2, all float64.
+
+    Exact: a full symmetric eigendecomposition (LAPACK syevd via numpy.linalg.eigh), not a
+    randomized approximation. Signs are fixed so that each vector's largest entry is positive,
+    making the result deterministic across BLAS builds.
+    """
+    mean = X2.mean(axis=0, dtype=np.float64)
+    values, vectors = np.linalg.eigh(covariance(X2, mean))
+    values = np.clip(values[::-1], 0.0, None)  # rounding can leave tiny negative eigenvalues
+    vectors = vectors[:, ::-1].T
+    rows = np.arange(len(vectors))
+    signs = np.sign(vectors[rows, np.argmax(np.abs(vectors), axis=1)])
+    vectors *= np.where(signs == 0, 1.0, signs)[:, None]
+    return mean, values, vectors
+
+
+def _n_components(dims, variance, ratios: np.ndarray) -> int:
+    if dims is not None:
+        return int(dims)
+    if variance is not None:
+        k = int(np.searchsorted(np.cumsum(ratios), float(variance) - 1e-12)) + 1
+        return min(k, len(ratios))
+    return len(ratios)
+
+
+class _Projection(Transform):
+    """Shared by PCA and whitening: a centred projection onto the leading principal components."""
+
+    _array_names = ("mean_", "components_", "explained_variance_", "explained_variance_ratio_")
+
+    def _validate_params(self, X):
+        n_features = int(np.prod(X.shape[1:]))
+        if self.dims is not None and self.variance is not None:
+            raise UsageError("give dims or variance, not both")
+        if self.dims is not None:
+            _check_int("dims", self.dims, 1, n_features, " (the number of features)")
+        if self.variance is not None:
+            _check_fraction("variance", self.variance)
+        if len(X) < 2:
+            raise DataError(f"{self.kind} needs at least 2 training samples to estimate a covariance, got {len(X)}")
+
+    def _fit(self, X):
+        mean, values, vectors = eigen_decomposition(_flat(X))
+        total = values.sum()
+        ratios = values / total if total > 0 else np.zeros_like(values)
+        k = _n_components(self.dims, self.variance, ratios)
+        self.mean_ = mean
+        self.components_ = vectors[:k].astype(np.float32)
+        self.explained_variance_ = values[:k]
+        self.explained_variance_ratio_ = ratios[:k]
+
+    @property
+    def n_components_(self) -> int:
+        return len(self.components_)
+
+    @property
+    def retained_variance_(self) -> float:
+        """Fraction of the training variance the kept components hold."""
+        return float(np.sum(self.explained_variance_ratio_))
+
+    def _check_state(self):
+        d = int(np.prod(self.input_shape_))
+        k = len(self.components_)
+        ok = (self.mean_.shape == (d,) and self.components_.ndim == 2 and self.components_.shape[1] == d
+              and 1 <= k <= d and self.explained_variance_.shape == (k,)
+              and self.explained_variance_ratio_.shape == (k,))
+        if not ok:
+            raise DataError(f"stored {self.kind} transform has inconsistent array shapes")
+
+    def _project(self, X: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """(X - mean) @ matrix in float32, block by block to bound the centred copy."""
+        X2 = _flat(X)
+        out = np.empty((len(X2), matrix.shape[1]), dtype=np.float32)
+        step = _block_rows(X2.shape[1])
+        for start in range(0, len(X2), step):
+            block = np.subtract(X2[start:start + step], self._mean32, dtype=np.float32)
+            np.matmul(block, matrix, out=out[start:start + step])
+        return out
+
+    def _check_codes(self, Z) -> np.ndarray:
+        self._check_fitted()
+        Z = np.asarray(Z)
+        if Z.ndim != 2 or Z.shape[1] != self.n_components_:
+            raise DataError(f"expected (N, {self.n_components_}) {self.kind} outputs, got shape {Z.shape}")
+        return check_data(Z)
+
+    def describe(self) -> dict:
+        out = super().describe()
+        if hasattr(self, "components_"):
+            out["n_components"] = self.n_components_
+            out["retained_variance"] = round(self.retained_variance_, 6)
+        return out
+
+
+@register
+class PCA(_Projection):
+    """Project centred data onto its top principal components (exact eigendecomposition).
+
+    dims: number of components to keep; variance: keep the fewest components holding at least this
+    fraction of the training variance; neither: keep all.
+    """
+
+    kind = "pca"
+
+    def __init__(self, dims=None, variance=None):
+        self.dims = dims
+        self.variance = variance
+
+    def _derive(self):
+        self._mean32 = self.mean_.astype(np.float32)
+        self._project_matrix = np.ascontiguousarray(self.components_.T)
+
+    def _transform(self, X):
+        return self._project(X, self._project_matrix)
+
+    def inverse_transform(self, Z) -> np.ndarray:
+        """Back to the input space (and shape): the reconstruction from the kept components."""
+        Z = self._check_codes(Z)
+        X = np.add(Z.astype(np.float32) @ self.components_, self._mean32, dtype=np.float32)
+        return X.reshape((len(Z),) + tuple(self.input_shape_))
+
+
+@register
+class Whitening(_Projection):
+    """PCA whitening: rotate onto the principal components and divide each by sqrt(eigenvalue + eps).
+
+    With zca=True the whitened data is rotated back to pixel space (same shape as the input), the
+    whitening closest to the original images. dims (or variance) keeps only the leading components.
+    """
+
+    kind = "whiten"
+
+    def __init__(self, dims=None, eps=1e-5, zca=False, variance=None):
+        self.dims = dims
+        self.eps = eps
+        self.zca = zca
+        self.variance = variance
+
+    def _validate_params(self, X):
+        super()._validate_params(X)
+        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float, np.floating, np.integer)) \
+                or not np.isfinite(self.eps) or self.eps < 0:
+            raise UsageError(f"eps must be a finite number >= 0, got {self.eps!r}")
+        if not isinstance(self.zca, (bool, np.bool_)):
+            raise UsageError(f"zca must be True or False, got {self.zca!r}")
+
+    def _fit(self, X):
+        super()._fit(X)
+        if self.eps == 0 and np.any(self.explained_variance_ <= 0):
+            raise DataError("a kept component has zero variance; whitening it needs eps > 0 or fewer dims")
+
+    def _derive(self):
+        self._mean32 = self.mean_.astype(np.float32)
+        scale = 1.0 / np.sqrt(self.explained_variance_ + float(self.eps))
+        components = self.components_.astype(np.float64)
+        matrix = components.T * scale  # (D, k): rotate, then scale
+        if self.zca:
+            matrix = matrix @ components  # (D, D): ... then rotate back
+        self._project_matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+
+    def _transform(self, X):
+        out = self._project(X, self._project_matrix)
+        return out.reshape((len(X),) + tuple(self.input_shape_)) if self.zca else out
+
+    def inverse_transform(self, Z) -> np.ndarray:
+        self._check_fitted()
+        Z = np.asarray(Z)
+        if self.zca:
+            if tuple(Z.shape[1:]) != tuple(self.input_shape_):
+                raise DataError(f"expected ZCA outputs of shape {tuple(self.input_shape_)}, got {tuple(Z.shape[1:])}")
+            Z = check_data(Z)
+            codes = _flat(Z).astype(np.float64) @ self.components_.T.astype(np.float64)
+        else:
+            codes = self._check_codes(Z).astype(np.float64)
+        unscaled = codes * np.sqrt(self.explained_variance_ + float(self.eps))
+        X = (unscaled @ self.components_.astype(np.float64) + self.mean_).astype(np.float32)
+        return X.reshape((len(Z),) + tuple(self.input_shape_))
+
+
+# -- chains --------------------------------------------------------------------------------------------
 def chain_to_arrays(chain: list[Transform]) -> tuple[list[dict], dict[str, np.ndarray]]:
     """JSON-able descriptions plus arrays keyed `transform{i}_{name}`."""
     meta, arrays = [], {}

@@ -1,0 +1,109 @@
+"""Building a preprocessing chain from a short spec and fitting it on a Dataset.
+
+`parse_chain_spec("mean,normalize,pca:144")` gives unfitted transforms; `fit_chain(transforms, ds)`
+fits each on the TRAIN split only and applies it to every split. `imgclf preprocess` in a pipe and an
+inline `--preprocess SPEC` both go through `fit_chain`, so they produce identical numbers.
+
+Spec grammar (steps separated by commas):
+  mean | mean:channel              MeanSubtraction(per_channel=...)
+  normalize | normalize:channel    Normalization(per_channel=...)   (alias: std)
+  pca | pca:144 | pca:0.99         PCA(dims=144) or PCA(variance=0.99); none: all components
+  whiten | whiten:100 | whiten:0.99   Whitening(dims=... or variance=...)
+  zca | zca:100                    Whitening(zca=True, dims=...)
+A count is a whole number; a fraction (0 < v <= 1, written with a dot) is a variance to keep.
+"""
+
+from __future__ import annotations
+
+from .datasets.base import Dataset, Split
+from .errors import DataError, UsageError
+from .preprocessing import PCA, MeanSubtraction, Normalization, Transform, Whitening
+
+SPEC_HELP = "mean[:channel], normalize[:channel], pca[:DIMS|:FRACTION], whiten[:DIMS|:FRACTION], zca[:DIMS]"
+
+
+def _size_arg(step: str, arg: str) -> dict:
+    """`144` -> dims, `0.99` -> variance."""
+    try:
+        if "." in arg or "e" in arg.lower():
+            value = float(arg)
+            if not 0 < value <= 1:
+                raise ValueError
+            return {"variance": value}
+        value = int(arg)
+        if value < 1:
+            raise ValueError
+        return {"dims": value}
+    except ValueError:
+        raise UsageError(f"bad preprocessing step {step!r}: expected a component count >= 1 or a variance "
+                         f"fraction in (0, 1] after ':'") from None
+
+
+def _parse_step(step: str) -> Transform:
+    name, _, arg = step.partition(":")
+    name = name.strip().lower()
+    arg = arg.strip()
+    if name in ("mean", "normalize", "std"):
+        if arg not in ("", "channel"):
+            raise UsageError(f"bad preprocessing step {step!r}: {name} takes only ':channel'")
+        cls = MeanSubtraction if name == "mean" else Normalization
+        return cls(per_channel=arg == "channel")
+    if name in ("pca", "whiten", "zca"):
+        kwargs = _size_arg(step, arg) if arg else {}
+        if name == "pca":
+            return PCA(**kwargs)
+        return Whitening(zca=name == "zca", **kwargs)
+    raise UsageError(f"unknown preprocessing step {step!r}; steps: {SPEC_HELP}")
+
+
+def parse_chain_spec(spec: str) -> list[Transform]:
+    """Unfitted transforms for a spec such as "mean,normalize,pca:144"."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise UsageError(f"empty preprocessing spec; steps: {SPEC_HELP}")
+    steps = [s.strip() for s in spec.split(",")]
+    if any(not s for s in steps):
+        raise UsageError(f"empty step in preprocessing spec {spec!r}")
+    return [_parse_step(s) for s in steps]
+
+
+def fit_chain(transforms: list[Transform], dataset: Dataset, on_fit=None) -> Dataset:
+    """Fit each transform on the training split only, apply it to every split, append it to the chain.
+
+    `on_fit(transform)` is called after each fit (the CLI reports retained variance through it).
+    Returns a new Dataset; the input is not modified.
+    """
+    if not dataset.has("train"):
+        raise DataError("preprocessing needs a training split to fit on, and the data has none "
+                        f"(splits present: {', '.join(dataset.splits) or 'none'})")
+    splits = dict(dataset.splits)
+    chain = list(dataset.transforms)
+    for t in transforms:
+        t.fit(splits["train"].X)
+        if on_fit is not None:
+            on_fit(t)
+        splits = {key: Split(t.transform(s.X), s.y) for key, s in splits.items()}
+        chain.append(t)
+    return Dataset(splits, dataset.classes, dataset.image_shape, chain, dataset.name)
+
+
+def apply_to_dataset(chain: list[Transform], dataset: Dataset) -> Dataset:
+    """Apply an already fitted chain to every split (no fitting), appending it to the dataset's chain."""
+    from .preprocessing import apply_chain
+
+    splits = {key: Split(apply_chain(chain, s.X), s.y) for key, s in dataset.splits.items()}
+    return Dataset(splits, dataset.classes, dataset.image_shape, list(dataset.transforms) + list(chain),
+                   dataset.name)
+
+
+def read_chain(source) -> list[Transform]:
+    """The fitted chain stored in a model file or a pipeline stream (path, `-` or a binary file)."""
+    from .io import modelfile, npzfile, pipeline
+    from .preprocessing import chain_from_arrays
+
+    meta, arrays = npzfile.read(source)
+    if meta.get("format") not in (pipeline.FORMAT, modelfile.FORMAT):
+        raise DataError(f"{source}: expected a model file or a pipeline stream, found {meta.get('format')!r}")
+    chain = chain_from_arrays(meta.get("transforms", []), arrays)
+    if not chain:
+        raise DataError(f"{source}: holds no preprocessing chain (nothing to apply)")
+    return chain
