@@ -1,0 +1,184 @@
+"""`imgclf preprocess`: fit a transform on the training split, apply it to every split, pass the stream on."""
+
+from __future__ import annotations
+
+import click
+
+from ..console import reporter
+from ..options import binary_output_target, data_options, load_data, quiet_option
+
+
+def output_option(func):
+    return click.option("-o", "--output", default="-", metavar="FILE|-",
+                        help="Where to write the pipeline .npz (default stdout; never a terminal).")(func)
+
+
+def size_options(func):
+    func = click.option("--variance", type=click.FloatRange(0, 1, min_open=True), default=None,
+                        help="Keep the fewest components holding this fraction of the training variance.")(func)
+    return click.option("--dims", type=click.IntRange(min=1), default=None,
+                        help="Number of principal components to keep.")(func)
+
+
+@click.group()
+def preprocess():
+    """Fit a preprocessing step on the training split and apply it to every split.
+
+    Each subcommand reads a dataset or a pipeline stream (stdin when piped), fits on the TRAINING
+    split only, applies the fitted step to train, val and test, appends it to the stream's chain and
+    writes the pipeline .npz to stdout (or -o FILE). Models trained from the stream carry the chain,
+    so prediction on raw images repeats the same steps.
+
+    \b
+    Examples:
+      imgclf data export cifar10 --n-train 5000 --n-test 500 | imgclf preprocess mean \\
+        | imgclf preprocess pca --dims 144 | imgclf knn --k 5
+      imgclf preprocess mean --data cifar10 -o mean.npz
+      imgclf preprocess whiten --data mean.npz --dims 100 -o white.npz
+      imgclf preprocess apply model.npz --data new.npz -o features.npz
+    """
+
+
+def _fit_and_write(ctx, transform, data, n_train, n_test, val, size, color, output, quiet):
+    from imgclf.io import pipeline
+    from imgclf.preprocessing_chain import fit_chain
+
+    target = binary_output_target(output)
+    rep = reporter(ctx, quiet)
+    ds = load_data(ctx, data, n_train, n_test, val, size, color, quiet=quiet)
+
+    def report(t):
+        if hasattr(t, "retained_variance_"):
+            rep.log(f"{t.kind}: {t.n_components_} of {t.n_features_in_} components keep "
+                    f"{100 * t.retained_variance_:.2f}% of the training variance")
+
+    out = fit_chain([transform], ds, on_fit=report)
+    pipeline.write(out, target)
+    rep.log(f"{transform.kind} fitted on {len(ds.get('train'))} training images; applied to "
+            + ", ".join(f"{k} {len(v)}" for k, v in out.splits.items())
+            + f"; features {tuple(out.feature_shape)}")
+
+
+@preprocess.command("mean")
+@data_options
+@click.option("--per-channel", is_flag=True, help="One mean per colour channel instead of one per pixel.")
+@output_option
+@quiet_option
+@click.pass_context
+def mean(ctx, data, n_train, n_test, val, size, color, per_channel, output, quiet):
+    """Subtract the training mean image (or per-channel mean).
+
+    \b
+    Examples:
+      imgclf data export cifar10 | imgclf preprocess mean | imgclf knn --k 5
+      imgclf preprocess mean --data cifar10 --per-channel -o mean.npz
+    """
+    from imgclf.preprocessing import MeanSubtraction
+
+    _fit_and_write(ctx, MeanSubtraction(per_channel=per_channel), data, n_train, n_test, val, size, color,
+                   output, quiet)
+
+
+@preprocess.command("normalize")
+@data_options
+@click.option("--per-channel", is_flag=True, help="One std per colour channel instead of one per pixel.")
+@output_option
+@quiet_option
+@click.pass_context
+def normalize(ctx, data, n_train, n_test, val, size, color, per_channel, output, quiet):
+    """Divide by the training standard deviation (features constant on train are left as they are).
+
+    Does not centre: put `preprocess mean` before it for zero mean and unit variance.
+
+    \b
+    Examples:
+      imgclf preprocess mean --data cifar10 | imgclf preprocess normalize > std.npz
+    """
+    from imgclf.preprocessing import Normalization
+
+    _fit_and_write(ctx, Normalization(per_channel=per_channel), data, n_train, n_test, val, size, color,
+                   output, quiet)
+
+
+@preprocess.command("pca")
+@data_options
+@size_options
+@output_option
+@quiet_option
+@click.pass_context
+def pca(ctx, data, n_train, n_test, val, size, color, dims, variance, output, quiet):
+    """Project onto the top principal components of the training data (exact eigendecomposition).
+
+    Centres with the training mean, accumulates the covariance in float64 and keeps --dims
+    components (or the fewest holding --variance of the variance; all when neither is given).
+    The retained variance is printed on stderr.
+
+    \b
+    Examples:
+      imgclf data export cifar10 | imgclf preprocess pca --dims 144 | imgclf knn --k 5
+      imgclf preprocess pca --data cifar10 --variance 0.99 -o pca99.npz
+    """
+    from imgclf.preprocessing import PCA
+
+    _check_size(dims, variance)
+    _fit_and_write(ctx, PCA(dims=dims, variance=variance), data, n_train, n_test, val, size, color, output, quiet)
+
+
+@preprocess.command("whiten")
+@data_options
+@size_options
+@click.option("--eps", type=click.FloatRange(min=0), default=1e-5, show_default=True,
+              help="Added to each eigenvalue before dividing by its square root.")
+@click.option("--zca", is_flag=True, help="Rotate back to pixel space (ZCA whitening; output keeps the image shape).")
+@output_option
+@quiet_option
+@click.pass_context
+def whiten(ctx, data, n_train, n_test, val, size, color, dims, variance, eps, zca, output, quiet):
+    """PCA whitening: decorrelate and give every kept component unit variance.
+
+    Each principal component is divided by sqrt(eigenvalue + eps); --zca rotates the result back to
+    pixel space. --dims / --variance keep only the leading components, as for pca.
+
+    \b
+    Examples:
+      imgclf data export cifar10 | imgclf preprocess whiten --dims 144 | imgclf knn --k 5
+      imgclf preprocess whiten --data cifar10 --zca --eps 0.1 -o zca.npz
+    """
+    from imgclf.preprocessing import Whitening
+
+    _check_size(dims, variance)
+    _fit_and_write(ctx, Whitening(dims=dims, eps=eps, zca=zca, variance=variance), data, n_train, n_test, val,
+                   size, color, output, quiet)
+
+
+def _check_size(dims, variance):
+    if dims is not None and variance is not None:
+        raise click.UsageError("give --dims or --variance, not both")
+
+
+@preprocess.command("apply")
+@click.argument("chain_source", metavar="CHAIN_SOURCE")
+@data_options
+@output_option
+@quiet_option
+@click.pass_context
+def apply(ctx, chain_source, data, n_train, n_test, val, size, color, output, quiet):
+    """Apply the fitted chain stored in a model file or pipeline .npz to other data (no refitting).
+
+    The data must have the shape the chain was fitted on (usually raw images of the same size).
+
+    \b
+    Examples:
+      imgclf preprocess apply model.npz --data mnist -o features.npz
+      imgclf data export cifar10 --n-test 100 | imgclf preprocess apply pca.npz | imgclf data info -
+    """
+    from imgclf.io import pipeline
+    from imgclf.preprocessing_chain import apply_to_dataset, read_chain
+
+    target = binary_output_target(output)
+    chain = read_chain(chain_source)
+    ds = load_data(ctx, data, n_train, n_test, val, size, color, quiet=quiet)
+    out = apply_to_dataset(chain, ds)
+    pipeline.write(out, target)
+    reporter(ctx, quiet).log(f"applied {' -> '.join(t.kind for t in chain)} from {chain_source}; features "
+                             f"{tuple(out.feature_shape)}")
