@@ -1,7 +1,8 @@
 """First-order update rules in the CS231n form `update(w, dw, config) -> (next_w, config)`.
 
 `config` holds the hyperparameters and the rule's state (arrays and step counts), so a checkpoint can
-store it as plain arrays and numbers. Updates are applied in place on `w` (the Solver owns the arrays).
+store it as plain arrays and numbers. Updates are applied in place on `w` (the Solver owns the arrays),
+in one fused pass each (imgclf/kernels/elementwise.py), in w's dtype.
 """
 
 from __future__ import annotations
@@ -20,71 +21,70 @@ DEFAULTS = {
 }
 
 
+def _flat(w, dw):
+    """Flat views the kernels update in place; w must be contiguous so that the view writes through."""
+    if not w.flags.c_contiguous or w.shape != dw.shape or w.dtype != dw.dtype:
+        raise UsageError(f"optimiser expects a contiguous weight and a gradient of the same shape and dtype, "
+                         f"got {w.shape} {w.dtype} and {dw.shape} {dw.dtype}")
+    return w.reshape(-1), np.ascontiguousarray(dw).reshape(-1), w.dtype.type
+
+
+def _state(config, key, w):
+    arr = config.get(key)
+    if arr is None:
+        arr = config[key] = np.zeros_like(w)
+    return arr.reshape(-1)
+
+
 def sgd(w, dw, config):
-    w -= config["learning_rate"] * dw
+    wf, g, f = _flat(w, dw)
+    _kernels()._sgd(wf, g, f(config["learning_rate"]))
     return w, config
 
 
 def momentum(w, dw, config):
-    v = config.get("velocity")
-    if v is None:
-        v = config["velocity"] = np.zeros_like(w)
-    v *= config["momentum"]
-    v -= config["learning_rate"] * dw
-    w += v
+    wf, g, f = _flat(w, dw)
+    _kernels()._momentum(wf, g, _state(config, "velocity", w), f(config["learning_rate"]), f(config["momentum"]))
     return w, config
 
 
 def nesterov(w, dw, config):
-    """Nesterov momentum in the 'look-ahead folded into the update' form (CS231n notes)."""
-    v = config.get("velocity")
-    if v is None:
-        v = config["velocity"] = np.zeros_like(w)
-    mu = config["momentum"]
-    v_prev = v.copy()
-    v *= mu
-    v -= config["learning_rate"] * dw
-    w += -mu * v_prev + (1 + mu) * v
+    """Nesterov momentum in the 'look-ahead folded into the update' form (CS231n notes):
+    v' = mu v - lr dw;  w += -mu v + (1 + mu) v'."""
+    wf, g, f = _flat(w, dw)
+    _kernels()._nesterov(wf, g, _state(config, "velocity", w), f(config["learning_rate"]), f(config["momentum"]))
     return w, config
 
 
 def adagrad(w, dw, config):
-    cache = config.get("cache")
-    if cache is None:
-        cache = config["cache"] = np.zeros_like(w)
-    cache += dw * dw
-    w -= config["learning_rate"] * dw / (np.sqrt(cache) + config["epsilon"])
+    wf, g, f = _flat(w, dw)
+    _kernels()._adagrad(wf, g, _state(config, "cache", w), f(config["learning_rate"]), f(config["epsilon"]))
     return w, config
 
 
 def rmsprop(w, dw, config):
-    cache = config.get("cache")
-    if cache is None:
-        cache = config["cache"] = np.zeros_like(w)
-    rho = config["decay_rate"]
-    cache *= rho
-    cache += (1 - rho) * dw * dw
-    w -= config["learning_rate"] * dw / (np.sqrt(cache) + config["epsilon"])
+    wf, g, f = _flat(w, dw)
+    _kernels()._rmsprop(wf, g, _state(config, "cache", w), f(config["learning_rate"]), f(config["decay_rate"]),
+                        f(config["epsilon"]))
     return w, config
 
 
 def adam(w, dw, config):
-    if config.get("m") is None:
-        config["m"] = np.zeros_like(w)
-        config["v"] = np.zeros_like(w)
-        config["t"] = 0
+    wf, g, f = _flat(w, dw)
+    m, v = _state(config, "m", w), _state(config, "v", w)
+    config["t"] = t = config.get("t", 0) + 1
     b1, b2 = config["beta1"], config["beta2"]
-    config["t"] += 1
-    m, v = config["m"], config["v"]
-    m *= b1
-    m += (1 - b1) * dw
-    v *= b2
-    v += (1 - b2) * dw * dw
-    t = config["t"]
-    # Bias correction folded into the step size (one fewer full-array pass).
+    # Bias correction folded into the step size and epsilon (one fewer full-array pass):
+    # lr * m_hat / (sqrt(v_hat) + eps) == step * m / (sqrt(v) + eps * sqrt(1 - b2^t)).
     step = config["learning_rate"] * np.sqrt(1 - b2**t) / (1 - b1**t)
-    w -= step * m / (np.sqrt(v) + config["epsilon"] * np.sqrt(1 - b2**t))
+    _kernels()._adam(wf, g, m, v, f(step), f(b1), f(b2), f(config["epsilon"] * np.sqrt(1 - b2**t)))
     return w, config
+
+
+def _kernels():
+    from ..kernels import elementwise
+
+    return elementwise
 
 
 RULES = {"sgd": sgd, "momentum": momentum, "nesterov": nesterov, "adagrad": adagrad, "rmsprop": rmsprop, "adam": adam}

@@ -1,0 +1,52 @@
+"""Training-time augmentation of an image batch in one pass: horizontal flip and shifted crop.
+
+`out[n, i, j] = X[n, i + dy[n] - pad, J]` with `J = W-1-(j + dx[n] - pad)` when flipped, else
+`j + dx[n] - pad`; zero where the source falls outside the image (i.e. a crop of the zero-padded image).
+Numpy would pad (a copy), gather the crops (a second copy) and flip (a third).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..errors import UsageError
+
+
+@njit(cache=True)
+def _flip_crop(X, flip, dy, dx, pad, out):
+    n, h, w, c = X.shape
+    for k in range(n):
+        oy = dy[k] - pad
+        ox = dx[k] - pad
+        for i in range(h):
+            si = i + oy
+            if si < 0 or si >= h:
+                for j in range(w):
+                    for ch in range(c):
+                        out[k, i, j, ch] = 0
+                continue
+            for j in range(w):
+                sj = j + ox
+                if sj < 0 or sj >= w:
+                    for ch in range(c):
+                        out[k, i, j, ch] = 0
+                    continue
+                if flip[k]:
+                    sj = w - 1 - sj
+                for ch in range(c):
+                    out[k, i, j, ch] = X[k, si, sj, ch]
+
+
+def flip_crop(X: np.ndarray, flip: np.ndarray, dy: np.ndarray, dx: np.ndarray, pad: int) -> np.ndarray:
+    """Flip (where `flip`) and crop with offsets dy, dx in 0..2*pad from the zero-padded batch."""
+    if X.ndim != 4:
+        raise UsageError(f"augmentation needs an image batch (N, H, W, C), got shape {X.shape}")
+    n = len(X)
+    if flip.shape != (n,) or dy.shape != (n,) or dx.shape != (n,):
+        raise UsageError("flip, dy and dx need one entry per image")
+    if pad < 0 or (n and (dy.min() < 0 or dx.min() < 0 or dy.max() > 2 * pad or dx.max() > 2 * pad)):
+        raise UsageError(f"crop offsets must lie in 0..{2 * pad}")
+    out = np.empty_like(X)
+    _flip_crop(np.ascontiguousarray(X), flip.astype(np.bool_), dy.astype(np.int64), dx.astype(np.int64), int(pad), out)
+    return out

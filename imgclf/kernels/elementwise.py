@@ -1,0 +1,194 @@
+"""Fused elementwise kernels around the GEMMs of fully-connected layers, and fused optimiser steps.
+
+Numpy spends one full pass over memory per operation (`z + b`, `maximum`, `* mask`, `/ keep` ...);
+these kernels do each job in one pass. Activations are coded as small ints so that one kernel serves
+all of them; the branch sits outside the inner loop.
+
+The kernels run serially, on purpose: a (200, H) batch is too small for a thread team to pay, and the
+optimiser steps, vectorised, run at memory speed (Adam on 1.5M weights: 1.3 ms against 7 ms for numpy)
+while a parallel version stalled for milliseconds waiting for threads whenever the 2 cores were busy
+(BLAS's own threads, other processes). `error_model="numpy"` lets LLVM vectorise the loops (no
+ZeroDivisionError checks).
+
+Backward passes take the activation's *output* (not its input): every supported activation's
+derivative can be written from it, so the forward pass keeps a single array.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..errors import UsageError
+
+ACTIVATIONS = {"identity": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4, "elu": 5}
+
+
+@njit(cache=True, error_model="numpy")
+def _bias_act_forward(z, b, code, alpha, u, keep, a):
+    """In place: z <- act(z + b) (the activation output); if u is non-empty also a <- z * (u < keep) / keep
+    (inverted dropout, u uniform in [0, 1)). Returns nothing; callers read z and a."""
+    n, m = z.shape
+    drop = u.shape[0] > 0
+    scale = np.float32(1.0 / keep)
+    for i in range(n):
+        row = z[i]
+        if code == 0:
+            for j in range(m):
+                row[j] = row[j] + b[j]
+        elif code == 1:
+            for j in range(m):
+                v = row[j] + b[j]
+                row[j] = v if v > 0 else np.float32(0)
+        elif code == 2:
+            for j in range(m):
+                v = row[j] + b[j]
+                row[j] = v if v > 0 else v * alpha
+        elif code == 3:
+            for j in range(m):
+                row[j] = np.tanh(row[j] + b[j])
+        elif code == 4:
+            for j in range(m):
+                row[j] = 1 / (1 + np.exp(-(row[j] + b[j])))
+        else:
+            for j in range(m):
+                v = row[j] + b[j]
+                row[j] = v if v > 0 else alpha * (np.exp(v) - 1)
+        if drop:
+            ui = u[i]
+            ai = a[i]
+            for j in range(m):
+                ai[j] = row[j] * scale if ui[j] < keep else np.float32(0)
+
+
+@njit(cache=True, error_model="numpy")
+def _act_backward(dout, out, code, alpha, u, keep, dz):
+    """dz <- dout * [dropout mask / keep] * act'(.) written from the activation output `out`."""
+    n, m = dout.shape
+    drop = u.shape[0] > 0
+    scale = np.float32(1.0 / keep) if drop else np.float32(1.0)
+    for i in range(n):
+        g, o, d = dout[i], out[i], dz[i]
+        for j in range(m):
+            v = g[j] * scale
+            if drop and not u[i, j] < keep:
+                v = np.float32(0)
+            oj = o[j]
+            if code == 1:
+                v = v if oj > 0 else np.float32(0)
+            elif code == 2:
+                v = v if oj > 0 else v * alpha
+            elif code == 3:
+                v = v * (1 - oj * oj)
+            elif code == 4:
+                v = v * oj * (1 - oj)
+            elif code == 5:
+                v = v if oj > 0 else v * (oj + alpha)
+            d[j] = v
+
+
+# -- optimiser steps on flattened w, dw and state; scalars in w's dtype, one pass each ------------------------------------
+@njit(cache=True, error_model="numpy")
+def _sgd(w, dw, lr):
+    for i in range(w.size):
+        w[i] -= lr * dw[i]
+
+
+@njit(cache=True, error_model="numpy")
+def _momentum(w, dw, v, lr, mu):
+    for i in range(w.size):
+        vi = mu * v[i] - lr * dw[i]
+        v[i] = vi
+        w[i] += vi
+
+
+@njit(cache=True, error_model="numpy")
+def _nesterov(w, dw, v, lr, mu):
+    for i in range(w.size):
+        prev = v[i]
+        vi = mu * prev - lr * dw[i]
+        v[i] = vi
+        w[i] += -mu * prev + (1 + mu) * vi
+
+
+@njit(cache=True, error_model="numpy")
+def _adagrad(w, dw, cache, lr, eps):
+    for i in range(w.size):
+        g = dw[i]
+        c = cache[i] + g * g
+        cache[i] = c
+        w[i] -= lr * g / (np.sqrt(c) + eps)
+
+
+@njit(cache=True, error_model="numpy")
+def _rmsprop(w, dw, cache, lr, rho, eps):
+    for i in range(w.size):
+        g = dw[i]
+        c = rho * cache[i] + (1 - rho) * g * g
+        cache[i] = c
+        w[i] -= lr * g / (np.sqrt(c) + eps)
+
+
+@njit(cache=True, error_model="numpy")
+def _adam(w, dw, m, v, step, b1, b2, eps):
+    for i in range(w.size):
+        g = dw[i]
+        mi = b1 * m[i] + (1 - b1) * g
+        vi = b2 * v[i] + (1 - b2) * g * g
+        m[i] = mi
+        v[i] = vi
+        w[i] -= step * mi / (np.sqrt(vi) + eps)
+
+
+# -- public, validating wrappers -------------------------------------------------------------------
+_EMPTY = np.empty((0, 0), np.float32)
+
+
+def activation_code(name: str) -> int:
+    if name not in ACTIVATIONS:
+        raise UsageError(f"unknown activation {name!r}; choose from {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def _check_2d(name, x):
+    if x.ndim != 2 or not x.flags.c_contiguous:
+        raise UsageError(f"{name} must be a C-contiguous 2-D array, got shape {x.shape}")
+
+
+def bias_act_forward(z, b, activation="relu", alpha=0.01, u=None, keep=1.0):
+    """act(z + b), computed in place in z; with dropout uniforms `u` also returns the dropped-out copy.
+
+    Returns (a, out): a = act(z + b) (the same array as z) and out = a * (u < keep) / keep, or a itself
+    without dropout."""
+    _check_2d("z", z)
+    if b.shape != (z.shape[1],) or b.dtype != z.dtype:
+        raise UsageError(f"bias must have shape ({z.shape[1]},) and dtype {z.dtype}, got {b.shape} {b.dtype}")
+    code = activation_code(activation)
+    if u is None:
+        _bias_act_forward(z, b, code, z.dtype.type(alpha), _EMPTY.astype(z.dtype), z.dtype.type(1.0), _EMPTY.astype(z.dtype))
+        return z, z
+    _check_2d("u", u)
+    if u.shape != z.shape or u.dtype != z.dtype:
+        raise UsageError(f"dropout uniforms must match z: {u.shape} {u.dtype} vs {z.shape} {z.dtype}")
+    if not 0 < keep <= 1:
+        raise UsageError(f"dropout keep probability must be in (0, 1], got {keep}")
+    out = np.empty_like(z)
+    _bias_act_forward(z, b, code, z.dtype.type(alpha), u, z.dtype.type(keep), out)
+    return z, out
+
+
+def act_backward(dout, a, activation="relu", alpha=0.01, u=None, keep=1.0):
+    """The gradient through [dropout o] activation, from the activation output `a`; returns a new array."""
+    _check_2d("dout", dout)
+    if a.shape != dout.shape or a.dtype != dout.dtype:
+        raise UsageError(f"activation output must match dout: {a.shape} {a.dtype} vs {dout.shape} {dout.dtype}")
+    code = activation_code(activation)
+    dz = np.empty_like(dout)
+    if u is None:
+        _act_backward(dout, a, code, dout.dtype.type(alpha), _EMPTY.astype(dout.dtype), dout.dtype.type(1.0), dz)
+    else:
+        if u.shape != dout.shape:
+            raise UsageError(f"dropout uniforms must match dout: {u.shape} vs {dout.shape}")
+        _act_backward(dout, a, code, dout.dtype.type(alpha), u, dout.dtype.type(keep), dz)
+    return dz
+

@@ -1,0 +1,166 @@
+"""Layers as forward/backward pairs: `forward(...) -> (out, cache)`, `backward(dout, cache) -> (dx, grads)`.
+
+`grads` is a dict keyed like the layer's parameters ("w", "b", "gamma", "beta"). Matrix products go to
+BLAS (numpy `@`); the elementwise work around them (bias, activation, dropout mask) is fused in
+imgclf/kernels/elementwise.py. Everything keeps the dtype of its input (float32 in training, float64
+for gradient checks). The losses are `imgclf.losses.softmax_loss` / `svm_loss`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UsageError
+
+# name -> default parameter (the slope of leaky ReLU for x < 0, the saturation of ELU).
+ACTIVATION_DEFAULTS = {"relu": 0.0, "leaky_relu": 0.01, "tanh": 0.0, "sigmoid": 0.0, "elu": 1.0}
+
+
+def _ew():
+    from ..kernels import elementwise
+
+    return elementwise
+
+
+def parse_activation(spec: str) -> tuple[str, float]:
+    """`relu`, `tanh`, `sigmoid`, `leaky_relu[:SLOPE]`, `elu[:ALPHA]` -> (name, parameter)."""
+    name, _, arg = str(spec).partition(":")
+    if name not in ACTIVATION_DEFAULTS:
+        raise UsageError(f"unknown activation {spec!r}; choose from relu, leaky_relu[:SLOPE], tanh, sigmoid, elu[:ALPHA]")
+    if not arg:
+        return name, ACTIVATION_DEFAULTS[name]
+    if name not in ("leaky_relu", "elu"):
+        raise UsageError(f"activation {name!r} takes no parameter (got {spec!r})")
+    try:
+        value = float(arg)
+    except ValueError:
+        raise UsageError(f"bad activation parameter in {spec!r}: a number expected") from None
+    if not (np.isfinite(value) and value >= 0):
+        raise UsageError(f"activation parameter in {spec!r} must be a finite number >= 0")
+    return name, value
+
+
+def _c2d(x):
+    return np.ascontiguousarray(x.reshape(len(x), -1))
+
+
+# -- affine --------------------------------------------------------------------------------------
+def affine_forward(x, w, b):
+    """x (N, d1, ..., dk) flattened to (N, D); out = x @ w + b."""
+    x2 = x.reshape(len(x), -1)
+    return x2 @ w + b, (x, w)
+
+
+def affine_backward(dout, cache, need_dx: bool = True):
+    """`need_dx=False` skips the product a first layer does not need (its input is the data)."""
+    x, w = cache
+    x2 = x.reshape(len(x), -1)
+    dx = (dout @ w.T).reshape(x.shape) if need_dx else None
+    return dx, {"w": x2.T @ dout, "b": dout.sum(axis=0)}
+
+
+# -- activations ---------------------------------------------------------------------------------
+def activation_forward(x, activation: str = "relu", alpha: float | None = None):
+    """Elementwise activation (names as in ACTIVATION_DEFAULTS); the cache is the output."""
+    alpha = ACTIVATION_DEFAULTS[activation] if alpha is None else alpha
+    z = _c2d(x).copy()
+    a, _ = _ew().bias_act_forward(z, np.zeros(z.shape[1], z.dtype), activation, alpha)
+    return a.reshape(x.shape), (a, activation, alpha, x.shape)
+
+
+def activation_backward(dout, cache):
+    a, activation, alpha, shape = cache
+    return _ew().act_backward(_c2d(dout), a, activation, alpha).reshape(shape), {}
+
+
+def relu_forward(x):
+    return activation_forward(x, "relu")
+
+
+def leaky_relu_forward(x, slope: float = 0.01):
+    return activation_forward(x, "leaky_relu", slope)
+
+
+def tanh_forward(x):
+    return activation_forward(x, "tanh")
+
+
+def sigmoid_forward(x):
+    return activation_forward(x, "sigmoid")
+
+
+def elu_forward(x, alpha: float = 1.0):
+    return activation_forward(x, "elu", alpha)
+
+
+relu_backward = leaky_relu_backward = tanh_backward = sigmoid_backward = elu_backward = activation_backward
+
+
+# -- dropout -------------------------------------------------------------------------------------
+def dropout_forward(x, p: float, mode: str, rng: np.random.Generator | None):
+    """Inverted dropout: in training each unit is zeroed with probability p and the survivors scaled
+    by 1/(1-p), so the test-time forward pass is the identity."""
+    if not 0 <= p < 1:
+        raise UsageError(f"dropout probability must be in [0, 1), got {p}")
+    if mode != "train" or p == 0:
+        return x, None
+    keep = 1.0 - p
+    mask = (rng.random(x.shape, dtype=x.dtype) < keep) / x.dtype.type(keep)
+    return x * mask, mask
+
+
+def dropout_backward(dout, cache):
+    return (dout if cache is None else dout * cache), {}
+
+
+# -- batch normalisation --------------------------------------------------------------------------
+def batchnorm_forward(x, gamma, beta, running_mean, running_var, mode: str, momentum: float = 0.9,
+                      eps: float = 1e-5):
+    """Per-feature normalisation of an (N, D) batch. In training it uses the batch statistics and
+    updates `running_mean`/`running_var` in place (exponential average); at test time it uses them."""
+    if mode == "train":
+        mu = x.mean(axis=0)
+        xc = x - mu
+        var = (xc * xc).mean(axis=0)
+        inv = 1.0 / np.sqrt(var + eps)
+        xhat = xc * inv
+        running_mean *= momentum
+        running_mean += (1 - momentum) * mu
+        running_var *= momentum
+        running_var += (1 - momentum) * var
+        return xhat * gamma + beta, (xhat, inv, gamma)
+    xhat = (x - running_mean) / np.sqrt(running_var + eps)
+    return (xhat * gamma + beta).astype(x.dtype, copy=False), None
+
+
+def batchnorm_backward(dout, cache):
+    """The compact form: dx = inv/N * (N dxhat - sum dxhat - xhat * sum(dxhat * xhat))."""
+    xhat, inv, gamma = cache
+    dgamma = (dout * xhat).sum(axis=0)
+    dbeta = dout.sum(axis=0)
+    dxhat = dout * gamma
+    n = len(dout)
+    dx = (inv / n) * (n * dxhat - dxhat.sum(axis=0) - xhat * (dxhat * xhat).sum(axis=0))
+    return dx.astype(dout.dtype, copy=False), {"gamma": dgamma, "beta": dbeta}
+
+
+# -- fused affine + activation [+ dropout] ----------------------------------------------------------
+def affine_act_forward(x, w, b, activation: str = "relu", alpha: float | None = None, dropout: float = 0.0,
+                       mode: str = "train", rng: np.random.Generator | None = None):
+    """act(x @ w + b), then inverted dropout in training: one GEMM and one fused elementwise pass."""
+    alpha = ACTIVATION_DEFAULTS[activation] if alpha is None else alpha
+    x2 = x.reshape(len(x), -1)
+    z = x2 @ w
+    if mode == "train" and dropout > 0:
+        u = rng.random(z.shape, dtype=z.dtype)
+        a, out = _ew().bias_act_forward(z, b, activation, alpha, u, 1.0 - dropout)
+    else:
+        u = None
+        a, out = _ew().bias_act_forward(z, b, activation, alpha)
+    return out, (x, w, a, u, activation, alpha, 1.0 - dropout)
+
+
+def affine_act_backward(dout, cache, need_dx: bool = True):
+    x, w, a, u, activation, alpha, keep = cache
+    dz = _ew().act_backward(np.ascontiguousarray(dout), a, activation, alpha, u, keep)
+    return affine_backward(dz, (x, w), need_dx)
