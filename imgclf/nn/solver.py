@@ -5,21 +5,36 @@ A trainable model provides:
   - `buffers_` (optional): dict of non-trained state arrays (e.g. batch-norm running statistics);
   - `prepare(X) -> array`: raw batch (uint8 images or float features) to the model's input dtype/layout;
   - `loss(Xp, y, mode="train", rng=None) -> (loss, grads)` with grads keyed like params_;
-  - `predict(X)` on raw X.
+  - `predict(X)` on raw X;
+  - `to_arrays()` (optional): its JSON hyperparameters go into checkpoints, so a run can be rebuilt.
 The Solver shuffles with its own Generator, applies augmentation to raw image batches, steps the
-optimiser, evaluates per epoch, keeps the best-validation weights and stops on a non-finite loss.
+optimiser, evaluates per epoch, keeps the best-validation weights, stops early (`patience`) or on a
+non-finite loss, writes checkpoints, and on SIGINT (`stop_signal=True`) finishes the current step,
+writes a checkpoint and returns with `stopped="interrupted"`.
+
+Resuming is exact: a checkpoint holds the weights, the optimiser state, the Generator's state, the
+epoch's permutation and position, the history and the best weights, so a resumed run takes the very
+same steps as one that was never interrupted.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import ModelFileError, UsageError
 from . import optim as optim_rules
 from . import schedules
+
+CHECKPOINT_FORMAT = "imgclf-checkpoint"
+CHECKPOINT_VERSION = 1
 
 
 @dataclass
@@ -43,6 +58,7 @@ class TrainResult:
     best_val_acc: float | None = None
     best_epoch: int | None = None
     stopped: str | None = None  # None, "diverged: ...", "early stop: ...", "interrupted"
+    checkpoint: str | None = None  # the last checkpoint written
 
 
 def batched_predict(model, X: np.ndarray, batch: int = 1000) -> np.ndarray:
@@ -51,6 +67,25 @@ def batched_predict(model, X: np.ndarray, batch: int = 1000) -> np.ndarray:
 
 def accuracy(model, X, y, batch: int = 1000) -> float:
     return float(np.mean(batched_predict(model, X, batch) == y)) if len(y) else float("nan")
+
+
+def checkpoint_name(epoch: int, step: int, val_acc: float | None) -> str:
+    """`ckpt_epoch003_val0.4512.npz` after an epoch; `ckpt_epoch003_step00120_val0.4512.npz` for a
+    checkpoint taken 120 steps into the next epoch (an interrupt). val is the latest val accuracy."""
+    val = "na" if val_acc is None or not np.isfinite(val_acc) else f"{val_acc:.4f}"
+    mid = f"_step{step:05d}" if step else ""
+    return f"ckpt_epoch{epoch:03d}{mid}_val{val}.npz"
+
+
+def read_checkpoint(path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(meta, arrays) of a checkpoint file; ModelFileError for anything else."""
+    from ..io import npzfile
+
+    meta, arrays = npzfile.read(path, expect_format=CHECKPOINT_FORMAT, error=ModelFileError)
+    if meta.get("version") != CHECKPOINT_VERSION:
+        raise ModelFileError(f"{path}: unsupported checkpoint version {meta.get('version')!r} "
+                             f"(this imgclf reads {CHECKPOINT_VERSION})")
+    return meta, arrays
 
 
 class Solver:
@@ -75,6 +110,11 @@ class Solver:
         rng: np.random.Generator | None = None,
         train_acc_sample: int = 1000,
         callback=None,
+        checkpoint_dir=None,
+        keep_checkpoints: int = 3,
+        checkpoint_extra: dict | None = None,
+        log=None,
+        stop_signal: bool = False,
     ):
         if batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
@@ -84,6 +124,8 @@ class Solver:
             raise UsageError(f"--iters must be >= 1, got {iters}")
         if patience is not None and patience < 1:
             raise UsageError(f"--patience must be >= 1, got {patience}")
+        if keep_checkpoints < 0:
+            raise UsageError(f"keep_checkpoints must be >= 0 (0 keeps all), got {keep_checkpoints}")
         if len(y_train) == 0:
             raise UsageError("the training split is empty")
         self.model = model
@@ -102,14 +144,23 @@ class Solver:
         self.patience = patience
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.callback = callback
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.keep_checkpoints = keep_checkpoints
+        self.checkpoint_extra = checkpoint_extra or {}
+        self.log = log
+        self.stop_signal = stop_signal
         # A fixed sample for the per-epoch training accuracy, so epochs compare like with like.
         n_sample = min(train_acc_sample, len(y_train))
         self.train_sample = np.sort(self.rng.choice(len(y_train), n_sample, replace=False))
         self.configs = {name: dict(self.base_config) for name in model.params_}
         self.result = TrainResult()
-        self.epoch = 0
+        self.epoch = 0  # completed epochs
         self.iteration = 0
+        self.order = None  # the current epoch's permutation, None between epochs
+        self.position = 0  # steps taken in the current epoch
         self.best_state = None
+        self._stop_requested = False
+        self._written: list[Path] = []
 
     # -- state -----------------------------------------------------------------------------------
     def _snapshot(self) -> dict:
@@ -124,8 +175,124 @@ class Solver:
             else:
                 self.model.params_[k][...] = v
 
+    def request_stop(self) -> None:
+        """Stop after the current step with a checkpoint (what SIGINT does); safe from a signal handler."""
+        self._stop_requested = True
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def _checkpoint_payload(self) -> tuple[dict, dict[str, np.ndarray]]:
+        res = self.result
+        arrays = {f"param/{k}": v for k, v in self.model.params_.items()}
+        arrays.update({f"buffer/{k}": v for k, v in getattr(self.model, "buffers_", {}).items()})
+        if self.best_state is not None:
+            arrays.update({f"best/{k}": v for k, v in self.best_state.items()})
+        scalars = {}
+        for name, config in self.configs.items():
+            scalars[name] = {}
+            for key, value in config.items():
+                if isinstance(value, np.ndarray):
+                    arrays[f"opt/{name}/{key}"] = value
+                else:
+                    scalars[name][key] = value
+        if self.order is not None:
+            arrays["order"] = self.order
+        arrays["train_sample"] = self.train_sample
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "kind": "checkpoint",
+            "version": CHECKPOINT_VERSION,
+            "epoch": self.epoch,
+            "iteration": self.iteration,
+            "position": self.position if self.order is not None else 0,
+            "n_train": int(len(self.y_train)),
+            "batch_size": self.batch_size,
+            "optim": self.optim_name,
+            "optim_state": scalars,
+            "rng": self.rng.bit_generator.state,
+            "history": res.history,
+            "loss_history": res.loss_history,
+            "best_val_acc": res.best_val_acc,
+            "best_epoch": res.best_epoch,
+            "extra": self.checkpoint_extra,
+        }
+        if hasattr(self.model, "to_arrays"):
+            params, _ = self.model.to_arrays()
+            meta["model"] = {"kind": getattr(getattr(self.model, "model", self.model), "kind", None),
+                             "hyperparameters": params}
+        return meta, arrays
+
+    def save_checkpoint(self, path=None) -> Path:
+        """Write the full training state atomically (to `path`, or a name in checkpoint_dir)."""
+        from ..io import npzfile
+
+        if path is None:
+            if self.checkpoint_dir is None:
+                raise UsageError("no checkpoint directory was given")
+            last_val = self.result.history[-1]["val_acc"] if self.result.history else None
+            step = self.position if self.order is not None else 0
+            path = self.checkpoint_dir / checkpoint_name(self.epoch, step, last_val)
+        path = Path(path)
+        meta, arrays = self._checkpoint_payload()
+        npzfile.write(path, arrays, meta)
+        self.result.checkpoint = str(path)
+        self._written.append(path)
+        self._prune()
+        return path
+
+    def _prune(self) -> None:
+        """Keep the newest `keep_checkpoints` files this run wrote, and the best epoch's."""
+        if not self.keep_checkpoints or len(self._written) <= self.keep_checkpoints:
+            return
+        best = self.result.best_epoch
+        keep = set(self._written[-self.keep_checkpoints:])
+        for p in self._written[:-self.keep_checkpoints]:
+            if best is not None and p.name.startswith(f"ckpt_epoch{best:03d}_val"):
+                keep.add(p)
+            elif p not in keep:
+                p.unlink(missing_ok=True)
+        self._written = [p for p in self._written if p in keep]
+
+    def load_checkpoint(self, source) -> dict:
+        """Restore everything `save_checkpoint` wrote; the data and batch size must be the same."""
+        meta, arrays = read_checkpoint(source)
+        if meta.get("n_train") != len(self.y_train) or meta.get("batch_size") != self.batch_size:
+            raise ModelFileError(
+                f"{source}: checkpoint of a run on {meta.get('n_train')} training examples with batch size "
+                f"{meta.get('batch_size')}; this run has {len(self.y_train)} and {self.batch_size} (use the same data "
+                f"options)")
+        if meta.get("optim") != self.optim_name:
+            raise ModelFileError(f"{source}: checkpoint of a run with optimiser {meta.get('optim')!r}, not {self.optim_name!r}")
+        try:
+            for store, prefix in ((self.model.params_, "param/"), (getattr(self.model, "buffers_", {}), "buffer/")):
+                for k, v in store.items():
+                    saved = arrays[prefix + k]
+                    if saved.shape != v.shape:
+                        raise ModelFileError(f"{source}: {k} has shape {saved.shape} in the checkpoint, the model has {v.shape}")
+                    v[...] = saved
+            best = {k[5:]: v for k, v in arrays.items() if k.startswith("best/")}
+            self.best_state = {k: v.copy() for k, v in best.items()} or None
+            for name, config in self.configs.items():
+                config.update(meta["optim_state"][name])
+                for key in [k for k in arrays if k.startswith(f"opt/{name}/")]:
+                    config[key.split("/", 2)[2]] = arrays[key].copy()
+            self.rng.bit_generator.state = meta["rng"]
+            self.epoch, self.iteration = int(meta["epoch"]), int(meta["iteration"])
+            self.order = arrays["order"].copy() if "order" in arrays else None
+            self.position = int(meta["position"])
+            self.train_sample = arrays["train_sample"]
+        except KeyError as exc:
+            raise ModelFileError(f"{source}: incomplete checkpoint (missing {exc})") from None
+        res = self.result
+        res.history = list(meta["history"])
+        res.loss_history = [float("nan") if v is None else v for v in meta["loss_history"]]
+        res.best_val_acc, res.best_epoch = meta["best_val_acc"], meta["best_epoch"]
+        res.stopped = None
+        return meta
+
     # -- loop ------------------------------------------------------------------------------------
-    def _step(self, idx: np.ndarray, lr: float) -> tuple[float, float | None]:
+    def _step(self, idx: np.ndarray, lr: float, want_ratio: bool) -> tuple[float, float | None]:
+        """One update; returns (loss, update/weight ratio of the first parameter when asked).
+        A non-finite loss leaves the weights untouched."""
         Xb = self.X_train[idx]
         if self.augment is not None:
             Xb = self.augment(Xb, self.rng)
@@ -134,45 +301,90 @@ class Solver:
         if not np.isfinite(loss):
             return float(loss), None
         first = next(iter(self.model.params_))
-        before = self.model.params_[first].copy()
+        before = self.model.params_[first].copy() if want_ratio else None
         for name, w in self.model.params_.items():
             config = self.configs[name]
             config["learning_rate"] = lr
             self.rule(w, grads[name], config)
-        delta = self.model.params_[first] - before
-        ratio = float(np.linalg.norm(delta) / (np.linalg.norm(before) + 1e-12))
+        ratio = None
+        if want_ratio:
+            w = self.model.params_[first]
+            ratio = float(np.linalg.norm(w - before) / (np.linalg.norm(before) + 1e-12))
         return float(loss), ratio
 
     def train(self) -> TrainResult:
+        previous = self._install_handler()
+        try:
+            self._loop()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        if self.best_state is not None:
+            self._restore(self.best_state)
+        return self.result
+
+    def _install_handler(self):
+        if not self.stop_signal or threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum, frame):
+            if self._stop_requested:  # a second Ctrl-C: stop now, without a checkpoint
+                raise KeyboardInterrupt
+            self.request_stop()
+
+        return signal.signal(signal.SIGINT, handler)
+
+    def _loop(self) -> None:
         res = self.result
+        n = len(self.y_train)
         while self.epoch < self.epochs:
             t0 = time.perf_counter()
             lr = self.lr * self.schedule(self.epoch)
-            order = self.rng.permutation(len(self.y_train))
-            losses, ratio = [], None
-            for s in range(self.steps_per_epoch):
+            if self.order is None:
+                self.order = self.rng.permutation(n)
+                self.position = 0
+            ratio = None
+            while self.position < self.steps_per_epoch:
                 if self.iters is not None and self.iteration >= self.iters:
                     break
-                idx = order[s * self.batch_size:(s + 1) * self.batch_size]
-                loss, r = self._step(idx, lr)
+                s = self.position
+                idx = self.order[s * self.batch_size:(s + 1) * self.batch_size]
+                loss, r = self._step(idx, lr, want_ratio=s == self.steps_per_epoch - 1)
+                if not np.isfinite(loss):
+                    self._diverged(loss)
+                    return
+                self.position += 1
                 self.iteration += 1
                 res.loss_history.append(loss)
-                if r is None:
-                    res.stopped = f"diverged: the loss became {loss} at iteration {self.iteration}"
-                    break
-                ratio = r
-                losses.append(loss)
+                ratio = r if r is not None else ratio
                 if self.callback:
                     self.callback("step", {"epoch": self.epoch + 1, "iteration": self.iteration, "loss": loss})
-            if res.stopped:
-                break
+                if self._stop_requested:
+                    res.stopped = "interrupted"
+                    if self.checkpoint_dir is not None:
+                        self.save_checkpoint()
+                    self._log({"event": "stop", "reason": res.stopped, "iteration": self.iteration,
+                               "checkpoint": res.checkpoint})
+                    return
+            losses = res.loss_history[len(res.loss_history) - self.position:]
             self.epoch += 1
+            self.order = None
             self._end_epoch(float(np.mean(losses)) if losses else float("nan"), lr, ratio, time.perf_counter() - t0)
+            if self.checkpoint_dir is not None:
+                self.save_checkpoint()
             if res.stopped:
-                break
-        if self.best_state is not None:
-            self._restore(self.best_state)
-        return res
+                self._log({"event": "stop", "reason": res.stopped})
+                return
+
+    def _diverged(self, loss: float) -> None:
+        res = self.result
+        kept = (f"the weights of epoch {res.best_epoch} are kept" if res.best_epoch is not None
+                else "no epoch finished, so there are no good weights")
+        if res.checkpoint:
+            kept += f"; last good checkpoint: {res.checkpoint}"
+        res.stopped = (f"diverged: the loss became {loss} at iteration {self.iteration + 1} (epoch {self.epoch + 1}); "
+                       f"{kept}; try a lower learning rate")
+        self._log({"event": "stop", "reason": res.stopped})
 
     def _end_epoch(self, loss, lr, ratio, seconds) -> None:
         res = self.result
@@ -189,5 +401,20 @@ class Solver:
             self.best_state = self._snapshot()
         elif self.patience is not None and self.epoch - res.best_epoch >= self.patience:
             res.stopped = f"early stop: no val improvement for {self.patience} epochs (best {res.best_val_acc:.4f} at epoch {res.best_epoch})"
+        self._log({"event": "epoch", "iteration": self.iteration, **rec.as_dict()})
         if self.callback:
             self.callback("epoch", rec.as_dict())
+
+    def _log(self, record: dict) -> None:
+        """One JSON line per event to `log` (a path, appended to, or a text file object)."""
+        if self.log is None:
+            return
+        line = json.dumps({k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in record.items()})
+        if hasattr(self.log, "write"):
+            self.log.write(line + "\n")
+            self.log.flush()
+        else:
+            with open(self.log, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+                f.flush()
+                os.fsync(f.fileno())
