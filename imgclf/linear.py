@@ -1,0 +1,318 @@
+"""Linear classifiers f(x) = x W + b trained by minibatch SGD: the multiclass SVM and softmax.
+
+Objective, for a batch of N examples with D features and C classes:
+
+    L(W, b) = (1/N) * sum_i L_i(x_i W + b, y_i)  +  reg * sum_{d<D, c<C} W[d, c]^2
+
+with L_i the hinge or cross-entropy of `imgclf.losses`. Only the weights are penalised, never the bias.
+With the bias trick (`bias_trick=True`, the default) W has D+1 rows and its last row is b: the model is
+exactly x' W for x' = [x, 1], and that last row is left out of the penalty. The ones column is never
+materialised: scores are x W[:D] + W[D], so training reads the features in place.
+
+The estimators follow scikit-learn's conventions: the constructor stores its arguments unchanged,
+`fit` learns `params_`, `classes_`, `n_features_in_`, `history_`, `stopped_`, and returns self.
+X is (N, D) or images (N, H, W, C) of any real dtype (flattened, computed in float32).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from .errors import Diverged, UsageError
+from .losses import softmax, softmax_loss, svm_loss
+
+
+class LinearClassifier:
+    """Shared machinery; subclasses set `kind` and `_data_loss`."""
+
+    kind = "linear"
+
+    def __init__(self, reg=2.5e4, lr=1e-7, epochs=10, iters=None, batch_size=200, lr_decay=0.95,
+                 bias_trick=True, weight_scale=1e-4, optim="sgd", random_state=None):
+        self.reg = reg
+        self.lr = lr
+        self.epochs = epochs
+        self.iters = iters
+        self.batch_size = batch_size
+        self.lr_decay = lr_decay
+        self.bias_trick = bias_trick
+        self.weight_scale = weight_scale
+        self.optim = optim
+        self.random_state = random_state
+
+    # -- scikit-learn estimator idiom ------------------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params):
+        for key, value in params.items():
+            if key not in self._param_names():
+                raise UsageError(f"{type(self).__name__} has no parameter {key!r}")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- validation ------------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        for name in ("reg",):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float, np.number)) and np.isfinite(v) and v >= 0):
+                raise UsageError(f"{name} must be a number >= 0, got {v!r}")
+        for name in ("lr", "weight_scale", "lr_decay"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float, np.number)) and np.isfinite(v) and v > 0):
+                raise UsageError(f"{name} must be a number > 0, got {v!r}")
+
+    @staticmethod
+    def _as_features(X, name: str = "X") -> np.ndarray:
+        """(N, D) C-contiguous float32 view of X when possible, a converted copy otherwise."""
+        X = np.asarray(X)
+        if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool) \
+                or np.issubdtype(X.dtype, np.complexfloating):
+            raise UsageError(f"{name} must hold real numbers, got dtype {X.dtype}")
+        if X.ndim < 2:
+            raise UsageError(f"{name} must be (N, D) features or (N, H, W, C) images, got shape {X.shape}")
+        X = np.ascontiguousarray(X.reshape(len(X), -1), dtype=np.float32)
+        if not np.isfinite(X).all():
+            raise UsageError(f"{name} contains NaN or infinite values")
+        return X
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "params_"):
+            raise UsageError(f"this {type(self).__name__} is not fitted yet; call fit first")
+
+    def _features(self, X) -> np.ndarray:
+        self._check_fitted()
+        X = self._as_features(X)
+        if X.shape[1] != self.n_features_in_:
+            raise UsageError(f"X has {X.shape[1]} features, but the model was trained on {self.n_features_in_}")
+        return X
+
+    # -- the model -------------------------------------------------------------------------------
+    def initialize(self, n_features: int, n_classes: int, rng: np.random.Generator, dtype=np.float32):
+        """Fresh small random weights (zero bias) for n_features -> n_classes, without training."""
+        self._check_params()
+        d = n_features + 1 if self.bias_trick else n_features
+        W = (self.weight_scale * rng.standard_normal((d, n_classes))).astype(dtype)
+        if self.bias_trick:
+            W[-1] = 0
+            self.params_ = {"W": W}
+        else:
+            self.params_ = {"W": W, "b": np.zeros(n_classes, dtype)}
+        self.n_features_in_ = n_features
+        return self
+
+    def _split(self) -> tuple[np.ndarray, np.ndarray]:
+        """(weights (D, C), bias (C,)) as views of the parameters."""
+        W = self.params_["W"]
+        if self.bias_trick:
+            return W[:-1], W[-1]
+        return W, self.params_["b"]
+
+    def _scores(self, X: np.ndarray) -> np.ndarray:
+        W, b = self._split()
+        scores = X @ W
+        scores += b
+        return scores
+
+    def loss(self, X: np.ndarray, y: np.ndarray, mode: str = "train", rng=None) -> tuple[float, dict]:
+        """Objective and gradients for prepared features X (N, D) and encoded labels y (0..C-1)."""
+        W, b = self._split()
+        data_loss, dscores = self._data_loss(self._scores(X), y)
+        grads = {"W": np.empty_like(self.params_["W"])}
+        dW, db = (grads["W"][:-1], grads["W"][-1]) if self.bias_trick else (grads["W"], None)
+        np.matmul(X.T, dscores, out=dW)
+        if self.bias_trick:
+            db[...] = dscores.sum(axis=0)
+        else:
+            grads["b"] = dscores.sum(axis=0)
+        reg = self.reg
+        if reg:
+            dW += (2 * reg) * W
+            # float64 accumulation: the penalty is summed over D*C terms.
+            data_loss += reg * float(np.dot(W.ravel(), W.ravel().astype(np.float64)))
+        return data_loss, grads
+
+    def prepare(self, X) -> np.ndarray:
+        """Raw X to the features `loss` takes, in the dtype of the parameters."""
+        X = self._as_features(X)
+        return X.astype(self.params_["W"].dtype, copy=False)
+
+    # -- public API ------------------------------------------------------------------------------
+    def fit(self, X, y, X_val=None, y_val=None, callback=None):
+        """Train by minibatch SGD through `imgclf.nn.solver.Solver`; keep the best-validation weights.
+
+        Without a validation set the best training-sample accuracy chooses the epoch. A non-finite loss
+        stops training: `stopped_` says why and the best weights so far are kept (if it happens before
+        the first epoch ends there are none, and `Diverged` is raised).
+        """
+        from .nn.solver import Solver
+
+        self._check_params()
+        X = self._as_features(X)
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != len(X):
+            raise UsageError(f"y must be a 1-d array of {len(X)} labels, got shape {y.shape}")
+        if len(y) == 0:
+            raise UsageError("cannot fit on 0 examples")
+        self.classes_, y_enc = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise UsageError(f"need at least 2 classes to fit, got {len(self.classes_)}")
+        Xv = yv = None
+        if X_val is not None and y_val is not None and len(y_val):
+            Xv = self._as_features(X_val, "X_val")
+            if Xv.shape[1] != X.shape[1]:
+                raise UsageError(f"X_val has {Xv.shape[1]} features, X has {X.shape[1]}")
+            yv = self._encode(y_val)
+        rng = np.random.default_rng(self.random_state)
+        self.initialize(X.shape[1], len(self.classes_), rng)
+        solver = Solver(
+            _Trainee(self), X, y_enc.astype(np.int64), Xv, yv,
+            optim=self.optim, lr=self.lr, lr_decay=self.lr_decay, epochs=self.epochs, iters=self.iters,
+            batch_size=self.batch_size, rng=rng, callback=callback,
+        )
+        result = solver.train()
+        self.history_ = result.history
+        self.stopped_ = result.stopped
+        self.best_epoch_ = result.best_epoch
+        if result.stopped and result.stopped.startswith("diverged") and result.best_epoch is None:
+            raise Diverged(f"training {result.stopped} before the first epoch ended; lower the learning rate")
+        return self
+
+    def _encode(self, y) -> np.ndarray:
+        """Labels to indices into classes_; -1 for labels the model has never seen."""
+        y = np.asarray(y)
+        idx = np.searchsorted(self.classes_, y)
+        idx = np.clip(idx, 0, len(self.classes_) - 1)
+        return np.where(self.classes_[idx] == y, idx, -1).astype(np.int64)
+
+    def decision_function(self, X) -> np.ndarray:
+        """Class scores (N, C), columns in the order of `classes_`."""
+        return self._scores(self._features(X))
+
+    def predict(self, X) -> np.ndarray:
+        scores = self.decision_function(X)
+        return self.classes_[np.argmax(scores, axis=1)]
+
+    def score(self, X, y) -> float:
+        """Mean accuracy."""
+        return float(np.mean(self.predict(X) == np.asarray(y)))
+
+    def weight_images(self, input_shape) -> tuple[np.ndarray, list]:
+        """The class templates: column c of W as an image of `input_shape`, each rescaled to 0..255.
+
+        Returns (images uint8 (C, *input_shape), labels = classes_).
+        """
+        self._check_fitted()
+        shape = tuple(int(v) for v in input_shape)
+        if int(np.prod(shape)) != self.n_features_in_:
+            raise UsageError(f"the weights have {self.n_features_in_} inputs, which cannot be shown as "
+                             f"{'x'.join(map(str, shape))} images (was the chain a projection such as PCA?)")
+        W, _ = self._split()
+        T = W.T.astype(np.float64)
+        lo = T.min(axis=1, keepdims=True)
+        span = T.max(axis=1, keepdims=True) - lo
+        T = (T - lo) * (255.0 / np.where(span > 0, span, 1))
+        return np.rint(T).astype(np.uint8).reshape((-1,) + shape), list(self.classes_)
+
+    # -- model files -----------------------------------------------------------------------------
+    def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
+        self._check_fitted()
+        params = self.get_params()
+        if not isinstance(params["random_state"], (int, type(None))):
+            params["random_state"] = None  # a Generator has no JSON form
+        params["n_features_in_"] = int(self.n_features_in_)
+        params["stopped_"] = getattr(self, "stopped_", None)
+        params["best_epoch_"] = getattr(self, "best_epoch_", None)
+        arrays = {name: value for name, value in self.params_.items()}
+        arrays["classes"] = np.asarray(self.classes_)
+        return params, arrays
+
+    @classmethod
+    def from_arrays(cls, params: dict, arrays: dict[str, np.ndarray]):
+        params = dict(params)
+        learned = {k: params.pop(k, None) for k in ("n_features_in_", "stopped_", "best_epoch_")}
+        unknown = set(params) - set(cls._param_names())
+        if unknown:
+            raise UsageError(f"{cls.kind} model file has unknown hyperparameters {', '.join(sorted(unknown))}")
+        model = cls(**params)
+        needed = ["W", "classes"] + ([] if model.bias_trick else ["b"])
+        missing = [k for k in needed if k not in arrays]
+        if missing:
+            raise UsageError(f"{cls.kind} model file lacks the arrays {', '.join(missing)}")
+        W = arrays["W"]
+        d = learned["n_features_in_"]
+        rows = d + 1 if model.bias_trick else d
+        if W.ndim != 2 or W.shape[0] != rows or W.shape[1] != len(arrays["classes"]):
+            raise UsageError(f"{cls.kind} model file: W has shape {W.shape}, expected ({rows}, "
+                             f"{len(arrays['classes'])})")
+        model.params_ = {"W": W} if model.bias_trick else {"W": W, "b": arrays["b"]}
+        model.classes_ = arrays["classes"]
+        model.n_features_in_ = d
+        model.stopped_ = learned["stopped_"]
+        model.best_epoch_ = learned["best_epoch_"]
+        model.history_ = []
+        return model
+
+
+class _Trainee:
+    """The estimator as the Solver sees it: features already prepared once in `fit` (so no batch is
+    converted twice), labels encoded as 0..C-1, predictions as indices."""
+
+    def __init__(self, model: LinearClassifier):
+        self.model = model
+        self.params_ = model.params_
+
+    def prepare(self, X):
+        return X
+
+    def loss(self, X, y, mode="train", rng=None):
+        return self.model.loss(X, y, mode, rng)
+
+    def predict(self, X):
+        return np.argmax(self.model._scores(X), axis=1)
+
+
+class LinearSVM(LinearClassifier):
+    """Multiclass SVM (Weston-Watkins hinge with margin `delta`, optionally squared) + L2 on W."""
+
+    kind = "svm"
+
+    def __init__(self, reg=2.5e4, lr=1e-7, epochs=10, iters=None, batch_size=200, lr_decay=0.95,
+                 delta=1.0, squared_hinge=False, bias_trick=True, weight_scale=1e-4, optim="sgd",
+                 random_state=None):
+        super().__init__(reg=reg, lr=lr, epochs=epochs, iters=iters, batch_size=batch_size, lr_decay=lr_decay,
+                         bias_trick=bias_trick, weight_scale=weight_scale, optim=optim,
+                         random_state=random_state)
+        self.delta = delta
+        self.squared_hinge = squared_hinge
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if not (isinstance(self.delta, (int, float, np.number)) and np.isfinite(self.delta) and self.delta > 0):
+            raise UsageError(f"delta must be a number > 0, got {self.delta!r}")
+
+    def _data_loss(self, scores, y):
+        return svm_loss(scores, y, delta=self.delta, squared=bool(self.squared_hinge))
+
+
+class SoftmaxClassifier(LinearClassifier):
+    """Softmax (multinomial logistic) regression: cross-entropy + L2 on W."""
+
+    kind = "softmax"
+
+    def _data_loss(self, scores, y):
+        return softmax_loss(scores, y)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities (N, C), columns in the order of `classes_`."""
+        return softmax(self.decision_function(X))
