@@ -44,10 +44,22 @@ def _frombuffer():
     return _frombuffer
 
 
+def _latin1_encode():
+    def encode(text, encoding="utf-8", errors="strict"):
+        # Only the one use Python 3 makes of it in protocols < 3: bytes written as latin-1 text.
+        if not isinstance(text, str) or encoding != "latin1":
+            raise UnsafePickleError(f"refusing _codecs.encode with {type(text).__name__}, {encoding!r}")
+        return text.encode("latin1")
+
+    return encode
+
+
 # (module, name) -> how to get it. The original batches (Python 2, protocol 2) need the first four;
-# batches re-pickled by Python 3 with protocol 5 rebuild arrays through `_frombuffer`. All of them only
-# build arrays from bytes: none can call anything else.
+# Python 3 writes bytes as `_codecs.encode(text, "latin1")` in protocol 2 and rebuilds arrays through
+# `_frombuffer` in protocol 5. All of them only build arrays or bytes from bytes: none can call anything
+# else.
 _ALLOWED = {
+    ("_codecs", "encode"): _latin1_encode,
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy", "ndarray"): lambda: np.ndarray,
