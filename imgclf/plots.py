@@ -1,0 +1,121 @@
+"""Small Pillow charts: points, a mean line with error bars, axes with ticks, labels and a title.
+
+Generic on purpose (cross-validation curves, learning curves, sweeps): give x positions, optional
+scatter points per x, optional means and error half-widths, and get a PIL image back.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import UsageError
+
+_BG, _FG, _GRID = (255, 255, 255), (40, 40, 40), (225, 225, 225)
+_POINT, _LINE = (70, 110, 200), (200, 60, 40)
+
+
+def nice_ticks(lo: float, hi: float, target: int = 6) -> list[float]:
+    """Round tick values covering [lo, hi] (steps of 1, 2 or 5 times a power of ten)."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise UsageError("cannot place ticks on a non-finite range")
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    raw = (hi - lo) / max(target, 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    first = math.floor(lo / step) * step
+    ticks = []
+    v = first
+    while v <= hi + step * 1e-9:
+        ticks.append(round(v, 12))
+        v += step
+    return ticks
+
+
+def _fmt(v: float) -> str:
+    return f"{v:g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.1e}"
+
+
+def errorbar_plot(x, points=None, mean=None, err=None, *, title: str = "", xlabel: str = "", ylabel: str = "",
+                  size: tuple[int, int] = (640, 480)):
+    """A PIL image: for each x, its `points` as dots, `mean` joined by a line, `mean +- err` as bars.
+
+    x: sequence of n numbers; points: n sequences of values (any lengths) or None; mean, err: n
+    numbers or None. At least one of points and mean is needed.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    if n == 0 or (points is None and mean is None):
+        raise UsageError("errorbar_plot needs x values and points or means to draw")
+    pts = [np.asarray(p, dtype=np.float64).ravel() for p in points] if points is not None else [np.empty(0)] * n
+    mean = None if mean is None else np.asarray(mean, dtype=np.float64)
+    err = np.zeros(n) if err is None else np.asarray(err, dtype=np.float64)
+    if len(pts) != n or (mean is not None and len(mean) != n) or len(err) != n:
+        raise UsageError("x, points, mean and err must have the same length")
+    ys = [v for p in pts for v in p]
+    if mean is not None:
+        ys += list(mean - err) + list(mean + err)
+    ys = [v for v in ys if math.isfinite(v)]
+    if not ys:
+        raise UsageError("nothing finite to plot")
+
+    w, h = size
+    img = Image.new("RGB", size, _BG)
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    left, right, top, bottom = 70, 20, 40, 55
+    xt, yt = nice_ticks(float(x.min()), float(x.max())), nice_ticks(min(ys), max(ys))
+    x0, x1, y0, y1 = xt[0], xt[-1], yt[0], yt[-1]
+
+    def px(v):
+        return left + (v - x0) / ((x1 - x0) or 1) * (w - left - right)
+
+    def py(v):
+        return h - bottom - (v - y0) / ((y1 - y0) or 1) * (h - top - bottom)
+
+    for t in yt:
+        draw.line([(left, py(t)), (w - right, py(t))], fill=_GRID)
+        label = _fmt(t)
+        draw.text((left - 8 - draw.textlength(label, font=font), py(t) - 6), label, fill=_FG, font=font)
+    for t in xt:
+        draw.line([(px(t), h - bottom), (px(t), h - bottom + 5)], fill=_FG)
+        label = _fmt(t)
+        draw.text((px(t) - draw.textlength(label, font=font) / 2, h - bottom + 8), label, fill=_FG, font=font)
+    draw.rectangle([left, top, w - right, h - bottom], outline=_FG)
+
+    for xi, p in zip(x, pts):
+        for v in p:
+            if math.isfinite(v):
+                draw.ellipse([px(xi) - 3, py(v) - 3, px(xi) + 3, py(v) + 3], fill=_POINT)
+    if mean is not None:
+        line = [(px(xi), py(m)) for xi, m in zip(x, mean) if math.isfinite(m)]
+        if len(line) > 1:
+            draw.line(line, fill=_LINE, width=2)
+        for xi, m, e in zip(x, mean, err):
+            if math.isfinite(m) and math.isfinite(e) and e > 0:
+                draw.line([(px(xi), py(m - e)), (px(xi), py(m + e))], fill=_LINE, width=2)
+                for v in (m - e, m + e):
+                    draw.line([(px(xi) - 5, py(v)), (px(xi) + 5, py(v))], fill=_LINE, width=2)
+
+    if title:
+        draw.text(((w - draw.textlength(title, font=font)) / 2, 12), title, fill=_FG, font=font)
+    if xlabel:
+        draw.text(((w - draw.textlength(xlabel, font=font)) / 2, h - 22), xlabel, fill=_FG, font=font)
+    if ylabel:
+        label = Image.new("RGB", (int(draw.textlength(ylabel, font=font)) + 4, 14), _BG)
+        ImageDraw.Draw(label).text((2, 0), ylabel, fill=_FG, font=font)
+        rotated = label.rotate(90, expand=True)
+        img.paste(rotated, (6, (h - rotated.height) // 2))
+    return img
+
+
+def save_png(img, path) -> None:
+    """Write a PIL image as PNG atomically."""
+    from .io.atomic import atomic_open
+
+    with atomic_open(path, "wb") as f:
+        img.save(f, format="PNG")
