@@ -4,57 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.server
 import io
 import json
 import tarfile
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from datafiles import rows_to_nhwc, tar_folder, write_cifar_python, write_idx
+from datafiles import rows_to_nhwc, server, tar_folder, write_cifar_python, write_idx  # noqa: F401 - fixture
 from imgclf.datasets import download
 from imgclf.errors import DataError, DownloadError, UsageError
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
-    truncate: set[str] = set()
-    requests: list[str] = []
-
-    def do_GET(self):  # noqa: N802 - http.server's naming
-        self.requests.append(self.path)
-        body = self.files.get(self.path)
-        if body is None:
-            self.send_error(404, "Not Found")
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        # A truncated download: the full length is announced, half the body is sent, the connection drops.
-        self.wfile.write(body[: len(body) // 2] if self.path in self.truncate else body)
-        if self.path in self.truncate:
-            self.close_connection = True
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server():
-    """A real HTTP server on 127.0.0.1 (random port) serving `files` (path -> bytes)."""
-    handler = type("Handler", (_Handler,), {"files": {}, "truncate": set(), "requests": []})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    httpd.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.handler = handler
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
 
 
 def sha256(data: bytes) -> str:
