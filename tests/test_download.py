@@ -295,3 +295,11 @@ def test_manifest_file_errors(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"datasets": {"x": {}}}))
     with pytest.raises(UsageError, match="malformed"):
         download.load_manifest(tmp_path / "bad.json")
+
+
+def test_wrong_size_is_refused_before_downloading(server, cifar_archive, tmp_path):
+    data, _ = cifar_archive
+    server.handler.files["/cifar-10-python.tar.gz"] = data + b"\0" * 10
+    with pytest.raises(DownloadError, match=rf"offers {len(data) + 10} bytes, but the official .* has {len(data)}"):
+        download.get("cifar10", tmp_path / "d", manifest=manifest_for(server, cifar=data))
+    assert list((tmp_path / "d").iterdir()) == []

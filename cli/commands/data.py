@@ -128,7 +128,11 @@ def get(ctx, name, url, source, dest, force, as_json, quiet):
     from imgclf.datasets.sizes import disk_size
 
     rep = reporter(ctx, quiet)
-    result = download.get(name, dest, url=url, source=source, force=force, progress=rep.progress, log=rep.log)
+
+    def progress(description, total):
+        return rep.progress(f"{description} ({total / 1e6:.1f} MB)" if total else description, total)
+
+    result = download.get(name, dest, url=url, source=source, force=force, progress=progress, log=rep.log)
     for note in result.checks:
         rep.log(note)
     if result.status == "present":

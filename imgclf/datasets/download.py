@@ -138,6 +138,10 @@ def fetch(url: str, dest: Path, spec: FileSpec, progress=_no_progress) -> None:
         with urllib.request.urlopen(request, timeout=TIMEOUT) as resp, open(dest, "wb") as out:
             declared = resp.headers.get("Content-Length")
             declared = int(declared) if declared and declared.isdigit() else None
+            if declared is not None and spec.size is not None and declared != spec.size:
+                # Fail before fetching a wrong file of maybe hundreds of megabytes.
+                raise DownloadError(f"{url}: the server offers {declared} bytes, but the official "
+                                    f"{spec.name} has {spec.size}")
             with progress(spec.name, declared or spec.size) as advance:
                 while chunk := resp.read(CHUNK):
                     out.write(chunk)
