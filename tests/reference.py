@@ -67,3 +67,45 @@ def softmax_loss_naive(W, X, y, reg, bias_row=False):
             loss += reg * float(W[k, j]) ** 2
             dW[k, j] += 2 * reg * float(W[k, j])
     return loss, dW
+
+
+# -- k-nearest neighbours (imgclf.kernels.distances, imgclf.kernels.topk, imgclf.neighbors) -------------
+
+def knn_distances_naive(Xq, Y, metric):
+    """Exact pairwise distances by explicit loops over rows: squared L2 or L1, in Python ints for
+    integer data (no rounding at all) and float64 otherwise."""
+    exact = np.issubdtype(np.asarray(Xq).dtype, np.integer)
+    out = np.empty((len(Xq), len(Y)), dtype=np.float64)
+    for i, x in enumerate(Xq):
+        xv = [int(v) for v in x] if exact else [float(v) for v in x]
+        for j, y in enumerate(Y):
+            yv = [int(v) for v in y] if exact else [float(v) for v in y]
+            if metric == "l2":
+                out[i, j] = sum((a - b) * (a - b) for a, b in zip(xv, yv))
+            else:
+                out[i, j] = sum(abs(a - b) for a, b in zip(xv, yv))
+    return out
+
+
+def knn_select_naive(dist, k):
+    """The k nearest per row by a full sort on (distance, index): ties go to the lower index."""
+    order = [sorted(range(len(row)), key=lambda j: (row[j], j))[:k] for row in dist]
+    idx = np.array(order, dtype=np.int64).reshape(len(dist), k)
+    return np.take_along_axis(np.asarray(dist), idx, 1), idx
+
+
+def knn_vote_naive(neighbor_labels):
+    """Majority label of each row; a tie goes to the smallest label."""
+    out = []
+    for row in neighbor_labels:
+        counts = {}
+        for lab in row:
+            counts[lab] = counts.get(lab, 0) + 1
+        best = max(counts.values())
+        out.append(min(lab for lab, c in counts.items() if c == best))
+    return np.array(out)
+
+
+def knn_predict_naive(Xtr, ytr, Xq, k, metric):
+    _, idx = knn_select_naive(knn_distances_naive(Xq, Xtr, metric), k)
+    return knn_vote_naive(np.asarray(ytr)[idx])

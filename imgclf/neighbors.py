@@ -1,0 +1,254 @@
+"""k-nearest-neighbour classification and cross-validation over k.
+
+`fit` only stores the training set (uint8 stays uint8: exact integer distances, a quarter of the
+memory). Neighbours are ordered by distance, then by training index; the vote is a majority among
+the k nearest, and a tie between labels goes to the smallest label. `cross_validate_k` computes the
+distances of each fold once, selects the kmax nearest, and scores every k from prefixes of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import DEFAULT_MEMORY_MB
+from .errors import UsageError
+
+METRICS = ("l2", "l1")
+
+
+def _rows(X, name: str = "X") -> np.ndarray:
+    """(N, D) view of images (N, H, W, C) or features (N, D); uint8 kept, anything else float32."""
+    X = np.asarray(X)
+    if X.ndim < 2:
+        raise UsageError(f"{name} must have one row per example (2-D or images), got shape {X.shape}")
+    X = X.reshape(X.shape[0], int(np.prod(X.shape[1:])))
+    if X.dtype == np.uint8:
+        return X
+    if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_) or np.iscomplexobj(X):
+        raise UsageError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    X = X.astype(np.float32, copy=False)
+    if not np.isfinite(X).all():
+        raise UsageError(f"{name} contains NaN or infinite values")
+    return X
+
+
+def _check_k(k, n_train: int, what: str = "k") -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise UsageError(f"{what} must be an integer >= 1, got {k!r}")
+    if k > n_train:
+        raise UsageError(f"{what}={k} is larger than the number of training examples ({n_train})")
+    return int(k)
+
+
+def _check_metric(metric) -> str:
+    if metric not in METRICS:
+        raise UsageError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    return metric
+
+
+def vote_counts(codes: np.ndarray, n_classes: int, k_values) -> np.ndarray:
+    """Winning class index for every k in k_values from sorted neighbour codes (n, kmax).
+
+    Returns (len(k_values), n). One running count per class, read at each k: every k costs one
+    argmax, and argmax's first maximum is the smallest label, the documented tie rule.
+    """
+    n, kmax = codes.shape
+    wanted = {int(k): i for i, k in enumerate(k_values)}
+    out = np.empty((len(k_values), n), dtype=np.int64)
+    counts = np.zeros((n, n_classes), dtype=np.int64)
+    rows = np.arange(n)
+    for t in range(kmax):
+        counts[rows, codes[:, t]] += 1
+        if t + 1 in wanted:
+            out[wanted[t + 1]] = counts.argmax(axis=1)
+    return out
+
+
+class KNNClassifier:
+    """k-nearest-neighbour classifier (exact; L2 or L1 distance).
+
+    Parameters
+    ----------
+    k : number of neighbours that vote.
+    metric : "l2" (Euclidean) or "l1" (Manhattan).
+    memory_mb : working-memory budget for the distance computation; queries are processed in
+        blocks so the query x train distance matrix is never held whole unless it fits.
+
+    Accepts X as (N, D) or images (N, H, W, C). uint8 data is kept as uint8 and its distances are
+    exact integers; other data is compared as float32 values (sums in float64).
+    """
+
+    kind = "knn"
+
+    def __init__(self, k=5, metric="l2", memory_mb=DEFAULT_MEMORY_MB):
+        self.k = k
+        self.metric = metric
+        self.memory_mb = memory_mb
+
+    # -- scikit-learn estimator idiom -----------------------------------------------------------
+    def get_params(self, deep: bool = True) -> dict:
+        return {"k": self.k, "metric": self.metric, "memory_mb": self.memory_mb}
+
+    def set_params(self, **params):
+        for key, value in params.items():
+            if key not in self.get_params():
+                raise UsageError(f"KNNClassifier has no parameter {key!r}")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"KNNClassifier({args})"
+
+    # -- fitting and prediction -----------------------------------------------------------------
+    def fit(self, X, y):
+        """Store the training set. Returns self."""
+        X = _rows(X)
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != len(X):
+            raise UsageError(f"y must be 1-D with one label per row of X ({len(X)}), got shape {y.shape}")
+        if len(X) == 0:
+            raise UsageError("cannot fit on an empty training set")
+        _check_metric(self.metric)
+        _check_k(self.k, len(X))
+        self.classes_, self._codes = np.unique(y, return_inverse=True)
+        self.X_train_ = X
+        self.y_train_ = y
+        self.n_features_in_ = X.shape[1]
+        self._sqnorms = None
+        return self
+
+    def _check_fitted(self):
+        if not hasattr(self, "X_train_"):
+            raise UsageError("this KNNClassifier is not fitted yet; call fit(X, y) first")
+
+    def _queries(self, X) -> np.ndarray:
+        self._check_fitted()
+        X = _rows(X)
+        if X.shape[1] != self.n_features_in_:
+            raise UsageError(f"X has {X.shape[1]} features, but the model was fitted on {self.n_features_in_}")
+        return X
+
+    def _neighbors(self, X, k, progress=None, stats=None):
+        """Sorted (squared-for-L2 distances, training indices), each (n, k)."""
+        from .kernels.distances import kneighbors, sqnorms
+
+        metric = _check_metric(self.metric)
+        norms = None
+        if metric == "l2":
+            if self._sqnorms is None:
+                self._sqnorms = sqnorms(self.X_train_)
+            norms = self._sqnorms if X.dtype == self.X_train_.dtype else None
+        return kneighbors(X, self.X_train_, k, metric, memory_mb=self.memory_mb, y_sqnorms=norms,
+                          progress=progress, stats=stats)
+
+    def kneighbors(self, X, n_neighbors=None, return_distance=True):
+        """Distances (Euclidean for l2, Manhattan for l1) and indices of the nearest training rows."""
+        X = self._queries(X)
+        k = _check_k(self.k if n_neighbors is None else n_neighbors, len(self.X_train_), "n_neighbors")
+        dist, idx = self._neighbors(X, k)
+        if not return_distance:
+            return idx
+        return (np.sqrt(dist) if self.metric == "l2" else dist), idx
+
+    def _vote(self, X, progress=None, stats=None) -> np.ndarray:
+        X = self._queries(X)
+        k = _check_k(self.k, len(self.X_train_))
+        _, idx = self._neighbors(X, k, progress, stats)
+        return self._codes[idx]
+
+    def predict(self, X, progress=None, stats=None) -> np.ndarray:
+        """Majority label among the k nearest; ties go to the smallest label."""
+        codes = self._vote(X, progress, stats)
+        return self.classes_[vote_counts(codes, len(self.classes_), [codes.shape[1]])[0]]
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Share of the k votes for each class in classes_ (n, n_classes)."""
+        codes = self._vote(X)
+        n = len(codes)
+        counts = np.zeros((n, len(self.classes_)))
+        np.add.at(counts, (np.repeat(np.arange(n), codes.shape[1]), codes.ravel()), 1.0)
+        return counts / codes.shape[1]
+
+    def score(self, X, y) -> float:
+        y = np.asarray(y)
+        pred = self.predict(X)
+        if y.shape != pred.shape:
+            raise UsageError(f"y must have one label per row of X ({len(pred)}), got shape {y.shape}")
+        return float(np.mean(pred == y))
+
+    # -- model files ------------------------------------------------------------------------------
+    def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
+        self._check_fitted()
+        return self.get_params(), {"X_train": self.X_train_, "y_train": self.y_train_}
+
+    @classmethod
+    def from_arrays(cls, params: dict, arrays: dict[str, np.ndarray]):
+        from .errors import ModelFileError
+
+        missing = {"X_train", "y_train"} - set(arrays)
+        if missing:
+            raise ModelFileError(f"knn model file lacks the arrays {sorted(missing)}")
+        return cls(**params).fit(arrays["X_train"], arrays["y_train"])
+
+
+@dataclass
+class CVResult:
+    k_values: list[int]
+    accuracies: np.ndarray  # (len(k_values), folds)
+    best_k: int
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.accuracies.mean(axis=1)
+
+    @property
+    def std(self) -> np.ndarray:
+        return self.accuracies.std(axis=1)
+
+
+def fold_bounds(n: int, folds: int) -> list[tuple[int, int]]:
+    """Consecutive folds, sizes differing by at most one (the first ones larger)."""
+    edges = np.cumsum([0] + [len(a) for a in np.array_split(np.arange(n), folds)])
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def cross_validate_k(X, y, k_values, folds: int = 5, *, metric: str = "l2", memory_mb: int = DEFAULT_MEMORY_MB,
+                     progress=None) -> CVResult:
+    """n-fold cross-validation of kNN accuracy for every k in k_values, on consecutive folds.
+
+    Each fold's distances are computed once and the kmax nearest selected once; every k is scored
+    from prefixes of that sorted list. Best k: highest mean accuracy, ties to the smaller k.
+    `progress(n_rows)` is called as validation rows are done.
+    """
+    from .kernels.distances import kneighbors, sqnorms
+
+    X = _rows(X)
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != len(X):
+        raise UsageError(f"y must be 1-D with one label per row of X ({len(X)}), got shape {y.shape}")
+    _check_metric(metric)
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or not 2 <= folds <= len(X):
+        raise UsageError(f"the number of folds must be an integer between 2 and the number of examples ({len(X)}), "
+                         f"got {folds!r}")
+    k_values = sorted({int(k) for k in k_values}) if k_values is not None else []
+    if not k_values:
+        raise UsageError("give at least one k to cross-validate")
+    bounds = fold_bounds(len(X), folds)
+    smallest_train = len(X) - max(b - a for a, b in bounds)
+    for k in k_values:
+        _check_k(k, smallest_train, "every k")
+    classes, codes = np.unique(y, return_inverse=True)
+    norms = sqnorms(X) if metric == "l2" else None
+    acc = np.empty((len(k_values), folds))
+    for f, (a, b) in enumerate(bounds):
+        keep = np.r_[0:a, b:len(X)]
+        _, idx = kneighbors(X[a:b], X[keep], k_values[-1], metric, memory_mb=memory_mb,
+                            y_sqnorms=None if norms is None else norms[keep], progress=progress)
+        votes = vote_counts(codes[keep][idx], len(classes), k_values)
+        acc[:, f] = (votes == codes[a:b]).mean(axis=1)
+    means = acc.mean(axis=1)
+    best = k_values[int(np.flatnonzero(means == means.max())[0])]
+    return CVResult(k_values, acc, best)
