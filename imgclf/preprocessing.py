@@ -41,17 +41,26 @@ def check_data(X, what: str = "X", min_samples: int = 1) -> np.ndarray:
         raise DataError(f"{what} must be (N, D) features or (N, H, W, C) images, got shape {X.shape}")
     if X.shape[0] < min_samples:
         raise DataError(f"{what} holds no samples (shape {X.shape})")
-    if np.issubdtype(X.dtype, np.floating) and not _all_finite(X):
-        bad = int(np.count_nonzero(~np.isfinite(X)))
-        raise DataError(f"{what} contains {bad} NaN or infinite value{'s' if bad != 1 else ''}")
+    if np.issubdtype(X.dtype, np.floating):
+        _check_finite(X, what)
     return X
 
 
-def _all_finite(X: np.ndarray) -> bool:
-    # A float64 sum is NaN/inf exactly when an element is (finite float32 data cannot overflow it);
-    # only a float64 overflow needs the element-wise check.
-    total = np.add.reduce(X, axis=None, dtype=np.float64)
-    return bool(np.isfinite(total)) or bool(np.isfinite(X).all())
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_finite(X: np.ndarray, what: str) -> None:
+    # One float64 sum finds NaN/inf cheaply: it is finite unless an element is NaN/inf or the data holds
+    # values beyond float32's range (N * 3.4e38 cannot overflow float64), which the float32 output
+    # could not hold either.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduce(X, axis=None, dtype=np.float64)
+    if np.isfinite(total) and (X.dtype.itemsize <= 4 or np.max(np.abs(X)) <= _FLOAT32_MAX):
+        return
+    bad = int(np.count_nonzero(~np.isfinite(X)))
+    if bad:
+        raise DataError(f"{what} contains {bad} NaN or infinite value{'s' if bad != 1 else ''}")
+    raise DataError(f"{what} holds values beyond the float32 range (|x| > {_FLOAT32_MAX:.3g})")
 
 
 def _check_int(name: str, value, low: int, high: int | None = None, high_what: str = "") -> int:
