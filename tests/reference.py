@@ -69,6 +69,120 @@ def softmax_loss_naive(W, X, y, reg, bias_row=False):
     return loss, dW
 
 
+# -- fully-connected layers, fused kernels, optimisers, augmentation (imgclf.nn, imgclf.kernels.elementwise) --
+
+def activation_naive(z, name, alpha=0.0):
+    """Elementwise activation by the textbook formula, one value at a time."""
+    out = np.empty(z.shape, dtype=np.float64)
+    for idx, v in np.ndenumerate(z):
+        v = float(v)
+        if name == "identity":
+            out[idx] = v
+        elif name == "relu":
+            out[idx] = max(v, 0.0)
+        elif name == "leaky_relu":
+            out[idx] = v if v > 0 else alpha * v
+        elif name == "tanh":
+            out[idx] = math.tanh(v)
+        elif name == "sigmoid":
+            out[idx] = 1.0 / (1.0 + math.exp(-v))
+        elif name == "elu":
+            out[idx] = v if v > 0 else alpha * (math.exp(v) - 1.0)
+    return out
+
+
+def activation_grad_naive(z, name, alpha=0.0):
+    """d act / d z at z, by the textbook derivative (0 for ReLU at 0)."""
+    out = np.empty(z.shape, dtype=np.float64)
+    for idx, v in np.ndenumerate(z):
+        v = float(v)
+        if name == "identity":
+            out[idx] = 1.0
+        elif name == "relu":
+            out[idx] = 1.0 if v > 0 else 0.0
+        elif name == "leaky_relu":
+            out[idx] = 1.0 if v > 0 else alpha
+        elif name == "tanh":
+            out[idx] = 1.0 - math.tanh(v) ** 2
+        elif name == "sigmoid":
+            s = 1.0 / (1.0 + math.exp(-v))
+            out[idx] = s * (1 - s)
+        elif name == "elu":
+            out[idx] = 1.0 if v > 0 else alpha * math.exp(v)
+    return out
+
+
+def bias_act_dropout_naive(z, b, name, alpha, u, keep):
+    """(a, out): a = act(z + b); out = a * [u < keep] / keep (inverted dropout), u None for no dropout."""
+    a = activation_naive(np.asarray(z, np.float64) + np.asarray(b, np.float64), name, alpha)
+    if u is None:
+        return a, a
+    out = np.zeros_like(a)
+    for i, j in np.ndindex(a.shape):
+        if u[i, j] < keep:
+            out[i, j] = a[i, j] / keep
+    return a, out
+
+
+def batchnorm_train_naive(x, gamma, beta, eps=1e-5):
+    """Batch normalisation with the batch's own mean and (biased) variance, column by column."""
+    n, d = x.shape
+    out = np.empty((n, d))
+    for j in range(d):
+        col = [float(v) for v in x[:, j]]
+        mu = sum(col) / n
+        var = sum((v - mu) ** 2 for v in col) / n
+        for i in range(n):
+            out[i, j] = gamma[j] * (col[i] - mu) / math.sqrt(var + eps) + beta[j]
+    return out
+
+
+def optim_step_naive(name, w, dw, state, lr, **h):
+    """One update of rule `name` on float64 copies, element by element; returns (w, state)."""
+    w = np.array(w, np.float64)
+    state = {k: (np.array(v, np.float64) if isinstance(v, np.ndarray) else v) for k, v in state.items()}
+    for k in ("velocity", "cache", "m", "v"):
+        state.setdefault(k, np.zeros_like(w))
+    state.setdefault("t", 0)
+    state["t"] += 1
+    t = state["t"]
+    for i in np.ndindex(w.shape):
+        g = float(dw[i])
+        if name == "sgd":
+            w[i] -= lr * g
+        elif name == "momentum":
+            state["velocity"][i] = h["momentum"] * state["velocity"][i] - lr * g
+            w[i] += state["velocity"][i]
+        elif name == "nesterov":
+            prev = state["velocity"][i]
+            state["velocity"][i] = h["momentum"] * prev - lr * g
+            w[i] += -h["momentum"] * prev + (1 + h["momentum"]) * state["velocity"][i]
+        elif name == "adagrad":
+            state["cache"][i] += g * g
+            w[i] -= lr * g / (math.sqrt(state["cache"][i]) + h["epsilon"])
+        elif name == "rmsprop":
+            state["cache"][i] = h["decay_rate"] * state["cache"][i] + (1 - h["decay_rate"]) * g * g
+            w[i] -= lr * g / (math.sqrt(state["cache"][i]) + h["epsilon"])
+        elif name == "adam":
+            state["m"][i] = h["beta1"] * state["m"][i] + (1 - h["beta1"]) * g
+            state["v"][i] = h["beta2"] * state["v"][i] + (1 - h["beta2"]) * g * g
+            mhat = state["m"][i] / (1 - h["beta1"] ** t)
+            vhat = state["v"][i] / (1 - h["beta2"] ** t)
+            w[i] -= lr * mhat / (math.sqrt(vhat) + h["epsilon"])
+    return w, state
+
+
+def flip_crop_naive(X, flip, dy, dx, pad):
+    """Mirror each image if `flip`, pad it with `pad` zeros, and crop the window at (dy, dx)."""
+    n, h, w, c = X.shape
+    out = np.zeros_like(X)
+    for k in range(n):
+        padded = np.zeros((h + 2 * pad, w + 2 * pad, c), X.dtype)
+        padded[pad:pad + h, pad:pad + w] = X[k, :, ::-1] if flip[k] else X[k]
+        out[k] = padded[dy[k]:dy[k] + h, dx[k]:dx[k] + w]
+    return out
+
+
 # -- k-nearest neighbours (imgclf.kernels.distances, imgclf.kernels.topk, imgclf.neighbors) -------------
 
 def knn_distances_naive(Xq, Y, metric):

@@ -1,7 +1,8 @@
 """Training-time augmentation of an image batch in one pass: horizontal flip and shifted crop.
 
-`out[n, i, j] = X[n, i + dy[n] - pad, J]` with `J = W-1-(j + dx[n] - pad)` when flipped, else
-`j + dx[n] - pad`; zero where the source falls outside the image (i.e. a crop of the zero-padded image).
+The image is mirrored (if flipped), padded with `pad` zeros and cropped at (dy, dx) in 0..2*pad:
+`out[n, i, j] = X[n, i + dy - pad, J]` with `J = W-1-(j + dx - pad)` when flipped, else `j + dx - pad`,
+zero where the source falls outside the image.
 Numpy would pad (a copy), gather the crops (a second copy) and flip (a third).
 """
 
@@ -39,7 +40,7 @@ def _flip_crop(X, flip, dy, dx, pad, out):
 
 
 def flip_crop(X: np.ndarray, flip: np.ndarray, dy: np.ndarray, dx: np.ndarray, pad: int) -> np.ndarray:
-    """Flip (where `flip`) and crop with offsets dy, dx in 0..2*pad from the zero-padded batch."""
+    """Mirror (where `flip`), then crop at offsets dy, dx in 0..2*pad from the zero-padded batch."""
     if X.ndim != 4:
         raise UsageError(f"augmentation needs an image batch (N, H, W, C), got shape {X.shape}")
     n = len(X)

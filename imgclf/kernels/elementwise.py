@@ -25,12 +25,11 @@ ACTIVATIONS = {"identity": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 
 
 
 @njit(cache=True, error_model="numpy")
-def _bias_act_forward(z, b, code, alpha, u, keep, a):
+def _bias_act_forward(z, b, code, alpha, u, keep, scale, a):
     """In place: z <- act(z + b) (the activation output); if u is non-empty also a <- z * (u < keep) / keep
-    (inverted dropout, u uniform in [0, 1)). Returns nothing; callers read z and a."""
+    (inverted dropout, u uniform in [0, 1), scale = 1/keep in z's dtype)."""
     n, m = z.shape
     drop = u.shape[0] > 0
-    scale = np.float32(1.0 / keep)
     for i in range(n):
         row = z[i]
         if code == 0:
@@ -62,17 +61,16 @@ def _bias_act_forward(z, b, code, alpha, u, keep, a):
 
 
 @njit(cache=True, error_model="numpy")
-def _act_backward(dout, out, code, alpha, u, keep, dz):
+def _act_backward(dout, out, code, alpha, u, keep, scale, dz):
     """dz <- dout * [dropout mask / keep] * act'(.) written from the activation output `out`."""
     n, m = dout.shape
     drop = u.shape[0] > 0
-    scale = np.float32(1.0 / keep) if drop else np.float32(1.0)
     for i in range(n):
         g, o, d = dout[i], out[i], dz[i]
         for j in range(m):
-            v = g[j] * scale
-            if drop and not u[i, j] < keep:
-                v = np.float32(0)
+            v = g[j]
+            if drop:
+                v = v * scale if u[i, j] < keep else np.float32(0)
             oj = o[j]
             if code == 1:
                 v = v if oj > 0 else np.float32(0)
@@ -164,8 +162,9 @@ def bias_act_forward(z, b, activation="relu", alpha=0.01, u=None, keep=1.0):
     if b.shape != (z.shape[1],) or b.dtype != z.dtype:
         raise UsageError(f"bias must have shape ({z.shape[1]},) and dtype {z.dtype}, got {b.shape} {b.dtype}")
     code = activation_code(activation)
+    f = z.dtype.type
     if u is None:
-        _bias_act_forward(z, b, code, z.dtype.type(alpha), _EMPTY.astype(z.dtype), z.dtype.type(1.0), _EMPTY.astype(z.dtype))
+        _bias_act_forward(z, b, code, f(alpha), _EMPTY.astype(z.dtype), f(1.0), f(1.0), _EMPTY.astype(z.dtype))
         return z, z
     _check_2d("u", u)
     if u.shape != z.shape or u.dtype != z.dtype:
@@ -173,7 +172,7 @@ def bias_act_forward(z, b, activation="relu", alpha=0.01, u=None, keep=1.0):
     if not 0 < keep <= 1:
         raise UsageError(f"dropout keep probability must be in (0, 1], got {keep}")
     out = np.empty_like(z)
-    _bias_act_forward(z, b, code, z.dtype.type(alpha), u, z.dtype.type(keep), out)
+    _bias_act_forward(z, b, code, f(alpha), u, f(keep), f(1.0 / keep), out)
     return z, out
 
 
@@ -183,12 +182,13 @@ def act_backward(dout, a, activation="relu", alpha=0.01, u=None, keep=1.0):
     if a.shape != dout.shape or a.dtype != dout.dtype:
         raise UsageError(f"activation output must match dout: {a.shape} {a.dtype} vs {dout.shape} {dout.dtype}")
     code = activation_code(activation)
+    f = dout.dtype.type
     dz = np.empty_like(dout)
     if u is None:
-        _act_backward(dout, a, code, dout.dtype.type(alpha), _EMPTY.astype(dout.dtype), dout.dtype.type(1.0), dz)
+        _act_backward(dout, a, code, f(alpha), _EMPTY.astype(dout.dtype), f(1.0), f(1.0), dz)
     else:
-        if u.shape != dout.shape:
-            raise UsageError(f"dropout uniforms must match dout: {u.shape} vs {dout.shape}")
-        _act_backward(dout, a, code, dout.dtype.type(alpha), u, dout.dtype.type(keep), dz)
+        if u.shape != dout.shape or u.dtype != dout.dtype:
+            raise UsageError(f"dropout uniforms must match dout: {u.shape} {u.dtype} vs {dout.shape} {dout.dtype}")
+        _act_backward(dout, a, code, f(alpha), u, f(keep), f(1.0 / keep), dz)
     return dz
 

@@ -1,0 +1,121 @@
+"""NeuralNet: whole-net gradient checks in float64, fitting, the estimator idiom, model files."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgclf.errors import UsageError
+from imgclf.gradcheck import check_gradients
+from imgclf.nn.net import NeuralNet
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import make_images  # noqa: E402
+
+CONFIGS = [
+    {"hidden": (6, 5), "batchnorm": True, "dropout": 0.25},
+    {"hidden": (7,), "activation": "tanh", "loss": "svm"},
+    {"hidden": (5, 4), "activation": "elu", "init": "xavier"},
+    {"hidden": (6,), "activation": "leaky_relu:0.1", "dropout": 0.5},
+    {"hidden": (4,), "activation": "sigmoid", "init": "normal:0.5"},
+]
+
+
+@pytest.mark.parametrize("params", CONFIGS)
+def test_whole_net_gradient_check_float64(params, rng):
+    net = NeuralNet(dtype="float64", reg=0.05, **params)
+    trainee = net.initialize(12, 4, rng)
+    X = rng.standard_normal((9, 12))
+    y = rng.integers(0, 4, 9)
+
+    def objective(p):
+        trainee.params_ = p
+        return trainee.loss(X, y, mode="train", rng=np.random.default_rng(11))
+
+    _, grads = objective(net.params_)
+    report = check_gradients(lambda p: objective(p)[0], dict(net.params_), grads, n_checks=15, rng=rng)
+    assert report.ok and report.max_rel_error < 1e-5, report.as_dict()
+
+
+def _data(n=240, seed=0):
+    X, y = make_images(n, n_classes=3, shape=(4, 4, 3), seed=seed)
+    return ((X.astype(np.float32) - 100) / 60), y
+
+
+def test_fit_predict_score_and_estimator_attributes():
+    X, y = _data()
+    Xv, yv = _data(60, seed=9)
+    labels = np.array(["cat", "dog", "eel"])
+    net = NeuralNet(hidden=(20,), epochs=10, batch_size=40, lr=3e-3, random_state=0)
+    assert net.fit(X, labels[y], Xv, labels[yv]) is net
+    assert net.n_features_in_ == 48 and list(net.classes_) == ["cat", "dog", "eel"]
+    assert net.score(Xv, labels[yv]) > 0.9
+    proba = net.predict_proba(Xv)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+    assert net.predict(Xv[:3]).dtype.kind == "U"
+    assert len(net.history_) == 10 and net.params_["W1"].dtype == np.float32
+    assert {"epoch", "loss", "train_acc", "val_acc", "lr", "update_ratio", "seconds"} <= set(net.history_[0])
+    # The same seed, the same weights.
+    again = NeuralNet(hidden=(20,), epochs=10, batch_size=40, lr=3e-3, random_state=0).fit(X, labels[y], Xv, labels[yv])
+    np.testing.assert_array_equal(again.params_["W1"], net.params_["W1"])
+
+
+def test_uint8_images_and_augmentation_are_accepted():
+    X, y = make_images(90, n_classes=3, shape=(6, 6, 3))
+    net = NeuralNet(hidden=(10,), epochs=2, batch_size=30, augment="flip,crop:1", random_state=1, lr=1e-4).fit(X, y)
+    assert net.predict(X).shape == (90,)
+    with pytest.raises(UsageError, match="needs image data"):
+        NeuralNet(augment="flip", epochs=1).fit(X.reshape(90, -1), y)
+
+
+def test_params_are_stored_unchanged_and_validated_in_fit():
+    net = NeuralNet(hidden=[3, 2], dropout=2.0)
+    assert net.get_params()["hidden"] == [3, 2] and net.dropout == 2.0
+    X, y = _data(30)
+    for bad, msg in [({"dropout": 1.5}, "dropout"), ({"hidden": (0,)}, "hidden"), ({"loss": "l2"}, "unknown loss"),
+                     ({"optim": "lbfgs"}, "unknown optimiser"), ({"init": "zeros"}, "unknown init"),
+                     ({"activation": "swish"}, "unknown activation"), ({"reg": -1}, "reg")]:
+        with pytest.raises(UsageError, match=msg):
+            NeuralNet(epochs=1, **bad).fit(X, y)
+    with pytest.raises(UsageError, match="not fitted"):
+        NeuralNet().predict(X)
+    with pytest.raises(UsageError, match="2 classes"):
+        NeuralNet(epochs=1).fit(X, np.zeros(30, int))
+    assert NeuralNet().set_params(lr=0.5).lr == 0.5
+    assert "lr=0.5" in repr(NeuralNet(lr=0.5))
+
+
+def test_model_file_round_trip(tmp_path):
+    from imgclf.io import modelfile
+
+    X, y = _data()
+    net = NeuralNet(hidden=(8, 6), batchnorm=True, dropout=0.2, epochs=2, batch_size=40, random_state=0).fit(X, y)
+    path = tmp_path / "net.npz"
+    modelfile.save(modelfile.ModelBundle(net, ["a", "b", "c"], (4, 4, 3)), path)
+    loaded = modelfile.load(path).model
+    assert isinstance(loaded, NeuralNet) and loaded.hidden == (8, 6)
+    np.testing.assert_array_equal(loaded.decision_function(X), net.decision_function(X))
+    np.testing.assert_array_equal(loaded.buffers_["running_var1"], net.buffers_["running_var1"])
+
+
+def test_weight_images():
+    X, y = _data()
+    net = NeuralNet(hidden=(5,), epochs=1, batch_size=40, random_state=0).fit(X, y)
+    images, labels = net.weight_images((4, 4, 3))
+    assert images.shape == (5, 4, 4, 3) and images.dtype == np.uint8 and len(labels) == 5
+    assert images.reshape(5, -1).min(axis=1).tolist() == [0] * 5
+    with pytest.raises(UsageError, match="cannot be shown"):
+        net.weight_images((5, 5, 3))
+
+
+def test_sanity_checks_for_twolayer():
+    from imgclf import sanity
+
+    assert sanity.grad_check("twolayer").ok
+    X = np.random.default_rng(0).standard_normal((20, 4, 4, 3)).astype(np.float32)
+    y = np.arange(20) % 10
+    measured, expected = sanity.initial_loss("twolayer", X, y, 10)
+    assert abs(measured - expected) < 0.05
+    _, acc = sanity.overfit("twolayer", X, y)
+    assert acc == 1.0

@@ -1,0 +1,157 @@
+"""The Solver: exact resume after an interrupt, SIGINT, checkpoints, divergence, early stop, logs."""
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgclf.errors import ModelFileError, UsageError
+from imgclf.nn.net import NeuralNet
+from imgclf.nn.solver import Solver, checkpoint_name, read_checkpoint
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import make_images  # noqa: E402
+
+
+def _data(n=200, seed=0):
+    X, y = make_images(n, n_classes=4, shape=(4, 4, 3), seed=seed)
+    return ((X.astype(np.float32) - 100) / 60), y
+
+
+# Every source of randomness in play: dropout, augmentation, Adam state, batch norm buffers.
+NET = dict(hidden=(12,), batchnorm=True, dropout=0.3, augment="flip,crop:1", epochs=4, batch_size=30,
+           random_state=3, optim="adam", lr=3e-3, lr_schedule="step:0.7")
+
+
+def _interrupt_at(iteration):
+    def callback(event, info):
+        if event == "step" and info["iteration"] == iteration:
+            os.kill(os.getpid(), signal.SIGINT)
+    return callback
+
+
+@pytest.mark.parametrize("stop_at", [9, 6])  # mid-epoch (6 steps per epoch: 9 is mid-epoch 2) and at an epoch end
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, stop_at):
+    X, y = _data()
+    Xv, yv = _data(40, seed=5)
+    full = NeuralNet(**NET).fit(X, y, Xv, yv)
+
+    first = NeuralNet(**NET).fit(X, y, Xv, yv, checkpoint_dir=tmp_path, stop_signal=True, callback=_interrupt_at(stop_at))
+    assert first.stopped_ == "interrupted"
+    ckpt = first.result_.checkpoint
+    assert ckpt and Path(ckpt).exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+    resumed = NeuralNet(**NET).fit(X, y, Xv, yv, resume=ckpt)
+    assert resumed.stopped_ is None
+    for k in full.params_:
+        np.testing.assert_array_equal(resumed.params_[k], full.params_[k], err_msg=k)
+    for k in full.buffers_:
+        np.testing.assert_array_equal(resumed.buffers_[k], full.buffers_[k], err_msg=k)
+    assert [h["val_acc"] for h in resumed.history_] == [h["val_acc"] for h in full.history_]
+    assert resumed.result_.loss_history == full.result_.loss_history
+
+
+def test_checkpoint_contents_names_and_pruning(tmp_path):
+    X, y = _data()
+    Xv, yv = _data(40, seed=5)
+    net = NeuralNet(**{**NET, "epochs": 5}).fit(X, y, Xv, yv, checkpoint_dir=tmp_path)
+    names = sorted(p.name for p in tmp_path.glob("*.npz"))
+    # The newest three are kept, plus the best epoch's.
+    assert 3 <= len(names) <= 4
+    for h in net.history_[-3:]:
+        assert checkpoint_name(h["epoch"], 0, h["val_acc"]) in names
+    assert not list(tmp_path.glob(".*.tmp"))  # no leftovers of the atomic writes
+    meta, arrays = read_checkpoint(tmp_path / names[-1])
+    assert meta["kind"] == "checkpoint" and meta["epoch"] == 5
+    assert meta["model"]["kind"] == "net" and meta["model"]["hyperparameters"]["hidden"] == [12]
+    assert {"param/W1", "best/W1", "opt/W1/m", "opt/W1/v", "buffer/running_mean1", "train_sample"} <= set(arrays)
+    assert meta["optim_state"]["W1"]["t"] == 5 * 6
+    assert meta["rng"]["bit_generator"] == "PCG64"
+    assert checkpoint_name(3, 0, 0.51234) == "ckpt_epoch003_val0.5123.npz"
+    assert checkpoint_name(2, 17, None) == "ckpt_epoch002_step00017_valna.npz"
+
+
+def test_resume_refuses_other_data_and_foreign_files(tmp_path):
+    X, y = _data()
+    net = NeuralNet(**{**NET, "epochs": 1}).fit(X, y, checkpoint_dir=tmp_path)
+    ckpt = net.result_.checkpoint
+    with pytest.raises(ModelFileError, match="same data"):
+        NeuralNet(**NET).fit(X[:150], y[:150], resume=ckpt)
+    with pytest.raises(ModelFileError, match="optimiser"):
+        NeuralNet(**{**NET, "optim": "sgd"}).fit(X, y, resume=ckpt)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ModelFileError, match="not a readable"):
+        NeuralNet(**NET).fit(X, y, resume=tmp_path / "junk.npz")
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    X, y = _data()
+    calls = {"n": 0}
+    net = NeuralNet(hidden=(8,), epochs=5, batch_size=50, random_state=0)
+
+    class Exploding:
+        """Wraps the net's Solver view; the loss turns NaN in the 7th step (the 2nd epoch)."""
+
+        def __init__(self, inner):
+            self.inner = inner
+            self.params_ = inner.params_
+            self.buffers_ = inner.buffers_
+
+        def prepare(self, X):
+            return self.inner.prepare(X)
+
+        def loss(self, X, y, mode="train", rng=None):
+            calls["n"] += 1
+            loss, grads = self.inner.loss(X, y, mode, rng)
+            return (float("nan") if calls["n"] == 7 else loss), grads
+
+        def predict(self, X):
+            return self.inner.predict(X)
+
+    net.classes_ = np.arange(4)
+    trainee = net.initialize(48, 4, np.random.default_rng(0))
+    solver = Solver(Exploding(trainee), X, y, optim="adam", epochs=5, batch_size=50, checkpoint_dir=tmp_path)
+    res = solver.train()
+    assert res.stopped.startswith("diverged: the loss became nan at iteration 7 (epoch 2)")
+    assert "weights of epoch 1 are kept" in res.stopped and "ckpt_epoch001" in res.stopped
+    assert [p.name for p in tmp_path.glob("*.npz")] == [Path(res.checkpoint).name]
+    assert len(res.history) == 1
+
+
+def test_early_stopping_keeps_the_best_weights():
+    X, y = _data()
+    Xv, yv = _data(40, seed=5)
+    # With a learning rate this small the val accuracy soon stops moving: a plateau to stop on.
+    net = NeuralNet(hidden=(6,), epochs=30, batch_size=50, lr=1e-6, patience=2, random_state=0).fit(X, y, Xv, yv)
+    assert net.stopped_.startswith("early stop: no val improvement for 2 epochs")
+    best = net.best_epoch_
+    assert len(net.history_) == best + 2
+    assert net.score(Xv, yv) == pytest.approx(net.history_[best - 1]["val_acc"])
+
+
+def test_json_lines_log(tmp_path):
+    X, y = _data()
+    log = tmp_path / "train.jsonl"
+    NeuralNet(hidden=(6,), epochs=3, batch_size=50, random_state=0).fit(X, y, log=log)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["event"] for r in lines] == ["epoch"] * 3
+    assert lines[-1]["epoch"] == 3 and lines[-1]["iteration"] == 12
+    assert 0 < lines[0]["update_ratio"] < 1
+
+
+def test_solver_validation():
+    X, y = _data(20)
+    net = NeuralNet(hidden=(3,))
+    net.classes_ = np.arange(4)
+    t = net.initialize(48, 4, np.random.default_rng(0))
+    for kwargs, msg in [({"batch_size": 0}, "batch-size"), ({"epochs": 0}, "epochs"), ({"patience": 0}, "patience"),
+                        ({"keep_checkpoints": -1}, "keep_checkpoints"), ({"optim": "x"}, "unknown optimiser")]:
+        with pytest.raises(UsageError, match=msg):
+            Solver(t, X, y, **kwargs)
+    with pytest.raises(UsageError, match="no checkpoint directory"):
+        Solver(t, X, y).save_checkpoint()
