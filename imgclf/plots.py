@@ -25,13 +25,9 @@ def nice_ticks(lo: float, hi: float, target: int = 6) -> list[float]:
     raw = (hi - lo) / max(target, 1)
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
-    first = math.floor(lo / step) * step
-    ticks = []
-    v = first
-    while v <= hi + step * 1e-9:
-        ticks.append(round(v, 12))
-        v += step
-    return ticks
+    first = math.floor(lo / step + 1e-9)
+    last = math.ceil(hi / step - 1e-9)
+    return [round(i * step, 12) for i in range(first, last + 1)]
 
 
 def _fmt(v: float) -> str:
@@ -111,6 +107,84 @@ def errorbar_plot(x, points=None, mean=None, err=None, *, title: str = "", xlabe
         rotated = label.rotate(90, expand=True)
         img.paste(rotated, (6, (h - rotated.height) // 2))
     return img
+
+
+_SERIES = [(70, 110, 200), (200, 60, 40), (60, 150, 80), (150, 90, 170)]
+
+
+def line_plot(series, *, title: str = "", xlabel: str = "", ylabel: str = "", size: tuple[int, int] = (640, 360),
+              ylim: tuple[float, float] | None = None):
+    """A PIL image of one or more lines: `series` is a list of (label, x, y); non-finite points are
+    skipped, a series with a single point is drawn as a dot, and a legend names them (top right)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    data = []
+    for label, x, y in series:
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        if x.shape != y.shape:
+            raise UsageError(f"line_plot: series {label!r} has {len(x)} x values and {len(y)} y values")
+        keep = np.isfinite(x) & np.isfinite(y)
+        data.append((label, x[keep], y[keep]))
+    xs = np.concatenate([d[1] for d in data]) if data else np.empty(0)
+    ys = np.concatenate([d[2] for d in data]) if data else np.empty(0)
+    if xs.size == 0:
+        raise UsageError("nothing finite to plot")
+    w, h = size
+    img = Image.new("RGB", size, _BG)
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    left, right, top, bottom = 70, 20, 40, 55
+    xt = nice_ticks(float(xs.min()), float(xs.max()))
+    yt = nice_ticks(*(ylim if ylim else (float(ys.min()), float(ys.max()))))
+    x0, x1, y0, y1 = xt[0], xt[-1], yt[0], yt[-1]
+
+    def px(v):
+        return left + (v - x0) / ((x1 - x0) or 1) * (w - left - right)
+
+    def py(v):
+        return h - bottom - (min(max(v, y0), y1) - y0) / ((y1 - y0) or 1) * (h - top - bottom)
+
+    for t in yt:
+        draw.line([(left, py(t)), (w - right, py(t))], fill=_GRID)
+        draw.text((left - 8 - draw.textlength(_fmt(t), font=font), py(t) - 6), _fmt(t), fill=_FG, font=font)
+    for t in xt:
+        draw.line([(px(t), h - bottom), (px(t), h - bottom + 5)], fill=_FG)
+        draw.text((px(t) - draw.textlength(_fmt(t), font=font) / 2, h - bottom + 8), _fmt(t), fill=_FG, font=font)
+    draw.rectangle([left, top, w - right, h - bottom], outline=_FG)
+    for k, (label, x, y) in enumerate(data):
+        colour = _SERIES[k % len(_SERIES)]
+        points = [(px(a), py(b)) for a, b in zip(x, y)]
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=2 if len(points) < 200 else 1)
+        if len(points) < 60:
+            for a, b in points:
+                draw.ellipse([a - 3, b - 3, a + 3, b + 3], fill=colour)
+        if label:
+            lx, ly = w - right - 130, top + 8 + 16 * k
+            draw.line([(lx, ly + 6), (lx + 20, ly + 6)], fill=colour, width=3)
+            draw.text((lx + 26, ly), label, fill=_FG, font=font)
+    if title:
+        draw.text(((w - draw.textlength(title, font=font)) / 2, 12), title, fill=_FG, font=font)
+    if xlabel:
+        draw.text(((w - draw.textlength(xlabel, font=font)) / 2, h - 22), xlabel, fill=_FG, font=font)
+    if ylabel:
+        label_img = Image.new("RGB", (int(draw.textlength(ylabel, font=font)) + 4, 14), _BG)
+        ImageDraw.Draw(label_img).text((2, 0), ylabel, fill=_FG, font=font)
+        rotated = label_img.rotate(90, expand=True)
+        img.paste(rotated, (6, (h - rotated.height) // 2))
+    return img
+
+
+def stack(images):
+    """PIL images one above the other (widths may differ; the canvas is as wide as the widest)."""
+    from PIL import Image
+
+    out = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)), _BG)
+    y = 0
+    for im in images:
+        out.paste(im, (0, y))
+        y += im.height
+    return out
 
 
 def save_png(img, path) -> None:
