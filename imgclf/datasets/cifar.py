@@ -87,12 +87,16 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise UnsafePickleError(f"{self.source}: refusing a pickle with persistent ids")
 
 
-def safe_unpickle(data: bytes, source: str):
-    """Load a pickle through RestrictedUnpickler; bytes keys stay bytes (Python 2 batches)."""
-    unpickler = RestrictedUnpickler(io.BytesIO(data), encoding="bytes")
-    unpickler.source = source
+def safe_unpickle(data, source: str):
+    """Load a pickle (bytes, or a path: read straight from the file, saving a copy) through
+    RestrictedUnpickler; bytes keys stay bytes (Python 2 batches)."""
     try:
-        return unpickler.load()
+        with (io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else open(data, "rb")) as f:
+            unpickler = RestrictedUnpickler(f, encoding="bytes")
+            unpickler.source = source
+            return unpickler.load()
+    except OSError as exc:
+        raise DataError(f"{source}: cannot read ({exc.strerror})") from None
     except UnsafePickleError:
         raise
     except (pickle.UnpicklingError, EOFError) as exc:
@@ -107,8 +111,8 @@ def _str_keys(obj, source: str) -> dict:
     return {(k.decode("latin1") if isinstance(k, bytes) else str(k)): v for k, v in obj.items()}
 
 
-def parse_python_batch(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """(rows uint8 (n, 3072), labels int64 (n,)) from the bytes of one pickled batch."""
+def parse_python_batch(data, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """(rows uint8 (n, 3072), labels int64 (n,)) from one pickled batch (its bytes or its path)."""
     batch = _str_keys(safe_unpickle(data, source), source)
     if "fine_labels" in batch:
         raise DataError(f"{source}: this is a CIFAR-100 batch; only CIFAR-10 is supported")
@@ -128,7 +132,7 @@ def parse_python_batch(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray
     return rows, labels
 
 
-def parse_python_meta(data: bytes, source: str) -> list[str]:
+def parse_python_meta(data, source: str) -> list[str]:
     meta = _str_keys(safe_unpickle(data, source), source)
     names = meta.get("label_names")
     if not isinstance(names, list) or not names:
@@ -180,13 +184,13 @@ def _assemble(train: list, test: list, classes: list[str] | None, source: str):
     return Xtr, ytr, Xte, yte, classes
 
 
-def _numbered(files: dict[str, bytes], pattern: re.Pattern) -> list[str]:
+def _numbered(files: dict, pattern: re.Pattern) -> list[str]:
     found = sorted((int(m.group(1)), name) for name in files if (m := pattern.match(name)))
     return [name for _, name in found]
 
 
-def _from_files(files: dict[str, bytes], source: str):
-    """Decode a {basename: bytes} set of batch files, python or binary layout."""
+def _from_files(files: dict, source: str):
+    """Decode a {basename: bytes} set of batch files (python batches may be paths), either layout."""
     python = _numbered(files, _PY_BATCH)
     if python:
         train = [parse_python_batch(files[n], f"{source}/{n}") for n in python]
@@ -202,20 +206,23 @@ def _from_files(files: dict[str, bytes], source: str):
     return _assemble(train, test, classes, source)
 
 
-def _read_dir(path: Path, pattern: re.Pattern, extra: tuple[str, ...]) -> dict[str, bytes]:
+def _list_dir(path: Path, pattern: re.Pattern, extra: tuple[str, ...]) -> dict[str, Path]:
     if not path.is_dir():
         raise DataError(f"{path}: no such directory")
-    names = [p.name for p in path.iterdir() if p.is_file() and (pattern.match(p.name) or p.name in extra)]
+    return {p.name: p for p in path.iterdir() if p.is_file() and (pattern.match(p.name) or p.name in extra)}
+
+
+def _read_all(files: dict[str, Path]) -> dict[str, bytes]:
     try:
-        return {name: (path / name).read_bytes() for name in names}
+        return {name: p.read_bytes() for name, p in files.items()}
     except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror}: {exc.filename})") from None
+        raise DataError(f"{exc.filename}: cannot read ({exc.strerror})") from None
 
 
 def load_cifar_python(path) -> tuple:
     """(X_train, y_train, X_test, y_test, classes) from a `cifar-10-batches-py` folder."""
     path = Path(path)
-    files = _read_dir(path, _PY_BATCH, ("test_batch", "batches.meta"))
+    files = _list_dir(path, _PY_BATCH, ("test_batch", "batches.meta"))
     if not _numbered(files, _PY_BATCH):
         raise DataError(f"{path}: no data_batch_N files (not a CIFAR-10 python folder)")
     return _from_files(files, str(path))
@@ -224,7 +231,7 @@ def load_cifar_python(path) -> tuple:
 def load_cifar_binary(path) -> tuple:
     """(X_train, y_train, X_test, y_test, classes) from a `cifar-10-batches-bin` folder."""
     path = Path(path)
-    files = _read_dir(path, _BIN_BATCH, ("test_batch.bin", "batches.meta.txt"))
+    files = _read_all(_list_dir(path, _BIN_BATCH, ("test_batch.bin", "batches.meta.txt")))
     if not _numbered(files, _BIN_BATCH):
         raise DataError(f"{path}: no data_batch_N.bin files (not a CIFAR-10 binary folder)")
     return _from_files(files, str(path))
