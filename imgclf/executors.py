@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from .errors import UsageError
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+MAX_RESHARES = 3  # times a Dask map scatters its data again after losing every replica
 DASK_MISSING = "--scheduler needs Dask, which is not installed: pip install 'imgclf[dask]'"
 
 
@@ -309,8 +310,9 @@ class DaskExecutor:
     """Tasks on a Dask distributed cluster: an existing scheduler, or `local:N` worker processes here.
 
     Shared data is scattered to every worker once (broadcast) and passed to tasks as a future. When a
-    worker dies, the scheduler reruns its tasks elsewhere (and the nanny restarts the worker); a task that
-    keeps killing workers comes back as a failure with Dask's reason.
+    worker dies, the scheduler reruns its tasks elsewhere (and the nanny restarts the worker); a task Dask
+    gives up on (KilledWorker after `distributed.scheduler.allowed-failures` deaths) is resubmitted
+    `retries` times, the data scattered again if every replica was lost, then reported with Dask's reason.
     """
 
     def __init__(self, scheduler: str, retries: int = 1, connect_timeout: float = 10.0):
@@ -319,6 +321,7 @@ class DaskExecutor:
         self._dd = dd
         self.retries = retries
         self.cluster = None
+        self._payloads = {}
         if mode == "local":
             threads = threads_per_job(target)
             self.cluster = dd.LocalCluster(n_workers=target, threads_per_worker=1, processes=True,
@@ -347,20 +350,46 @@ class DaskExecutor:
 
     def share(self, data):
         [future] = self.client.scatter([data], broadcast=True, hash=False)
+        self._payloads[future.key] = data
         return future
+
+    def _lost(self, shared) -> bool:
+        """True when no worker holds the shared data any more (every worker holding it died)."""
+        return shared.cancelled() or not self.client.who_has([shared.key]).get(shared.key)
 
     def map_unordered(self, fn, tasks, data):
         futures = {}
+        state = {"data": data, "reshares": 0}
+
+        def submit(task, attempt):
+            fut = self.client.submit(fn, task, state["data"], pure=False)
+            futures[fut] = (task, attempt, state["data"])
+            return fut
+
         for task in tasks:
-            fut = self.client.submit(fn, task, data, pure=False, retries=self.retries)
-            futures[fut] = task
+            submit(task, 0)
+        done = self._dd.as_completed(list(futures))
         try:
-            for fut in self._dd.as_completed(list(futures)):
-                task = futures.pop(fut)
+            for fut in done:
+                task, attempt, used = futures.pop(fut)
                 try:
-                    yield task, Outcome(True, fut.result())
+                    outcome = Outcome(True, fut.result())
                 except Exception as exc:  # noqa: BLE001 - KilledWorker, lost data, task errors: all reported
-                    yield task, Outcome(False, reason=f"{type(exc).__name__}: {exc}")
+                    # A task that failed because its data was lost is not at fault: scatter the data again
+                    # (a bounded number of times) and rerun it without counting an attempt.
+                    innocent = (used is not state["data"] or isinstance(exc, self._dd.CancelledError)
+                                or self._lost(used))
+                    if innocent and used is state["data"] and state["reshares"] < MAX_RESHARES:
+                        state["data"] = self.share(self._payloads[used.key])
+                        state["reshares"] += 1
+                    if innocent and used is not state["data"]:
+                        done.add(submit(task, attempt))
+                        continue
+                    if attempt < self.retries:
+                        done.add(submit(task, attempt + 1))
+                        continue
+                    outcome = Outcome(False, reason=f"{type(exc).__name__}: {exc} (attempt {attempt + 1})")
+                yield task, outcome
         finally:
             if futures:
                 self.client.cancel(list(futures))
