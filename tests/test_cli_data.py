@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import pickle
+import shlex
+import shutil
 import subprocess
 import sys
 
@@ -231,15 +233,21 @@ def _imgclf(*args):
 
 
 def test_real_shell_pipe_export_into_info(tmp_path):
+    """`imgclf data export shapes | imgclf data info -` through a real shell and a real OS pipe."""
+    script = shutil.which("imgclf")
+    if script is not None:
+        cmd = "imgclf data export shapes -q | imgclf data info - --json"
+    else:  # not installed as a console script: the same pipe through the interpreter
+        run = f"{shlex.quote(sys.executable)} -c 'from imgclf_cli.main import main; main()'"
+        cmd = f"{run} data export shapes -q | {run} data info - --json"
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
-    export = subprocess.Popen(_imgclf("data", "export", "shapes", "-q"), stdout=subprocess.PIPE, cwd=tmp_path, env=env)
-    info = subprocess.run(_imgclf("data", "info", "-", "--json"), stdin=export.stdout, capture_output=True,
-                          text=True, cwd=tmp_path, env=env, timeout=120)
-    export.stdout.close()
-    assert export.wait(timeout=120) == 0 and info.returncode == 0, info.stderr
-    summary = json.loads(info.stdout)
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
     assert summary["name"] == "shapes" and summary["source"] == "<stdin>"
     assert summary["splits"] == {"train": 4000, "val": 1000, "test": 1000}
+    assert summary["image_shape"] == [32, 32, 3]
 
 
 def test_export_to_a_terminal_is_refused(tmp_path):
