@@ -402,3 +402,18 @@ def test_real_image_folder_sample(real_data):
     Xtr, ytr, Xte, yte, classes = folder.load_image_folder(sample)
     assert Xtr.shape == (1000, 32, 32, 3) and Xte.shape == (500, 32, 32, 3)
     assert np.bincount(ytr).tolist() == [100] * 10 and classes == CIFAR_NAMES
+
+
+def test_gzip_bomb_in_idx_is_refused(tmp_path, monkeypatch):
+    write_idx(tmp_path / "m")
+    monkeypatch.setattr(mnist, "MAX_IDX_BYTES", 1000)
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz: inflates to more than 1000 bytes"):
+        mnist.load_idx_dir(tmp_path / "m")
+
+
+def test_oversized_archive_member_is_not_read(tmp_path, monkeypatch):
+    write_cifar_python(tmp_path / "src" / "cifar-10-batches-py")
+    archive = tar_folder(tmp_path / "src" / "cifar-10-batches-py", tmp_path / "c.tar.gz")
+    monkeypatch.setattr(cifar, "MAX_MEMBER_BYTES", 1000)
+    with pytest.raises(DataError, match=r"member 'cifar-10-batches-py/.*' declares \d+ bytes"):
+        cifar.load_cifar_archive(archive)

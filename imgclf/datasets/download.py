@@ -34,6 +34,9 @@ from ..errors import DataError, DownloadError, UsageError
 
 MANIFEST_PATH = Path(__file__).resolve().parents[2] / "data" / "manifest.json"
 CHUNK = 1 << 16
+# The official archives unpack to under 200 MB; anything declaring more is refused before it fills the
+# disk (a tar.gz of zeros is a few kilobytes per gigabyte).
+MAX_EXTRACTED_BYTES = 1 << 32
 TIMEOUT = 60  # seconds without a byte before giving up on a connection
 
 
@@ -225,15 +228,21 @@ def safe_extract(archive: Path, dest: Path) -> None:
 
     Members are checked and extracted one at a time in a single pass, so a link extracted earlier is
     seen by the checks of later members; Python's "data" filter is applied on top where available.
+    The sizes the headers declare are summed before each member is written, capping the total.
     """
     dest = Path(dest).resolve()
     extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    total = 0
     try:
         with tarfile.open(archive, "r:*") as tar:
             for member in tar:
                 reason = check_member(member, dest)
                 if reason:
                     raise DataError(f"{archive}: refusing to extract {member.name!r}: {reason}")
+                total += member.size if member.isfile() else 0
+                if total > MAX_EXTRACTED_BYTES:
+                    raise DataError(f"{archive}: refusing to extract more than {MAX_EXTRACTED_BYTES} bytes "
+                                    f"(reached at {member.name!r}; not a dataset archive?)")
                 tar.extract(member, dest, **extra)
     except tarfile.FilterError as exc:
         raise DataError(f"{archive}: refusing to extract a member: {exc}") from None

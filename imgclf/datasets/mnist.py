@@ -28,20 +28,28 @@ STEMS = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
+# MNIST's largest file is 47 MB; a gzip that inflates past this is refused (a gzip bomb costs a few
+# kilobytes and would otherwise fill the memory).
+MAX_IDX_BYTES = 1 << 30
 
 
 def read_idx_bytes(path: Path) -> bytes:
     """The decompressed bytes of an idx file (gzip recognised by its magic, not its name)."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    if data[:2] != _GZIP_MAGIC:
-        return data
-    try:
-        return gzip.decompress(data)
+        with open(path, "rb") as f:
+            if f.read(2) != _GZIP_MAGIC:
+                f.seek(0)
+                return f.read()
+            f.seek(0)
+            with gzip.GzipFile(fileobj=f) as gz:
+                data = gz.read(MAX_IDX_BYTES + 1)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(f"{path}: truncated or corrupt gzip file ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    if len(data) > MAX_IDX_BYTES:
+        raise DataError(f"{path}: inflates to more than {MAX_IDX_BYTES} bytes (refusing a likely gzip bomb)")
+    return data
 
 
 def _header(data: bytes, magic: int, ndim: int, what: str, source: str) -> tuple[int, ...]:
