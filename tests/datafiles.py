@@ -137,6 +137,7 @@ def png_zeros(width: int, height: int, rows: int | None = None) -> bytes:
 class _Handler(http.server.BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}
     truncate: set[str] = set()
+    no_length: set[str] = set()
     requests: list[str] = []
 
     def do_GET(self):  # noqa: N802 - http.server's naming
@@ -147,7 +148,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body)))
+        if self.path not in self.no_length:  # without it, the end of the body is the closed connection
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         # A truncated download: the full length is announced, half the body is sent, the connection drops.
         self.wfile.write(body[: len(body) // 2] if self.path in self.truncate else body)
@@ -161,7 +163,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     """A real HTTP server on 127.0.0.1 (random port) serving `files` (path -> bytes)."""
-    handler = type("Handler", (_Handler,), {"files": {}, "truncate": set(), "requests": []})
+    handler = type("Handler", (_Handler,), {"files": {}, "truncate": set(), "no_length": set(), "requests": []})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()

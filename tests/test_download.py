@@ -311,3 +311,18 @@ def test_extraction_size_is_capped(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"refusing to extract more than 1000 bytes \(reached at 'b'"):
         download.safe_extract(archive, tmp_path / "t")
     assert [p.name for p in (tmp_path / "t").iterdir()] == ["a"]
+
+
+def test_without_content_length_the_manifest_size_decides(server, cifar_archive, tmp_path):
+    data, _ = cifar_archive
+    server.handler.no_length.add("/cifar-10-python.tar.gz")
+    manifest = manifest_for(server, cifar=data)
+    server.handler.files["/cifar-10-python.tar.gz"] = data + b"\0" * 100_000
+    with pytest.raises(DownloadError, match=rf"more than the {len(data)} bytes of the official"):
+        download.get("cifar10", tmp_path / "d", manifest=manifest)
+    server.handler.files["/cifar-10-python.tar.gz"] = data[:-10]
+    with pytest.raises(DownloadError, match=rf"download truncated: received {len(data) - 10} of {len(data)}"):
+        download.get("cifar10", tmp_path / "d", manifest=manifest)
+    assert list((tmp_path / "d").iterdir()) == []
+    server.handler.files["/cifar-10-python.tar.gz"] = data
+    assert download.get("cifar10", tmp_path / "d", manifest=manifest).status == "installed"

@@ -152,11 +152,13 @@ def fetch(url: str, dest: Path, spec: FileSpec, progress=_no_progress) -> None:
                         hasher.update(chunk)
                     got += len(chunk)
                     advance(len(chunk))
+                    if spec.size is not None and got > spec.size:
+                        raise DownloadError(f"{url}: more than the {spec.size} bytes of the official {spec.name}")
     except urllib.error.HTTPError as exc:
         raise DownloadError(f"{url}: HTTP error {exc.code} ({exc.reason})") from None
     except urllib.error.URLError as exc:
         raise DownloadError(f"{url}: cannot connect ({exc.reason})") from None
-    except (http.client.HTTPException, TimeoutError, ConnectionError) as exc:
+    except (http.client.HTTPException, OSError) as exc:  # resets, timeouts, TLS errors, a full disk
         raise DownloadError(f"{url}: download failed after {got} bytes ({type(exc).__name__}: {exc})") from None
     # http.client returns a short body without complaint when the server hangs up early.
     expected = declared if declared is not None else spec.size
