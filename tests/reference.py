@@ -223,3 +223,122 @@ def knn_vote_naive(neighbor_labels):
 def knn_predict_naive(Xtr, ytr, Xq, k, metric):
     _, idx = knn_select_naive(knn_distances_naive(Xq, Xtr, metric), k)
     return knn_vote_naive(np.asarray(ytr)[idx])
+
+
+# -- convolution and pooling on NHWC images (imgclf.kernels.im2col, .pool, .batchnorm, imgclf.nn.conv) ----
+
+def _pad_nhwc(x, pad):
+    return np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+
+
+def conv_out_size_naive(size, field, stride, pad, dilation=1):
+    return (size + 2 * pad - dilation * (field - 1) - 1) // stride + 1
+
+
+def im2col_naive(x, kh, kw, stride=1, pad=0, dilation=1):
+    """Row (n, i, j) holds the receptive field of output pixel (i, j) of image n, ordered (p, q, c)."""
+    N, H, W, C = x.shape
+    Ho = conv_out_size_naive(H, kh, stride, pad, dilation)
+    Wo = conv_out_size_naive(W, kw, stride, pad, dilation)
+    xp = _pad_nhwc(x, pad)
+    rows = []
+    for n in range(N):
+        for i in range(Ho):
+            for j in range(Wo):
+                rows.append([xp[n, i * stride + p * dilation, j * stride + q * dilation, c]
+                             for p in range(kh) for q in range(kw) for c in range(C)])
+    return np.array(rows, dtype=x.dtype).reshape(N * Ho * Wo, kh * kw * C)
+
+
+def conv_forward_naive(x, w, b, stride=1, pad=0, dilation=1):
+    """out[n, i, j, f] = b[f] + sum_{p, q, c} xpad[n, i*S + p*D, j*S + q*D, c] * w[p, q, c, f], loops."""
+    N, H, W, C = x.shape
+    KH, KW, _, F = w.shape
+    Ho = conv_out_size_naive(H, KH, stride, pad, dilation)
+    Wo = conv_out_size_naive(W, KW, stride, pad, dilation)
+    xp = _pad_nhwc(x.astype(np.float64), pad)
+    out = np.zeros((N, Ho, Wo, F))
+    for n in range(N):
+        for i in range(Ho):
+            for j in range(Wo):
+                for f in range(F):
+                    total = 0.0 if b is None else float(b[f])
+                    for p in range(KH):
+                        for q in range(KW):
+                            for c in range(C):
+                                total += xp[n, i * stride + p * dilation, j * stride + q * dilation, c] * w[p, q, c, f]
+                    out[n, i, j, f] = total
+    return out
+
+
+def conv_backward_naive(dout, x, w, stride=1, pad=0, dilation=1):
+    """(dx, dw, db) of conv_forward_naive by the chain rule, one multiply-add at a time."""
+    N, H, W, C = x.shape
+    KH, KW, _, F = w.shape
+    _, Ho, Wo, _ = dout.shape
+    xp = _pad_nhwc(x.astype(np.float64), pad)
+    dxp = np.zeros_like(xp)
+    dw = np.zeros(w.shape)
+    db = np.zeros(F)
+    for n in range(N):
+        for i in range(Ho):
+            for j in range(Wo):
+                for f in range(F):
+                    g = dout[n, i, j, f]
+                    db[f] += g
+                    for p in range(KH):
+                        for q in range(KW):
+                            for c in range(C):
+                                h, v = i * stride + p * dilation, j * stride + q * dilation
+                                dw[p, q, c, f] += xp[n, h, v, c] * g
+                                dxp[n, h, v, c] += w[p, q, c, f] * g
+    return dxp[:, pad:pad + H, pad:pad + W, :], dw, db
+
+
+def max_pool_forward_naive(x, size=2, stride=None):
+    """Max over each size x size window every `stride` pixels, per image and channel."""
+    stride = size if stride is None else stride
+    N, H, W, C = x.shape
+    Ho, Wo = (H - size) // stride + 1, (W - size) // stride + 1
+    out = np.zeros((N, Ho, Wo, C), x.dtype)
+    for n in range(N):
+        for i in range(Ho):
+            for j in range(Wo):
+                for c in range(C):
+                    out[n, i, j, c] = max(x[n, i * stride + p, j * stride + q, c]
+                                          for p in range(size) for q in range(size))
+    return out
+
+
+def max_pool_backward_naive(dout, x, size=2, stride=None):
+    """The gradient goes to the first maximum of each window (row-major order), summed over windows."""
+    stride = size if stride is None else stride
+    N, Ho, Wo, C = dout.shape
+    dx = np.zeros(x.shape, dout.dtype)
+    for n in range(N):
+        for i in range(Ho):
+            for j in range(Wo):
+                for c in range(C):
+                    best, at = None, None
+                    for p in range(size):
+                        for q in range(size):
+                            v = x[n, i * stride + p, j * stride + q, c]
+                            if best is None or v > best:
+                                best, at = v, (i * stride + p, j * stride + q)
+                    dx[n, at[0], at[1], c] += dout[n, i, j, c]
+    return dx
+
+
+def spatial_batchnorm_train_naive(x, gamma, beta, eps=1e-5):
+    """Per-channel statistics over (N, H, W), loops; returns (out, mean, biased var)."""
+    N, H, W, C = x.shape
+    mean = np.zeros(C)
+    var = np.zeros(C)
+    m = N * H * W
+    for c in range(C):
+        mean[c] = sum(float(v) for v in x[..., c].ravel()) / m
+        var[c] = sum((float(v) - mean[c]) ** 2 for v in x[..., c].ravel()) / m
+    out = np.empty(x.shape)
+    for c in range(C):
+        out[..., c] = gamma[c] * (x[..., c] - mean[c]) / math.sqrt(var[c] + eps) + beta[c]
+    return out, mean, var
