@@ -417,3 +417,13 @@ def test_oversized_archive_member_is_not_read(tmp_path, monkeypatch):
     monkeypatch.setattr(cifar, "MAX_MEMBER_BYTES", 1000)
     with pytest.raises(DataError, match=r"member 'cifar-10-batches-py/.*' declares \d+ bytes"):
         cifar.load_cifar_archive(archive)
+
+
+def test_16_bit_gray_png_keeps_its_range(tmp_path):
+    from PIL import Image
+
+    values = (np.arange(16, dtype=np.uint16).reshape(4, 4) * 4000)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    img = folder.load_image(tmp_path / "deep.png")
+    np.testing.assert_array_equal(img[..., 0], (values >> 8).astype(np.uint8))
+    assert folder.load_image(tmp_path / "deep.png", mode="rgb")[3, 3].tolist() == [234, 234, 234]

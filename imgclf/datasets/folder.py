@@ -63,6 +63,9 @@ def _decode(path: Path, size: tuple[int, int] | None, mode: str) -> np.ndarray:
             if size is not None and img.format == "JPEG":
                 # Let libjpeg decode at a reduced scale (never below the target size): much faster.
                 img.draft("L" if mode == "gray" else "RGB", (size[1], size[0]))
+            if img.mode.startswith("I;16"):
+                # Pillow's convert clips 16-bit values at 255; keep the top 8 bits instead.
+                img = Image.fromarray((np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8), "L")
             img = img.convert("L" if mode == "gray" else "RGB")
             if size is not None and img.size != (size[1], size[0]):
                 # Pillow's bilinear resize widens its kernel when shrinking, so it antialiases.
