@@ -193,3 +193,99 @@ def save_png(img, path) -> None:
 
     with atomic_open(path, "wb") as f:
         img.save(f, format="PNG")
+
+
+def _colour(t: float) -> tuple[int, int, int]:
+    """A dark-blue -> teal -> yellow ramp (viridis-like) for t in [0, 1]."""
+    stops = [(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)]
+    t = min(max(t, 0.0), 1.0) * (len(stops) - 1)
+    i = min(int(t), len(stops) - 2)
+    f = t - i
+    return tuple(int(round(a + (b - a) * f)) for a, b in zip(stops[i], stops[i + 1]))
+
+
+def _axis_ticks(lo: float, hi: float, log: bool) -> tuple[list[float], list[str]]:
+    """Tick positions (in log10 units for log axes) and their labels."""
+    if not log:
+        ticks = nice_ticks(lo, hi)
+        return ticks, [_fmt(t) for t in ticks]
+    first, last = math.floor(lo), math.ceil(hi)
+    if last - first < 2:  # less than two decades: finer ticks, labelled with their values
+        ticks = nice_ticks(lo, hi)
+        return ticks, [f"{10 ** t:.2g}" for t in ticks]
+    step = max(1, math.ceil((last - first) / 8))
+    ticks = list(range(first, last + 1, step))
+    return [float(t) for t in ticks], [f"1e{t}" for t in ticks]
+
+
+def scatter_plot(x, y, values=None, *, log_x: bool = False, log_y: bool = False, title: str = "",
+                 xlabel: str = "", ylabel: str = "", value_label: str = "", size: tuple[int, int] = (640, 480)):
+    """A PIL image of points (x, y), coloured by `values` with a colour bar when given (the CS231n
+    hyperparameter-search figure: log learning rate vs log regularisation, colour = val accuracy).
+    Points with a non-finite coordinate or value are left out."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    v = None if values is None else np.asarray(values, dtype=np.float64)
+    if x.shape != y.shape or (v is not None and v.shape != x.shape):
+        raise UsageError("scatter_plot: x, y and values must have the same length")
+    for arr, log, name in ((x, log_x, "x"), (y, log_y, "y")):
+        if log and np.any(arr[np.isfinite(arr)] <= 0):
+            raise UsageError(f"scatter_plot: a log {name} axis needs positive values")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tx = np.log10(x) if log_x else x
+        ty = np.log10(y) if log_y else y
+    keep = np.isfinite(tx) & np.isfinite(ty) & (np.isfinite(v) if v is not None else True)
+    tx, ty = tx[keep], ty[keep]
+    v = v[keep] if v is not None else None
+    if tx.size == 0:
+        raise UsageError("nothing finite to plot")
+
+    w, h = size
+    img = Image.new("RGB", size, _BG)
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    left, right, top, bottom = 70, 90 if v is not None else 20, 40, 55
+    xt, xl = _axis_ticks(float(tx.min()), float(tx.max()), log_x)
+    yt, yl = _axis_ticks(float(ty.min()), float(ty.max()), log_y)
+    x0, x1, y0, y1 = min(xt[0], tx.min()), max(xt[-1], tx.max()), min(yt[0], ty.min()), max(yt[-1], ty.max())
+
+    def px(a):
+        return left + (a - x0) / ((x1 - x0) or 1) * (w - left - right)
+
+    def py(b):
+        return h - bottom - (b - y0) / ((y1 - y0) or 1) * (h - top - bottom)
+
+    for t, label in zip(yt, yl):
+        draw.line([(left, py(t)), (w - right, py(t))], fill=_GRID)
+        draw.text((left - 8 - draw.textlength(label, font=font), py(t) - 6), label, fill=_FG, font=font)
+    for t, label in zip(xt, xl):
+        draw.line([(px(t), top), (px(t), h - bottom)], fill=_GRID)
+        draw.line([(px(t), h - bottom), (px(t), h - bottom + 5)], fill=_FG)
+        draw.text((px(t) - draw.textlength(label, font=font) / 2, h - bottom + 8), label, fill=_FG, font=font)
+    draw.rectangle([left, top, w - right, h - bottom], outline=_FG)
+
+    lo, hi = (float(v.min()), float(v.max())) if v is not None else (0.0, 1.0)
+    order = np.argsort(v, kind="stable") if v is not None else np.arange(len(tx))  # best drawn last, on top
+    for i in order:
+        colour = _colour((v[i] - lo) / ((hi - lo) or 1)) if v is not None else _POINT
+        draw.ellipse([px(tx[i]) - 5, py(ty[i]) - 5, px(tx[i]) + 5, py(ty[i]) + 5], fill=colour, outline=_FG)
+    if v is not None:
+        bx, bh = w - right + 20, h - top - bottom
+        for k in range(int(bh)):
+            draw.line([(bx, top + k), (bx + 14, top + k)], fill=_colour(1 - k / max(bh - 1, 1)))
+        draw.rectangle([bx, top, bx + 14, top + bh], outline=_FG)
+        for val, yy in ((hi, top), (lo, top + bh)):
+            draw.text((bx + 18, yy - 6), f"{val:.3f}", fill=_FG, font=font)
+        if value_label:
+            draw.text((bx - 6, top - 16), value_label, fill=_FG, font=font)
+    if title:
+        draw.text(((w - draw.textlength(title, font=font)) / 2, 12), title, fill=_FG, font=font)
+    if xlabel:
+        draw.text(((w - draw.textlength(xlabel, font=font)) / 2, h - 22), xlabel, fill=_FG, font=font)
+    if ylabel:
+        label_img = Image.new("RGB", (int(draw.textlength(ylabel, font=font)) + 4, 14), _BG)
+        ImageDraw.Draw(label_img).text((2, 0), ylabel, fill=_FG, font=font)
+        rotated = label_img.rotate(90, expand=True)
+        img.paste(rotated, (6, (h - rotated.height) // 2))
+    return img

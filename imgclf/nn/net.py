@@ -202,14 +202,15 @@ class NeuralNet:
         return self._forward(Xp, "test", None)[0]
 
     # -- public API ------------------------------------------------------------------------------
-    def fit(self, X, y, X_val=None, y_val=None, *, callback=None, checkpoint_dir=None, resume=None,
-            log=None, stop_signal=None):
+    def fit(self, X, y, X_val=None, y_val=None, *, callback=None, checkpoint_dir=None, keep_checkpoints=3,
+            resume=None, log=None, stop_signal=False, checkpoint_extra=None):
         """Train through the Solver; afterwards the best-validation weights are in params_.
 
         X: (N, D) features or (N, H, W, C) images (uint8 or float); validation data optional (without it,
         accuracy on a fixed training sample chooses the best epoch). The keyword arguments pass through
-        to the Solver: `callback(event, info)`, `checkpoint_dir`, `resume` (a checkpoint path),
-        `log` (a JSON-lines file), `stop_signal` (SIGINT handling). `result_` holds the Solver's result
+        to the Solver: `callback(event, info)`, `checkpoint_dir`, `keep_checkpoints`, `resume` (a
+        checkpoint path), `log` (a JSON-lines file), `stop_signal` (SIGINT handling), `checkpoint_extra`
+        (JSON stored in every checkpoint). `result_` holds the Solver's result
         (`stopped`, history); `history_` the per-epoch records.
         """
         from . import augment as augment_mod
@@ -245,7 +246,7 @@ class NeuralNet:
             optim=self.optim, lr=self.lr, optim_options=self.optim_options, lr_schedule=self.lr_schedule,
             epochs=self.epochs, batch_size=self.batch_size, augment=aug, patience=self.patience, rng=rng,
             train_acc_sample=self.train_acc_sample, callback=callback, checkpoint_dir=checkpoint_dir,
-            log=log, stop_signal=stop_signal,
+            keep_checkpoints=keep_checkpoints, checkpoint_extra=checkpoint_extra, log=log, stop_signal=stop_signal,
         )
         if resume is not None:
             solver.load_checkpoint(resume)
@@ -379,3 +380,9 @@ class _Trainee:
 
     def score(self, X, y):
         return self.model.score(X, y)
+
+    def __getattr__(self, name):
+        # Everything else (history_, classes_, stopped_, ...) is the estimator's.
+        if name == "model":
+            raise AttributeError(name)
+        return getattr(self.model, name)

@@ -1,0 +1,107 @@
+"""`imgclf train twolayer`: fully-connected nets (two-layer with --hidden 500, deeper with --hidden 1024,512)."""
+
+from __future__ import annotations
+
+import click
+
+from ..console import reporter
+from ..options import data_options, json_option, load_data, quiet_option, seed_option
+from ..training import (RUN_KEYS, fit_with_progress, report_result, resume_settings, save_curves, training_options,
+                        training_params)
+
+# Chosen by measurement on CIFAR-10 (49000/1000/10000): docs/recipes.md.
+DEFAULTS = {"optim": "adam", "lr": 1e-3, "reg": 1e-4, "epochs": 8, "batch_size": 200, "augment": "flip",
+            "lr_schedule": "step:0.9"}
+MODEL_DEFAULTS = {"hidden": "500", "activation": "relu", "dropout": 0.2, "init": "he", "preprocess": "mean:channel,normalize:channel"}
+
+
+def _hidden(ctx, param, value):
+    try:
+        sizes = tuple(int(v) for v in value.split(","))
+        if not sizes or min(sizes) < 1:
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(f"expected layer sizes such as 500 or 1024,512, got {value!r}") from None
+    return sizes
+
+
+@click.command()
+@click.option("--hidden", callback=_hidden, default=MODEL_DEFAULTS["hidden"], show_default=True, metavar="H[,H...]",
+              help="Hidden layer sizes: 500 is a two-layer net, 1024,512 a three-layer one.")
+@click.option("--activation", default=MODEL_DEFAULTS["activation"], show_default=True, metavar="NAME",
+              help="relu, leaky_relu[:SLOPE], tanh, sigmoid or elu[:ALPHA].")
+@click.option("--batchnorm/--no-batchnorm", default=False, show_default=True,
+              help="Batch normalisation after each hidden activation.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=MODEL_DEFAULTS["dropout"],
+              show_default=True, help="Probability of dropping a hidden unit in training (inverted dropout).")
+@click.option("--init", default=MODEL_DEFAULTS["init"], show_default=True, metavar="SCHEME",
+              help="Weight initialisation: he, xavier or normal:STD.")
+@click.option("--loss", type=click.Choice(["softmax", "svm"]), default="softmax", show_default=True,
+              help="Loss on the class scores.")
+@training_options(DEFAULTS)
+@click.option("--preprocess", "preprocess_spec", default=MODEL_DEFAULTS["preprocess"], show_default=True,
+              metavar="CHAIN", help="Preprocessing fitted on the training split and stored in the model, e.g. "
+                                    "mean,normalize, mean:channel,normalize:channel, or none.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, metavar="MODEL.npz",
+              help="Save the best-validation model (with its preprocessing chain) here.")
+@data_options
+@seed_option
+@json_option
+@quiet_option
+@click.pass_context
+def twolayer(ctx, hidden, activation, batchnorm, dropout, init, loss, preprocess_spec, output, seed, as_json, quiet,
+             data, n_train, n_test, val, size, color, **options):
+    """Train a fully-connected net: affine - activation - [batchnorm] - [dropout] - ... - affine - loss.
+
+    The training split (49000 of CIFAR-10's 50000 by default) is fitted, the validation split (the
+    last 1000) picks the best epoch, whose weights are kept and saved; the test split is scored.
+    Each epoch logs the loss, the accuracy on a fixed training sample and on val, the learning rate
+    and the first layer's update/weight ratio (about 1e-3 is healthy). Everything is float32.
+
+    Ctrl-C finishes the current step, writes a checkpoint (with --checkpoint-dir) and exits with
+    status 130; --resume CKPT continues exactly where it stopped (same final weights as a run that
+    was never interrupted). A NaN/inf loss stops training and keeps the best epoch so far.
+
+    \b
+    Examples:
+      imgclf train twolayer
+      imgclf train twolayer --hidden 1000 --dropout 0.3 --epochs 20 -o net.npz
+      imgclf train twolayer --hidden 1024,512 --batchnorm --augment flip,crop:4
+      imgclf train twolayer --optim momentum --momentum 0.95 --lr 1e-2 --lr-schedule step:0.5:5
+      imgclf train twolayer --checkpoint-dir ckpt --log train.jsonl --plot curves.png
+      imgclf train twolayer --resume ckpt/ckpt_epoch003_step00120_val0.4510.npz
+      imgclf train twolayer --data mnist --hidden 500 --preprocess mean,normalize
+      imgclf data export cifar10 | imgclf preprocess mean | imgclf train twolayer --preprocess none
+    """
+    import time
+
+    from imgclf.errors import UsageError
+    from imgclf.nn.net import NeuralNet
+    from imgclf.preprocessing_chain import fit_chain, parse_chain_spec
+
+    run = {k: options.pop(k) for k in RUN_KEYS}
+    params = dict(hidden=hidden, activation=activation, batchnorm=batchnorm, dropout=dropout, init=init, loss=loss,
+                  **training_params(**options, **{k: run[k] for k in ("momentum", "beta1", "beta2", "decay_rate",
+                                                                       "epsilon")}))
+    extra = {"preprocess": preprocess_spec, "seed": seed}
+    if run["resume"]:
+        params, extra = resume_settings(ctx, run["resume"], options["epochs"])
+        preprocess_spec, seed = extra.get("preprocess", preprocess_spec), extra.get("seed", seed)
+        params.pop("random_state", None)
+    rep = reporter(ctx, quiet)
+    t0 = time.perf_counter()
+    ds = load_data(ctx, data, n_train, n_test, val, size, color, quiet=quiet)
+    if not ds.has("train"):
+        raise UsageError("the data has no training split to fit on")
+    if preprocess_spec and preprocess_spec.strip().lower() != "none":
+        ds = fit_chain(parse_chain_spec(preprocess_spec), ds)
+    model = NeuralNet(random_state=seed, **params)
+    name = "twolayer" if len(model._hidden()) == 1 else f"net {','.join(map(str, model._hidden()))}"
+    result = fit_with_progress(ctx, model, ds, name=name, quiet=quiet, checkpoint_dir=run["checkpoint_dir"],
+                               keep_checkpoints=run["keep_checkpoints"], resume=run["resume"], log_file=run["log_file"],
+                               checkpoint_extra=extra)
+    if run["plot"]:
+        save_curves(result, run["plot"], title=f"{name} on {ds.name or 'data'}: loss per iteration")
+        rep.log(f"training curves written to {run['plot']}")
+    report_result(ctx, model, ds, result, output=output, seed=seed, as_json=as_json, quiet=quiet, t0=t0, name=name)
+

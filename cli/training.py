@@ -1,0 +1,237 @@
+"""What every `imgclf train <net>` command shares: optimiser, schedule, stopping, checkpoint, logging and
+plotting options (click decorators), and `fit_with_progress`, which trains any Solver-backed model
+with a rich progress bar, one log line per epoch, and the Ctrl-C behaviour.
+
+A model used here follows the NeuralNet contract: `fit(X, y, X_val, y_val, *, callback, checkpoint_dir,
+resume, log, stop_signal)` training through imgclf.nn.solver.Solver, and afterwards `result_` (the
+Solver's TrainResult), `history_`, `stopped_`, `best_epoch_`. Its constructor takes the training
+hyperparameters `optim, lr, optim_options, lr_schedule, reg, epochs, batch_size, augment, patience`
+(what `training_params(**options)` returns).
+"""
+
+from __future__ import annotations
+
+import click
+
+# Option name -> key in imgclf.nn.optim.DEFAULTS, and the optimisers it applies to.
+_OPTIM_SETTINGS = {
+    "momentum": ("momentum", ("momentum", "nesterov")),
+    "beta1": ("beta1", ("adam",)),
+    "beta2": ("beta2", ("adam",)),
+    "decay_rate": ("decay_rate", ("rmsprop",)),
+    "epsilon": ("epsilon", ("adagrad", "rmsprop", "adam")),
+}
+
+TRAINING_KEYS = ("optim", "lr", "lr_schedule", "reg", "epochs", "batch_size", "augment", "patience")
+RUN_KEYS = ("momentum", "beta1", "beta2", "decay_rate", "epsilon", "checkpoint_dir", "keep_checkpoints", "resume",
+            "log_file", "plot")
+
+
+def training_options(defaults: dict):
+    """Decorator adding the shared training options; `defaults` gives optim, lr, reg, epochs,
+    batch_size, augment (each kind measures its own)."""
+    d = {"optim": "adam", "lr": 1e-3, "reg": 1e-4, "epochs": 10, "batch_size": 200, "augment": None, **defaults}
+
+    def wrap(func):
+        opts = [
+            click.option("--optim", type=click.Choice(["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"]),
+                         default=d["optim"], show_default=True, help="Update rule."),
+            click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=d["lr"], show_default=True,
+                         help="Base learning rate."),
+            click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=None,
+                         help="Momentum for momentum/nesterov [default: 0.9]."),
+            click.option("--beta1", type=click.FloatRange(0, 1, max_open=True), default=None,
+                         help="Adam's first-moment decay [default: 0.9]."),
+            click.option("--beta2", type=click.FloatRange(0, 1, max_open=True), default=None,
+                         help="Adam's second-moment decay [default: 0.999]."),
+            click.option("--decay-rate", type=click.FloatRange(0, 1, max_open=True), default=None,
+                         help="RMSprop's squared-gradient decay [default: 0.99]."),
+            click.option("--epsilon", type=click.FloatRange(min=0, min_open=True), default=None,
+                         help="Adagrad/RMSprop/Adam denominator guard [default: 1e-8]."),
+            click.option("--lr-schedule", default=d.get("lr_schedule"), show_default=True, metavar="SPEC",
+                         help="Per-epoch learning-rate schedule: step:F[:E] (times F every E epochs), exp:K "
+                              "(lr0 e^-Kt), inv:K (lr0/(1+Kt)) or none."),
+            click.option("--reg", type=click.FloatRange(min=0), default=d["reg"], show_default=True,
+                         help="L2 strength: reg * sum(W^2) over the weight matrices."),
+            click.option("--epochs", type=click.IntRange(min=1), default=d["epochs"], show_default=True,
+                         help="Passes over the training split."),
+            click.option("--batch-size", type=click.IntRange(min=1), default=d["batch_size"], show_default=True,
+                         help="Examples per step."),
+            click.option("--augment", default=d["augment"], show_default=True, metavar="SPEC",
+                         help="Training-time augmentation of image data: flip, crop:PAD, e.g. flip,crop:4; none."),
+            click.option("--patience", type=click.IntRange(min=1), default=None,
+                         help="Stop when val accuracy has not improved for this many epochs."),
+            click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
+                         help="Write a checkpoint (weights, optimiser and RNG state) every epoch: "
+                              "ckpt_epochNNN_valA.AAAA.npz."),
+            click.option("--keep-checkpoints", type=click.IntRange(min=0), default=3, show_default=True,
+                         help="Keep the newest N checkpoints (and the best epoch's); 0 keeps all."),
+            click.option("--resume", type=click.Path(dir_okay=False, exists=True), default=None, metavar="CKPT",
+                         help="Continue from a checkpoint, with the model, training and preprocessing settings "
+                              "stored in it (give the same data options; --epochs may extend the run)."),
+            click.option("--log", "log_file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                         help="Append one JSON line per epoch (and stop events) to FILE."),
+            click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
+                         help="Draw the training curves: loss per iteration, train/val accuracy per epoch."),
+        ]
+        for opt in reversed(opts):
+            func = opt(func)
+        return func
+
+    return wrap
+
+
+def training_params(optim, lr, lr_schedule, reg, epochs, batch_size, augment, patience, momentum=None, beta1=None,
+                    beta2=None, decay_rate=None, epsilon=None, **_):
+    """The model's training hyperparameters from the shared options; settings of other optimisers
+    than the chosen one are refused rather than silently ignored."""
+    given = {"momentum": momentum, "beta1": beta1, "beta2": beta2, "decay_rate": decay_rate, "epsilon": epsilon}
+    options = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        key, applies = _OPTIM_SETTINGS[name]
+        if optim not in applies:
+            raise click.UsageError(f"--{name.replace('_', '-')} applies to {', '.join(applies)}, not --optim {optim}")
+        options[key] = value
+    return {"optim": optim, "lr": lr, "optim_options": options or None,
+            "lr_schedule": None if lr_schedule in (None, "", "none") else lr_schedule, "reg": reg, "epochs": epochs,
+            "batch_size": batch_size, "augment": None if augment in (None, "", "none") else augment,
+            "patience": patience}
+
+
+def resume_settings(ctx: click.Context, path: str, epochs: int) -> tuple[dict, dict]:
+    """(model hyperparameters, extra) stored in a checkpoint; --epochs overrides only when given."""
+    from click.core import ParameterSource
+
+    from imgclf.errors import ModelFileError
+    from imgclf.nn.solver import read_checkpoint
+
+    meta, _ = read_checkpoint(path)
+    model = meta.get("model") or {}
+    if "hyperparameters" not in model:
+        raise ModelFileError(f"{path}: the checkpoint does not record its model's settings")
+    params = {k: v for k, v in model["hyperparameters"].items() if not k.endswith("_")}
+    if ctx.get_parameter_source("epochs") == ParameterSource.COMMANDLINE:
+        params["epochs"] = epochs
+    return params, meta.get("extra") or {}
+
+
+def fit_with_progress(ctx, model, ds, *, name: str, quiet: bool, checkpoint_dir=None, keep_checkpoints=3,
+                      resume=None, log_file=None, checkpoint_extra=None):
+    """Fit `model` on ds's train split (val picks the best epoch) with progress on stderr.
+
+    Ctrl-C finishes the current step, writes a checkpoint when --checkpoint-dir is set, prints how to
+    resume and exits with status 130. A diverged run reports why and keeps its best epoch; with no
+    finished epoch it fails (imgclf.errors.Diverged, exit 1)."""
+    import numpy as np
+
+    from imgclf.errors import Diverged
+
+    from .console import reporter
+
+    rep = reporter(ctx, quiet)
+    train, valid = ds.get("train"), ds.splits.get("val")
+    steps = max(1, len(train) // min(model.batch_size, len(train)))
+    rep.log(f"{name}: {len(train)} training examples, {int(np.prod(train.X.shape[1:]))} features, "
+            f"{len(ds.classes)} classes" + (f", {len(valid)} validation" if valid is not None else ""))
+    with rep.progress(f"train {name}", model.epochs * steps) as advance:
+        def callback(event, info):
+            if event == "step":
+                advance(status=f"epoch {info['epoch']}  loss {info['loss']:.4f}")
+                return
+            val_txt = f"  val {info['val_acc']:.4f}" if info["val_acc"] is not None else ""
+            ratio = info["update_ratio"]
+            ratio_txt = f"  update/weight {ratio:.1e}" if ratio is not None else ""
+            rep.log(f"epoch {info['epoch']:3d}/{model.epochs}  loss {info['loss']:.4f}  train {info['train_acc']:.4f}"
+                    f"{val_txt}  lr {info['lr']:.3g}{ratio_txt}  {info['seconds']:.1f}s")
+
+        if resume:
+            # Progress restarts from the checkpoint's iteration.
+            from imgclf.nn.solver import read_checkpoint
+
+            advance(read_checkpoint(resume)[0].get("iteration", 0))
+        model.fit(train.X, train.y, valid.X if valid is not None else None, valid.y if valid is not None else None,
+                  callback=callback, checkpoint_dir=checkpoint_dir, keep_checkpoints=keep_checkpoints, resume=resume,
+                  log=log_file, stop_signal=True, checkpoint_extra=checkpoint_extra)
+    result = model.result_
+    if result.stopped == "interrupted":
+        if result.checkpoint:
+            click.echo(f"Interrupted: checkpoint written to {result.checkpoint}; continue with --resume "
+                       f"{result.checkpoint}", err=True)
+        else:
+            click.echo("Interrupted (no --checkpoint-dir, so nothing was saved).", err=True)
+        ctx.exit(130)
+    if result.stopped and result.stopped.startswith("diverged"):
+        if result.best_epoch is None:
+            raise Diverged(f"training {result.stopped}")
+        rep.notice(f"training stopped: {result.stopped}")
+    elif result.stopped:
+        rep.notice(result.stopped)
+    return result
+
+
+def save_curves(result, path, title: str = "") -> None:
+    """Loss per iteration above train/val accuracy per epoch, one PNG."""
+    import numpy as np
+
+    from imgclf.plots import line_plot, save_png, stack
+
+    losses = result.loss_history
+    top = line_plot([("loss", range(1, len(losses) + 1), losses)], title=title or "training loss",
+                    xlabel="iteration", ylabel="loss", size=(720, 320))
+    epochs = [h["epoch"] for h in result.history]
+    series = [("train (sample)", epochs, [h["train_acc"] for h in result.history])]
+    if any(h["val_acc"] is not None for h in result.history):
+        series.append(("val", epochs, [np.nan if h["val_acc"] is None else h["val_acc"] for h in result.history]))
+    bottom = line_plot(series, title="accuracy per epoch", xlabel="epoch", ylabel="accuracy", size=(720, 320))
+    save_png(stack([top, bottom]), path)
+
+
+def report_result(ctx, model, ds, result, *, output, seed, as_json, quiet, t0, name):
+    """Score on test (else val, else train), save with -o, print the table or JSON. Shared by net kinds."""
+    import time
+
+    from imgclf.io import modelfile
+
+    from .console import emit_json, emit_table, reporter
+
+    rep = reporter(ctx, quiet)
+    eval_key = "test" if ds.has("test") else ("val" if ds.has("val") else "train")
+    evaluation = ds.get(eval_key)
+    accuracy = model.score(evaluation.X, evaluation.y)
+    seconds = time.perf_counter() - t0
+    train = ds.get("train")
+    if output:
+        bundle = modelfile.ModelBundle(model, list(ds.classes), tuple(ds.image_shape), list(ds.transforms),
+                                       model.history_, seed, {"trained_on": ds.name, "n_train": len(train),
+                                                              "stopped": model.stopped_})
+        modelfile.save(bundle, output)
+        rep.log(f"saved the epoch-{model.best_epoch_} weights to {output}")
+    best = model.history_[model.best_epoch_ - 1] if model.best_epoch_ else {}
+    out = {
+        "model": name,
+        "accuracy": accuracy,
+        "split": eval_key,
+        "n_train": len(train),
+        "n_eval": len(evaluation),
+        "seconds": seconds,
+        "val_accuracy": best.get("val_acc"),
+        "train_accuracy": best.get("train_acc"),
+        "best_epoch": model.best_epoch_,
+        "epochs_run": len(model.history_),
+        "stopped": model.stopped_,
+        "checkpoint": result.checkpoint,
+        "preprocess": [t.describe() for t in ds.transforms],
+        "hyperparameters": model.get_params(),
+        "history": model.history_,
+    }
+    if as_json:
+        emit_json(out)
+        return
+    rows = [["accuracy", f"{accuracy:.4f}"], ["split", eval_key], ["n_train", len(train)], ["n_eval", len(evaluation)],
+            ["val_accuracy", f"{best['val_acc']:.4f}" if best.get("val_acc") is not None else "-"],
+            ["best_epoch", model.best_epoch_], ["epochs_run", len(model.history_)], ["seconds", f"{seconds:.1f}"]]
+    if model.stopped_:
+        rows.append(["stopped", model.stopped_])
+    emit_table(["metric", "value"], rows, title=f"{name} on {ds.name or 'data'}")
