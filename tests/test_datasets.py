@@ -427,3 +427,20 @@ def test_16_bit_gray_png_keeps_its_range(tmp_path):
     img = folder.load_image(tmp_path / "deep.png")
     np.testing.assert_array_equal(img[..., 0], (values >> 8).astype(np.uint8))
     assert folder.load_image(tmp_path / "deep.png", mode="rgb")[3, 3].tolist() == [234, 234, 234]
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    from PIL import Image
+
+    stored = np.zeros((4, 8, 3), np.uint8)  # stored 8 wide, 4 tall; a camera's portrait photo
+    stored[:, :4] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display rotated 90 degrees clockwise
+    root = tmp_path / "d" / "a"
+    root.mkdir(parents=True)
+    Image.fromarray(stored).save(root / "p.png", exif=exif)
+    Image.fromarray(np.zeros((8, 4, 3), np.uint8)).save(root / "q.png")  # already upright, same size
+    X, *_ = folder.load_image_folder(tmp_path / "d")
+    assert X.shape == (2, 8, 4, 3)
+    # Turned a quarter clockwise: the white left half of the stored pixels is now the top half.
+    assert X[0, 0, :, 0].tolist() == [255] * 4 and X[0, 7, :, 0].tolist() == [0] * 4

@@ -2,9 +2,9 @@
 
 Any file Pillow reads is an image. Files directly in the root (README, checksums) are ignored, hidden
 files too; any other file in a class folder that is not a readable image is an error naming the file.
-Files are sorted by name within each class and the classes interleaved (the first image of every
-class, then the second ...), so the same folder gives the same arrays, and the validation tail and an
-`--n-train` head hold every class.
+Photos are turned upright by their EXIF orientation. Files are sorted by name within each class and
+the classes interleaved (the first image of every class, then the second ...), so the same folder gives
+the same arrays, and the validation tail and an `--n-train` head hold every class.
 
 Decompression bombs (a small file declaring a huge image) are refused before decoding: an image may
 have at most `MAX_PIXELS` pixels, and Pillow's own bomb warning and error are turned into DataError.
@@ -49,20 +49,42 @@ def _open(path: Path):
     return img
 
 
+_EXIF_ORIENTATION = 0x0112
+_QUARTER_TURNS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+
+
+def _orientation(img) -> int:
+    """The EXIF orientation (1 = upright); unreadable metadata counts as upright, the pixels decide."""
+    try:
+        return int(img.getexif().get(_EXIF_ORIENTATION, 1))
+    except (OSError, ValueError, SyntaxError, TypeError):
+        return 1
+
+
+def _upright_size(img) -> tuple[int, int]:
+    """(H, W) as displayed: cameras store portrait photos sideways with an EXIF orientation tag."""
+    w, h = img.size
+    return (w, h) if _orientation(img) in _QUARTER_TURNS else (h, w)
+
+
 def _kind(mode: str) -> str:
     return "gray" if mode in _GRAY_MODES else "rgb"
 
 
 def _decode(path: Path, size: tuple[int, int] | None, mode: str) -> np.ndarray:
-    """One image as uint8 (H, W, C), C = 1 for gray, 3 for rgb, resized to size=(H, W) if given."""
-    from PIL import Image
+    """One image as uint8 (H, W, C), upright, C = 1 for gray, 3 for rgb, resized to size=(H, W) if given."""
+    from PIL import Image, ImageOps
 
     img = _open(path)
     try:
         with img:
             if size is not None and img.format == "JPEG":
                 # Let libjpeg decode at a reduced scale (never below the target size): much faster.
-                img.draft("L" if mode == "gray" else "RGB", (size[1], size[0]))
+                # Drafting keeps the aspect, so asking for the larger side both ways is safe when rotated.
+                side = max(size)
+                img.draft("L" if mode == "gray" else "RGB", (side, side))
+            if _orientation(img) != 1:
+                img = ImageOps.exif_transpose(img)
             if img.mode.startswith("I;16"):
                 # Pillow's convert clips 16-bit values at 255; keep the top 8 bits instead.
                 img = Image.fromarray((np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8), "L")
@@ -148,7 +170,7 @@ def _survey(files: list[Path]) -> tuple[list[str], list[tuple[int, int]]]:
     for path in files:
         with _open(path) as img:
             kinds.append(_kind(img.mode))
-            sizes.append((img.size[1], img.size[0]))
+            sizes.append(_upright_size(img))
     return kinds, sizes
 
 
