@@ -351,7 +351,7 @@ class Solver:
                 idx = self.order[s * self.batch_size:(s + 1) * self.batch_size]
                 loss, r = self._step(idx, lr, want_ratio=s == self.steps_per_epoch - 1)
                 if not np.isfinite(loss):
-                    self._diverged(loss)
+                    self._diverged(f"the loss became {loss} at iteration {self.iteration + 1}")
                     return
                 self.position += 1
                 self.iteration += 1
@@ -366,6 +366,10 @@ class Solver:
                     self._log({"event": "stop", "reason": res.stopped, "iteration": self.iteration,
                                "checkpoint": res.checkpoint})
                     return
+            # An update can overflow the weights while its loss was still finite: never keep or score those.
+            if not all(np.isfinite(w).all() for w in self.model.params_.values()):
+                self._diverged(f"the weights became non-finite by iteration {self.iteration}")
+                return
             losses = res.loss_history[len(res.loss_history) - self.position:]
             self.epoch += 1
             self.order = None
@@ -376,13 +380,13 @@ class Solver:
                 self._log({"event": "stop", "reason": res.stopped})
                 return
 
-    def _diverged(self, loss: float) -> None:
+    def _diverged(self, what: str) -> None:
         res = self.result
         kept = (f"the weights of epoch {res.best_epoch} are kept" if res.best_epoch is not None
                 else "no epoch finished, so there are no good weights")
         if res.checkpoint:
             kept += f"; last good checkpoint: {res.checkpoint}"
-        res.stopped = (f"diverged: the loss became {loss} at iteration {self.iteration + 1} (epoch {self.epoch + 1}); "
+        res.stopped = (f"diverged: {what} (epoch {self.epoch + 1}); "
                        f"{kept}; try a lower learning rate")
         self._log({"event": "stop", "reason": res.stopped})
 
