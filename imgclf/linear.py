@@ -180,12 +180,14 @@ class LinearClassifier:
             optim=self.optim, lr=self.lr, lr_decay=self.lr_decay, epochs=self.epochs, iters=self.iters,
             batch_size=self.batch_size, rng=rng, callback=callback,
         )
-        result = solver.train()
+        # Overflow is caught as a non-finite loss by the Solver; numpy's warnings would only add noise.
+        with np.errstate(over="ignore", invalid="ignore"):
+            result = solver.train()
         self.history_ = result.history
         self.stopped_ = result.stopped
         self.best_epoch_ = result.best_epoch
         if result.stopped and result.stopped.startswith("diverged") and result.best_epoch is None:
-            raise Diverged(f"training {result.stopped} before the first epoch ended; lower the learning rate")
+            raise Diverged(f"training {result.stopped}")
         return self
 
     def _encode(self, y) -> np.ndarray:

@@ -125,7 +125,7 @@ def test_nan_loss_stops_and_keeps_best_model():
 
 def test_nan_before_first_epoch_is_an_error():
     X, y = _blobs(100)
-    with pytest.raises(Diverged, match="before the first epoch ended; lower the learning rate"):
+    with pytest.raises(Diverged, match="no epoch finished.*lower learning rate"):
         _NaNAfter(nan_from=2, random_state=0, **FAST).fit(X, y)
 
 

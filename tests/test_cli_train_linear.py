@@ -1,0 +1,113 @@
+import json
+
+import numpy as np
+import pytest
+
+from imgclf_cli.main import cli
+
+# Normalised features let one learning rate suit both the weights and the bias on these tiny images.
+FAST = ["--preprocess", "mean,normalize", "--lr", "0.05", "--reg", "1e-3", "--epochs", "5", "--batch-size", "30", "-q"]
+
+
+def _train(runner, kind, stream, *args):
+    result = runner.invoke(cli, ["train", kind, "--data", str(stream), *FAST, *args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.mark.parametrize("kind", ["svm", "softmax"])
+def test_train_json_and_model_file(runner, small_stream, tmp_path, kind):
+    out = tmp_path / f"{kind}.npz"
+    res = json.loads(_train(runner, kind, small_stream, "--json", "-o", str(out)).output)
+    for key in ("accuracy", "split", "n_train", "n_eval", "seconds", "val_accuracy", "history"):
+        assert key in res
+    assert res["split"] == "test" and res["n_train"] == 120 and res["n_eval"] == 30
+    assert res["accuracy"] > 0.9
+    assert len(res["history"]) == 5 and {"epoch", "loss", "train_acc", "val_acc"} <= set(res["history"][0])
+    assert [t["kind"] for t in res["preprocess"]] == ["mean", "normalize"]
+
+    from imgclf.io import modelfile
+
+    bundle = modelfile.load(out)
+    assert bundle.kind == kind and bundle.classes == ["a", "b", "c"] and bundle.input_shape == (8, 8, 3)
+    assert [t.kind for t in bundle.chain] == ["mean", "normalize"]
+    assert bundle.extra["n_train"] == 120 and bundle.history == res["history"]
+    # the saved weights are those of the best validation epoch
+    best = max(h["val_acc"] for h in res["history"])
+    assert res["val_accuracy"] == best
+    assert res["history"][res["best_epoch"] - 1]["val_acc"] == best
+
+
+def test_svm_options_reach_the_model(runner, small_stream, tmp_path):
+    out = tmp_path / "svm.npz"
+    _train(runner, "svm", small_stream, "--no-bias-trick", "--squared-hinge", "--delta", "0.5", "-o", str(out))
+    from imgclf.io import modelfile
+
+    model = modelfile.load(out).model
+    assert model.bias_trick is False and model.squared_hinge is True and model.delta == 0.5
+    assert set(model.params_) == {"W", "b"}
+
+
+def test_table_output_and_preprocess_none(runner, small_stream):
+    res = runner.invoke(cli, ["train", "softmax", "--data", str(small_stream), "--preprocess", "none", "-q",
+                              "--epochs", "2"])
+    assert res.exit_code == 0, res.output
+    assert "accuracy" in res.output and "val_accuracy" in res.output
+
+
+def test_help_documents_the_objective(runner):
+    res = runner.invoke(cli, ["train", "softmax", "--help"])
+    assert res.exit_code == 0
+    assert "reg * sum_{d,c} W[d,c]^2" in res.output and "never penalised" in res.output
+    assert "imgclf train softmax" in res.output
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--lr", "0"], "--lr"),
+    (["--epochs", "0"], "--epochs"),
+    (["--preprocess", "bogus"], "unknown preprocessing step"),
+])
+def test_bad_options_exit_2(runner, small_stream, args, msg):
+    res = runner.invoke(cli, ["train", "svm", "--data", str(small_stream), "-q", *args])
+    assert res.exit_code == 2
+    assert msg in res.output
+
+
+def test_divergence_in_the_first_epoch_is_an_error(runner, small_stream):
+    # an absurd learning rate overflows float32 within the first epoch: nothing to keep, exit 1
+    res = runner.invoke(cli, ["train", "softmax", "--data", str(small_stream), "-q", "--lr", "1e30",
+                              "--reg", "1e30", "--batch-size", "30"])
+    assert res.exit_code == 1
+    assert "diverged: the loss became" in res.output and "lower learning rate" in res.output
+
+
+def test_divergence_later_keeps_the_best_epoch(runner, small_stream, tmp_path, monkeypatch):
+    from imgclf.io import modelfile
+    from imgclf.linear import SoftmaxClassifier
+
+    real, calls = SoftmaxClassifier.loss, []
+
+    def nan_from_step_9(self, X, y, mode="train", rng=None):
+        calls.append(1)
+        loss, grads = real(self, X, y, mode, rng)
+        return (float("nan") if len(calls) >= 9 else loss), grads
+
+    monkeypatch.setattr(SoftmaxClassifier, "loss", nan_from_step_9)
+    out = tmp_path / "m.npz"
+    res = runner.invoke(cli, ["train", "softmax", "--data", str(small_stream), *FAST[:-1], "--json", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    # 4 steps per epoch: epochs 1 and 2 finish, the NaN comes in epoch 3
+    assert summary["stopped"].startswith("diverged: the loss became nan at iteration 9 (epoch 3)")
+    assert len(summary["history"]) == 2
+    assert "training stopped early" in res.stderr
+    assert np.isfinite(modelfile.load(out).model.params_["W"]).all()
+
+
+def test_real_cifar_subset(runner, cifar_dir):
+    res = runner.invoke(cli, ["train", "softmax", "--data", str(cifar_dir), "--n-train", "3000", "--n-test", "500",
+                              "--epochs", "3", "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["n_train"] == 3000 and out["n_eval"] == 500
+    assert out["accuracy"] > 0.2
