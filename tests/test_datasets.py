@@ -444,3 +444,17 @@ def test_exif_orientation_is_applied(tmp_path):
     assert X.shape == (2, 8, 4, 3)
     # Turned a quarter clockwise: the white left half of the stored pixels is now the top half.
     assert X[0, 0, :, 0].tolist() == [255] * 4 and X[0, 7, :, 0].tolist() == [0] * 4
+
+
+def test_codecs_encode_is_allowed_only_for_latin1_text():
+    payload = pickle.dumps(b"\x00\xff", protocol=2)  # Python 3 writes _codecs.encode('\x00\xff', 'latin1')
+    assert cifar.safe_unpickle(payload, "x") == b"\x00\xff"
+    import codecs
+
+    class OtherCodec:
+        def __reduce__(self):
+            return (codecs.encode, (b"abc", "zlib_codec"))
+
+    evil = pickle.dumps(OtherCodec(), protocol=2)
+    with pytest.raises(UnsafePickleError, match=r"^x: refusing _codecs.encode with bytes, 'zlib_codec'"):
+        cifar.safe_unpickle(evil, "x")

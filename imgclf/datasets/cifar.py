@@ -101,8 +101,10 @@ def safe_unpickle(data, source: str):
             return unpickler.load()
     except OSError as exc:
         raise DataError(f"{source}: cannot read ({exc.strerror})") from None
-    except UnsafePickleError:
-        raise
+    except UnsafePickleError as exc:
+        if str(exc).startswith(source):
+            raise
+        raise UnsafePickleError(f"{source}: {exc}") from None
     except (pickle.UnpicklingError, EOFError) as exc:
         raise DataError(f"{source}: truncated or corrupt pickle ({exc})") from None
     except (ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError) as exc:
