@@ -1,0 +1,150 @@
+"""Max pooling on NHWC images: a fast path for non-overlapping 2x2 windows, a general path otherwise.
+
+In NHWC the C values of one pixel are contiguous, so every kernel's inner loop runs over channels with
+the window position fixed: loads are unit-stride and the max/argmax is a vectorisable select.
+The forward pass records which window element won (`arg`); the backward pass routes the gradient there,
+so ties go to the first maximum, as in the naive loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..errors import UsageError
+from .im2col import output_size
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_2x2(x, out, arg):
+    N, H, W, C = x.shape
+    Ho, Wo = H // 2, W // 2
+    for nh in prange(N * Ho):
+        n = nh // Ho
+        i = nh - n * Ho
+        top = x[n, 2 * i]
+        bottom = x[n, 2 * i + 1]
+        for j in range(Wo):
+            a, b = top[2 * j], top[2 * j + 1]
+            c, d = bottom[2 * j], bottom[2 * j + 1]
+            o = out[n, i, j]
+            k = arg[n, i, j]
+            for ch in range(C):
+                m, km = a[ch], np.uint8(0)
+                if b[ch] > m:
+                    m, km = b[ch], np.uint8(1)
+                if c[ch] > m:
+                    m, km = c[ch], np.uint8(2)
+                if d[ch] > m:
+                    m, km = d[ch], np.uint8(3)
+                o[ch] = m
+                k[ch] = km
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_2x2_backward(dout, arg, dx):
+    # Writes every element of dx (the windows tile it exactly), so dx needs no zeroing first.
+    N, Ho, Wo, C = dout.shape
+    zero = dx.dtype.type(0)
+    for nh in prange(N * Ho):
+        n = nh // Ho
+        i = nh - n * Ho
+        top = dx[n, 2 * i]
+        bottom = dx[n, 2 * i + 1]
+        for j in range(Wo):
+            g = dout[n, i, j]
+            k = arg[n, i, j]
+            a, b = top[2 * j], top[2 * j + 1]
+            c, d = bottom[2 * j], bottom[2 * j + 1]
+            for ch in range(C):
+                a[ch] = g[ch] if k[ch] == 0 else zero
+                b[ch] = g[ch] if k[ch] == 1 else zero
+                c[ch] = g[ch] if k[ch] == 2 else zero
+                d[ch] = g[ch] if k[ch] == 3 else zero
+
+
+@njit(parallel=True, cache=True)
+def _max_pool(x, out, arg, PH, PW, S):
+    N, H, W, C = x.shape
+    _, Ho, Wo, _ = out.shape
+    for nh in prange(N * Ho):
+        n = nh // Ho
+        i = nh - n * Ho
+        for j in range(Wo):
+            o = out[n, i, j]
+            k = arg[n, i, j]
+            first = x[n, i * S, j * S]
+            for ch in range(C):
+                o[ch] = first[ch]
+                k[ch] = 0
+            for p in range(PH):
+                for q in range(PW):
+                    v = x[n, i * S + p, j * S + q]
+                    idx = np.int32(p * PW + q)
+                    for ch in range(C):
+                        if v[ch] > o[ch]:
+                            o[ch] = v[ch]
+                            k[ch] = idx
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_backward(dout, arg, dx, PH, PW, S):
+    # Overlapping windows add into the same pixel: one image per task keeps the adds race-free.
+    N, Ho, Wo, C = dout.shape
+    for n in prange(N):
+        dx[n] = 0
+        for i in range(Ho):
+            for j in range(Wo):
+                for ch in range(C):
+                    k = arg[n, i, j, ch]
+                    p = k // PW
+                    dx[n, i * S + p, j * S + k - p * PW, ch] += dout[n, i, j, ch]
+
+
+def pool_geometry(shape, size: int, stride: int) -> tuple[int, int]:
+    if len(shape) != 4:
+        raise UsageError(f"expected images shaped (N, H, W, C), got shape {tuple(shape)}")
+    for name, v in (("pool size", size), ("pool stride", stride)):
+        if int(v) != v or v < 1:
+            raise UsageError(f"{name} must be an integer >= 1, got {v!r}")
+    return (output_size(shape[1], size, stride, 0, 1, "max pooling height"),
+            output_size(shape[2], size, stride, 0, 1, "max pooling width"))
+
+
+def is_fast_2x2(shape, size: int, stride: int) -> bool:
+    return size == 2 and stride == 2 and shape[1] % 2 == 0 and shape[2] % 2 == 0
+
+
+def max_pool(x: np.ndarray, size: int = 2, stride: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Max over size x size windows every `stride` pixels (default: non-overlapping). Returns (out, arg)."""
+    stride = size if stride is None else stride
+    Ho, Wo = pool_geometry(x.shape, size, stride)
+    if x.dtype not in (np.float32, np.float64):
+        raise UsageError(f"max pooling expects float32 or float64 images, got {x.dtype}")
+    x = np.ascontiguousarray(x)
+    N, C = x.shape[0], x.shape[3]
+    out = np.empty((N, Ho, Wo, C), x.dtype)
+    if is_fast_2x2(x.shape, size, stride):
+        arg = np.empty((N, Ho, Wo, C), np.uint8)
+        _max_pool_2x2(x, out, arg)
+    else:
+        arg = np.empty((N, Ho, Wo, C), np.int32)
+        _max_pool(x, out, arg, int(size), int(size), int(stride))
+    return out, arg
+
+
+def max_pool_backward(dout: np.ndarray, arg: np.ndarray, x_shape: tuple, size: int = 2,
+                      stride: int | None = None) -> np.ndarray:
+    """Gradient of `max_pool` with respect to its input, given the `arg` it returned."""
+    stride = size if stride is None else stride
+    Ho, Wo = pool_geometry(x_shape, size, stride)
+    want = (x_shape[0], Ho, Wo, x_shape[3])
+    if dout.shape != want or arg.shape != want:
+        raise UsageError(f"max pooling backward: expected gradients of shape {want}, got {dout.shape}")
+    dout = np.ascontiguousarray(dout)
+    dx = np.empty(tuple(x_shape), dout.dtype)
+    if is_fast_2x2(x_shape, size, stride):
+        _max_pool_2x2_backward(dout, arg, dx)
+    else:
+        _max_pool_backward(dout, arg, dx, int(size), int(size), int(stride))
+    return dx

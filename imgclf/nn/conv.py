@@ -1,0 +1,156 @@
+"""Convolutional layers on NHWC images: convolution (im2col + one GEMM), max pooling, spatial batch norm.
+
+Each layer is a `*_forward(...) -> (out, cache)` / `*_backward(dout, cache) -> (dx, grads)` pair like
+the fully-connected layers in `layers.py`. Filters are stored (KH, KW, C, F): reshaped to
+(KH*KW*C, F) they are the right operand of `cols @ w`, whose (N*Ho*Wo, F) result is already the NHWC
+output, so no transpose appears anywhere on the forward or backward path.
+
+The im2col matrix is the one large temporary (KH*KW times the input). A `Workspace` keeps it, and the
+matching gradient buffer, from one minibatch to the next instead of reallocating them on every call;
+a layer's buffers are only valid until its next forward call, which the training loop respects
+(forward then backward, one batch at a time).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from ..errors import UsageError
+from ..kernels import pool
+from ..kernels.im2col import col2im, im2col, output_size
+
+
+class Workspace:
+    """Reusable uninitialised buffers keyed by (name, shape, dtype); keeps the few most recent."""
+
+    def __init__(self, max_buffers: int = 4):
+        self.max_buffers = max_buffers
+        self._buffers: OrderedDict = OrderedDict()
+
+    def get(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        key = (name, tuple(shape), np.dtype(dtype).str)
+        buf = self._buffers.pop(key, None)
+        if buf is None:
+            buf = np.empty(shape, dtype)
+        self._buffers[key] = buf
+        while len(self._buffers) > self.max_buffers:
+            self._buffers.popitem(last=False)
+        return buf
+
+    def clear(self) -> None:
+        self._buffers.clear()
+
+    def __len__(self) -> int:
+        return len(self._buffers)
+
+
+def _check_conv(x, w, b):
+    if x.ndim != 4:
+        raise UsageError(f"convolution input must be images (N, H, W, C), got shape {x.shape}")
+    if w.ndim != 4:
+        raise UsageError(f"convolution filters must be shaped (KH, KW, C, F), got shape {w.shape}")
+    if w.shape[2] != x.shape[3]:
+        raise UsageError(f"filters expect {w.shape[2]} input channels but the images have {x.shape[3]}")
+    if b is not None and b.shape != (w.shape[3],):
+        raise UsageError(f"bias must have shape ({w.shape[3]},), got {b.shape}")
+
+
+def conv_forward(x, w, b, stride: int = 1, pad: int = 0, dilation: int = 1, workspace: Workspace | None = None):
+    """out[n, i, j, f] = b[f] + sum_{p,q,c} xpad[n, i*S + p*D, j*S + q*D, c] * w[p, q, c, f].
+
+    `b` may be None (no bias: a batch norm follows); then the gradients have no "b" either."""
+    _check_conv(x, w, b)
+    KH, KW, C, F = w.shape
+    N, H, W, _ = x.shape
+    Ho = output_size(H, KH, stride, pad, dilation, "convolution height")
+    Wo = output_size(W, KW, stride, pad, dilation, "convolution width")
+    dtype = np.result_type(x.dtype, w.dtype)
+    x = np.ascontiguousarray(x, dtype=dtype)
+    buf = workspace.get("cols", (N * Ho * Wo, KH * KW * C), dtype) if workspace is not None else None
+    cols = im2col(x, KH, KW, stride, pad, dilation, out=buf)
+    out = cols @ w.reshape(KH * KW * C, F).astype(dtype, copy=False)
+    if b is not None:
+        out += b.astype(dtype, copy=False)
+    return out.reshape(N, Ho, Wo, F), (x.shape, cols, w, b is not None, stride, pad, dilation, workspace)
+
+
+def conv_backward(dout, cache, need_dx: bool = True):
+    """Gradients (dx, {"w", "b"}); dx is None when `need_dx` is false (the first layer needs none)."""
+    x_shape, cols, w, has_bias, stride, pad, dilation, workspace = cache
+    KH, KW, C, F = w.shape
+    d2 = np.ascontiguousarray(dout, dtype=cols.dtype).reshape(-1, F)
+    if d2.shape[0] != cols.shape[0]:
+        raise UsageError(f"convolution backward: upstream gradient {dout.shape} does not match the forward pass")
+    dw = (cols.T @ d2).reshape(w.shape).astype(w.dtype, copy=False)
+    grads = {"w": dw}
+    if has_bias:
+        grads["b"] = d2.sum(axis=0).astype(w.dtype, copy=False)
+    dx = None
+    if need_dx:
+        w2 = w.reshape(KH * KW * C, F).astype(cols.dtype, copy=False)
+        dcols = workspace.get("dcols", cols.shape, cols.dtype) if workspace is not None else None
+        dcols = np.matmul(d2, w2.T, out=dcols)
+        dx = col2im(dcols, x_shape, KH, KW, stride, pad, dilation)
+    return dx, grads
+
+
+def max_pool_forward(x, size: int = 2, stride: int | None = None):
+    """Max over size x size windows; numba fast path for the non-overlapping 2x2 case."""
+    if x.ndim != 4:
+        raise UsageError(f"max pooling input must be images (N, H, W, C), got shape {x.shape}")
+    out, arg = pool.max_pool(x, size, stride)
+    return out, (x.shape, arg, size, stride)
+
+
+def max_pool_backward(dout, cache):
+    x_shape, arg, size, stride = cache
+    return pool.max_pool_backward(dout, arg, x_shape, size, stride), {}
+
+
+def conv_act_forward(x, w, b, activation: str = "relu", alpha: float | None = None, stride: int = 1, pad: int = 0,
+                     dilation: int = 1, workspace: Workspace | None = None):
+    """act(conv(x, w) + b): the bias and activation are one fused pass over the GEMM's output."""
+    from .layers import ACTIVATION_DEFAULTS, _ew
+
+    alpha = ACTIVATION_DEFAULTS[activation] if alpha is None else alpha
+    z, c_conv = conv_forward(x, w, None, stride, pad, dilation, workspace)
+    a, _ = _ew().bias_act_forward(z.reshape(-1, w.shape[3]), b.astype(z.dtype, copy=False), activation, alpha)
+    return a.reshape(z.shape), (c_conv, a, activation, alpha)
+
+
+def conv_act_backward(dout, cache, need_dx: bool = True):
+    from .layers import _ew
+
+    c_conv, a, activation, alpha = cache
+    dz = _ew().act_backward(np.ascontiguousarray(dout).reshape(a.shape), a, activation, alpha)
+    dx, grads = conv_backward(dz, c_conv, need_dx)
+    grads["b"] = dz.sum(axis=0)
+    return dx, grads
+
+
+def spatial_batchnorm_forward(x, gamma, beta, running_mean, running_var, mode: str, momentum: float = 0.9,
+                              eps: float = 1e-5, relu: bool = False):
+    """Batch norm per channel over (N, H, W), optionally followed by a ReLU in the same pass.
+
+    In NHWC this is the fully-connected batch norm (`layers.batchnorm_forward`, same conventions:
+    biased batch variance, running = momentum * running + (1 - momentum) * batch) on the (N*H*W, C)
+    view; numba kernels do it in two passes instead of numpy's many."""
+    from ..kernels import batchnorm
+
+    if x.ndim != 4:
+        raise UsageError(f"spatial batch norm input must be images (N, H, W, C), got shape {x.shape}")
+    x2 = np.ascontiguousarray(x).reshape(-1, x.shape[3])
+    out, stats = batchnorm.forward(x2, gamma, beta, running_mean, running_var, mode, momentum, eps, relu)
+    return out.reshape(x.shape), (x2, out, stats, gamma, relu)
+
+
+def spatial_batchnorm_backward(dout, cache):
+    """Gradients of the training-mode forward pass: (dx, {"gamma", "beta"})."""
+    from ..kernels import batchnorm
+
+    x2, out, stats, gamma, relu = cache
+    shape = dout.shape
+    dx, dgamma, dbeta = batchnorm.backward(dout.reshape(x2.shape), x2, out, stats, gamma, relu)
+    return dx.reshape(shape), {"gamma": dgamma, "beta": dbeta}
