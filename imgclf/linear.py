@@ -20,7 +20,7 @@ import inspect
 
 import numpy as np
 
-from .errors import Diverged, UsageError
+from .errors import Diverged, ModelFileError, UsageError
 from .losses import softmax, softmax_loss, svm_loss
 
 
@@ -245,17 +245,17 @@ class LinearClassifier:
         learned = {k: params.pop(k, None) for k in ("n_features_in_", "stopped_", "best_epoch_")}
         unknown = set(params) - set(cls._param_names())
         if unknown:
-            raise UsageError(f"{cls.kind} model file has unknown hyperparameters {', '.join(sorted(unknown))}")
+            raise ModelFileError(f"{cls.kind} model file has unknown hyperparameters {', '.join(sorted(unknown))}")
         model = cls(**params)
         needed = ["W", "classes"] + ([] if model.bias_trick else ["b"])
         missing = [k for k in needed if k not in arrays]
         if missing:
-            raise UsageError(f"{cls.kind} model file lacks the arrays {', '.join(missing)}")
+            raise ModelFileError(f"{cls.kind} model file lacks the arrays {', '.join(missing)}")
         W = arrays["W"]
         d = learned["n_features_in_"]
         rows = d + 1 if model.bias_trick else d
         if W.ndim != 2 or W.shape[0] != rows or W.shape[1] != len(arrays["classes"]):
-            raise UsageError(f"{cls.kind} model file: W has shape {W.shape}, expected ({rows}, "
+            raise ModelFileError(f"{cls.kind} model file: W has shape {W.shape}, expected ({rows}, "
                              f"{len(arrays['classes'])})")
         model.params_ = {"W": W} if model.bias_trick else {"W": W, "b": arrays["b"]}
         model.classes_ = arrays["classes"]

@@ -1,0 +1,140 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import make_images
+from imgclf_cli.main import cli
+
+TRAIN = ["--preprocess", "mean,normalize", "--lr", "0.05", "--reg", "1e-3", "--epochs", "5", "--batch-size", "30",
+         "-q"]
+
+
+@pytest.fixture
+def models(runner, small_stream, tmp_path):
+    out = {}
+    for kind in ("softmax", "svm"):
+        path = tmp_path / f"{kind}.npz"
+        res = runner.invoke(cli, ["train", kind, "--data", str(small_stream), *TRAIN, "-o", str(path)])
+        assert res.exit_code == 0, res.output
+        out[kind] = path
+    return out
+
+
+def _image_files(tmp_path):
+    """Class 0 (dark) as an 8x8 RGB PNG, class 2 (bright) as a 16x16 greyscale PNG (resized, converted)."""
+    X, _ = make_images(3, n_classes=3, shape=(8, 8, 3), seed=9)
+    dark = tmp_path / "dark.png"
+    Image.fromarray(X[0]).save(dark)
+    bright = tmp_path / "bright image.png"
+    Image.fromarray(np.full((16, 16), 205, np.uint8), "L").save(bright)
+    return dark, bright
+
+
+def test_predict_image_files(runner, models, tmp_path):
+    dark, bright = _image_files(tmp_path)
+    res = runner.invoke(cli, ["predict", "-m", str(models["softmax"]), str(dark), str(bright)])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(str(dark)) and lines[0].split()[1] == "a"
+    assert lines[1].startswith(str(bright)) and lines[1].split("  ")[1].split()[0] == "c"
+    assert 0 < float(lines[0].split()[-1]) <= 1
+
+
+def test_predict_top_and_formats(runner, models, tmp_path):
+    dark, bright = _image_files(tmp_path)
+    res = runner.invoke(cli, ["predict", "-m", str(models["softmax"]), str(dark), str(bright), "--top", "3",
+                              "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    rows = res.stdout.strip().splitlines()
+    assert rows[0] == "input,label1,probability1,label2,probability2,label3,probability3"
+    assert rows[2].startswith(f"{bright},c,")  # a comma-free path stays unquoted
+    probs = [float(v) for v in rows[1].split(",")[2::2]]
+    assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1, abs=1e-5)
+    res = runner.invoke(cli, ["predict", "-m", str(models["softmax"]), str(dark), "--top", "2", "--format", "jsonl"])
+    obj = json.loads(res.stdout)
+    assert obj["input"] == str(dark) and obj["label"] == "a" and len(obj["top"]) == 2
+    assert obj["top"][0] == {"label": "a", "probability": obj["probability"]}
+
+
+def test_predict_svm_shows_scores(runner, models, tmp_path):
+    dark, _ = _image_files(tmp_path)
+    res = runner.invoke(cli, ["predict", "-m", str(models["svm"]), str(dark), "--format", "jsonl", "--top", "2"])
+    assert res.exit_code == 0, res.output
+    obj = json.loads(res.stdout)
+    assert obj["label"] == "a" and "score" in obj and "probability" not in obj
+
+
+def test_predict_streams_and_stdin(runner, models, small_stream):
+    res = runner.invoke(cli, ["predict", "-m", str(models["softmax"]), str(small_stream), "-q"])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 30 and lines[0].startswith(f"{small_stream}:test[0]")
+    res = runner.invoke(cli, ["predict", "-m", str(models["svm"]), "-", "--split", "val", "-q"],
+                        input=small_stream.read_bytes())
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines()[0].startswith("<stdin>:val[0]")
+
+
+def test_predict_refuses_a_differently_preprocessed_stream(runner, models, small_stream, tmp_path):
+    pre = tmp_path / "pre.npz"
+    res = runner.invoke(cli, ["preprocess", "mean", "--data", str(small_stream), "-o", str(pre), "-q"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(cli, ["predict", "-m", str(models["softmax"]), str(pre)])
+    assert res.exit_code == 2
+    assert "preprocessed with ['mean']" in res.output
+
+
+def test_predict_bad_image(runner, models, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    res = runner.invoke(cli, ["predict", "-m", str(models["softmax"]), str(bad)])
+    assert res.exit_code == 2 and "not a readable image" in res.output
+
+
+def test_evaluate_table_json_and_plot(runner, models, small_stream, tmp_path):
+    res = runner.invoke(cli, ["evaluate", "-m", str(models["softmax"]), "--data", str(small_stream), "-q"])
+    assert res.exit_code == 0, res.output
+    assert "accuracy" in res.stdout and "precision" in res.stdout and "true \\ predicted" in res.stdout
+    plot = tmp_path / "cm.png"
+    res = runner.invoke(cli, ["evaluate", "-m", str(models["svm"]), "--data", str(small_stream), "--json",
+                              "--split", "val", "--plot", str(plot), "-q"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    for key in ("accuracy", "split", "n_train", "n_eval", "seconds", "per_class", "confusion"):
+        assert key in out
+    assert out["split"] == "val" and out["n_eval"] == 30 and out["n_train"] == 120
+    assert np.array(out["confusion"]).sum() == 30
+    assert set(out["per_class"]) == {"a", "b", "c"}
+    with Image.open(plot) as img:
+        assert img.format == "PNG" and img.size[0] > 100
+
+
+def test_evaluate_matches_training_report(runner, small_stream, tmp_path):
+    path = tmp_path / "m.npz"
+    trained = json.loads(runner.invoke(cli, ["train", "softmax", "--data", str(small_stream), *TRAIN, "--json",
+                                             "-o", str(path)]).stdout)
+    res = json.loads(runner.invoke(cli, ["evaluate", "-m", str(path), "--data", str(small_stream), "--json"]).stdout)
+    assert res["accuracy"] == trained["accuracy"]
+
+
+def test_evaluate_class_mismatch(runner, models):
+    res = runner.invoke(cli, ["evaluate", "-m", str(models["softmax"]), "--data", "shapes", "--n-train", "50",
+                              "--n-test", "20", "-q"])
+    assert res.exit_code == 2 and "classes" in res.output
+
+
+def test_predict_on_real_jpegs(runner, real_data, tmp_path):
+    sample = real_data / "cifar10-jpeg-sample"
+    if not sample.is_dir():
+        pytest.skip("no cifar10-jpeg-sample")
+    path = tmp_path / "m.npz"
+    res = runner.invoke(cli, ["train", "softmax", "--data", str(sample / "train"), "--epochs", "2", "-q",
+                              "-o", str(path)])
+    assert res.exit_code == 0, res.output
+    files = sorted((sample / "test" / "cat").iterdir())[:3]
+    res = runner.invoke(cli, ["predict", "-m", str(path), *map(str, files), "--top", "2"])
+    assert res.exit_code == 0, res.output
+    assert len(res.stdout.strip().splitlines()) == 3
