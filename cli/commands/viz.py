@@ -16,6 +16,7 @@ def viz():
     Examples:
       imgclf viz pca -o eigen.png --dims 144
       imgclf viz pca -o recon.png --dims 144 --reconstruct 10
+      imgclf viz weights softmax.npz -o templates.png
     """
 
 
@@ -71,3 +72,41 @@ def pca(ctx, data, n_train, n_test, val, size, color, output, dims, reconstruct,
         what = f"{len(originals)} images above their reconstructions from {model.n_components_} components"
     save_png(img, output)
     rep.log(f"wrote {output}: {what} ({100 * model.retained_variance_:.2f}% of the training variance kept)")
+
+
+@viz.command("weights")
+@click.argument("model_path", metavar="MODEL.npz", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, metavar="FILE.png", help="Where to write the PNG.")
+@click.option("--scale", type=click.IntRange(min=1, max=16), default=4, show_default=True,
+              help="Upscale each tile by this integer factor.")
+@click.option("--cols", type=click.IntRange(min=1), default=None, help="Tiles per row (default: all in one row "
+              "for up to 10, else a near-square grid).")
+@quiet_option
+@click.pass_context
+def weights(ctx, model_path, output, scale, cols, quiet):
+    """Draw what a saved model learned as images: for linear models, one template per class.
+
+    Each weight vector is reshaped to the model's input image shape and rescaled to its own range
+    (the CS231n picture of ten 32x32 colour templates), labelled with its class name. Works for every
+    model kind that can show its weights as images (linear models; nets draw their first layer).
+
+    \b
+    Examples:
+      imgclf viz weights softmax.npz -o templates.png
+      imgclf viz weights svm.npz -o templates.png --scale 6
+    """
+    from imgclf.errors import UsageError
+    from imgclf.images import grid, save_png
+    from imgclf.io import modelfile
+
+    from .predict import class_name
+
+    rep = reporter(ctx, quiet)
+    bundle = modelfile.load(model_path)
+    if not hasattr(bundle.model, "weight_images"):
+        raise UsageError(f"a {bundle.kind} model has no weights to draw as images")
+    images, labels = bundle.model.weight_images(bundle.input_shape)
+    names = [class_name(bundle, v) for v in labels]
+    ncols = cols or (len(images) if len(images) <= 10 else None)
+    save_png(grid(images, ncols, rescale="tile", scale=scale, labels=names), output)
+    rep.log(f"wrote {output}: {len(images)} {bundle.kind} weight images")
