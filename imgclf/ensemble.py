@@ -88,9 +88,26 @@ class Ensemble:
         return total / len(members)
 
     def predict(self, X) -> np.ndarray:
-        if self.soft:
-            return np.argmax(self.predict_proba(X), axis=1).astype(np.int64)
-        return self._vote(self.member_predictions(X), len(self._check()[0].classes))
+        return self.predict_all(X)[0]
+
+    def predict_all(self, X) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(ensemble predictions, each member's predictions), running every member once.
+
+        With soft voting a member's prediction is the argmax of its probabilities, which for
+        softmax-type models is its `predict`."""
+        members = self._check()
+        n_classes = len(members[0].classes)
+        if not self.soft:
+            preds = self.member_predictions(X)
+            return self._vote(preds, n_classes), preds
+        total = np.zeros((len(X), n_classes), np.float64)
+        preds = []
+        for m in members:
+            proba = np.asarray(m.model.predict_proba(m.features(X)), np.float64)
+            cols = np.asarray(getattr(m.model, "classes_", np.arange(proba.shape[1])), np.int64)
+            total[:, cols] += proba
+            preds.append(cols[np.argmax(proba, axis=1)])
+        return np.argmax(total, axis=1).astype(np.int64), preds
 
     @staticmethod
     def _vote(predictions: list[np.ndarray], n_classes: int) -> np.ndarray:

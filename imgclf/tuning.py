@@ -21,6 +21,7 @@ diverges is recorded with its reason; the search goes on. An interrupted search 
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 import re
 import time
@@ -65,8 +66,10 @@ class Range:
         return self._cast(v)
 
     def _cast(self, v):
-        v = min(max(v, self.low), self.high)
-        return int(round(v)) if self.integer else float(v)
+        if self.integer:
+            return int(round(min(max(v, self.low), self.high)))
+        # Four significant digits: a value that prints short and exact in the suggested command line.
+        return min(max(float(f"{v:.4g}"), self.low), self.high)
 
     def narrow(self, best_values: list, shrink: float) -> "Range | Choice":
         """A range `shrink` times as wide (in log space for log ranges), centred on the mean of the best
@@ -261,7 +264,10 @@ def run_trial(spec: TrialSpec, data: dict) -> Trial:
         if seed_name:
             est.set_params(**{seed_name: spec.seed})
         Xtr, ytr, Xva, yva = data["X_train"], data["y_train"], data["X_val"], data["y_val"]
-        est.fit(Xtr, ytr, X_val=Xva, y_val=yva)
+        if "X_val" in inspect.signature(est.fit).parameters:
+            est.fit(Xtr, ytr, X_val=Xva, y_val=yva)
+        else:
+            est.fit(Xtr, ytr)
         trial.val_acc = float(est.score(Xva, yva))
         n = min(1000, len(ytr))
         trial.train_acc = float(est.score(Xtr[:n], ytr[:n]))

@@ -98,3 +98,37 @@ def test_predict_and_evaluate_accept_an_ensemble_file(members, tmp_path, runner,
     res = runner.invoke(cli, ["predict", "-m", str(path), str(small_stream)])
     assert res.exit_code == 0, res.output
     assert len(res.stdout.strip().splitlines()) >= 30
+
+
+def test_ensemble_command_scores_members_and_saves(members, tmp_path, runner, small_stream):
+    import json
+
+    from imgclf_cli.main import cli
+
+    paths = []
+    for i, m in enumerate(members):
+        paths += ["-m", str(tmp_path / f"m{i}.npz")]
+        modelfile.save(m, paths[-1])
+    out = tmp_path / "ens.npz"
+    res = runner.invoke(cli, ["ensemble", *paths, "--data", str(small_stream), "-o", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert d["voting"] == "hard" and len(d["members"]) == 3 and d["n_train"] == 90 and d["n_eval"] == 30
+    assert modelfile.load(out).kind == "ensemble"
+    # the saved file scores the same through evaluate
+    ev = json.loads(runner.invoke(cli, ["evaluate", "-m", str(out), "--data", str(small_stream), "--json"]).stdout)
+    assert ev["accuracy"] == pytest.approx(d["accuracy"])
+    res = runner.invoke(cli, ["ensemble", *paths[:4], "--data", str(small_stream)])
+    assert res.exit_code == 0 and "ensemble (soft voting)" in res.stdout and "vs best member" in res.stdout
+
+
+def test_ensemble_command_errors(members, tmp_path, runner, small_stream):
+    from imgclf_cli.main import cli
+
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    modelfile.save(members[0], a)
+    modelfile.save(ModelBundle(members[1].model, ["x", "y", "z"], (8, 8, 3)), b)
+    res = runner.invoke(cli, ["ensemble", "-m", str(a), "-m", str(b), "--data", str(small_stream)])
+    assert res.exit_code == 2 and "member 2 has classes" in res.output
+    res = runner.invoke(cli, ["ensemble", "-m", str(a), "-m", str(tmp_path / "none.npz")])
+    assert res.exit_code == 2 and "no such file" in res.output
