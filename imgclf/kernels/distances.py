@@ -39,9 +39,10 @@ _L1_BLOCK = 2048  # query rows per L1 call (progress granularity; the heaps are 
 # exact pairwise pieces
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"reassoc"})
 def _sqdist(x, y):
-    """Squared L2 in float64: exact for uint8 rows (integer sums below 2**53)."""
+    """Squared L2 in float64: exact for uint8 rows (integer sums below 2**53, so any summation
+    order gives the same result, which is why reassociation - and with it SIMD - is allowed)."""
     s = 0.0
     for t in range(x.shape[0]):
         d = np.float64(x[t]) - np.float64(y[t])
@@ -49,7 +50,7 @@ def _sqdist(x, y):
     return s
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _sqnorms(X):
     out = np.empty(X.shape[0])
     for i in prange(X.shape[0]):
@@ -59,6 +60,14 @@ def _sqnorms(X):
             s += v * v
         out[i] = s
     return out
+
+
+@njit(parallel=True, cache=True)
+def _to_float32(src, dst):
+    """dst[:] = src, on all cores (numpy's single-threaded cast would cost a tenth of the GEMM)."""
+    for i in prange(src.shape[0]):
+        for t in range(src.shape[1]):
+            dst[i, t] = np.float32(src[i, t])
 
 
 @njit(cache=True)
@@ -107,7 +116,9 @@ def _l2_block(G, Xq, Y, j0, xn, yn, yr, coef, K, hd, hi, second):
         for jj in range(m):
             j = j0 + jj
             low = _lower(xn[i], yn[j], G[i, jj], cx, yr[j])
-            if low <= bd[0]:
+            # the root tests inline: a call per element (array arguments and all) would cost more
+            # than the rest of the pass
+            if low <= bd[0] and _after(cl[0], cj[0], low, j):
                 _push(cl, cj, low, j)
         x = Xq[i]
         for s in range(K):
@@ -159,13 +170,17 @@ def _l2_search(Xq, Y, k, memory_mb, y_sqnorms, progress, stats):
     for b0 in range(0, n, block):
         b1 = min(n, b0 + block)
         Xb = Xq[b0:b1]
-        Xf = Xb.astype(np.float32, copy=False)
+        if copy:
+            Xf = np.empty(Xb.shape, dtype=np.float32)
+            _to_float32(Xb, Xf)
+        else:
+            Xf = Xb
         xn = _sqnorms(Xb)
         for c0 in range(0, m, chunk):
             c1 = min(m, c0 + chunk)
             if copy:
                 Yc = Yf[: c1 - c0]
-                Yc[...] = Y[c0:c1]
+                _to_float32(Y[c0:c1], Yc)
             else:
                 Yc = Y[c0:c1]
             Gb = G[: b1 - b0, : c1 - c0]
@@ -215,8 +230,9 @@ def _l1_u8_avx2(Xq, Y, hd, hi, tile, nseg):
                             jc = jj + c
                             if jc < j:
                                 continue
-                            d = sums[r * TILE_C + c] + _l1_u8(Xq[i], Y[jc], body)
-                            _push(hd[i], hi[i], np.float64(d), jc)
+                            d = np.float64(sums[r * TILE_C + c] + _l1_u8(Xq[i], Y[jc], body))
+                            if _after(hd[i, 0], hi[i, 0], d, jc):
+                                _push(hd[i], hi[i], d, jc)
 
 
 @njit(parallel=True, cache=True)
@@ -236,7 +252,8 @@ def _l1_portable(Xq, Y, hd, hi, tile, is_u8, nseg):
                         d = np.float64(_l1_u8(x, Y[j], 0))
                     else:
                         d = _l1_float(x, Y[j])
-                    _push(bd, bi, d, j)
+                    if _after(bd[0], bi[0], d, j):
+                        _push(bd, bi, d, j)
 
 
 def _l1_search(Xq, Y, k, progress, stats):
