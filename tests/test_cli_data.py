@@ -156,12 +156,16 @@ def test_get_downloads_and_installs(runner, tmp_path, server, small_archive, mon
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["status"] == "installed" and out["path"] == str(dest / "cifar-10-batches-py")
-    assert out["on_search_path"] is False and "IMGCLF_DATA=" in result.stderr
+    assert out["found_by_name"] is False and "IMGCLF_DATA=" in result.stderr
     monkeypatch.setenv("IMGCLF_DATA", str(dest))
     info = runner.invoke(cli, ["data", "info", "cifar10", "--json", "--val", "0"])
     assert json.loads(info.stdout)["splits"] == {"train": 20, "test": 10}
-    again = runner.invoke(cli, ["data", "get", "cifar10", "--dir", str(dest)])
-    assert again.exit_code == 0 and "already at" in again.stderr and "present" in again.stdout
+    again = runner.invoke(cli, ["data", "get", "cifar10", "--dir", str(dest), "--json"])
+    assert again.exit_code == 0 and "already at" in again.stderr
+    assert json.loads(again.stdout)["status"] == "present" and json.loads(again.stdout)["found_by_name"] is True
+    # Installed elsewhere while the search path finds this copy first: said so.
+    other = runner.invoke(cli, ["data", "get", "cifar10", "--dir", str(tmp_path / "other")])
+    assert other.exit_code == 0 and f"finds {dest / 'cifar-10-batches-py'} first" in other.stderr
 
 
 def test_get_wrong_checksum_is_one_line_and_leaves_nothing(runner, tmp_path, server, small_archive, monkeypatch):

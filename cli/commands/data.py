@@ -125,6 +125,7 @@ def get(ctx, name, url, source, dest, force, as_json, quiet):
     """
     from imgclf import config
     from imgclf.datasets import download
+    from imgclf.datasets.registry import find
     from imgclf.datasets.sizes import disk_size
 
     rep = reporter(ctx, quiet)
@@ -137,14 +138,18 @@ def get(ctx, name, url, source, dest, force, as_json, quiet):
         rep.log(note)
     if result.status == "present":
         rep.notice(f"{name} is already at {result.path} (use --force to replace it)")
-    on_path = any(result.path.parent.resolve() == d.resolve() for d in config.data_search_path())
-    if not on_path:
+    found = find(result.provides)
+    by_name = found is not None and found.resolve() == result.path.resolve()
+    if found is None:
         rep.notice(f"{result.path.parent} is not on the data search path; "
                    f"set IMGCLF_DATA={result.path.parent} to use `--data {result.provides}`")
+    elif not by_name:
+        rep.notice(f"`--data {result.provides}` finds {found} first (search path: "
+                   f"{', '.join(str(d) for d in config.data_search_path())}); pass --data {result.path}")
     size = disk_size(result.path)
     if as_json:
-        emit_json({"name": name, "provides": result.provides, "status": result.status, "path": str(result.path), "bytes": size,
-                   "checks": result.checks, "on_search_path": on_path})
+        emit_json({"name": name, "provides": result.provides, "status": result.status, "path": str(result.path),
+                   "bytes": size, "checks": result.checks, "found_by_name": by_name})
         return
     emit_table(["name", "status", "path", "size MB"], [[name, result.status, str(result.path), f"{size / 1e6:.1f}"]])
 
