@@ -76,3 +76,18 @@ def test_local_n_scheduler_runs_folds_with_limited_threads():
     out = map_folds(fold_info, [0, 1], {"X": X}, scheduler="local:2")
     assert [o[:2] for o in out] == [(0, int(X[0::2].sum())), (1, int(X[1::2].sum()))]
     assert all(o[2] == "1" and o[3] == "1" for o in out)
+
+
+def test_tune_command_on_the_cluster(cluster, runner, small_stream):
+    import json
+
+    from imgclf_cli.main import cli
+
+    args = ["tune", "softmax", "--data", str(small_stream), "--param", "lr=1e-6:1e-3:log", "--epochs", "2",
+            "--trials", "4", "--json", "-q"]
+    on_cluster = runner.invoke(cli, args + ["--scheduler", cluster.scheduler_address])
+    assert on_cluster.exit_code == 0, on_cluster.output
+    here = json.loads(runner.invoke(cli, args).stdout)
+    there = json.loads(on_cluster.stdout)
+    assert there["executor"].startswith("Dask cluster at tcp://127.0.0.1")
+    assert [(t["params"], t["val_acc"]) for t in there["trials"]] == [(t["params"], t["val_acc"]) for t in here["trials"]]
