@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import gzip
-import os
 import pickle
 import pickletools
 import struct
-import tarfile
 
 import numpy as np
 import pytest
 
 from datafiles import (
-    CIFAR_NAMES, cifar_batch_bytes, cifar_rows, idx_images, idx_labels, png_bytes, png_zeros, rows_to_nhwc,
-    tar_folder, write_cifar_binary, write_cifar_python, write_idx, write_image_folder,
+    CIFAR_NAMES, cifar_rows, idx_labels, png_bytes, png_zeros, rows_to_nhwc, tar_folder, write_cifar_binary,
+    write_cifar_python, write_idx, write_image_folder,
 )
 from imgclf.datasets import cifar, folder, load, mnist
 from imgclf.errors import DataError, UnsafePickleError, UsageError
