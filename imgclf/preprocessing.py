@@ -311,21 +311,49 @@ def covariance(X2: np.ndarray, mean: np.ndarray, work_dtype=None) -> np.ndarray:
     return cov
 
 
-def eigen_decomposition(X2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mean, eigenvalues descending, eigenvectors as rows) of the covariance of X2, all float64.
+def principal_components(X2: np.ndarray, dims=None, variance=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, all D eigenvalues of the covariance descending, the kept eigenvectors as rows), float64.
 
-    Exact: a full symmetric eigendecomposition (LAPACK syevd via numpy.linalg.eigh), not a
-    randomized approximation. Signs are fixed so that each vector's largest entry is positive,
-    making the result deterministic across BLAS builds.
+    Keeps `dims` components, or the fewest holding `variance` of the total, or all. Exact: a full
+    symmetric eigendecomposition (LAPACK syevd via numpy.linalg.eigh), not a randomized
+    approximation — of the D x D covariance, or of the N x N Gram matrix when there are fewer
+    samples than features (same nonzero spectrum, far cheaper). Signs are fixed so that each
+    vector's largest entry is positive, making the result deterministic across BLAS builds.
     """
+    n, d = X2.shape
     mean = X2.mean(axis=0, dtype=np.float64)
-    values, vectors = np.linalg.eigh(covariance(X2, mean))
-    values = np.clip(values[::-1], 0.0, None)  # rounding can leave tiny negative eigenvalues
-    vectors = vectors[:, ::-1].T
+    found = _gram_components(X2, mean, dims, variance) if n - 1 < d else None
+    if found is None:
+        values, vectors = np.linalg.eigh(covariance(X2, mean))
+        values = np.clip(values[::-1], 0.0, None)  # rounding can leave tiny negative eigenvalues
+        vectors = vectors[:, ::-1].T[:_n_components(dims, variance, _ratios(values))]
+    else:
+        values, vectors = found
     rows = np.arange(len(vectors))
     signs = np.sign(vectors[rows, np.argmax(np.abs(vectors), axis=1)])
     vectors *= np.where(signs == 0, 1.0, signs)[:, None]
     return mean, values, vectors
+
+
+def _gram_components(X2, mean, dims, variance):
+    """Leading eigenpairs through the Gram matrix Xc Xc^T; None when a kept component has (almost) zero
+    variance, as such directions are not determined by the data and need the full covariance."""
+    n, d = X2.shape
+    Xc = np.subtract(X2, mean, dtype=np.float64)
+    gram_values, U = np.linalg.eigh(Xc @ Xc.T)
+    values = np.zeros(d)
+    values[:n] = np.clip(gram_values[::-1], 0.0, None) / (n - 1)
+    k = _n_components(dims, variance, _ratios(values))
+    if k > n - 1 or values[k - 1] <= 1e-10 * values[0]:
+        return None
+    vectors = (Xc.T @ U[:, ::-1][:, :k]).T
+    vectors /= np.linalg.norm(vectors, axis=1)[:, None]
+    return values, vectors
+
+
+def _ratios(values: np.ndarray) -> np.ndarray:
+    total = values.sum()
+    return values / total if total > 0 else np.zeros_like(values)
 
 
 def _n_components(dims, variance, ratios: np.ndarray) -> int:
@@ -354,14 +382,12 @@ class _Projection(Transform):
             raise DataError(f"{self.kind} needs at least 2 training samples to estimate a covariance, got {len(X)}")
 
     def _fit(self, X):
-        mean, values, vectors = eigen_decomposition(_flat(X))
-        total = values.sum()
-        ratios = values / total if total > 0 else np.zeros_like(values)
-        k = _n_components(self.dims, self.variance, ratios)
+        mean, values, vectors = principal_components(_flat(X), self.dims, self.variance)
+        k = len(vectors)
         self.mean_ = mean
-        self.components_ = vectors[:k].astype(np.float32)
+        self.components_ = vectors.astype(np.float32)
         self.explained_variance_ = values[:k]
-        self.explained_variance_ratio_ = ratios[:k]
+        self.explained_variance_ratio_ = _ratios(values)[:k]
 
     @property
     def n_components_(self) -> int:

@@ -70,6 +70,32 @@ def test_pca_matches_svd_reference_up_to_sign():
     np.testing.assert_allclose(p.transform(X), Xc @ Vt[:5].T * signs, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("kw", [{"dims": 10}, {"variance": 0.95}, {"dims": 29}])
+def test_fewer_samples_than_features_matches_svd_and_the_covariance_path(kw, monkeypatch):
+    X = correlated(n=30, d=80)
+    p = PCA(**kw).fit(X)  # the N x N Gram route
+    k = p.n_components_
+    _, s, Vt = np.linalg.svd(X - X.mean(axis=0), full_matrices=False)
+    signs = np.sign(np.sum(p.components_ * Vt[:k], axis=1))
+    np.testing.assert_allclose(p.components_, Vt[:k] * signs[:, None], atol=1e-5)
+    np.testing.assert_allclose(p.explained_variance_, s[:k] ** 2 / 29, rtol=1e-9)
+    monkeypatch.setattr(pp, "_gram_components", lambda *a: None)
+    q = PCA(**kw).fit(X)  # the D x D covariance route
+    np.testing.assert_allclose(q.components_, p.components_, atol=1e-5)
+    np.testing.assert_allclose(q.explained_variance_ratio_, p.explained_variance_ratio_, rtol=1e-8)
+
+
+def test_components_beyond_the_data_rank_fall_back_to_the_full_covariance():
+    X = correlated(n=30, d=80)
+    p = PCA(dims=50).fit(X)
+    np.testing.assert_allclose(p.components_.astype(np.float64) @ p.components_.T, np.eye(50), atol=1e-5)
+    assert np.all(p.explained_variance_[29:] < 1e-8 * p.explained_variance_[0])
+    dup = np.repeat(correlated(n=5, d=80), 6, axis=0)  # 30 rows, rank 4
+    q = PCA(dims=10).fit(dup)
+    np.testing.assert_allclose(q.components_.astype(np.float64) @ q.components_.T, np.eye(10), atol=1e-5)
+    np.testing.assert_allclose(q.inverse_transform(q.transform(dup)), dup, atol=1e-3)
+
+
 def test_pca_components_are_orthonormal_and_deterministic():
     X = images(300)
     p = PCA(dims=40).fit(X)
