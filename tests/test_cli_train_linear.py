@@ -111,3 +111,12 @@ def test_real_cifar_subset(runner, cifar_dir):
     out = json.loads(res.output)
     assert out["n_train"] == 3000 and out["n_eval"] == 500
     assert out["accuracy"] > 0.2
+
+
+def test_cli_defaults_are_the_estimator_defaults():
+    from imgclf.linear import LinearSVM, SoftmaxClassifier
+    from imgclf_cli.commands.train_linear import DEFAULTS
+
+    for cls in (LinearSVM, SoftmaxClassifier):
+        params = cls().get_params()
+        assert {k: params[k] for k in DEFAULTS[cls.kind]} == DEFAULTS[cls.kind]
