@@ -48,6 +48,17 @@ def test_bias_act_kernels_match_reference(name, alpha, dtype, rng):
         np.testing.assert_allclose(ew.act_backward(dout, a, name, alpha, uu, keep), dz_ref, rtol=tol, atol=tol)
 
 
+def test_add_l2_kernel(rng):
+    w = rng.standard_normal((30, 7)).astype(np.float32)
+    g = rng.standard_normal((30, 7)).astype(np.float32)
+    g0 = g.copy()
+    penalty = ew.add_l2(g, w, 0.3)
+    assert penalty == pytest.approx(0.3 * sum(float(v) ** 2 for v in w.ravel()), rel=1e-6)
+    np.testing.assert_allclose(g, g0 + 0.6 * w, rtol=1e-6)
+    with pytest.raises(UsageError, match="same shape"):
+        ew.add_l2(g, w[:, :3], 0.1)
+
+
 def test_kernels_validate_their_inputs():
     z = np.zeros((3, 4), np.float32)
     with pytest.raises(UsageError, match="bias must have shape"):
@@ -85,6 +96,8 @@ for rule in optim.RULES:
     ref, _ = reference.optim_step_naive(rule, w, g, {{}}, 0.1, **h)
     optim.RULES[rule](w, g, cfg)
     assert np.allclose(w, ref), rule
+g = rng.standard_normal((3, 4)); w = rng.standard_normal((3, 4)); g0 = g.copy()
+assert np.isclose(ew.add_l2(g, w, 0.2), 0.2 * sum(v * v for v in w.ravel())) and np.allclose(g, g0 + 0.4 * w)
 print("ok")
 """.format(tests=str(Path(__file__).parent))
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")

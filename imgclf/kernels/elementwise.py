@@ -138,6 +138,17 @@ def _adam(w, dw, m, v, step, b1, b2, eps):
         w[i] -= step * mi / (np.sqrt(vi) + eps)
 
 
+@njit(cache=True, error_model="numpy")
+def _add_l2(g, w, c):
+    """g += c * w in place; returns sum(w^2) accumulated in float64 (the penalty), in the same pass."""
+    total = 0.0
+    for i in range(w.size):
+        wi = w[i]
+        g[i] += c * wi
+        total += np.float64(wi) * wi
+    return total
+
+
 # -- public, validating wrappers -------------------------------------------------------------------
 _EMPTY = np.empty((0, 0), np.float32)
 
@@ -192,3 +203,10 @@ def act_backward(dout, a, activation="relu", alpha=0.01, u=None, keep=1.0):
         _act_backward(dout, a, code, f(alpha), u, f(keep), f(1.0 / keep), dz)
     return dz
 
+
+def add_l2(grad, w, reg: float) -> float:
+    """The L2 penalty reg * sum(w^2), returned, with its gradient 2 * reg * w added to `grad` in place."""
+    if grad.shape != w.shape or grad.dtype != w.dtype or not (grad.flags.c_contiguous and w.flags.c_contiguous):
+        raise UsageError(f"gradient and weight must be contiguous arrays of the same shape and dtype, got "
+                         f"{grad.shape} {grad.dtype} and {w.shape} {w.dtype}")
+    return reg * _add_l2(grad.reshape(-1), w.reshape(-1), w.dtype.type(2 * reg))

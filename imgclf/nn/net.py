@@ -192,10 +192,10 @@ class NeuralNet:
         reg = float(self.reg)
         penalty = 0.0
         if reg:
+            from ..kernels.elementwise import add_l2
+
             for i in range(1, L + 1):
-                W = self.params_[f"W{i}"]
-                penalty += reg * float(np.dot(W.ravel(), W.ravel().astype(np.float64)))
-                grads[f"W{i}"] += W.dtype.type(2 * reg) * W
+                penalty += add_l2(grads[f"W{i}"], self.params_[f"W{i}"], reg)
         return data_loss + penalty, grads
 
     def _scores(self, Xp) -> np.ndarray:
