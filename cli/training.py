@@ -58,7 +58,8 @@ def training_options(defaults: dict):
             click.option("--batch-size", type=click.IntRange(min=1), default=d["batch_size"], show_default=True,
                          help="Examples per step."),
             click.option("--augment", default=d["augment"], show_default=True, metavar="SPEC",
-                         help="Training-time augmentation of image data: flip, crop:PAD, e.g. flip,crop:4; none."),
+                         help="Training-time augmentation of image data: flip, crop:PAD, e.g. flip,crop:4; none; "
+                              "auto = flip for colour images, none for grayscale (digits) or feature vectors."),
             click.option("--patience", type=click.IntRange(min=1), default=None,
                          help="Stop when val accuracy has not improved for this many epochs."),
             click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
@@ -98,6 +99,17 @@ def training_params(optim, lr, lr_schedule, reg, epochs, batch_size, augment, pa
             "lr_schedule": None if lr_schedule in (None, "", "none") else lr_schedule, "reg": reg, "epochs": epochs,
             "batch_size": batch_size, "augment": None if augment in (None, "", "none") else augment,
             "patience": patience}
+
+
+def resolve_augment(spec, ds, rep):
+    """`auto` -> flip for RGB images (natural photos look alike mirrored), none for grayscale images such
+    as digits (a mirrored 3 is no 3) and for feature vectors (PCA output has no image layout)."""
+    if spec != "auto":
+        return spec
+    shape = ds.get("train").X.shape
+    chosen = "flip" if len(shape) == 4 and shape[-1] == 3 else None
+    rep.log(f"augmentation: {chosen or 'none'} (auto)")
+    return chosen
 
 
 def resume_settings(ctx: click.Context, path: str, epochs: int) -> tuple[dict, dict]:

@@ -108,3 +108,22 @@ def test_ctrl_c_writes_checkpoint_exits_130_and_resume_matches(runner, small_str
     a, b = modelfile.load(resumed).model, modelfile.load(full).model
     for k in b.params_:
         np.testing.assert_array_equal(a.params_[k], b.params_[k], err_msg=k)
+
+
+def test_auto_augment_flips_colour_images_only(runner, small_stream, tmp_path):
+    fast = [a for a in FAST if a not in ("--augment", "none")]
+    result = runner.invoke(cli, ["train", "twolayer", "--data", str(small_stream), *fast, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["hyperparameters"]["augment"] == "flip"
+    from imgclf.datasets.base import Dataset, Split
+    from imgclf.io import pipeline
+
+    from conftest import make_images
+
+    X, y = make_images(60, shape=(6, 6, 1))
+    gray = tmp_path / "gray.npz"
+    pipeline.write(Dataset({"train": Split(X, y), "test": Split(X[:20], y[:20])}, ["a", "b", "c"], (6, 6, 1), [], "g"),
+                   gray)
+    result = runner.invoke(cli, ["train", "twolayer", "--data", str(gray), *fast, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["hyperparameters"]["augment"] is None

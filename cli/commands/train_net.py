@@ -6,11 +6,11 @@ import click
 
 from ..console import reporter
 from ..options import data_options, json_option, load_data, quiet_option, seed_option
-from ..training import (RUN_KEYS, fit_with_progress, report_result, resume_settings, save_curves, training_options,
-                        training_params)
+from ..training import (RUN_KEYS, fit_with_progress, report_result, resolve_augment, resume_settings, save_curves,
+                        training_options, training_params)
 
 # Chosen by measurement on CIFAR-10 (49000/1000/10000): docs/recipes.md.
-DEFAULTS = {"optim": "adam", "lr": 1e-3, "reg": 1e-4, "epochs": 8, "batch_size": 200, "augment": "flip",
+DEFAULTS = {"optim": "adam", "lr": 1e-3, "reg": 1e-4, "epochs": 8, "batch_size": 200, "augment": "auto",
             "lr_schedule": "step:0.9"}
 MODEL_DEFAULTS = {"hidden": "500", "activation": "relu", "dropout": 0.2, "init": "he", "preprocess": "mean:channel,normalize:channel"}
 
@@ -95,6 +95,7 @@ def twolayer(ctx, hidden, activation, batchnorm, dropout, init, loss, preprocess
         raise UsageError("the data has no training split to fit on")
     if preprocess_spec and preprocess_spec.strip().lower() != "none":
         ds = fit_chain(parse_chain_spec(preprocess_spec), ds)
+    params["augment"] = resolve_augment(params["augment"], ds, rep)
     model = NeuralNet(random_state=seed, **params)
     name = "twolayer" if len(model._hidden()) == 1 else f"net {','.join(map(str, model._hidden()))}"
     result = fit_with_progress(ctx, model, ds, name=name, quiet=quiet, checkpoint_dir=run["checkpoint_dir"],
