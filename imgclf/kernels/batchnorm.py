@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..errors import UsageError
+from .threads import threads_for
 
 CHUNKS = 8
 
@@ -106,7 +107,8 @@ def forward(x, gamma, beta, running_mean, running_var, mode: str, momentum: floa
     if mode == "train":
         sums = np.empty((2, C))
         shift = x[0].astype(np.float64)
-        _column_stats(x, shift, sums)
+        with threads_for(x.size):
+            _column_stats(x, shift, sums)
         d = sums[0] / M
         mean = shift + d
         var = np.maximum(sums[1] / M - d * d, 0.0)
@@ -120,7 +122,8 @@ def forward(x, gamma, beta, running_mean, running_var, mode: str, momentum: floa
     inv = 1.0 / np.sqrt(var + eps)
     scale = gamma * inv
     out = np.empty_like(x)
-    _scale_shift(x, scale.astype(x.dtype), (beta - mean * scale).astype(x.dtype), relu, out)
+    with threads_for(x.size):
+        _scale_shift(x, scale.astype(x.dtype), (beta - mean * scale).astype(x.dtype), relu, out)
     return out, (mean, inv)
 
 
@@ -130,7 +133,8 @@ def backward(dout, x, out, stats, gamma, relu: bool = False):
     M, C = x.shape
     dout = np.ascontiguousarray(dout, dtype=x.dtype)
     sums = np.empty((2, C))
-    _backward_sums(dout, out, x, mean, inv, relu, sums)
+    with threads_for(x.size):
+        _backward_sums(dout, out, x, mean, inv, relu, sums)
     dbeta, dgamma = sums
     # dx = gamma*inv/M * (M*dy - dbeta - xhat*dgamma), with xhat = (x - mean)*inv, folded per column
     # into a*dy + b*x + c so the second pass is one multiply-add chain per element.
@@ -138,5 +142,6 @@ def backward(dout, x, out, stats, gamma, relu: bool = False):
     b = -a * inv * dgamma / M
     c = -a * dbeta / M - b * mean
     dx = np.empty_like(x)
-    _backward_dx(dout, out, x, a.astype(x.dtype), b.astype(x.dtype), c.astype(x.dtype), relu, dx)
+    with threads_for(x.size):
+        _backward_dx(dout, out, x, a.astype(x.dtype), b.astype(x.dtype), c.astype(x.dtype), relu, dx)
     return dx, dgamma.astype(gamma.dtype), dbeta.astype(gamma.dtype)

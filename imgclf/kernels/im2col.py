@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..errors import UsageError
+from .threads import threads_for
 
 
 def output_size(size: int, field: int, stride: int, pad: int, dilation: int = 1, what: str = "convolution") -> int:
@@ -132,7 +133,9 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int = 1, pad: int = 0, dilat
     x = np.ascontiguousarray(x)
     N, _, _, C = x.shape
     cols = _check_out(out, (N * Ho * Wo, kh * kw * C), x.dtype, "im2col output")
-    _im2col(x.reshape(-1), cols.reshape(-1), N, x.shape[1], x.shape[2], C, int(kh), int(kw), int(stride), int(pad), int(dilation), Ho, Wo)
+    with threads_for(cols.size):
+        _im2col(x.reshape(-1), cols.reshape(-1), N, x.shape[1], x.shape[2], C, int(kh), int(kw), int(stride),
+                int(pad), int(dilation), Ho, Wo)
     return cols
 
 
@@ -148,5 +151,7 @@ def col2im(cols: np.ndarray, x_shape: tuple, kh: int, kw: int, stride: int = 1, 
         raise UsageError(f"col2im expects float32 or float64 columns, got {cols.dtype}")
     cols = np.ascontiguousarray(cols)
     dx = _check_out(out, tuple(x_shape), cols.dtype, "col2im output")
-    _col2im(cols.reshape(-1), dx.reshape(-1), N, x_shape[1], x_shape[2], C, int(kh), int(kw), int(stride), int(pad), int(dilation), Ho, Wo)
+    with threads_for(cols.size):
+        _col2im(cols.reshape(-1), dx.reshape(-1), N, x_shape[1], x_shape[2], C, int(kh), int(kw), int(stride),
+                int(pad), int(dilation), Ho, Wo)
     return dx

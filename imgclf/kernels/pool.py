@@ -13,6 +13,7 @@ from numba import njit, prange
 
 from ..errors import UsageError
 from .im2col import output_size
+from .threads import threads_for
 
 
 @njit(parallel=True, cache=True)
@@ -124,12 +125,13 @@ def max_pool(x: np.ndarray, size: int = 2, stride: int | None = None) -> tuple[n
     x = np.ascontiguousarray(x)
     N, C = x.shape[0], x.shape[3]
     out = np.empty((N, Ho, Wo, C), x.dtype)
-    if is_fast_2x2(x.shape, size, stride):
-        arg = np.empty((N, Ho, Wo, C), np.uint8)
-        _max_pool_2x2(x, out, arg)
-    else:
-        arg = np.empty((N, Ho, Wo, C), np.int32)
-        _max_pool(x, out, arg, int(size), int(size), int(stride))
+    with threads_for(x.size):
+        if is_fast_2x2(x.shape, size, stride):
+            arg = np.empty((N, Ho, Wo, C), np.uint8)
+            _max_pool_2x2(x, out, arg)
+        else:
+            arg = np.empty((N, Ho, Wo, C), np.int32)
+            _max_pool(x, out, arg, int(size), int(size), int(stride))
     return out, arg
 
 
@@ -143,8 +145,9 @@ def max_pool_backward(dout: np.ndarray, arg: np.ndarray, x_shape: tuple, size: i
         raise UsageError(f"max pooling backward: expected gradients of shape {want}, got {dout.shape}")
     dout = np.ascontiguousarray(dout)
     dx = np.empty(tuple(x_shape), dout.dtype)
-    if is_fast_2x2(x_shape, size, stride):
-        _max_pool_2x2_backward(dout, arg, dx)
-    else:
-        _max_pool_backward(dout, arg, dx, int(size), int(size), int(stride))
+    with threads_for(dx.size):
+        if is_fast_2x2(x_shape, size, stride):
+            _max_pool_2x2_backward(dout, arg, dx)
+        else:
+            _max_pool_backward(dout, arg, dx, int(size), int(size), int(stride))
     return dx

@@ -1,0 +1,347 @@
+"""Small convolutional nets: [conv - [bn] - relu] x k - pool stages, then the fully-connected head.
+
+`ConvNet(filters=(32, 64))` is conv32-relu-pool-conv64-relu-pool-fc256-relu-fc10 on 32x32 colour images.
+An entry "FxK" in `filters` stacks K convolutions of F filters before the stage's pool, so
+`filters=("32x2", "64x2")` is the conv32-conv32-pool-conv64-conv64-pool layout. Convolutions are
+`filter_size` square, stride 1, zero-padded to keep the size ("same"); pooling is `pool` x `pool`
+max pooling with stride `pool` (1: none). With `batchnorm` every convolution and hidden layer is
+followed by batch normalisation (spatial for the convolutions) before its activation.
+
+The estimator is the NeuralNet with a different `_forward`: same training parameters, the one Solver,
+the same model-file plumbing. Images arrive (N, H, W, C) (channels from the dataset: 3 for colour,
+1 for grey); (N, D) rows are accepted when `input_shape` says how to fold them. The net standardises
+its input per channel with the training set's mean and standard deviation, so raw uint8 images can be
+given directly.
+
+Parameter names: W{i}, b{i} for every layer in order (convolution filters are (KH, KW, C, F)),
+gamma{i}, beta{i} and buffers running_mean{i}, running_var{i} for batch norm after layer i.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UsageError
+from . import conv, layers
+from .net import NeuralNet, _Trainee
+
+# Images per forward pass at prediction time: bounds the im2col buffers (KH*KW times a layer's input).
+PREDICT_CHUNK = 250
+# Images used to estimate the per-channel input statistics.
+STATS_SAMPLE = 10000
+
+
+def parse_filters(filters) -> list[tuple[int, int]]:
+    """(32, 64) or "32x2,64x2" or ["32x2", 64] -> [(filters, convolutions), ...] per stage."""
+    if isinstance(filters, str):
+        filters = [f for f in filters.split(",") if f.strip()]
+    elif isinstance(filters, (int, np.integer)):
+        filters = [filters]
+    stages = []
+    try:
+        for entry in filters:
+            f, _, k = str(entry).strip().lower().partition("x")
+            stages.append((int(f), int(k) if k else 1))
+    except (TypeError, ValueError):
+        raise UsageError(f"filters must be filter counts such as 32,64 or 32x2,64x2 (FxK: K convolutions of F "
+                         f"filters), got {filters!r}") from None
+    if not stages or any(f < 1 or k < 1 for f, k in stages):
+        raise UsageError(f"filters needs at least one stage with counts >= 1, got {filters!r}")
+    return stages
+
+
+class ConvNet(NeuralNet):
+    kind = "convnet"
+
+    def __init__(self, filters=(32, 64), filter_size=3, hidden=256, pool=2, batchnorm=False, dropout=0.0,
+                 activation="relu", init="he", loss="softmax", reg=1e-4, optim="adam", lr=1e-3, optim_options=None,
+                 lr_schedule=None, epochs=10, batch_size=64, augment=None, patience=None, train_acc_sample=1000,
+                 dtype="float32", input_shape=None, random_state=None):
+        self.filters = filters
+        self.filter_size = filter_size
+        self.pool = pool
+        self.input_shape = input_shape
+        super().__init__(hidden=hidden, activation=activation, batchnorm=batchnorm, dropout=dropout, init=init,
+                         loss=loss, reg=reg, optim=optim, lr=lr, optim_options=optim_options,
+                         lr_schedule=lr_schedule, epochs=epochs, batch_size=batch_size, augment=augment,
+                         patience=patience, train_acc_sample=train_acc_sample, dtype=dtype,
+                         random_state=random_state)
+
+    def __repr__(self) -> str:
+        return "ConvNet(" + super().__repr__().partition("(")[2]
+
+    # -- validation ------------------------------------------------------------------------------
+    def _hidden(self) -> tuple[int, ...]:
+        if self.hidden in (0, None, ()):
+            return ()
+        return super()._hidden()
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        parse_filters(self.filters)
+        for name in ("filter_size", "pool"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise UsageError(f"{name} must be an integer >= 1, got {v!r}")
+
+    def _image_shape(self, n_features: int | None = None) -> tuple[int, int, int]:
+        shape = getattr(self, "input_shape_", None) or self.input_shape
+        if shape is None:
+            raise UsageError("ConvNet needs images (N, H, W, C), or input_shape=(H, W, C) to fold (N, D) rows")
+        try:
+            shape = tuple(int(v) for v in shape)
+        except (TypeError, ValueError):
+            shape = ()
+        if len(shape) != 3 or min(shape) < 1:
+            raise UsageError(f"input_shape must be (H, W, C) with positive sizes, got {self.input_shape!r}")
+        if n_features is not None and int(np.prod(shape)) != n_features:
+            raise UsageError(f"rows of {n_features} features cannot be {'x'.join(map(str, shape))} images")
+        return shape
+
+    def _images(self, X, name="X") -> np.ndarray:
+        X = self._features(X, name)
+        if X.ndim == 4:
+            return X
+        if X.ndim == 2:
+            return X.reshape((len(X),) + self._image_shape(X.shape[1]))
+        raise UsageError(f"{name} must be (N, H, W, C) images or (N, D) rows, got shape {X.shape}")
+
+    # -- architecture ----------------------------------------------------------------------------
+    def _conv_layers(self) -> list[tuple[int, bool]]:
+        """(filters, pool after it) for every convolution, in order."""
+        out = []
+        for f, k in parse_filters(self.filters):
+            out += [(f, False)] * (k - 1) + [(f, self.pool > 1)]
+        return out
+
+    def _geometry(self, shape) -> list[tuple[int, int, int]]:
+        """The (H, W, C) after every convolution layer (after its pool); clear errors when it breaks."""
+        H, W, C = shape
+        fs, pad = int(self.filter_size), (int(self.filter_size) - 1) // 2
+        out = []
+        from ..kernels.im2col import output_size
+        from ..kernels.pool import pool_geometry
+
+        for i, (f, pooled) in enumerate(self._conv_layers(), 1):
+            try:
+                H = output_size(H, fs, 1, pad, 1, "convolution height")
+                W = output_size(W, fs, 1, pad, 1, "convolution width")
+                if pooled:
+                    H, W = pool_geometry((1, H, W, f), int(self.pool), int(self.pool))
+            except UsageError as exc:
+                raise UsageError(f"convolution layer {i} of filters={self.filters!r} on {'x'.join(map(str, shape))} "
+                                 f"images: {exc} (use fewer pooling stages or --pool 1)") from None
+            C = f
+            out.append((H, W, C))
+        return out
+
+    def initialize(self, n_features: int, n_classes: int, rng: np.random.Generator) -> _Trainee:
+        """Fresh parameters for images of `input_shape_` and n_classes outputs; returns the Solver's view."""
+        from . import init
+
+        self._check_params()
+        self.input_shape_ = self._image_shape(n_features)
+        dt = np.dtype(self.dtype)
+        fs = int(self.filter_size)
+        self.params_, self.buffers_ = {}, {}
+        self._workspaces = {}
+        C, i = self.input_shape_[2], 0
+        for i, (f, _) in enumerate(self._conv_layers(), 1):
+            self.params_[f"W{i}"] = init.weight(self.init, fs * fs * C, f, rng, dt).reshape(fs, fs, C, f)
+            self._add_bias_or_batchnorm(i, f, dt)
+            C = f
+        H, W, C = self._geometry(self.input_shape_)[-1]
+        sizes = (H * W * C,) + self._hidden() + (n_classes,)
+        for j in range(1, len(sizes)):
+            k = i + j
+            self.params_[f"W{k}"] = init.weight(self.init, sizes[j - 1], sizes[j], rng, dt)
+            if j < len(sizes) - 1:
+                self._add_bias_or_batchnorm(k, sizes[j], dt)
+            else:
+                self.params_[f"b{k}"] = np.zeros(sizes[j], dt)
+        self.n_features_in_ = int(np.prod(self.input_shape_))
+        if getattr(self, "input_mean_", None) is None:
+            self.input_mean_ = np.zeros(self.input_shape_[2], dt)
+            self.input_scale_ = np.ones(self.input_shape_[2], dt)
+        self.classes_ = getattr(self, "classes_", np.arange(n_classes))
+        return _Trainee(self)
+
+    def _add_bias_or_batchnorm(self, i, size, dt):
+        # A bias right before batch norm is cancelled by its mean subtraction (its gradient is exactly
+        # 0), so layers followed by batch norm have beta instead of b.
+        if not self.batchnorm:
+            self.params_[f"b{i}"] = np.zeros(size, dt)
+        else:
+            self.params_[f"gamma{i}"] = np.ones(size, dt)
+            self.params_[f"beta{i}"] = np.zeros(size, dt)
+            self.buffers_[f"running_mean{i}"] = np.zeros(size, dt)
+            self.buffers_[f"running_var{i}"] = np.ones(size, dt)
+
+    @property
+    def n_layers(self) -> int:
+        return sum(1 for k in self.params_ if k.startswith("W"))
+
+    def _workspace(self, i) -> conv.Workspace:
+        ws = self.__dict__.setdefault("_workspaces", {})
+        return ws.setdefault(i, conv.Workspace())
+
+    # -- the model the Solver trains ---------------------------------------------------------------
+    def prepare(self, X) -> np.ndarray:
+        """Raw batch to contiguous standardised (N, H, W, C) images in the weights' dtype."""
+        X = self._images(X)
+        if tuple(X.shape[1:]) != tuple(self.input_shape_):
+            raise UsageError(f"images of shape {X.shape[1:]}, the net expects {tuple(self.input_shape_)}")
+        dt = self.params_["W1"].dtype
+        out = np.array(X, dtype=dt, order="C", copy=True)
+        out -= self.input_mean_.astype(dt, copy=False)
+        out *= self.input_scale_.astype(dt, copy=False)
+        return out
+
+    def _bn(self, i, h, mode, fn, **kwargs):
+        return fn(h, self.params_[f"gamma{i}"], self.params_[f"beta{i}"], self.buffers_[f"running_mean{i}"],
+                  self.buffers_[f"running_var{i}"], mode, **kwargs)
+
+    def _forward(self, X, mode, rng):
+        act, alpha = getattr(self, "_act", None) or layers.parse_activation(self.activation)
+        pad = (int(self.filter_size) - 1) // 2
+        h, caches = X, []
+        convs = self._conv_layers()
+        for i, (_, pooled) in enumerate(convs, 1):
+            W, ws = self.params_[f"W{i}"], self._workspace(i)
+            c_act = None
+            if self.batchnorm:
+                # conv - bn - relu, the bn and the relu fused; other activations follow separately
+                h, c_conv = conv.conv_forward(h, W, None, 1, pad, 1, ws)
+                h, c_bn = self._bn(i, h, mode, conv.spatial_batchnorm_forward, relu=act == "relu")
+                if act != "relu":
+                    h, c_act = layers.activation_forward(h, act, alpha)
+            else:
+                h, c_conv = conv.conv_act_forward(h, W, self.params_[f"b{i}"], act, alpha, 1, pad, 1, ws)
+                c_bn = None
+            c_pool = None
+            if pooled:
+                h, c_pool = conv.max_pool_forward(h, int(self.pool))
+            caches.append((c_conv, c_bn, c_act, c_pool))
+        # h stays (N, H, W, C): the affine layers flatten it and hand back gradients in this shape.
+        p = float(self.dropout) if mode == "train" else 0.0
+        L = self.n_layers
+        for i in range(len(convs) + 1, L):
+            W = self.params_[f"W{i}"]
+            if self.batchnorm:
+                h, c1 = layers.affine_forward(h, W, W.dtype.type(0))
+                h, c2 = self._bn(i, h, mode, layers.batchnorm_forward)
+                h, c3 = layers.activation_forward(h, act, alpha)
+                h, c4 = layers.dropout_forward(h, p, mode, rng)
+                caches.append((c1, c2, c3, c4))
+            else:
+                h, c1 = layers.affine_act_forward(h, W, self.params_[f"b{i}"], act, alpha, p, mode, rng)
+                caches.append((c1,))
+        scores, c = layers.affine_forward(h, self.params_[f"W{L}"], self.params_[f"b{L}"])
+        caches.append(c)
+        return scores, caches
+
+    def loss_and_grads(self, X, y, mode="train", rng=None):
+        """(mean data loss + reg * sum W^2, grads keyed like params_) on a prepared batch."""
+        from .. import losses
+
+        scores, caches = self._forward(X, mode, rng)
+        data_loss, dh = (losses.softmax_loss if self.loss == "softmax" else losses.svm_loss)(scores, y)
+        L, n_conv = self.n_layers, len(self._conv_layers())
+        grads = {}
+        dh, g = layers.affine_backward(dh, caches[-1])
+        grads[f"W{L}"], grads[f"b{L}"] = g["w"], g["b"]
+        for i in range(L - 1, n_conv, -1):
+            cache = caches[i - 1]
+            if self.batchnorm:
+                dh, _ = layers.dropout_backward(dh, cache[3])
+                dh, _ = layers.activation_backward(dh, cache[2])
+                dh, g = layers.batchnorm_backward(dh, cache[1])
+                grads[f"gamma{i}"], grads[f"beta{i}"] = g["gamma"], g["beta"]
+                dh, g = layers.affine_backward(dh, cache[0])
+            else:
+                dh, g = layers.affine_act_backward(dh, cache[0])
+                grads[f"b{i}"] = g["b"]
+            grads[f"W{i}"] = g["w"]
+        for i in range(n_conv, 0, -1):
+            c_conv, c_bn, c_act, c_pool = caches[i - 1]
+            if c_pool is not None:
+                dh, _ = conv.max_pool_backward(dh, c_pool)
+            if c_bn is None:
+                dh, g = conv.conv_act_backward(dh, c_conv, need_dx=i > 1)
+                grads[f"b{i}"] = g["b"]
+            else:
+                if c_act is not None:
+                    dh, _ = layers.activation_backward(dh, c_act)
+                dh, g = conv.spatial_batchnorm_backward(dh, c_bn)
+                grads[f"gamma{i}"], grads[f"beta{i}"] = g["gamma"], g["beta"]
+                dh, g = conv.conv_backward(dh, c_conv, need_dx=i > 1)
+            grads[f"W{i}"] = g["w"]
+        penalty = 0.0
+        reg = float(self.reg)
+        if reg:
+            for i in range(1, L + 1):
+                W = self.params_[f"W{i}"]
+                penalty += reg * float(np.dot(W.ravel(), W.ravel().astype(np.float64)))
+                grads[f"W{i}"] += W.dtype.type(2 * reg) * W
+        return data_loss + penalty, grads
+
+    def _scores(self, Xp) -> np.ndarray:
+        if len(Xp) <= PREDICT_CHUNK:
+            return self._forward(Xp, "test", None)[0]
+        return np.concatenate([self._forward(Xp[i:i + PREDICT_CHUNK], "test", None)[0]
+                               for i in range(0, len(Xp), PREDICT_CHUNK)])
+
+    # -- public API ------------------------------------------------------------------------------
+    def fit(self, X, y, X_val=None, y_val=None, **kwargs):
+        """As NeuralNet.fit, on images; also learns the per-channel input mean and scale."""
+        self._check_params()
+        self.input_shape_ = None
+        X = self._images(X)
+        self.input_shape_ = tuple(int(v) for v in X.shape[1:])
+        self._geometry(self.input_shape_)
+        if X_val is not None:
+            X_val = self._images(X_val, "X_val")
+        rng = np.random.default_rng(0)
+        sample = X if len(X) <= STATS_SAMPLE else X[np.sort(rng.choice(len(X), STATS_SAMPLE, replace=False))]
+        sample = sample.reshape(-1, X.shape[3]).astype(np.float64)
+        std = sample.std(axis=0)
+        self.input_mean_ = sample.mean(axis=0).astype(self.dtype)
+        self.input_scale_ = (1.0 / np.where(std > 1e-8, std, 1.0)).astype(self.dtype)
+        return super().fit(X, y, X_val, y_val, **kwargs)
+
+    def weight_images(self, input_shape=None) -> tuple[np.ndarray, list]:
+        """First-layer filters as small images (F, KH, KW, C), each rescaled to 0..255, labels "filter i"."""
+        self._check_fitted()
+        W = np.moveaxis(self.params_["W1"].astype(np.float64), 3, 0)
+        if input_shape is not None and int(input_shape[-1]) != W.shape[3]:
+            raise UsageError(f"the first layer's filters have {W.shape[3]} channels, the images {input_shape[-1]}")
+        flat = W.reshape(len(W), -1)
+        lo = flat.min(axis=1, keepdims=True)
+        span = flat.max(axis=1, keepdims=True) - lo
+        flat = (flat - lo) * (255.0 / np.where(span > 0, span, 1))
+        return np.rint(flat).astype(np.uint8).reshape(W.shape), [f"filter {i}" for i in range(len(W))]
+
+    # -- model files -----------------------------------------------------------------------------
+    def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
+        params, arrays = super().to_arrays()
+        # The file records the image shape as the hyperparameter, so loading rebuilds the same layers.
+        params["input_shape"] = list(self.input_shape_)
+        params["filters"] = [f"{f}x{k}" if k > 1 else f for f, k in parse_filters(self.filters)]
+        arrays["input_mean"] = np.asarray(self.input_mean_)
+        arrays["input_scale"] = np.asarray(self.input_scale_)
+        return params, arrays
+
+    @classmethod
+    def from_arrays(cls, params: dict, arrays: dict[str, np.ndarray]):
+        params = dict(params)
+        if isinstance(params.get("filters"), list):
+            params["filters"] = tuple(params["filters"])
+        if isinstance(params.get("input_shape"), list):
+            params["input_shape"] = tuple(params["input_shape"])
+        model = super().from_arrays(params, arrays)
+        for name in ("input_mean", "input_scale"):
+            arr = arrays.get(name)
+            if arr is None or arr.shape != (model.input_shape_[2],):
+                raise UsageError(f"convnet model file: {name} is missing or of the wrong shape")
+            setattr(model, f"{name}_", np.asarray(arr, dtype=model.dtype))
+        return model

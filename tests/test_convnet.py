@@ -1,0 +1,134 @@
+"""ConvNet: whole-model gradient checks in float64, fitting, geometry errors, model files, filter images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import make_images
+from imgclf.errors import UsageError
+from imgclf.gradcheck import check_gradients
+from imgclf.nn.convnet import ConvNet, parse_filters
+
+
+def _model_check(model, X, y, seed=3):
+    """Gradient check of loss_and_grads over every parameter, dropout masks fixed by a fresh rng per call."""
+    model._check_params()
+    model.input_shape_ = X.shape[1:]
+    model.initialize(int(np.prod(X.shape[1:])), int(y.max()) + 1, np.random.default_rng(seed))
+    r = np.random.default_rng(seed)
+    for k, v in model.params_.items():  # move off the initial values (beta = 0, b = 0, gamma = 1)
+        v += 0.1 * r.standard_normal(v.shape)
+    Xp = model.prepare(X)
+    _, grads = model.loss_and_grads(Xp, y, "train", np.random.default_rng(7))
+    saved = model.params_
+
+    def f(p):
+        model.params_ = p
+        try:
+            return model.loss_and_grads(Xp, y, "train", np.random.default_rng(7))[0]
+        finally:
+            model.params_ = saved
+
+    report = check_gradients(f, model.params_, grads, n_checks=6, rng=np.random.default_rng(seed))
+    assert report.ok and report.max_rel_error < 1e-5, report.as_dict()
+    return model
+
+
+@pytest.mark.parametrize("size,kw", [
+    (8, dict(filters=("3x2", 4), hidden=5, dropout=0.3)),
+    (8, dict(filters=(3, 4), hidden=0, batchnorm=True)),
+    (6, dict(filters=(3,), hidden=0, batchnorm=True, activation="tanh", pool=3)),
+    (5, dict(filters=(2,), hidden=4, filter_size=5, loss="svm", pool=1)),
+])
+def test_whole_model_gradient_check(size, kw):
+    X, y = make_images(6, n_classes=3, shape=(size, size, 3), seed=1)
+    model = _model_check(ConvNet(dtype="float64", reg=0.01, **kw), X, y)
+    assert all(p.ndim == 4 for k, p in model.params_.items() if k == "W1")
+
+
+def test_batchnorm_layers_have_no_bias_before_the_norm():
+    X, y = make_images(6, n_classes=3, shape=(8, 8, 3))
+    m = ConvNet(filters=(3, 4), hidden=5, batchnorm=True)
+    m._check_params()
+    m.input_shape_ = X.shape[1:]
+    m.initialize(192, 3, np.random.default_rng(0))
+    assert sorted(k for k in m.params_ if k.startswith("b")) == ["b4", "beta1", "beta2", "beta3"]
+    assert m.params_["W1"].shape == (3, 3, 3, 3) and m.params_["W3"].shape == (2 * 2 * 4, 5)
+
+
+def test_fits_separable_images_and_round_trips_through_a_model_file(tmp_path):
+    from imgclf.io import modelfile
+
+    X, y = make_images(240, n_classes=3, shape=(8, 8, 3), seed=1)
+    Xv, yv = make_images(60, n_classes=3, shape=(8, 8, 3), seed=2)
+    m = ConvNet(filters=(4, 8), hidden=16, batchnorm=True, epochs=3, batch_size=32, augment="flip,crop:1",
+                random_state=0).fit(X, y, Xv, yv)
+    assert m.score(Xv, yv) > 0.9
+    assert m.params_["W1"].dtype == np.float32 and m.input_shape_ == (8, 8, 3)
+    path = tmp_path / "conv.npz"
+    modelfile.save(modelfile.ModelBundle(m, ["a", "b", "c"], (8, 8, 3)), path)
+    loaded = modelfile.load(path).model
+    assert isinstance(loaded, ConvNet) and loaded.kind == "convnet"
+    np.testing.assert_array_equal(loaded.predict(Xv), m.predict(Xv))
+    np.testing.assert_allclose(loaded.predict_proba(Xv), m.predict_proba(Xv), rtol=1e-6)
+    # Same seed, same result.
+    again = ConvNet(filters=(4, 8), hidden=16, batchnorm=True, epochs=3, batch_size=32, augment="flip,crop:1",
+                    random_state=0).fit(X, y, Xv, yv)
+    np.testing.assert_array_equal(again.params_["W1"], m.params_["W1"])
+
+
+def test_grey_images_and_flat_rows_with_input_shape():
+    X, y = make_images(90, n_classes=3, shape=(6, 6, 1), seed=4)
+    m = ConvNet(filters=(4,), hidden=8, epochs=2, batch_size=30, random_state=0).fit(X, y)
+    assert m.params_["W1"].shape == (3, 3, 1, 4)
+    flat = ConvNet(filters=(4,), hidden=8, epochs=2, batch_size=30, random_state=0, input_shape=(6, 6, 1))
+    flat.fit(X.reshape(90, -1), y)
+    np.testing.assert_array_equal(flat.predict(X.reshape(90, -1)), m.predict(X))
+    with pytest.raises(UsageError, match="input_shape"):
+        ConvNet(filters=(4,)).fit(X.reshape(90, -1), y)
+
+
+def test_predicts_in_chunks_with_bounded_buffers(monkeypatch):
+    import imgclf.nn.convnet as cn
+
+    X, y = make_images(60, n_classes=3, shape=(8, 8, 3))
+    m = ConvNet(filters=(4,), hidden=8, epochs=1, batch_size=20, random_state=0).fit(X, y)
+    full = m.decision_function(X)
+    monkeypatch.setattr(cn, "PREDICT_CHUNK", 7)
+    np.testing.assert_allclose(m.decision_function(X), full, rtol=1e-5, atol=1e-6)
+    assert all(len(ws) <= ws.max_buffers for ws in m._workspaces.values())
+
+
+def test_geometry_and_parameter_errors():
+    X, y = make_images(10, n_classes=2, shape=(12, 12, 3))
+    with pytest.raises(UsageError, match=r"convolution layer 3 of filters=\(4, 4, 4\) on 12x12x3 images: max pooling "
+                                          r"height: .* = 1.5 is not an integer"):
+        ConvNet(filters=(4, 4, 4)).fit(X, y)
+    with pytest.raises(UsageError, match="does not fit an input of 1"):
+        ConvNet(filters=(4, 4, 4, 4, 4), pool=2).fit(X[:, :8, :8], y)
+    with pytest.raises(UsageError, match="filters must be filter counts"):
+        ConvNet(filters=("32y",)).fit(X, y)
+    with pytest.raises(UsageError, match="filter_size must be an integer >= 1"):
+        ConvNet(filter_size=0).fit(X, y)
+    with pytest.raises(UsageError, match="dropout"):
+        ConvNet(dropout=1.5).fit(X, y)
+    assert parse_filters("32x2,64") == [(32, 2), (64, 1)]
+    assert parse_filters((16, "8x3")) == [(16, 1), (8, 3)]
+
+
+def test_estimator_idiom_and_weight_images():
+    m = ConvNet(filters=(5,), hidden=0, lr=0.01)
+    assert m.get_params()["filters"] == (5,) and m.get_params()["lr"] == 0.01
+    assert m.set_params(filter_size=5) is m and m.filter_size == 5
+    assert repr(m).startswith("ConvNet(")
+    with pytest.raises(UsageError):
+        m.predict(np.zeros((1, 8, 8, 3)))
+    X, y = make_images(30, n_classes=3, shape=(8, 8, 3))
+    m.set_params(epochs=1, batch_size=10).fit(X, y)
+    images, labels = m.weight_images((8, 8, 3))
+    assert images.shape == (5, 5, 5, 3) and images.dtype == np.uint8 and len(labels) == 5
+    assert images.reshape(5, -1).min(axis=1).tolist() == [0] * 5
+    assert images.reshape(5, -1).max(axis=1).tolist() == [255] * 5
+    with pytest.raises(UsageError, match="channels"):
+        m.weight_images((8, 8, 1))
