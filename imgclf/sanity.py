@@ -47,10 +47,23 @@ def _net(input_shape, n_classes, rng, **params):
     return NeuralNet(random_state=int(rng.integers(2**31)), **params).initialize(int(np.prod(input_shape)), n_classes, rng)
 
 
+def _convnet(input_shape, n_classes, rng, **params):
+    from .nn.convnet import ConvNet
+
+    model = ConvNet(random_state=int(rng.integers(2**31)), input_shape=tuple(input_shape), **params)
+    return model.initialize(int(np.prod(input_shape)), n_classes, rng)
+
+
 # The two-layer net's checks use every part of the layer stack: batch norm and dropout in the
 # gradient check, small weights (normal:0.001) for the initial loss, no regularisation to overfit.
 _TWOLAYER_GRAD = {"hidden": (7,), "reg": 0.05, "batchnorm": True, "dropout": 0.2, "dtype": "float64"}
 _TWOLAYER_OVERFIT = {"hidden": (100,), "reg": 0.0, "lr": 1e-3, "epochs": 60, "batch_size": 20, "dropout": 0.0}
+
+# Convnet: two stages (the first of two convolutions) with spatial batch norm on 4x4x3 inputs. The
+# fully-connected head has no hidden layer there: a batch norm right after the convolutions would make
+# some conv-layer gradients exactly 0, where a relative error means nothing.
+_CONVNET_GRAD = {"filters": ("3x2", 4), "hidden": 0, "reg": 0.05, "batchnorm": True, "dtype": "float64"}
+_CONVNET_OVERFIT = {"filters": (8, 16), "hidden": 32, "reg": 0.0, "lr": 1e-3, "epochs": 40, "batch_size": 20}
 
 # Adam's per-weight step sizes make one setting work whatever the feature scale (raw or normalised).
 _LINEAR_OVERFIT = {"reg": 0.0, "optim": "adam", "lr": 1e-3, "epochs": 50, "batch_size": 20, "lr_decay": 1.0}
@@ -63,6 +76,9 @@ CASES: dict[str, Case] = {
     "twolayer": Case(_net, math.log, "ln C (uniform probabilities with small weights)",
                      grad_params=_TWOLAYER_GRAD, no_reg_params={"reg": 0.0, "init": "normal:0.001"},
                      overfit_params=_TWOLAYER_OVERFIT),
+    "convnet": Case(_convnet, math.log, "ln C (uniform probabilities with small weights)",
+                    grad_params=_CONVNET_GRAD, no_reg_params={"reg": 0.0, "init": "normal:0.001"},
+                    overfit_params=_CONVNET_OVERFIT),
 }
 
 

@@ -1,0 +1,122 @@
+"""`imgclf train convnet`: small convolutional nets (conv - [bn] - relu - pool stages, then fully-connected)."""
+
+from __future__ import annotations
+
+import click
+
+from ..console import reporter
+from ..options import data_options, json_option, load_data, quiet_option, seed_option
+from ..training import (RUN_KEYS, fit_with_progress, report_result, resume_settings, save_curves, training_options,
+                        training_params)
+
+# Chosen by measurement on CIFAR-10 (49000/1000/10000): docs/recipes.md.
+DEFAULTS = {"optim": "adam", "lr": 1e-3, "reg": 1e-4, "epochs": 10, "batch_size": 64, "augment": "flip,crop:4"}
+
+
+def _filters(ctx, param, value):
+    from imgclf.errors import UsageError
+    from imgclf.nn.convnet import parse_filters
+
+    try:
+        stages = parse_filters(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return tuple(f"{f}x{k}" if k > 1 else f for f, k in stages)
+
+
+def _hidden(ctx, param, value):
+    try:
+        sizes = tuple(int(v) for v in value.split(",")) if value not in ("", "0", "none") else ()
+        if any(v < 1 for v in sizes):
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(f"expected hidden layer sizes such as 256 or 512,256 (0 for none), got {value!r}") from None
+    return sizes
+
+
+@click.command()
+@click.option("--filters", callback=_filters, default="32,64", show_default=True, metavar="F[xK],...",
+              help="Filters per stage; each stage is K convolutions (default 1) then a pool. "
+                   "32,64 is conv32-pool-conv64-pool; 32x2,64x2 is conv32-conv32-pool-conv64-conv64-pool.")
+@click.option("--filter-size", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Square filter size; stride 1 with 'same' zero padding.")
+@click.option("--hidden", callback=_hidden, default="256", show_default=True, metavar="H[,H...]",
+              help="Fully-connected hidden layers after the convolutions (0 for none).")
+@click.option("--pool", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Max-pooling window and stride after each stage (1: no pooling).")
+@click.option("--batchnorm/--no-batchnorm", default=False, show_default=True,
+              help="Batch normalisation after every convolution (spatial) and hidden layer, before the ReLU.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Dropout probability on the hidden fully-connected layers.")
+@click.option("--activation", default="relu", show_default=True, metavar="NAME",
+              help="relu, leaky_relu[:SLOPE], tanh, sigmoid or elu[:ALPHA].")
+@click.option("--init", default="he", show_default=True, metavar="SCHEME",
+              help="Weight initialisation: he, xavier or normal:STD.")
+@training_options(DEFAULTS)
+@click.option("--preprocess", "preprocess_spec", default="none", show_default=True, metavar="CHAIN",
+              help="Preprocessing fitted on the training split and stored in the model (the net already "
+                   "standardises each channel itself); it must keep the image layout (no pca).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, metavar="MODEL.npz",
+              help="Save the best-validation model here.")
+@data_options
+@seed_option
+@json_option
+@quiet_option
+@click.pass_context
+def convnet(ctx, filters, filter_size, hidden, pool, batchnorm, dropout, activation, init, preprocess_spec, output,
+            seed, as_json, quiet, data, n_train, n_test, val, size, color, **options):
+    """Train a convolutional net: [conv - [bn] - relu] x K - maxpool stages, affine - relu - [dropout], affine.
+
+    Convolutions run as im2col (numba) + one BLAS GEMM on NHWC images; the number of input channels
+    comes from the data (3 for CIFAR-10, 1 for MNIST). The net standardises each input channel with the
+    training set's statistics, so raw images need no --preprocess. The validation split picks the best
+    epoch, whose weights are kept and saved; the test split is scored. Training options, checkpoints,
+    --resume, Ctrl-C, early stopping, curves and NaN stop work as for `imgclf train twolayer`.
+
+    \b
+    Examples:
+      imgclf train convnet
+      imgclf train convnet --filters 32x2,64x2 --batchnorm --dropout 0.3 -o conv.npz
+      imgclf train convnet --batchnorm --epochs 12 --lr-schedule step:0.7 --plot curves.png
+      imgclf train convnet --data mnist --filters 16,32 --hidden 128 --epochs 3
+      imgclf train convnet --checkpoint-dir ckpt --log train.jsonl
+      imgclf train convnet --resume ckpt/ckpt_epoch003_step01531_val0.6120.npz
+      imgclf viz weights conv.npz
+    """
+    import time
+
+    from imgclf.errors import UsageError
+    from imgclf.nn.convnet import ConvNet
+    from imgclf.preprocessing_chain import fit_chain, parse_chain_spec
+
+    run = {k: options.pop(k) for k in RUN_KEYS}
+    params = dict(filters=filters, filter_size=filter_size, hidden=hidden, pool=pool, batchnorm=batchnorm,
+                  dropout=dropout, activation=activation, init=init,
+                  **training_params(**options, **{k: run[k] for k in ("momentum", "beta1", "beta2", "decay_rate",
+                                                                       "epsilon")}))
+    extra = {"preprocess": preprocess_spec, "seed": seed}
+    if run["resume"]:
+        params, extra = resume_settings(ctx, run["resume"], options["epochs"])
+        preprocess_spec, seed = extra.get("preprocess", preprocess_spec), extra.get("seed", seed)
+        params.pop("random_state", None)
+    rep = reporter(ctx, quiet)
+    t0 = time.perf_counter()
+    ds = load_data(ctx, data, n_train, n_test, val, size, color, quiet=quiet)
+    if not ds.has("train"):
+        raise UsageError("the data has no training split to fit on")
+    if preprocess_spec and preprocess_spec.strip().lower() != "none":
+        ds = fit_chain(parse_chain_spec(preprocess_spec), ds)
+    if len(ds.feature_shape) != 3:
+        raise UsageError(f"a convnet needs images; the data are {ds.feature_shape} features (was the chain a "
+                         f"projection such as pca?)")
+    model = ConvNet(random_state=seed, **params)
+    model._check_params()
+    model._geometry(ds.feature_shape)  # a bad filter/pool geometry fails before any data conversion
+    name = "convnet " + ",".join(map(str, model.filters))
+    result = fit_with_progress(ctx, model, ds, name=name, quiet=quiet, checkpoint_dir=run["checkpoint_dir"],
+                               keep_checkpoints=run["keep_checkpoints"], resume=run["resume"], log_file=run["log_file"],
+                               checkpoint_extra=extra)
+    if run["plot"]:
+        save_curves(result, run["plot"], title=f"{name} on {ds.name or 'data'}: loss per iteration")
+        rep.log(f"training curves written to {run['plot']}")
+    report_result(ctx, model, ds, result, output=output, seed=seed, as_json=as_json, quiet=quiet, t0=t0, name=name)
