@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import config
-from ..errors import DataError
+from ..errors import DataError, UsageError
 from .base import Dataset, Split, check_images
 from .splits import carve_val, make_splits, subsample
 
@@ -70,6 +70,8 @@ def detect_layout(path: Path) -> str:
 def read_raw(path: Path, *, size=None, mode=None):
     """(X_train, y_train, X_test, y_test, classes) from a dataset on disk; X_test may be None."""
     layout = detect_layout(path)
+    if layout != "folder" and (size is not None or mode is not None):
+        raise UsageError(f"{path}: --size and --color apply to image folders only, not to {layout} data")
     if layout == "cifar-python":
         from .cifar import load_cifar_python
         return load_cifar_python(path)
@@ -134,7 +136,10 @@ def load(
     """
     spec = spec or default_name()
     kind, path = resolve(spec)
-    if kind == "stdin" or (kind == "path" and path.suffix.lower() == ".npz" and path.is_file()):
+    is_stream = kind == "stdin" or (kind == "path" and path.suffix.lower() == ".npz" and path.is_file())
+    if (is_stream or kind == "shapes") and (size is not None or mode is not None):
+        raise UsageError(f"--size and --color apply to image folders only, not to {spec!r}")
+    if is_stream:
         from ..io import pipeline
 
         ds = pipeline.read("-" if kind == "stdin" else path)
