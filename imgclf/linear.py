@@ -20,6 +20,7 @@ import inspect
 
 import numpy as np
 
+from .blas import blas_threads
 from .errors import Diverged, ModelFileError, UsageError
 from .losses import softmax, softmax_loss, svm_loss
 
@@ -185,7 +186,8 @@ class LinearClassifier:
             batch_size=self.batch_size, rng=rng, callback=callback,
         )
         # Overflow is caught as a non-finite loss by the Solver; numpy's warnings would only add noise.
-        with np.errstate(over="ignore", invalid="ignore"):
+        # One BLAS thread: the per-step products are too small to share (see imgclf/blas.py).
+        with np.errstate(over="ignore", invalid="ignore"), blas_threads(1):
             result = solver.train()
         self.history_ = result.history
         self.stopped_ = result.stopped
