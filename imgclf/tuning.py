@@ -6,6 +6,7 @@ A search space maps parameter names to distributions, written the way the CLI ta
     dropout=0:0.5        uniform
     hidden=50:1000:log   integer bounds give integers (log-uniform, rounded)
     hidden=100,200,500   a choice among the listed values (ints stay ints, words stay strings)
+    hidden=500|1024,512  choices separated by | when a value is itself a list
     epochs=5             a single value: fixed for every trial
 
 Every trial trains on the training split and is scored on the validation split. Trials are drawn from
@@ -150,10 +151,19 @@ def parse_param(spec: str) -> tuple[str, Range | Choice]:
             raise UsageError(f"--param {name}: a log range needs positive bounds, got {body!r}")
         integer = all(_INT.match(p.strip()) for p in parts)
         return name, Range(float(low), float(high), log, integer)
-    values = tuple(_scalar(v) for v in body.split(",") if v.strip())
+    if "|" in body:  # choices that are themselves lists: hidden=500|1024,512
+        values = tuple(_compound(v) for v in body.split("|") if v.strip())
+    else:
+        values = tuple(_scalar(v) for v in body.split(",") if v.strip())
     if len(set(values)) != len(values):
         raise UsageError(f"--param {name}: repeated values in {body!r}")
     return name, Choice(values)
+
+
+def _compound(text: str):
+    """'1024,512' -> (1024, 512); a single item stays a scalar."""
+    items = tuple(_scalar(v) for v in text.split(",") if v.strip())
+    return items if len(items) > 1 else items[0]
 
 
 def _number(text: str) -> float:

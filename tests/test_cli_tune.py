@@ -123,3 +123,16 @@ def test_ctrl_c_prints_the_finished_trials(runner, small_stream, monkeypatch):
     assert res.exit_code == 130
     assert "tune softmax: 2 trials" in res.stdout and "best: trial" in res.stdout
     assert "Interrupted: 2 of 5 trials finished." in res.stderr
+
+
+@pytest.mark.parametrize("kind, args", [
+    ("twolayer", ["--param", "hidden=8,16", "--param", "lr=1e-4:1e-2:log"]),
+    ("svm", []),
+])
+def test_train_command_defaults_make_valid_trials(runner, small_stream, kind, args):
+    res = runner.invoke(cli, ["tune", kind, "--data", str(small_stream), "--trials", "2", "--epochs", "1", *args,
+                              "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert [t["status"] for t in out["trials"]] == ["ok", "ok"], out["trials"]
+    assert out["command"].startswith(f"imgclf train {kind} --epochs 1")

@@ -26,6 +26,7 @@ def test_parse_param_kinds():
     assert parse_param("hidden=100,200,500") == ("hidden", Choice((100, 200, 500)))
     assert parse_param("metric=l1,l2") == ("metric", Choice(("l1", "l2")))
     assert parse_param("batch-size=64") == ("batch_size", Choice((64,)))
+    assert parse_param("hidden=500|1024,512") == ("hidden", Choice((500, (1024, 512))))
 
 
 @pytest.mark.parametrize("spec, message", [

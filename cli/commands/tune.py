@@ -88,7 +88,8 @@ def command_line(cmd: click.Command, base: str, params: dict, extra_args: list[s
               help="Random configurations in the first (coarse) round.")
 @click.option("--param", "param_specs", multiple=True, metavar="NAME=SPEC",
               help="A searched parameter: NAME=LOW:HIGH:log (log-uniform), NAME=LOW:HIGH (uniform; integer "
-                   "bounds give integers), NAME=A,B,C (choices) or NAME=VALUE (fixed). Repeatable. "
+                   "bounds give integers), NAME=A,B,C (choices; NAME=500|1024,512 when a choice is a list) or "
+                   "NAME=VALUE (fixed). Repeatable. "
                    "Default: lr and reg around the train command's defaults (plus hidden for twolayer, "
                    "k and metric for knn).")
 @click.option("--refine", type=click.IntRange(min=0), default=0, show_default=True,
@@ -164,6 +165,10 @@ def tune(ctx, kind, trials, param_specs, refine, refine_trials, jobs, scheduler,
     chain_spec = preprocess_spec if preprocess_spec is not None else default_chain
     if chain_spec and chain_spec.strip().lower() != "none":
         ds = fit_chain(parse_chain_spec(chain_spec), ds)
+    if fixed.get("augment") == "auto":
+        from ..training import resolve_augment
+
+        fixed["augment"] = resolve_augment("auto", ds, rep)
     train, valid = ds.get("train"), ds.get("val")
     arrays = {"X_train": train.X, "y_train": train.y, "X_val": valid.X, "y_val": valid.y}
 
