@@ -1,0 +1,208 @@
+"""Input validation and the estimator base shared by every public estimator and transformer.
+
+One place decides what the public boundary accepts, so every class gives the same clear errors:
+X is (N, D) features or (N, H, W, C) images of any real dtype (object arrays of numbers are
+converted), finite, with enough samples and features; y is one hashable label per row (strings
+included), encoded internally as 0..C-1 with `classes_` holding the original values in sorted order.
+
+`Estimator` is the scikit-learn estimator idiom without importing scikit-learn: parameters are the
+constructor's arguments, stored unchanged; `get_params`/`set_params`/`repr` read the signature.
+`__sklearn_tags__` imports scikit-learn only when scikit-learn itself asks for the tags.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import numpy as np
+
+from .errors import DataError, UsageError
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+class NotFittedError(UsageError, AttributeError):
+    """predict/transform/score before fit (an AttributeError too, as scikit-learn expects)."""
+
+
+class DataConversionWarning(UserWarning):
+    """The input had to be reshaped (a column vector y given where one label per row is expected)."""
+
+
+# -- X -------------------------------------------------------------------------------------------------
+def check_array(X, name: str = "X", *, min_samples: int = 1) -> np.ndarray:
+    """X as a real-valued (N, D) or (N, H, W, C) ndarray with no NaN or inf, its dtype kept.
+
+    Object arrays are converted to float64 (a non-number inside raises numpy's TypeError).
+    """
+    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
+        raise DataError(f"{name} is a sparse matrix; imgclf needs dense arrays (use {name}.toarray())")
+    X = np.asarray(X)
+    if X.dtype == object:
+        X = X.astype(np.float64)
+    if X.dtype.kind == "c":
+        raise DataError(f"Complex data not supported: {name} must hold real numbers, got dtype {X.dtype}")
+    if X.dtype.kind not in "biuf":
+        raise DataError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    if X.ndim not in (2, 4):
+        raise DataError(f"{name} must be (N, D) features or (N, H, W, C) images, got shape {X.shape}")
+    if X.shape[0] == 0 and min_samples > 0:
+        raise DataError(f"{name} holds no samples (it is empty, shape={X.shape})")
+    if X.shape[0] < min_samples:
+        raise DataError(f"{name} has {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of {min_samples} "
+                        f"is required")
+    if n_features(X) < 1:
+        raise DataError(f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required")
+    if X.dtype.kind == "f":
+        _check_finite(X, name)
+    return X
+
+
+def _check_finite(X: np.ndarray, name: str) -> None:
+    # One float64 sum finds NaN/inf cheaply: it is finite unless an element is NaN/inf or the data holds
+    # values beyond float32's range (N * 3.4e38 cannot overflow float64), which float32 work arrays
+    # could not hold either.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduce(X, axis=None, dtype=np.float64)
+    if np.isfinite(total) and (X.dtype.itemsize <= 4 or np.max(np.abs(X), initial=0.0) <= _FLOAT32_MAX):
+        return
+    bad = int(np.count_nonzero(~np.isfinite(X)))
+    if bad:
+        raise DataError(f"{name} contains {bad} NaN or infinite value{'s' if bad != 1 else ''}")
+    raise DataError(f"{name} holds values beyond the float32 range (|x| > {_FLOAT32_MAX:.3g})")
+
+
+def n_features(X: np.ndarray) -> int:
+    """Features per row: D, or H*W*C for images."""
+    return int(np.prod(X.shape[1:]))
+
+
+def check_n_features(estimator, X: np.ndarray, name: str = "X") -> None:
+    """X must have the number of features the estimator was fitted on."""
+    d = n_features(X)
+    if d != estimator.n_features_in_:
+        raise DataError(f"{name} has {d} features, but {type(estimator).__name__} is expecting "
+                        f"{estimator.n_features_in_} features as input")
+
+
+def check_fitted(estimator, attribute: str) -> None:
+    if not hasattr(estimator, attribute):
+        raise NotFittedError(f"this {type(estimator).__name__} is not fitted yet; call fit first")
+
+
+# -- y -------------------------------------------------------------------------------------------------
+def check_labels(y, n_samples: int, name: str = "y") -> np.ndarray:
+    """One class label per row: a 1-D array (a column vector is accepted with a warning)."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn("A column-vector y was passed when a 1d array was expected; it was flattened",
+                      DataConversionWarning, stacklevel=3)
+        y = y.ravel()
+    if y.ndim != 1 or len(y) != n_samples:
+        raise DataError(f"{name} must be a 1-d array of {n_samples} labels, one label per row of X, "
+                        f"got shape {y.shape}")
+    if y.dtype.kind == "c":
+        raise DataError(f"Complex data not supported: {name} must hold class labels, got dtype {y.dtype}")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all():
+            raise DataError(f"{name} contains NaN or infinite values")
+        if np.any(y != np.round(y)):
+            raise DataError(f"Unknown label type: continuous ({name} holds fractional numbers; a classifier "
+                            f"needs class labels such as integers or strings)")
+    return y
+
+
+def encode_labels(y: np.ndarray, min_classes: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(classes sorted, codes 0..C-1 int64) for labels of any one orderable kind (numbers or strings).
+
+    Object arrays of strings become a str array, so that classes_ can be stored without pickle.
+    """
+    if y.dtype == object:
+        values = y.tolist()
+        if all(isinstance(v, str) for v in values):
+            y = np.asarray(values, dtype=str)
+        elif all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+            y = np.asarray(values, dtype=np.int64)
+    try:
+        classes, codes = np.unique(y, return_inverse=True)
+    except TypeError:
+        raise DataError("y mixes labels of kinds that cannot be ordered (e.g. numbers and strings); "
+                        "use one kind of label") from None
+    if len(classes) < min_classes:
+        raise DataError(f"need at least {min_classes} classes to fit, y has only {len(classes)} class")
+    return classes, codes.reshape(-1).astype(np.int64)
+
+
+def check_X_y(X, y, *, min_samples: int = 1, min_classes: int = 1):
+    """(X as check_array gives it, classes, codes) for fitting a classifier."""
+    X = check_array(X, min_samples=min_samples)
+    y = check_labels(y, len(X))
+    classes, codes = encode_labels(y, min_classes)
+    return X, classes, codes
+
+
+def check_random_state(seed) -> np.random.Generator:
+    """None (fresh entropy), an int seed, or a numpy Generator (used as is) -> Generator."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0):
+        return np.random.default_rng(seed)
+    raise UsageError(f"random_state must be None, an int >= 0 or a numpy.random.Generator, got {seed!r}")
+
+
+# -- the estimator idiom -------------------------------------------------------------------------------
+class Estimator:
+    """get_params/set_params/repr from the constructor's signature; scikit-learn's tags on request.
+
+    Subclasses set `_estimator_type` ("classifier" or "transformer").
+    """
+
+    _estimator_type: str | None = None
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params):
+        names = self._param_names()
+        for key, value in params.items():
+            if key not in names:
+                raise UsageError(f"{type(self).__name__} has no parameter {key!r}; its parameters are "
+                                 f"{', '.join(names)}")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        # Like scikit-learn: only the parameters that differ from their defaults.
+        defaults = {n: p.default for n, p in inspect.signature(type(self).__init__).parameters.items()}
+        shown = [f"{k}={v!r}" for k, v in self.get_params().items() if repr(v) != repr(defaults.get(k))]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags, TransformerTags
+
+        classifier = self._estimator_type == "classifier"
+        return Tags(
+            estimator_type=self._estimator_type,
+            target_tags=TargetTags(required=classifier),
+            classifier_tags=ClassifierTags() if classifier else None,
+            # transforms compute in float32 and hand back float32, whatever came in
+            transformer_tags=TransformerTags(preserves_dtype=["float32"]) if hasattr(self, "transform") else None,
+            input_tags=InputTags(),
+        )
+
+
+class Classifier(Estimator):
+    """Adds scikit-learn's classifier `score` (mean accuracy)."""
+
+    _estimator_type = "classifier"
+
+    def score(self, X, y) -> float:
+        """Mean accuracy of predict(X) against y."""
+        pred = self.predict(X)
+        y = check_labels(y, len(pred))
+        return float(np.mean(pred == y))
