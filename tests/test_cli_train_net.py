@@ -81,7 +81,7 @@ def test_check_commands_know_twolayer(runner, small_stream):
 def test_ctrl_c_writes_checkpoint_exits_130_and_resume_matches(runner, small_stream, tmp_path):
     """A real SIGINT to a real process, then --resume in-process: the final weights equal those of a
     run that was never interrupted."""
-    args = ["train", "twolayer", "--data", str(small_stream), "--hidden", "16", "--epochs", "150", "--batch-size", "10",
+    args = ["train", "twolayer", "--data", str(small_stream), "--hidden", "16", "--epochs", "80", "--batch-size", "10",
             "--preprocess", "mean,normalize", "--dropout", "0.2", "--augment", "flip,crop:1", "--seed", "4"]
     ck = tmp_path / "ck"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
