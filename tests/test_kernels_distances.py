@@ -101,14 +101,20 @@ def test_l1_kernels_use_psadbw():
     from numba import njit
 
     from imgclf.kernels import distances
+    from imgclf.kernels.simd import _sad_tile
 
-    X = np.zeros((8, 64), np.uint8)
-    hd, hi = empty_heaps(8, 1)
-    for fn, extra in ((distances._l1_u8_avx2, (4,)), (distances._l1_portable, (True, 4))):
-        fresh = njit(parallel=True)(fn.py_func)  # cached code cannot be inspected
-        fresh(X, X, hd, hi, 6, *extra)
-        asm = "\n".join(fresh.inspect_asm().values())
-        assert "psadbw" in asm, fn
+    @njit
+    def tile(X, out):
+        _sad_tile(X, X, 0, 0, 2, out)
+
+    X = np.arange(8 * 64, dtype=np.uint8).reshape(8, 64)
+    out = np.empty(12, np.int64)
+    tile(X, out)
+    assert out[1] == np.abs(X[0].astype(int) - X[1]).sum()
+    row = njit(distances._l1_u8.py_func)  # fresh: cached code cannot be inspected
+    assert row(X[0], X[1], 0) == out[1]
+    for fn in (tile, row):
+        assert "psadbw" in "\n".join(fn.inspect_asm().values()), fn
 
 
 def test_mixed_dtypes_compare_as_float(rng):

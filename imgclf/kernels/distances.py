@@ -186,8 +186,8 @@ def _l2_search(Xq, Y, k, memory_mb, y_sqnorms, progress, stats):
             Gb = G[: b1 - b0, : c1 - c0]
             np.matmul(Xf, Yc.T, out=Gb)
             _l2_block(Gb, Xb, Y, c0, xn, yn, yr, 2.0 * gamma, min(K, c1 - c0), hd[b0:b1], hi[b0:b1], second[b0:b1])
-        if progress is not None:
-            progress(b1 - b0)
+            if progress is not None:  # in query rows: one block may be all of them
+                progress((b1 - b0) * (c1 - c0) / m)
     if stats is not None:
         stats.update(second_passes=int(second.sum()), query_block=block, train_chunk=chunk)
     return hd, hi
@@ -303,7 +303,8 @@ def kneighbors(Xq, Y, k: int, metric: str = "l2", *, memory_mb: int = DEFAULT_ME
     Xq (n, D) and Y (m, D): uint8 (exact integer distances) or float (computed as float32 data,
     distances summed in float64). Returns (distances, indices), both (n, k), each row sorted by
     distance then training index. L2 distances are *squared* Euclidean. `y_sqnorms` may pass
-    precomputed float64 squared norms of Y; `progress(n_rows)` is called after each query block;
+    precomputed float64 squared norms of Y; `progress(n_rows)` is called as query rows are done (fractions
+    of rows for L2, per training chunk);
     `stats`, if given, receives block sizes and how often the exactness check needed a second pass.
     """
     if metric not in METRICS:
