@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import DataError, UsageError
+from .validation import Estimator, check_array, check_fitted, n_features
 
 TRANSFORMS: dict[str, type] = {}
 
@@ -33,34 +34,7 @@ def _block_rows(n_features: int) -> int:
 
 def check_data(X, what: str = "X", min_samples: int = 1) -> np.ndarray:
     """A real-valued (N, D) or (N, H, W, C) array with at least `min_samples` rows and no NaN or inf."""
-    X = np.asarray(X)
-    if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_) \
-            or np.issubdtype(X.dtype, np.complexfloating):
-        raise DataError(f"{what} must hold real numbers, got dtype {X.dtype}")
-    if X.ndim not in (2, 4):
-        raise DataError(f"{what} must be (N, D) features or (N, H, W, C) images, got shape {X.shape}")
-    if X.shape[0] < min_samples:
-        raise DataError(f"{what} holds no samples (shape {X.shape})")
-    if np.issubdtype(X.dtype, np.floating):
-        _check_finite(X, what)
-    return X
-
-
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _check_finite(X: np.ndarray, what: str) -> None:
-    # One float64 sum finds NaN/inf cheaply: it is finite unless an element is NaN/inf or the data holds
-    # values beyond float32's range (N * 3.4e38 cannot overflow float64), which the float32 output
-    # could not hold either.
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = np.add.reduce(X, axis=None, dtype=np.float64)
-    if np.isfinite(total) and (X.dtype.itemsize <= 4 or np.max(np.abs(X)) <= _FLOAT32_MAX):
-        return
-    bad = int(np.count_nonzero(~np.isfinite(X)))
-    if bad:
-        raise DataError(f"{what} contains {bad} NaN or infinite value{'s' if bad != 1 else ''}")
-    raise DataError(f"{what} holds values beyond the float32 range (|x| > {_FLOAT32_MAX:.3g})")
+    return check_array(X, what, min_samples=min_samples)
 
 
 def _check_int(name: str, value, low: int, high: int | None = None, high_what: str = "") -> int:
@@ -79,39 +53,17 @@ def _check_fraction(name: str, value) -> float:
     return float(value)
 
 
-class Transform:
+class Transform(Estimator):
     """Base class. Subclasses set `kind`, implement `_fit`, `_transform`, and list their learned arrays.
 
-    Estimator idiom (scikit-learn's, without importing it): `__init__` stores parameters unchanged,
-    `fit` validates them and returns self, learned attributes end in `_`.
+    Estimator idiom (scikit-learn's, without importing it; parameters and repr from
+    `imgclf.validation.Estimator`): `__init__` stores parameters unchanged, `fit` validates them and
+    returns self, learned attributes end in `_`.
     """
 
     kind = "transform"
+    _estimator_type = "transformer"
     _array_names: tuple[str, ...] = ()
-
-    def get_params(self, deep: bool = True) -> dict:
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params):
-        for k, v in params.items():
-            if k not in self._param_names():
-                raise UsageError(f"{type(self).__name__} has no parameter {k!r}")
-            setattr(self, k, v)
-        return self
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        import inspect
-
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
-
-    def __repr__(self) -> str:
-        import inspect
-
-        defaults = {n: p.default for n, p in inspect.signature(type(self).__init__).parameters.items()}
-        shown = [f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults.get(k)]
-        return f"{type(self).__name__}({', '.join(shown)})"
 
     # -- fitting and applying ----------------------------------------------------------------------
     @property
@@ -138,15 +90,18 @@ class Transform:
         return self.fit(X).transform(X)
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "input_shape_"):
-            raise UsageError(f"this {type(self).__name__} is not fitted yet; call fit(X) first")
+        check_fitted(self, "input_shape_")
 
     def _check_input(self, X) -> np.ndarray:
         self._check_fitted()
         X = check_data(X, min_samples=0)
         if tuple(X.shape[1:]) != tuple(self.input_shape_):
+            # scikit-learn's wording when the feature count differs, then the shapes, which say more
+            count = "" if n_features(X) == self.n_features_in_ else (
+                f"X has {n_features(X)} features, but {type(self).__name__} is expecting {self.n_features_in_} "
+                f"features as input: ")
             raise DataError(
-                f"{self.kind} transform was fitted on samples of shape {tuple(self.input_shape_)}, "
+                f"{count}{self.kind} transform was fitted on samples of shape {tuple(self.input_shape_)}, "
                 f"got data of shape {tuple(X.shape[1:])}"
             )
         return X
@@ -379,7 +334,8 @@ class _Projection(Transform):
         if self.variance is not None:
             _check_fraction("variance", self.variance)
         if len(X) < 2:
-            raise DataError(f"{self.kind} needs at least 2 training samples to estimate a covariance, got {len(X)}")
+            raise DataError(f"{self.kind} needs at least 2 training samples to estimate a covariance, "
+                            f"got {len(X)} sample")
 
     def _fit(self, X):
         mean, values, vectors = principal_components(_flat(X), self.dims, self.variance)
