@@ -14,24 +14,16 @@ import numpy as np
 
 from .config import DEFAULT_MEMORY_MB
 from .errors import UsageError
+from .validation import Classifier, check_array, check_fitted, check_labels, check_n_features, encode_labels, n_features
 
 METRICS = ("l2", "l1")
 
 
-def _rows(X, name: str = "X") -> np.ndarray:
+def _rows(X, name: str = "X", min_samples: int = 0) -> np.ndarray:
     """(N, D) view of images (N, H, W, C) or features (N, D); uint8 kept, anything else float32."""
-    X = np.asarray(X)
-    if X.ndim < 2:
-        raise UsageError(f"{name} must have one row per example (2-D or images), got shape {X.shape}")
-    X = X.reshape(X.shape[0], int(np.prod(X.shape[1:])))
-    if X.dtype == np.uint8:
-        return X
-    if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_) or np.iscomplexobj(X):
-        raise UsageError(f"{name} must hold real numbers, got dtype {X.dtype}")
-    X = X.astype(np.float32, copy=False)
-    if not np.isfinite(X).all():
-        raise UsageError(f"{name} contains NaN or infinite values")
-    return X
+    X = check_array(X, name, min_samples=min_samples)
+    X = X.reshape(X.shape[0], n_features(X))
+    return X if X.dtype == np.uint8 else X.astype(np.float32, copy=False)
 
 
 def _check_k(k, n_train: int, what: str = "k") -> int:
@@ -66,7 +58,7 @@ def vote_counts(codes: np.ndarray, n_classes: int, k_values) -> np.ndarray:
     return out
 
 
-class KNNClassifier:
+class KNNClassifier(Classifier):
     """k-nearest-neighbour classifier (exact; L2 or L1 distance).
 
     Parameters
@@ -87,48 +79,32 @@ class KNNClassifier:
         self.metric = metric
         self.memory_mb = memory_mb
 
-    # -- scikit-learn estimator idiom -----------------------------------------------------------
-    def get_params(self, deep: bool = True) -> dict:
-        return {"k": self.k, "metric": self.metric, "memory_mb": self.memory_mb}
-
-    def set_params(self, **params):
-        for key, value in params.items():
-            if key not in self.get_params():
-                raise UsageError(f"KNNClassifier has no parameter {key!r}")
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"KNNClassifier({args})"
-
     # -- fitting and prediction -----------------------------------------------------------------
     def fit(self, X, y):
         """Store the training set. Returns self."""
-        X = _rows(X)
-        y = np.asarray(y)
-        if y.ndim != 1 or len(y) != len(X):
-            raise UsageError(f"y must be 1-D with one label per row of X ({len(X)}), got shape {y.shape}")
-        if len(X) == 0:
-            raise UsageError("cannot fit on an empty training set")
-        _check_metric(self.metric)
+        X = _rows(X, min_samples=1)
+        y = check_labels(y, len(X))
+        metric = _check_metric(self.metric)
         _check_k(self.k, len(X))
-        self.classes_, self._codes = np.unique(y, return_inverse=True)
+        self.classes_, self._codes = encode_labels(y)
         self.X_train_ = X
-        self.y_train_ = y
+        self.y_train_ = self.classes_[self._codes]  # object arrays of strings become str arrays (model files)
         self.n_features_in_ = X.shape[1]
+        # Now rather than at the first query, so that predicting leaves the fitted state untouched.
         self._sqnorms = None
+        if metric == "l2":
+            from .kernels.distances import sqnorms
+
+            self._sqnorms = sqnorms(X)
         return self
 
     def _check_fitted(self):
-        if not hasattr(self, "X_train_"):
-            raise UsageError("this KNNClassifier is not fitted yet; call fit(X, y) first")
+        check_fitted(self, "X_train_")
 
     def _queries(self, X) -> np.ndarray:
         self._check_fitted()
         X = _rows(X)
-        if X.shape[1] != self.n_features_in_:
-            raise UsageError(f"X has {X.shape[1]} features, but the model was fitted on {self.n_features_in_}")
+        check_n_features(self, X)
         return X
 
     def _neighbors(self, X, k, progress=None, stats=None):
@@ -171,13 +147,6 @@ class KNNClassifier:
         counts = np.zeros((n, len(self.classes_)))
         np.add.at(counts, (np.repeat(np.arange(n), codes.shape[1]), codes.ravel()), 1.0)
         return counts / codes.shape[1]
-
-    def score(self, X, y) -> float:
-        y = np.asarray(y)
-        pred = self.predict(X)
-        if y.shape != pred.shape:
-            raise UsageError(f"y must have one label per row of X ({len(pred)}), got shape {y.shape}")
-        return float(np.mean(pred == y))
 
     # -- model files ------------------------------------------------------------------------------
     def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
@@ -226,9 +195,7 @@ def cross_validate_k(X, y, k_values, folds: int = 5, *, metric: str = "l2", memo
     from .kernels.distances import kneighbors, sqnorms
 
     X = _rows(X)
-    y = np.asarray(y)
-    if y.ndim != 1 or len(y) != len(X):
-        raise UsageError(f"y must be 1-D with one label per row of X ({len(X)}), got shape {y.shape}")
+    y = check_labels(y, len(X))
     _check_metric(metric)
     if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or not 2 <= folds <= len(X):
         raise UsageError(f"the number of folds must be an integer between 2 and the number of examples ({len(X)}), "
@@ -240,7 +207,7 @@ def cross_validate_k(X, y, k_values, folds: int = 5, *, metric: str = "l2", memo
     smallest_train = len(X) - max(b - a for a, b in bounds)
     for k in k_values:
         _check_k(k, smallest_train, "every k")
-    classes, codes = np.unique(y, return_inverse=True)
+    classes, codes = encode_labels(y)
     norms = sqnorms(X) if metric == "l2" else None
     acc = np.empty((len(k_values), folds))
     for f, (a, b) in enumerate(bounds):
