@@ -138,3 +138,13 @@ def test_predict_on_real_jpegs(runner, real_data, tmp_path):
     res = runner.invoke(cli, ["predict", "-m", str(path), *map(str, files), "--top", "2"])
     assert res.exit_code == 0, res.output
     assert len(res.stdout.strip().splitlines()) == 3
+
+
+def test_stream_preprocessed_by_the_models_own_chain_is_used_as_is(runner, models, small_stream, tmp_path):
+    pre = tmp_path / "pre.npz"
+    res = runner.invoke(cli, ["preprocess", "apply", str(models["softmax"]), "--data", str(small_stream),
+                              "-o", str(pre), "-q"])
+    assert res.exit_code == 0, res.output
+    raw = runner.invoke(cli, ["predict", "-m", str(models["softmax"]), str(small_stream), "-q"]).stdout
+    done = runner.invoke(cli, ["predict", "-m", str(models["softmax"]), str(pre), "-q"]).stdout
+    assert [line.split()[1:] for line in raw.splitlines()] == [line.split()[1:] for line in done.splitlines()]
