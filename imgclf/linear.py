@@ -16,16 +16,16 @@ X is (N, D) or images (N, H, W, C) of any real dtype (flattened, computed in flo
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 
 from .blas import blas_threads
 from .errors import Diverged, ModelFileError, UsageError
 from .losses import softmax, softmax_loss, svm_loss
+from .validation import (Classifier, check_array, check_fitted, check_labels, check_n_features, check_random_state,
+                         encode_labels)
 
 
-class LinearClassifier:
+class LinearClassifier(Classifier):
     """Shared machinery; subclasses set `kind`, `_data_loss` and their own defaults.
 
     The defaults (reg, lr, epochs) were measured on CIFAR-10 raw pixels with mean subtraction
@@ -47,25 +47,6 @@ class LinearClassifier:
         self.optim = optim
         self.random_state = random_state
 
-    # -- scikit-learn estimator idiom ------------------------------------------------------------
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict:
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params):
-        for key, value in params.items():
-            if key not in self._param_names():
-                raise UsageError(f"{type(self).__name__} has no parameter {key!r}")
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
-
     # -- validation ------------------------------------------------------------------------------
     def _check_params(self) -> None:
         for name in ("reg",):
@@ -78,28 +59,18 @@ class LinearClassifier:
                 raise UsageError(f"{name} must be a number > 0, got {v!r}")
 
     @staticmethod
-    def _as_features(X, name: str = "X") -> np.ndarray:
+    def _as_features(X, name: str = "X", min_samples: int = 0) -> np.ndarray:
         """(N, D) C-contiguous float32 view of X when possible, a converted copy otherwise."""
-        X = np.asarray(X)
-        if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool) \
-                or np.issubdtype(X.dtype, np.complexfloating):
-            raise UsageError(f"{name} must hold real numbers, got dtype {X.dtype}")
-        if X.ndim < 2:
-            raise UsageError(f"{name} must be (N, D) features or (N, H, W, C) images, got shape {X.shape}")
-        X = np.ascontiguousarray(X.reshape(len(X), -1), dtype=np.float32)
-        if not np.isfinite(X).all():
-            raise UsageError(f"{name} contains NaN or infinite values")
-        return X
+        X = check_array(X, name, min_samples=min_samples)
+        return np.ascontiguousarray(X.reshape(len(X), -1), dtype=np.float32)
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "params_"):
-            raise UsageError(f"this {type(self).__name__} is not fitted yet; call fit first")
+        check_fitted(self, "params_")
 
     def _features(self, X) -> np.ndarray:
         self._check_fitted()
         X = self._as_features(X)
-        if X.shape[1] != self.n_features_in_:
-            raise UsageError(f"X has {X.shape[1]} features, but the model was trained on {self.n_features_in_}")
+        check_n_features(self, X)
         return X
 
     # -- the model -------------------------------------------------------------------------------
@@ -163,22 +134,15 @@ class LinearClassifier:
         from .nn.solver import Solver
 
         self._check_params()
-        X = self._as_features(X)
-        y = np.asarray(y)
-        if y.ndim != 1 or len(y) != len(X):
-            raise UsageError(f"y must be a 1-d array of {len(X)} labels, got shape {y.shape}")
-        if len(y) == 0:
-            raise UsageError("cannot fit on 0 examples")
-        self.classes_, y_enc = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise UsageError(f"need at least 2 classes to fit, got {len(self.classes_)}")
+        X = self._as_features(X, min_samples=1)
+        self.classes_, y_enc = encode_labels(check_labels(y, len(X)), min_classes=2)
         Xv = yv = None
         if X_val is not None and y_val is not None and len(y_val):
             Xv = self._as_features(X_val, "X_val")
             if Xv.shape[1] != X.shape[1]:
                 raise UsageError(f"X_val has {Xv.shape[1]} features, X has {X.shape[1]}")
             yv = self._encode(y_val)
-        rng = np.random.default_rng(self.random_state)
+        rng = check_random_state(self.random_state)
         self.initialize(X.shape[1], len(self.classes_), rng)
         solver = Solver(
             _Trainee(self), X, y_enc.astype(np.int64), Xv, yv,
@@ -204,16 +168,14 @@ class LinearClassifier:
         return np.where(self.classes_[idx] == y, idx, -1).astype(np.int64)
 
     def decision_function(self, X) -> np.ndarray:
-        """Class scores (N, C), columns in the order of `classes_`."""
-        return self._scores(self._features(X))
+        """Class scores (N, C), columns in the order of `classes_`; with two classes scikit-learn's
+        convention: one score per row, s_1 - s_0, positive for classes_[1]."""
+        scores = self._scores(self._features(X))
+        return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
 
     def predict(self, X) -> np.ndarray:
-        scores = self.decision_function(X)
+        scores = self._scores(self._features(X))
         return self.classes_[np.argmax(scores, axis=1)]
-
-    def score(self, X, y) -> float:
-        """Mean accuracy."""
-        return float(np.mean(self.predict(X) == np.asarray(y)))
 
     def weight_images(self, input_shape) -> tuple[np.ndarray, list]:
         """The class templates: column c of W as an image of `input_shape`, each rescaled to 0..255.
@@ -328,4 +290,4 @@ class SoftmaxClassifier(LinearClassifier):
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities (N, C), columns in the order of `classes_`."""
-        return softmax(self.decision_function(X))
+        return softmax(self._scores(self._features(X)))

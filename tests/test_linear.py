@@ -86,7 +86,7 @@ def test_validation_errors():
     with pytest.raises(UsageError, match="real numbers"):
         model.fit(X.astype(complex), y)
     model.fit(X, y)
-    with pytest.raises(UsageError, match="X has 4 features, but the model was trained on 5"):
+    with pytest.raises(UsageError, match="X has 4 features, but SoftmaxClassifier is expecting 5 features as input"):
         model.predict(X[:, :4])
     with pytest.raises(UsageError, match="delta must be"):
         LinearSVM(delta=0).fit(X, y)
