@@ -61,6 +61,8 @@ def scored(bundle, features, top: int):
     for method, what in (("predict_proba", "probability"), ("decision_function", "score")):
         if hasattr(model, method):
             values = np.asarray(getattr(model, method)(features), dtype=np.float64)
+            if values.ndim == 1:  # scikit-learn's binary decision_function: s_1 - s_0, shown as -d, +d
+                values = np.column_stack([-values, values])
             labels = np.asarray(getattr(model, "classes_", np.arange(values.shape[1])))
             order = np.argsort(-values, axis=1, kind="stable")[:, :top]
             return [[(labels[j], float(values[i, j])) for j in row] for i, row in enumerate(order)], what
