@@ -77,7 +77,9 @@ def run(ctx, kind, model_params, *, preprocess_spec, output, seed, as_json, quie
     rep.log(f"{kind}: {len(train)} training examples, {int(np.prod(train.X.shape[1:]))} features, "
             f"{len(ds.classes)} classes" + (f", {len(valid)} validation" if valid is not None else ""))
 
-    with rep.progress(f"train {kind}", None) as advance:
+    steps = max(1, len(train) // min(model_params["batch_size"], len(train)))
+    total = model_params["iters"] or model_params["epochs"] * steps
+    with rep.progress(f"train {kind}", total) as advance:
         def callback(event, info):
             if event == "step":
                 advance(status=f"epoch {info['epoch']} loss {info['loss']:.4f}")
