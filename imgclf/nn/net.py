@@ -13,18 +13,18 @@ names the loss function; the Solver-facing `loss(X, y, mode, rng)` is `loss_and_
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 
 from ..errors import UsageError
+from ..validation import (Classifier, check_array, check_fitted, check_labels, check_n_features,
+                          check_random_state, encode_labels)
 from . import layers
 
 LOSSES = ("softmax", "svm")
 OPTIMS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 
 
-class NeuralNet:
+class NeuralNet(Classifier):
     kind = "net"
 
     def __init__(self, hidden=(500,), activation="relu", batchnorm=False, dropout=0.0, init="he", loss="softmax",
@@ -48,26 +48,6 @@ class NeuralNet:
         self.train_acc_sample = train_acc_sample
         self.dtype = dtype
         self.random_state = random_state
-
-    # -- scikit-learn idiom ----------------------------------------------------------------------
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict:
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params):
-        for k, v in params.items():
-            if k not in self._param_names():
-                raise UsageError(f"NeuralNet has no parameter {k!r}")
-            setattr(self, k, v)
-        return self
-
-    def __repr__(self) -> str:
-        default = type(self)()
-        changed = {k: v for k, v in self.get_params().items() if repr(v) != repr(getattr(default, k))}
-        return f"NeuralNet({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     # -- validation ------------------------------------------------------------------------------
     def _hidden(self) -> tuple[int, ...]:
@@ -99,18 +79,12 @@ class NeuralNet:
         if self.dtype not in ("float32", "float64"):
             raise UsageError(f"dtype must be float32 or float64, got {self.dtype!r}")
 
-    def _features(self, X, name="X") -> np.ndarray:
-        """(N, D) view of X (images flattened); float arrays keep their dtype until `prepare`."""
-        X = np.asarray(X)
-        if X.ndim < 2:
-            raise UsageError(f"{name} must be (N, D) features or (N, H, W, C) images, got shape {X.shape}")
-        if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
-            raise UsageError(f"{name} must be numeric, got {X.dtype}")
-        return X
+    def _features(self, X, name="X", min_samples=0) -> np.ndarray:
+        """X validated, (N, D) or (N, H, W, C); float arrays keep their dtype until `prepare`."""
+        return check_array(X, name, min_samples=min_samples)
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "params_"):
-            raise NotFittedError("this NeuralNet is not fitted yet; call fit() first")
+        check_fitted(self, "params_")
 
     # -- the model the Solver trains ---------------------------------------------------------------
     def initialize(self, n_features: int, n_classes: int, rng: np.random.Generator) -> "_Trainee":
@@ -141,9 +115,7 @@ class NeuralNet:
         """Raw batch to contiguous (N, D) in the weights' dtype (a view when it already is)."""
         X = self._features(X)
         X = X.reshape(len(X), -1)
-        d = self.params_["W1"].shape[0]
-        if X.shape[1] != d:
-            raise UsageError(f"X has {X.shape[1]} features per example, the net expects {d}")
+        check_n_features(self, X)
         return np.ascontiguousarray(X, dtype=self.params_["W1"].dtype)
 
     def _forward(self, X, mode, rng):
@@ -217,15 +189,8 @@ class NeuralNet:
         from .solver import Solver
 
         self._check_params()
-        X = self._features(X)
-        y = np.asarray(y)
-        if y.ndim != 1 or len(y) != len(X):
-            raise UsageError(f"y must be a 1-d array of {len(X)} labels, got shape {y.shape}")
-        if len(y) == 0:
-            raise UsageError("cannot fit on 0 examples")
-        self.classes_, y_enc = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise UsageError(f"need at least 2 classes to fit, got {len(self.classes_)}")
+        X = self._features(X, min_samples=1)
+        self.classes_, y_enc = encode_labels(check_labels(y, len(X)), min_classes=2)
         Xv = yv = None
         if X_val is not None and y_val is not None and len(y_val):
             Xv = self._features(X_val, "X_val")
@@ -235,7 +200,7 @@ class NeuralNet:
         aug = augment_mod.parse(self.augment)
         if aug is not None and X.ndim != 4:
             raise UsageError(f"augment={self.augment!r} needs image data (N, H, W, C), got shape {X.shape}")
-        rng = self.random_state if isinstance(self.random_state, np.random.Generator) else np.random.default_rng(self.random_state)
+        rng = check_random_state(self.random_state)
         trainee = self.initialize(int(np.prod(X.shape[1:])), len(self.classes_), rng)
         # Convert once (e.g. uint8 -> float32) so that batches are plain gathers.
         X = np.ascontiguousarray(X, dtype=self.dtype)
@@ -262,6 +227,12 @@ class NeuralNet:
         return np.where(self.classes_[idx] == y, idx, -1).astype(np.int64)
 
     def decision_function(self, X, batch: int = 2000) -> np.ndarray:
+        """Class scores (N, C); with two classes scikit-learn's convention: one score per row, s_1 - s_0,
+        positive for classes_[1]."""
+        scores = self._class_scores(X, batch)
+        return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
+
+    def _class_scores(self, X, batch: int = 2000) -> np.ndarray:
         """Class scores (N, C), in batches (the hidden activations of a whole test set can be large)."""
         self._check_fitted()
         X = self._features(X)
@@ -272,14 +243,11 @@ class NeuralNet:
     def predict_proba(self, X) -> np.ndarray:
         from ..losses import softmax
 
-        return softmax(self.decision_function(X))
+        return softmax(self._class_scores(X))
 
     def predict(self, X) -> np.ndarray:
-        scores = self.decision_function(X)
+        scores = self._class_scores(X)
         return self.classes_[np.argmax(scores, axis=1)]
-
-    def score(self, X, y) -> float:
-        return float(np.mean(self.predict(X) == np.asarray(y)))
 
     def weight_images(self, input_shape) -> tuple[np.ndarray, list]:
         """First-layer weights, one image per hidden unit (column of W1 reshaped to `input_shape`),
@@ -337,10 +305,6 @@ class NeuralNet:
         model.best_epoch_ = learned["best_epoch_"]
         model.history_ = []
         return model
-
-
-class NotFittedError(UsageError, AttributeError):
-    """Raised by predict/score/to_arrays before fit (an AttributeError too, as scikit-learn expects)."""
 
 
 class _Trainee:
