@@ -165,7 +165,7 @@ class _Elementwise(Transform):
         if self.per_channel and X.ndim != 4:
             raise UsageError(f"per_channel needs images (N, H, W, C), got data of shape {X.shape}")
 
-    def _axes(self, X) -> tuple[int, ...]:
+    def _axes(self) -> tuple[int, ...]:
         return (0, 1, 2) if self.per_channel else (0,)
 
     def _stat_shape(self) -> tuple[int, ...]:
@@ -190,7 +190,7 @@ class MeanSubtraction(_Elementwise):
         self.per_channel = per_channel
 
     def _fit(self, X):
-        self.mean_ = X.mean(axis=self._axes(X), dtype=np.float64)
+        self.mean_ = X.mean(axis=self._axes(), dtype=np.float64)
 
     def _derive(self):
         self._mean32 = self.mean_.astype(np.float32)
@@ -218,9 +218,14 @@ class Normalization(_Elementwise):
         self.per_channel = per_channel
 
     def _fit(self, X):
-        axes = self._axes(X)
+        axes = self._axes()
         mean = X.mean(axis=axes, dtype=np.float64)
-        std = np.sqrt(np.mean(np.square(np.subtract(X, mean, dtype=np.float64)), axis=axes))
+        # two-pass variance, block by block so no float64 copy of the whole training set is made
+        sq = np.zeros_like(mean)
+        step = _block_rows(int(np.prod(X.shape[1:])))
+        for start in range(0, len(X), step):
+            sq += np.square(np.subtract(X[start:start + step], mean, dtype=np.float64)).sum(axis=axes)
+        std = np.sqrt(sq / (X.size / mean.size))
         self.std_ = std
         # A constant feature's float64 std is 0 or rounding noise far below its mean: dividing by it
         # would blow up every other split, so it is left unscaled.

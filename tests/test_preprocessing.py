@@ -42,7 +42,10 @@ def test_mean_subtraction_matches_numpy():
     np.testing.assert_allclose(per_channel.transform(X), X - X.reshape(-1, 3).mean(axis=0), atol=1e-4)
 
 
-def test_normalization_matches_numpy_std_and_guards_constant_features():
+@pytest.mark.parametrize("block_bytes", [None, 1], ids=["one block", "blocks of 64 rows"])
+def test_normalization_matches_numpy_std_and_guards_constant_features(block_bytes, monkeypatch):
+    if block_bytes:
+        monkeypatch.setattr(pp, "_BLOCK_BYTES", block_bytes)
     X = images().astype(np.float64)
     X[:, 0, 0, 0] = 7.0  # a constant feature
     out = Normalization().fit_transform(X)
