@@ -46,14 +46,16 @@ def check_array(X, name: str = "X", *, min_samples: int = 1) -> np.ndarray:
     if X.dtype.kind not in "biuf":
         raise DataError(f"{name} must hold real numbers, got dtype {X.dtype}")
     if X.ndim not in (2, 4):
-        raise DataError(f"{name} must be (N, D) features or (N, H, W, C) images, got shape {X.shape}")
+        hint = "; Reshape your data: X.reshape(-1, 1) for one feature, X.reshape(1, -1) for one sample" \
+            if X.ndim < 2 else ""
+        raise DataError(f"{name} must be (N, D) features or (N, H, W, C) images, got shape {X.shape}{hint}")
     if X.shape[0] == 0 and min_samples > 0:
         raise DataError(f"{name} holds no samples (it is empty, shape={X.shape})")
     if X.shape[0] < min_samples:
         raise DataError(f"{name} has {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of {min_samples} "
-                        f"is required")
+                        f"is required.")
     if n_features(X) < 1:
-        raise DataError(f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required")
+        raise DataError(f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
     if X.dtype.kind == "f":
         _check_finite(X, name)
     return X
@@ -94,6 +96,8 @@ def check_fitted(estimator, attribute: str) -> None:
 # -- y -------------------------------------------------------------------------------------------------
 def check_labels(y, n_samples: int, name: str = "y") -> np.ndarray:
     """One class label per row: a 1-D array (a column vector is accepted with a warning)."""
+    if y is None:
+        raise DataError(f"a classifier requires {name} to be passed, but the target {name} is None")
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         warnings.warn("A column-vector y was passed when a 1d array was expected; it was flattened",
