@@ -30,7 +30,8 @@ def _check_k(k, n_train: int, what: str = "k") -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise UsageError(f"{what} must be an integer >= 1, got {k!r}")
     if k > n_train:
-        raise UsageError(f"{what}={k} is larger than the number of training examples ({n_train})")
+        raise UsageError(f"{what}={k} is larger than the number of training examples ({n_train} sample"
+                         f"{'s' if n_train != 1 else ''})")
     return int(k)
 
 
