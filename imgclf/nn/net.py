@@ -236,6 +236,7 @@ class NeuralNet(Classifier):
         """Class scores (N, C), in batches (the hidden activations of a whole test set can be large)."""
         self._check_fitted()
         X = self._features(X)
+        check_n_features(self, X)
         if len(X) == 0:
             return np.empty((0, len(self.classes_)), self.params_["W1"].dtype)
         return np.concatenate([self._scores(self.prepare(X[i:i + batch])) for i in range(0, len(X), batch)])
