@@ -9,7 +9,9 @@ followed by batch normalisation (spatial for the convolutions) before its activa
 
 The estimator is the NeuralNet with a different `_forward`: same training parameters, the one Solver,
 the same model-file plumbing. Images arrive (N, H, W, C) (channels from the dataset: 3 for colour,
-1 for grey); (N, D) rows are accepted when `input_shape` says how to fold them. The net standardises
+1 for grey); (N, D) rows are folded by `input_shape`, or else read as 1x1 images with D channels (the
+convolutions then see each row whole, like a fully-connected layer, which keeps the estimator usable
+on flat features, e.g. inside scikit-learn's tools). The net standardises
 its input per channel with the training set's mean and standard deviation, so raw uint8 images can be
 given directly.
 
@@ -67,9 +69,6 @@ class ConvNet(NeuralNet):
                          patience=patience, train_acc_sample=train_acc_sample, dtype=dtype,
                          random_state=random_state)
 
-    def __repr__(self) -> str:
-        return "ConvNet(" + super().__repr__().partition("(")[2]
-
     # -- validation ------------------------------------------------------------------------------
     def _hidden(self) -> tuple[int, ...]:
         if self.hidden in (0, None, ()):
@@ -87,7 +86,9 @@ class ConvNet(NeuralNet):
     def _image_shape(self, n_features: int | None = None) -> tuple[int, int, int]:
         shape = getattr(self, "input_shape_", None) or self.input_shape
         if shape is None:
-            raise UsageError("ConvNet needs images (N, H, W, C), or input_shape=(H, W, C) to fold (N, D) rows")
+            if n_features is None:
+                raise UsageError("ConvNet needs images (N, H, W, C), or input_shape=(H, W, C) to fold (N, D) rows")
+            return (1, 1, int(n_features))
         try:
             shape = tuple(int(v) for v in shape)
         except (TypeError, ValueError):
@@ -98,8 +99,8 @@ class ConvNet(NeuralNet):
             raise UsageError(f"rows of {n_features} features cannot be {'x'.join(map(str, shape))} images")
         return shape
 
-    def _images(self, X, name="X") -> np.ndarray:
-        X = self._features(X, name)
+    def _images(self, X, name="X", min_samples=0) -> np.ndarray:
+        X = self._features(X, name, min_samples)
         if X.ndim == 4:
             return X
         if X.ndim == 2:
@@ -129,8 +130,9 @@ class ConvNet(NeuralNet):
                 if pooled:
                     H, W = pool_geometry((1, H, W, f), int(self.pool), int(self.pool))
             except UsageError as exc:
+                fold = " or give input_shape=(H, W, C) to fold (N, D) rows into images" if shape[:2] == (1, 1) else ""
                 raise UsageError(f"convolution layer {i} of filters={self.filters!r} on {'x'.join(map(str, shape))} "
-                                 f"images: {exc} (use fewer pooling stages or --pool 1)") from None
+                                 f"images: {exc} (use fewer pooling stages or --pool 1{fold})") from None
             C = f
             out.append((H, W, C))
         return out
@@ -296,7 +298,7 @@ class ConvNet(NeuralNet):
         """As NeuralNet.fit, on images; also learns the per-channel input mean and scale."""
         self._check_params()
         self.input_shape_ = None
-        X = self._images(X)
+        X = self._images(X, min_samples=1)
         self.input_shape_ = tuple(int(v) for v in X.shape[1:])
         self._geometry(self.input_shape_)
         if X_val is not None:
