@@ -183,6 +183,13 @@ class ConvNet(NeuralNet):
     def n_layers(self) -> int:
         return sum(1 for k in self.params_ if k.startswith("W"))
 
+    def __getstate__(self) -> dict:
+        # The im2col workspaces are scratch buffers, not model state: a pickle leaves them out (they are
+        # rebuilt on first use, and would be read-only when unpickled from a memory map).
+        state = self.__dict__.copy()
+        state.pop("_workspaces", None)
+        return state
+
     def _workspace(self, i) -> conv.Workspace:
         ws = self.__dict__.setdefault("_workspaces", {})
         return ws.setdefault(i, conv.Workspace())
