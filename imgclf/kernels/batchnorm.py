@@ -41,6 +41,7 @@ def _column_stats(x, shift, out):
 @njit(parallel=True, cache=True)
 def _scale_shift(x, scale, shift, relu, out):
     M, C = x.shape
+    zero = out.dtype.type(0)
     step = (M + CHUNKS - 1) // CHUNKS
     for k in prange(CHUNKS):
         for r in range(k * step, min(M, (k + 1) * step)):
@@ -48,7 +49,7 @@ def _scale_shift(x, scale, shift, relu, out):
             if relu:
                 for c in range(C):
                     v = row[c] * scale[c] + shift[c]
-                    o[c] = v if v > 0 else 0
+                    o[c] = max(v, zero)
             else:
                 for c in range(C):
                     o[c] = row[c] * scale[c] + shift[c]
@@ -76,12 +77,13 @@ def _backward_sums(dout, out, x, mean, inv, relu, sums):
 def _backward_dx(dout, out, x, a, b, c0, relu, dx):
     """dx = a*dy + b*x + c0 per column (dy = dout masked by the ReLU)."""
     M, C = x.shape
+    zero = dx.dtype.type(0)  # a literal 0 would make the whole expression float64
     step = (M + CHUNKS - 1) // CHUNKS
     for k in prange(CHUNKS):
         for r in range(k * step, min(M, (k + 1) * step)):
             g, o, xr, d = dout[r], out[r], x[r], dx[r]
             for c in range(C):
-                dy = g[c] if (not relu or o[c] > 0) else 0
+                dy = g[c] if (not relu or o[c] > 0) else zero
                 d[c] = a[c] * dy + b[c] * xr[c] + c0[c]
 
 
