@@ -132,3 +132,14 @@ def test_estimator_idiom_and_weight_images():
     assert images.reshape(5, -1).max(axis=1).tolist() == [255] * 5
     with pytest.raises(UsageError, match="channels"):
         m.weight_images((8, 8, 1))
+
+
+def test_im2col_buffers_are_reused_across_minibatches():
+    X, y = make_images(40, n_classes=2, shape=(8, 8, 3))
+    m = ConvNet(filters=(4, 8), hidden=8, epochs=1, batch_size=20, random_state=0).fit(X, y)
+    rng = np.random.default_rng(0)
+    _, caches1 = m._forward(m.prepare(X[:20]), "train", rng)
+    m.loss_and_grads(m.prepare(X[:20]), np.asarray(y[:20]), "train", rng)
+    _, caches2 = m._forward(m.prepare(X[20:]), "train", rng)
+    for layer in range(2):
+        assert caches2[layer][0][0][1] is caches1[layer][0][0][1]  # conv_act cache -> conv cache -> cols
