@@ -190,6 +190,12 @@ class ConvNet(NeuralNet):
         state.pop("_workspaces", None)
         return state
 
+    def __getstate__(self):
+        # The im2col workspaces are scratch memory (tens of MB): copies of the estimator start without them.
+        state = dict(self.__dict__)
+        state.pop("_workspaces", None)
+        return state
+
     def _workspace(self, i) -> conv.Workspace:
         ws = self.__dict__.setdefault("_workspaces", {})
         return ws.setdefault(i, conv.Workspace())
@@ -200,8 +206,12 @@ class ConvNet(NeuralNet):
         X = self._images(X)
         if tuple(X.shape[1:]) != tuple(self.input_shape_):
             raise UsageError(f"images of shape {X.shape[1:]}, the net expects {tuple(self.input_shape_)}")
+        return self._as_input(X)
+
+    def _as_input(self, X) -> np.ndarray:
+        """`prepare` without the checks, for batches of data `fit` has validated as a whole."""
         dt = self.params_["W1"].dtype
-        out = np.array(X, dtype=dt, order="C", copy=True)
+        out = np.array(X.reshape((len(X),) + tuple(self.input_shape_)), dtype=dt, order="C", copy=True)
         out -= self.input_mean_.astype(dt, copy=False)
         out *= self.input_scale_.astype(dt, copy=False)
         return out
