@@ -335,7 +335,7 @@ class _Projection(Transform):
         if self.dims is not None and self.variance is not None:
             raise UsageError("give dims or variance, not both")
         if self.dims is not None:
-            _check_int("dims", self.dims, 1, n_features, " (the number of features)")
+            _check_int("dims", self.dims, 1, n_features, f", the number of features (X has {n_features} feature(s))")
         if self.variance is not None:
             _check_fraction("variance", self.variance)
         if len(X) < 2:
