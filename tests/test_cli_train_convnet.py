@@ -105,3 +105,11 @@ def test_viz_weights_draws_the_first_layer_filters(runner, small_stream, tmp_pat
     from PIL import Image
 
     assert Image.open(png).mode == "RGB"
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_is_reported(runner, small_stream):
+    result = runner.invoke(cli, ["train", "convnet", "--data", str(small_stream), *FAST, "--optim", "sgd",
+                                 "--lr", "1e30"])
+    assert result.exit_code == 1
+    assert "diverged: the loss became" in result.output
