@@ -125,7 +125,7 @@ def _other_shape_stream(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["pca", "--dims", "193"], "dims must be at least 1 and at most 192 (the number of features)"),
+    (["pca", "--dims", "193"], "dims must be at least 1 and at most 192, the number of features (X has 192 feature(s))"),
     (["pca", "--dims", "0"], "0 is not in the range x>=1"),
     (["pca", "--dims", "3", "--variance", "0.5"], "give --dims or --variance, not both"),
     (["whiten", "--variance", "1.5"], "1.5 is not in the range"),
