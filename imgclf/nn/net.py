@@ -114,9 +114,13 @@ class NeuralNet(Classifier):
     def prepare(self, X) -> np.ndarray:
         """Raw batch to contiguous (N, D) in the weights' dtype (a view when it already is)."""
         X = self._features(X)
-        X = X.reshape(len(X), -1)
-        check_n_features(self, X)
-        return np.ascontiguousarray(X, dtype=self.params_["W1"].dtype)
+        check_n_features(self, X.reshape(len(X), -1))
+        return self._as_input(X)
+
+    def _as_input(self, X) -> np.ndarray:
+        """`prepare` without the checks, for batches of data `fit` has validated as a whole (the
+        finiteness scan alone would cost about as much as a small layer's forward pass, every step)."""
+        return np.ascontiguousarray(X.reshape(len(X), -1), dtype=self.params_["W1"].dtype)
 
     def _forward(self, X, mode, rng):
         """Scores and the caches of every layer."""
@@ -328,13 +332,13 @@ class _Trainee:
         return self.model.buffers_
 
     def prepare(self, X):
-        return self.model.prepare(X)
+        return self.model._as_input(X)
 
     def loss(self, X, y, mode="train", rng=None):
         return self.model.loss_and_grads(X, y, mode, rng)
 
     def predict(self, X):
-        return np.argmax(self.model._scores(self.model.prepare(X)), axis=1)
+        return np.argmax(self.model._scores(self.model._as_input(X)), axis=1)
 
     def to_arrays(self):
         return self.model.to_arrays()
