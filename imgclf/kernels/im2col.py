@@ -30,9 +30,24 @@ def output_size(size: int, field: int, stride: int, pad: int, dilation: int = 1,
     return room // stride + 1
 
 
+@njit(cache=True, inline="always")
+def _copy_run(dst, src):
+    # Explicit loops over views indexed from 0: LLVM drops the negative-index fix-ups and vectorises;
+    # twice as fast as slice assignment, which goes through numba's general array-copy path.
+    for t in range(dst.shape[0]):
+        dst[t] = src[t]
+
+
+@njit(cache=True, inline="always")
+def _zero_run(dst):
+    zero = dst.dtype.type(0)
+    for t in range(dst.shape[0]):
+        dst[t] = zero
+
+
 @njit(parallel=True, cache=True)
 def _im2col(x, cols, N, H, W, C, KH, KW, stride, pad, dil, Ho, Wo):
-    # x and cols are flat views; flat indexing keeps the inner copies free of view bookkeeping.
+    # x and cols are flat views; flat offsets keep the inner copies free of per-pixel view bookkeeping.
     KWC = KW * C
     K = KH * KWC
     for nh in prange(N * Ho):
@@ -41,31 +56,28 @@ def _im2col(x, cols, N, H, W, C, KH, KW, stride, pad, dil, Ho, Wo):
         for wo in range(Wo):
             row = (nh * Wo + wo) * K
             w0 = wo * stride - pad
+            # with dilation 1: kernel columns lo..hi-1 fall inside the image, one contiguous run
+            lo = min(max(0, -w0), KW)
+            hi = max(min(KW, W - w0), lo)
             for kh in range(KH):
                 h = ho * stride - pad + kh * dil
                 base = row + kh * KWC
                 if h < 0 or h >= H:
-                    cols[base:base + KWC] = 0
+                    _zero_run(cols[base:base + KWC])
                     continue
                 xrow = (n * H + h) * W * C
                 if dil == 1:
-                    # one contiguous run of KW*C values, clipped to the image; zeros outside
-                    lo = min(max(0, -w0), KW)
-                    hi = max(min(KW, W - w0), lo)
-                    cols[base:base + lo * C] = 0
-                    src = xrow + (w0 + lo) * C
-                    dst = base + lo * C
-                    cols[dst:dst + (hi - lo) * C] = x[src:src + (hi - lo) * C]
-                    cols[base + hi * C:base + KWC] = 0
+                    _zero_run(cols[base:base + lo * C])
+                    _copy_run(cols[base + lo * C:base + hi * C], x[xrow + (w0 + lo) * C:xrow + (w0 + hi) * C])
+                    _zero_run(cols[base + hi * C:base + KWC])
                 else:
                     for kw in range(KW):
                         w = w0 + kw * dil
                         dst = base + kw * C
                         if w < 0 or w >= W:
-                            cols[dst:dst + C] = 0
+                            _zero_run(cols[dst:dst + C])
                         else:
-                            src = xrow + w * C
-                            cols[dst:dst + C] = x[src:src + C]
+                            _copy_run(cols[dst:dst + C], x[xrow + w * C:xrow + (w + 1) * C])
 
 
 @njit(cache=True, inline="always")
