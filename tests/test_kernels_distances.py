@@ -71,10 +71,10 @@ def test_l2_exact_where_float32_rounds(rng):
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
 def test_small_budget_blocks_and_chunks(rng, dtype):
-    Xq, Y = _data(rng, 60, 700, 2000, dtype)
+    Xq, Y = _data(rng, 40, 600, 1100, dtype)
     stats = {}
     dist, idx = kneighbors(Xq, Y, 4, "l2", memory_mb=1, stats=stats)
-    assert stats["train_chunk"] < 700 and stats["query_block"] < 60
+    assert stats["train_chunk"] < 600 and stats["query_block"] < 40
     # exact squared distances row by row (int64 for uint8): the naive loops are too slow at this size
     ref = np.array([((Y.astype(np.int64 if dtype == np.uint8 else np.float64) - x) ** 2).sum(1) for x in Xq])
     rd, ri = knn_select_naive(ref, 4)
