@@ -19,6 +19,7 @@ neither numpy nor dask at import time for that reason; dask is imported only whe
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -325,7 +326,8 @@ class DaskExecutor:
         if mode == "local":
             threads = threads_per_job(target)
             self.cluster = dd.LocalCluster(n_workers=target, threads_per_worker=1, processes=True,
-                                           host="127.0.0.1", dashboard_address=None, env=thread_env(threads))
+                                           host="127.0.0.1", dashboard_address=None, env=thread_env(threads),
+                                           silence_logs=logging.ERROR)
             self.client = dd.Client(self.cluster)
             self.description = f"Dask LocalCluster, {target} worker processes x {threads} thread(s)"
         else:
