@@ -240,3 +240,21 @@ def test_issue_example_on_real_cifar(cifar_dir, tmp_path):
     out = json.loads(proc.stdout)
     assert out["n_eval"] == 500 and out["split"] == "test" and 0.2 < out["accuracy"] < 0.45
     assert "pca: 144 of 3072 components keep" in proc.stderr
+
+
+def test_model_file_chain_at_predict_matches_the_pipeline_exactly(runner, small_stream, tmp_path):
+    """Raw images through a saved model's chain give the stream's features bit for bit, and the same labels."""
+    pytest.importorskip("imgclf_cli.commands.predict")
+    from imgclf.io import modelfile
+
+    m, p, model = tmp_path / "m.npz", tmp_path / "p.npz", tmp_path / "model.npz"
+    run_ok(runner, ["preprocess", "mean", "--data", small_stream, "-o", m])
+    run_ok(runner, ["preprocess", "pca", "--dims", 6, "--data", m, "-o", p])
+    run_ok(runner, ["knn", "--k", 1, "--data", p, "--save", model, "-q"])
+    bundle, stream, raw = modelfile.load(model), pipeline.read(p), pipeline.read(small_stream)
+    assert [t.kind for t in bundle.chain] == ["mean", "pca"]
+    np.testing.assert_array_equal(bundle.features(raw.get("test").X), stream.get("test").X)
+    result = run_ok(runner, ["predict", "-m", model, small_stream, "--split", "test", "--format", "jsonl", "-q"])
+    labels = [json.loads(line)["label"] for line in result.stdout.splitlines()]
+    expected = bundle.model.predict(stream.get("test").X)
+    assert labels == [bundle.classes[i] for i in expected]
