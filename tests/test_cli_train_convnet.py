@@ -113,3 +113,22 @@ def test_divergence_is_reported(runner, small_stream):
                                  "--lr", "1e30"])
     assert result.exit_code == 1
     assert "diverged: the loss became" in result.output
+
+
+def test_auto_augment_flips_and_crops_colour_images_only(runner, small_stream, tmp_path):
+    fast = [a for a in FAST if a not in ("--augment", "none")]
+    result = runner.invoke(cli, ["train", "convnet", "--data", str(small_stream), *fast, "--epochs", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["hyperparameters"]["augment"] == "flip,crop:4"
+    from conftest import make_images
+    from imgclf.datasets.base import Dataset, Split
+    from imgclf.io import pipeline
+
+    X, y = make_images(60, shape=(8, 8, 1))
+    gray = tmp_path / "gray.npz"
+    pipeline.write(Dataset({"train": Split(X, y), "test": Split(X[:20], y[:20])}, ["a", "b", "c"], (8, 8, 1), [], "g"),
+                   gray)
+    result = runner.invoke(cli, ["train", "convnet", "--data", str(gray), *fast, "--epochs", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    d = json.loads(result.stdout)
+    assert d["hyperparameters"]["augment"] is None

@@ -10,7 +10,17 @@ from ..training import (RUN_KEYS, fit_with_progress, report_result, resume_setti
                         training_params)
 
 # Chosen by measurement on CIFAR-10 (49000/1000/10000): docs/recipes.md.
-DEFAULTS = {"optim": "adam", "lr": 1e-3, "reg": 1e-4, "epochs": 10, "batch_size": 64, "augment": "flip,crop:4"}
+DEFAULTS = {"optim": "adam", "lr": 1e-3, "reg": 1e-4, "epochs": 10, "batch_size": 64, "augment": "auto"}
+
+
+def _auto_augment(spec, feature_shape, rep):
+    """`auto` for a convnet: flips and 4-pixel crops for colour images (CIFAR-like photos), none for
+    grayscale ones (a mirrored digit is another digit)."""
+    if spec != "auto":
+        return spec
+    chosen = "flip,crop:4" if len(feature_shape) == 3 and feature_shape[-1] == 3 else None
+    rep.log(f"augmentation: {chosen or 'none'} (auto)")
+    return chosen
 
 
 def _filters(ctx, param, value):
@@ -69,7 +79,8 @@ def convnet(ctx, filters, filter_size, hidden, pool, batchnorm, dropout, activat
 
     Convolutions run as im2col (numba) + one BLAS GEMM on NHWC images; the number of input channels
     comes from the data (3 for CIFAR-10, 1 for MNIST). The net standardises each input channel with the
-    training set's statistics, so raw images need no --preprocess. The validation split picks the best
+    training set's statistics, so raw images need no --preprocess. --augment auto (the default) means
+    flip,crop:4 for colour images and none for grayscale ones. The validation split picks the best
     epoch, whose weights are kept and saved; the test split is scored. Training options, checkpoints,
     --resume, Ctrl-C, early stopping, curves and NaN stop work as for `imgclf train twolayer`.
 
@@ -109,6 +120,7 @@ def convnet(ctx, filters, filter_size, hidden, pool, batchnorm, dropout, activat
     if len(ds.feature_shape) != 3:
         raise UsageError(f"a convnet needs images; the data are {ds.feature_shape} features (was the chain a "
                          f"projection such as pca?)")
+    params["augment"] = _auto_augment(params["augment"], ds.feature_shape, rep)
     model = ConvNet(random_state=seed, **params)
     model._check_params()
     model._geometry(ds.feature_shape)  # a bad filter/pool geometry fails before any data conversion
