@@ -24,6 +24,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -359,6 +360,15 @@ class DaskExecutor:
         """True when no worker holds the shared data any more (every worker holding it died)."""
         return shared.cancelled() or not self.client.who_has([shared.key]).get(shared.key)
 
+    def _scatter_again(self, lost):
+        """A fresh replica of lost shared data; the workers may still be restarting, so try a few times."""
+        for wait in (0.5, 1.0, 2.0):
+            try:
+                return self.share(self._payloads[lost.key])
+            except Exception:  # noqa: BLE001 - a closed connection to a dying worker, or no worker yet
+                time.sleep(wait)
+        return lost
+
     def map_unordered(self, fn, tasks, data):
         futures = {}
         state = {"data": data, "reshares": 0}
@@ -382,8 +392,8 @@ class DaskExecutor:
                     innocent = (used is not state["data"] or isinstance(exc, self._dd.CancelledError)
                                 or self._lost(used))
                     if innocent and used is state["data"] and state["reshares"] < MAX_RESHARES:
-                        state["data"] = self.share(self._payloads[used.key])
                         state["reshares"] += 1
+                        state["data"] = self._scatter_again(used)
                     if innocent and used is not state["data"]:
                         done.add(submit(task, attempt))
                         continue
