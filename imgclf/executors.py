@@ -70,13 +70,17 @@ def make_executor(jobs: int = 1, scheduler: str | None = None, retries: int = 1)
     return ProcessExecutor(jobs, retries=retries)
 
 
+def _indexed_call(item, data):
+    _, fn, task = item
+    return fn(task, data)
+
+
 def map_ordered(executor, fn, tasks, data) -> list[Outcome]:
     """All outcomes in task order (e.g. one per cross-validation fold)."""
-    tasks = list(tasks)
-    index = {id(t): i for i, t in enumerate(tasks)}
-    out: list[Outcome | None] = [None] * len(tasks)
-    for task, outcome in executor.map_unordered(fn, tasks, data):
-        out[index[id(task)]] = outcome
+    items = [(i, fn, task) for i, task in enumerate(tasks)]
+    out: list[Outcome | None] = [None] * len(items)
+    for (i, _, _), outcome in executor.map_unordered(_indexed_call, items, data):
+        out[i] = outcome
     return out
 
 

@@ -90,6 +90,9 @@ def test_map_folds_in_order():
     expected = [int(X[f::3].sum()) for f in range(3)]
     assert map_folds(fold_sum, [0, 1, 2], {"X": X}) == expected
     assert map_folds(fold_sum, [0, 1, 2], {"X": X}, jobs=2) == expected
+    # equal tasks are still distinct positions
+    assert [o.value for o in map_ordered(SerialExecutor(), fold_sum, [1, 1, 0], {"X": X})] == \
+           [expected[1], expected[1], expected[0]]
 
 
 def test_killed_worker_is_replaced_and_its_trial_retried_or_reported(tmp_path):
