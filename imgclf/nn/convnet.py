@@ -183,15 +183,9 @@ class ConvNet(NeuralNet):
     def n_layers(self) -> int:
         return sum(1 for k in self.params_ if k.startswith("W"))
 
-    def __getstate__(self) -> dict:
-        # The im2col workspaces are scratch buffers, not model state: a pickle leaves them out (they are
-        # rebuilt on first use, and would be read-only when unpickled from a memory map).
-        state = self.__dict__.copy()
-        state.pop("_workspaces", None)
-        return state
-
     def __getstate__(self):
-        # The im2col workspaces are scratch memory (tens of MB): copies of the estimator start without them.
+        # The im2col workspaces are scratch memory (tens of MB): copies of the estimator start without them
+        # (and a pickle loaded from a memory map would hold them read-only).
         state = dict(self.__dict__)
         state.pop("_workspaces", None)
         return state
