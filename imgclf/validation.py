@@ -40,7 +40,10 @@ def check_array(X, name: str = "X", *, min_samples: int = 1) -> np.ndarray:
         raise DataError(f"{name} is a sparse matrix; imgclf needs dense arrays (use {name}.toarray())")
     X = np.asarray(X)
     if X.dtype == object:
-        X = X.astype(np.float64)
+        try:
+            X = X.astype(np.float64)
+        except ValueError as exc:  # strings; other non-numbers raise numpy's TypeError, as scikit-learn expects
+            raise DataError(f"{name} must hold real numbers ({exc})") from None
     if X.dtype.kind == "c":
         raise DataError(f"Complex data not supported: {name} must hold real numbers, got dtype {X.dtype}")
     if X.dtype.kind not in "biuf":

@@ -216,6 +216,8 @@ def test_validation_helpers():
     assert check_array(np.array([[1, 2]], dtype=object)).dtype == np.float64
     with pytest.raises(TypeError, match="argument must be a string or a real number"):
         check_array(np.array([[1, {}]], dtype=object))
+    with pytest.raises(DataError, match="must hold real numbers .*could not convert string to float"):
+        check_array(np.array([[1, "one"]], dtype=object))
     with pytest.raises(DataError, match=r"0 feature\(s\) \(shape=\(3, 0\)\)"):
         check_array(np.zeros((3, 0)))
     with pytest.raises(DataError, match="beyond the float32 range"):
