@@ -92,7 +92,6 @@ def test_wrong_npz_keys(runner, tmp_path):
 
 def test_missing_named_dataset_says_how_to_get_it(runner, tmp_path, monkeypatch):
     monkeypatch.setenv("IMGCLF_DATA", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
     line = one_line_error(runner.invoke(cli, ["data", "info", "fashion-mnist"]))
     assert "imgclf data get fashion-mnist" in line and str(tmp_path) in line
 
@@ -103,7 +102,6 @@ def test_list_and_info_show_where_data_was_found(runner, tmp_path, monkeypatch):
     write_cifar_python(tmp_path / "src" / "cifar-10-batches-py")
     tar_folder(tmp_path / "src" / "cifar-10-batches-py", tmp_path / "cifar-10-python.tar.gz")
     monkeypatch.setenv("IMGCLF_DATA", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
     result = runner.invoke(cli, ["data", "list", "--json"])
     assert result.exit_code == 0, result.output
     rows = {r["name"]: r for r in json.loads(result.stdout)["datasets"]}
@@ -151,6 +149,8 @@ def test_get_downloads_and_installs(runner, tmp_path, server, small_archive, mon
 
     server.handler.files["/cifar-10-python.tar.gz"] = small_archive
     monkeypatch.setattr(download, "MANIFEST_PATH", _manifest_file(tmp_path, server, small_archive))
+    # CI exports IMGCLF_DATA with the real CIFAR-10 on it; this test wants an empty search path.
+    monkeypatch.delenv("IMGCLF_DATA", raising=False)
     dest = tmp_path / "data"
     result = runner.invoke(cli, ["data", "get", "cifar10", "--dir", str(dest), "--json"])
     assert result.exit_code == 0, result.output
