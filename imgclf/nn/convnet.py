@@ -323,7 +323,7 @@ class ConvNet(NeuralNet):
         return super().fit(X, y, X_val, y_val, **kwargs)
 
     def weight_images(self, input_shape=None) -> tuple[np.ndarray, list]:
-        """First-layer filters as small images (F, KH, KW, C), each rescaled to 0..255, labels "filter i"."""
+        """First-layer filters as small images (F, KH, KW, C), each rescaled to 0..255, labelled by index."""
         self._check_fitted()
         W = np.moveaxis(self.params_["W1"].astype(np.float64), 3, 0)
         if input_shape is not None and int(input_shape[-1]) != W.shape[3]:
@@ -332,7 +332,7 @@ class ConvNet(NeuralNet):
         lo = flat.min(axis=1, keepdims=True)
         span = flat.max(axis=1, keepdims=True) - lo
         flat = (flat - lo) * (255.0 / np.where(span > 0, span, 1))
-        return np.rint(flat).astype(np.uint8).reshape(W.shape), [f"filter {i}" for i in range(len(W))]
+        return np.rint(flat).astype(np.uint8).reshape(W.shape), [str(i) for i in range(len(W))]
 
     # -- model files -----------------------------------------------------------------------------
     def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
