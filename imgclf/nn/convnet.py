@@ -253,8 +253,9 @@ class ConvNet(NeuralNet):
         caches.append(c)
         return scores, caches
 
-    def loss_and_grads(self, X, y, mode="train", rng=None):
-        """(mean data loss + reg * sum W^2, grads keyed like params_) on a prepared batch."""
+    def loss_and_grads(self, X, y, mode="train", rng=None, l2=True):
+        """(mean data loss + reg * sum W^2, grads keyed like params_) on a prepared batch; with
+        l2=False the data term alone (the Solver then folds the penalty into the update)."""
         from .. import losses
 
         scores, caches = self._forward(X, mode, rng)
@@ -291,11 +292,11 @@ class ConvNet(NeuralNet):
             grads[f"W{i}"] = g["w"]
         penalty = 0.0
         reg = float(self.reg)
-        if reg:
+        if reg and l2:
+            from ..kernels.elementwise import add_l2
+
             for i in range(1, L + 1):
-                W = self.params_[f"W{i}"]
-                penalty += reg * float(np.dot(W.ravel(), W.ravel().astype(np.float64)))
-                grads[f"W{i}"] += W.dtype.type(2 * reg) * W
+                penalty += add_l2(grads[f"W{i}"], self.params_[f"W{i}"], reg)
         return data_loss + penalty, grads
 
     def _scores(self, Xp) -> np.ndarray:
