@@ -63,3 +63,16 @@ def test_schedules():
     for bad in ("step:2", "exp:-1", "cosine", "step:x"):
         with pytest.raises(UsageError):
             schedules.parse(bad)
+
+
+@pytest.mark.parametrize("rule", list(optim.RULES))
+def test_folded_l2_equals_l2_in_the_gradient(rule, rng):
+    w = rng.standard_normal((5, 3))
+    dw = rng.standard_normal((5, 3))
+    plain, folded = optim.make_config(rule, 0.05), optim.make_config(rule, 0.05)
+    folded["l2"] = 0.3
+    w1, w2 = w.copy(), w.copy()
+    optim.RULES[rule](w1, dw + 0.3 * w, plain)
+    optim.RULES[rule](w2, dw, folded)
+    np.testing.assert_allclose(w2, w1, rtol=1e-12, atol=1e-14)
+    assert folded["sum_sq"] == pytest.approx(float(np.sum(w * w)))

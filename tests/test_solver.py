@@ -155,3 +155,34 @@ def test_solver_validation():
             Solver(t, X, y, **kwargs)
     with pytest.raises(UsageError, match="no checkpoint directory"):
         Solver(t, X, y).save_checkpoint()
+
+
+def test_l2_folded_into_the_update_matches_l2_in_the_loss():
+    """The Solver folds the net's L2 term into the optimiser pass; a view of the same net without
+    `l2_` gets it inside loss(): the same losses and weights up to float32 rounding."""
+    X, y = _data()
+
+    class Unfolded:
+        def __init__(self, inner):
+            self.inner = inner
+            self.params_, self.buffers_ = inner.params_, inner.buffers_
+
+        def prepare(self, X):
+            return self.inner.prepare(X)
+
+        def loss(self, X, y, mode="train", rng=None):
+            return self.inner.loss(X, y, mode, rng)
+
+        def predict(self, X):
+            return self.inner.predict(X)
+
+    results = []
+    for wrap in (lambda t: t, Unfolded):
+        net = NeuralNet(hidden=(10,), reg=0.05)
+        net.classes_ = np.arange(4)
+        trainee = net.initialize(48, 4, np.random.default_rng(0))
+        res = Solver(wrap(trainee), X, y, optim="adam", lr=1e-2, epochs=3, batch_size=50,
+                     rng=np.random.default_rng(1)).train()
+        results.append((res.loss_history, net.params_["W1"].copy()))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-4)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-3, atol=1e-5)

@@ -85,57 +85,83 @@ def _act_backward(dout, out, code, alpha, u, keep, scale, dz):
             d[j] = v
 
 
-# -- optimiser steps on flattened w, dw and state; scalars in w's dtype, one pass each ------------------------------------
+# -- optimiser steps on flattened w, dw and state; scalars in w's dtype, one pass each ---------------------
+# Each folds an L2 gradient into the step (g = dw + l2 * w; l2 = 0 for none) and returns sum(w^2) of the
+# weights before the step: the penalty and its gradient cost no extra pass over the weights.
 @njit(cache=True, error_model="numpy")
-def _sgd(w, dw, lr):
+def _sgd(w, dw, lr, l2):
+    total = 0.0
     for i in range(w.size):
-        w[i] -= lr * dw[i]
+        wi = w[i]
+        total += np.float64(wi) * wi
+        w[i] = wi - lr * (dw[i] + l2 * wi)
+    return total
 
 
 @njit(cache=True, error_model="numpy")
-def _momentum(w, dw, v, lr, mu):
+def _momentum(w, dw, v, lr, mu, l2):
+    total = 0.0
     for i in range(w.size):
-        vi = mu * v[i] - lr * dw[i]
+        wi = w[i]
+        total += np.float64(wi) * wi
+        vi = mu * v[i] - lr * (dw[i] + l2 * wi)
         v[i] = vi
-        w[i] += vi
+        w[i] = wi + vi
+    return total
 
 
 @njit(cache=True, error_model="numpy")
-def _nesterov(w, dw, v, lr, mu):
+def _nesterov(w, dw, v, lr, mu, l2):
+    total = 0.0
     for i in range(w.size):
+        wi = w[i]
+        total += np.float64(wi) * wi
         prev = v[i]
-        vi = mu * prev - lr * dw[i]
+        vi = mu * prev - lr * (dw[i] + l2 * wi)
         v[i] = vi
-        w[i] += -mu * prev + (1 + mu) * vi
+        w[i] = wi + (-mu * prev + (1 + mu) * vi)
+    return total
 
 
 @njit(cache=True, error_model="numpy")
-def _adagrad(w, dw, cache, lr, eps):
+def _adagrad(w, dw, cache, lr, eps, l2):
+    total = 0.0
     for i in range(w.size):
-        g = dw[i]
+        wi = w[i]
+        total += np.float64(wi) * wi
+        g = dw[i] + l2 * wi
         c = cache[i] + g * g
         cache[i] = c
-        w[i] -= lr * g / (np.sqrt(c) + eps)
+        w[i] = wi - lr * g / (np.sqrt(c) + eps)
+    return total
 
 
 @njit(cache=True, error_model="numpy")
-def _rmsprop(w, dw, cache, lr, rho, eps):
+def _rmsprop(w, dw, cache, lr, rho, eps, l2):
+    total = 0.0
     for i in range(w.size):
-        g = dw[i]
+        wi = w[i]
+        total += np.float64(wi) * wi
+        g = dw[i] + l2 * wi
         c = rho * cache[i] + (1 - rho) * g * g
         cache[i] = c
-        w[i] -= lr * g / (np.sqrt(c) + eps)
+        w[i] = wi - lr * g / (np.sqrt(c) + eps)
+    return total
 
 
 @njit(cache=True, error_model="numpy")
-def _adam(w, dw, m, v, step, b1, b2, eps):
+def _adam(w, dw, m, v, step, b1, b2, eps, l2):
+    total = 0.0
     for i in range(w.size):
-        g = dw[i]
+        wi = w[i]
+        total += np.float64(wi) * wi
+        g = dw[i] + l2 * wi
         mi = b1 * m[i] + (1 - b1) * g
         vi = b2 * v[i] + (1 - b2) * g * g
         m[i] = mi
         v[i] = vi
-        w[i] -= step * mi / (np.sqrt(vi) + eps)
+        w[i] = wi - step * mi / (np.sqrt(vi) + eps)
+    return total
 
 
 @njit(cache=True, error_model="numpy")

@@ -145,8 +145,9 @@ class NeuralNet(Classifier):
         caches.append(c)
         return scores, caches
 
-    def loss_and_grads(self, X, y, mode="train", rng=None):
-        """(mean data loss + reg * sum W^2, grads keyed like params_) on a prepared batch."""
+    def loss_and_grads(self, X, y, mode="train", rng=None, l2=True):
+        """(mean data loss + reg * sum W^2, grads keyed like params_) on a prepared batch; with
+        l2=False the data term alone (the Solver then folds the penalty into the update)."""
         from .. import losses
 
         scores, caches = self._forward(X, mode, rng)
@@ -167,7 +168,7 @@ class NeuralNet(Classifier):
             grads[f"W{i}"], grads[f"b{i}"] = g["w"], g["b"]
         reg = float(self.reg)
         penalty = 0.0
-        if reg:
+        if reg and l2:
             from ..kernels.elementwise import add_l2
 
             for i in range(1, L + 1):
@@ -334,8 +335,13 @@ class _Trainee:
     def prepare(self, X):
         return self.model._as_input(X)
 
-    def loss(self, X, y, mode="train", rng=None):
-        return self.model.loss_and_grads(X, y, mode, rng)
+    @property
+    def l2_(self):
+        reg = float(self.model.reg)
+        return {k: reg for k in self.model.params_ if k.startswith("W")} if reg else {}
+
+    def loss(self, X, y, mode="train", rng=None, l2=True):
+        return self.model.loss_and_grads(X, y, mode, rng, l2)
 
     def predict(self, X):
         return np.argmax(self.model._scores(self.model._as_input(X)), axis=1)

@@ -2,7 +2,9 @@
 
 `config` holds the hyperparameters and the rule's state (arrays and step counts), so a checkpoint can
 store it as plain arrays and numbers. Updates are applied in place on `w` (the Solver owns the arrays),
-in one fused pass each (imgclf/kernels/elementwise.py), in w's dtype.
+in one fused pass each (imgclf/kernels/elementwise.py), in w's dtype. An optional `config["l2"] = c`
+adds c * w to the gradient inside that pass and leaves sum(w^2) before the step in
+`config["sum_sq"]` (the Solver uses it for models whose L2 term it folds into the update).
 """
 
 from __future__ import annotations
@@ -29,6 +31,16 @@ def _flat(w, dw):
     return w.reshape(-1), np.ascontiguousarray(dw).reshape(-1), w.dtype.type
 
 
+def _l2(config, f):
+    return f(config.get("l2", 0.0))
+
+
+def _done(config, total):
+    """Record sum(w^2) before the step when an L2 term was folded in (the Solver adds the penalty)."""
+    if config.get("l2"):
+        config["sum_sq"] = float(total)
+
+
 def _state(config, key, w):
     arr = config.get(key)
     if arr is None:
@@ -38,13 +50,14 @@ def _state(config, key, w):
 
 def sgd(w, dw, config):
     wf, g, f = _flat(w, dw)
-    _kernels()._sgd(wf, g, f(config["learning_rate"]))
+    _done(config, _kernels()._sgd(wf, g, f(config["learning_rate"]), _l2(config, f)))
     return w, config
 
 
 def momentum(w, dw, config):
     wf, g, f = _flat(w, dw)
-    _kernels()._momentum(wf, g, _state(config, "velocity", w), f(config["learning_rate"]), f(config["momentum"]))
+    _done(config, _kernels()._momentum(wf, g, _state(config, "velocity", w), f(config["learning_rate"]),
+                                       f(config["momentum"]), _l2(config, f)))
     return w, config
 
 
@@ -52,20 +65,22 @@ def nesterov(w, dw, config):
     """Nesterov momentum in the 'look-ahead folded into the update' form (CS231n notes):
     v' = mu v - lr dw;  w += -mu v + (1 + mu) v'."""
     wf, g, f = _flat(w, dw)
-    _kernels()._nesterov(wf, g, _state(config, "velocity", w), f(config["learning_rate"]), f(config["momentum"]))
+    _done(config, _kernels()._nesterov(wf, g, _state(config, "velocity", w), f(config["learning_rate"]),
+                                       f(config["momentum"]), _l2(config, f)))
     return w, config
 
 
 def adagrad(w, dw, config):
     wf, g, f = _flat(w, dw)
-    _kernels()._adagrad(wf, g, _state(config, "cache", w), f(config["learning_rate"]), f(config["epsilon"]))
+    _done(config, _kernels()._adagrad(wf, g, _state(config, "cache", w), f(config["learning_rate"]),
+                                      f(config["epsilon"]), _l2(config, f)))
     return w, config
 
 
 def rmsprop(w, dw, config):
     wf, g, f = _flat(w, dw)
-    _kernels()._rmsprop(wf, g, _state(config, "cache", w), f(config["learning_rate"]), f(config["decay_rate"]),
-                        f(config["epsilon"]))
+    _done(config, _kernels()._rmsprop(wf, g, _state(config, "cache", w), f(config["learning_rate"]),
+                                      f(config["decay_rate"]), f(config["epsilon"]), _l2(config, f)))
     return w, config
 
 
@@ -77,7 +92,8 @@ def adam(w, dw, config):
     # Bias correction folded into the step size and epsilon (one fewer full-array pass):
     # lr * m_hat / (sqrt(v_hat) + eps) == step * m / (sqrt(v) + eps * sqrt(1 - b2^t)).
     step = config["learning_rate"] * np.sqrt(1 - b2**t) / (1 - b1**t)
-    _kernels()._adam(wf, g, m, v, f(step), f(b1), f(b2), f(config["epsilon"] * np.sqrt(1 - b2**t)))
+    _done(config, _kernels()._adam(wf, g, m, v, f(step), f(b1), f(b2), f(config["epsilon"] * np.sqrt(1 - b2**t)),
+                                   _l2(config, f)))
     return w, config
 
 
