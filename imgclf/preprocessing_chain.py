@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from .datasets.base import Dataset, Split
 from .errors import DataError, UsageError
-from .preprocessing import PCA, MeanSubtraction, Normalization, Transform, Whitening
+from .preprocessing import PCA, MeanSubtraction, Normalization, Transform, Whitening, apply_chain, chain_from_arrays
 
 SPEC_HELP = "mean[:channel], normalize[:channel], pca[:DIMS|:FRACTION], whiten[:DIMS|:FRACTION], zca[:DIMS]"
 
@@ -88,8 +88,6 @@ def fit_chain(transforms: list[Transform], dataset: Dataset, on_fit=None) -> Dat
 
 def apply_to_dataset(chain: list[Transform], dataset: Dataset) -> Dataset:
     """Apply an already fitted chain to every split (no fitting), appending it to the dataset's chain."""
-    from .preprocessing import apply_chain
-
     splits = {key: Split(apply_chain(chain, s.X), s.y) for key, s in dataset.splits.items()}
     return Dataset(splits, dataset.classes, dataset.image_shape, list(dataset.transforms) + list(chain),
                    dataset.name)
@@ -98,7 +96,6 @@ def apply_to_dataset(chain: list[Transform], dataset: Dataset) -> Dataset:
 def read_chain(source) -> list[Transform]:
     """The fitted chain stored in a model file or a pipeline stream (path, `-` or a binary file)."""
     from .io import modelfile, npzfile, pipeline
-    from .preprocessing import chain_from_arrays
 
     meta, arrays = npzfile.read(source)
     if meta.get("format") not in (pipeline.FORMAT, modelfile.FORMAT):
