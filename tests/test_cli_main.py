@@ -22,3 +22,17 @@ def test_cli_package_is_not_a_bare_top_level_module():
     import importlib.util
 
     assert importlib.util.find_spec("imgclf_cli") is not None
+
+
+def test_atomic_write_respects_umask(tmp_path):
+    import os
+
+    from imgclf.io.atomic import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "f.bin", b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
