@@ -3,7 +3,7 @@ plotting options (click decorators), and `fit_with_progress`, which trains any S
 with a rich progress bar, one log line per epoch, and the Ctrl-C behaviour.
 
 A model used here follows the NeuralNet contract: `fit(X, y, X_val, y_val, *, callback, checkpoint_dir,
-resume, log, stop_signal)` training through imgclf.nn.solver.Solver, and afterwards `result_` (the
+keep_checkpoints, resume, log, stop_signal, checkpoint_extra)` passing them to imgclf.nn.solver.Solver, and afterwards `result_` (the
 Solver's TrainResult), `history_`, `stopped_`, `best_epoch_`. Its constructor takes the training
 hyperparameters `optim, lr, optim_options, lr_schedule, reg, epochs, batch_size, augment, patience`
 (what `training_params(**options)` returns).
