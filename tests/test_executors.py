@@ -110,3 +110,23 @@ def test_killed_worker_is_replaced_and_its_trial_retried_or_reported(tmp_path):
         else:
             assert t.ok, t.reason
     assert {t.params["mode"] for t in res.trials} == {"ok", "kill-once", "kill"}
+
+
+def nap(seconds, data):
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def test_interrupt_terminates_the_running_workers():
+    import time
+
+    with ProcessExecutor(2) as ex:
+        gen = ex.map_unordered(nap, [0, 30, 30], None)
+        assert next(gen)[1].value == 0
+        processes = [w.process for w in ex._pool]
+        t0 = time.perf_counter()
+        with pytest.raises(KeyboardInterrupt):
+            gen.throw(KeyboardInterrupt)
+        assert time.perf_counter() - t0 < 10 and not any(p.is_alive() for p in processes)

@@ -8,6 +8,7 @@ from ..console import emit_json, emit_table, format_table, reporter
 from ..options import data_options, json_option, load_data, quiet_option, seed_option
 
 KINDS = ("softmax", "svm", "twolayer", "convnet", "knn")
+ENSEMBLE_TOP = 5  # trials in the suggested ensemble (on CIFAR-10 five gained more than three: docs/tuning.md)
 
 # Searched when no --param is given: around the train command's defaults (a decade each way for the
 # learning rate, two for the regularisation), plus the usual architecture choices.
@@ -206,7 +207,7 @@ def tune(ctx, kind, trials, param_specs, refine, refine_trials, jobs, scheduler,
     command, missing = command_line(cmd, base, {**shown, **best.params}, extra_args) if best else (None, [])
     if missing:
         rep.notice(f"the command line cannot set {', '.join(missing)}; use the Python API for those")
-    top_files = [t.path for t in result.ranked() if t.ok and t.path][:3]
+    top_files = [t.path for t in result.ranked() if t.ok and t.path][:ENSEMBLE_TOP]
     ensemble_cmd = ("imgclf ensemble " + " ".join(f"-m {p}" for p in top_files)) if len(top_files) > 1 else None
     if plot:
         _plot(result, space, kind, plot)
