@@ -201,7 +201,8 @@ def save_curves(result, path, title: str = "") -> None:
 
 
 def report_result(ctx, model, ds, result, *, output, seed, as_json, quiet, t0, name):
-    """Score on test (else val, else train), save with -o, print the table or JSON. Shared by net kinds."""
+    """Score on test (else val, else train), save with -o, print the table or JSON. Shared by every
+    Solver-trained kind; `result` (the Solver's TrainResult) may be None when there is no checkpoint to name."""
     import time
 
     from imgclf.io import modelfile
@@ -233,7 +234,7 @@ def report_result(ctx, model, ds, result, *, output, seed, as_json, quiet, t0, n
         "best_epoch": model.best_epoch_,
         "epochs_run": len(model.history_),
         "stopped": model.stopped_,
-        "checkpoint": result.checkpoint,
+        "checkpoint": getattr(result, "checkpoint", None),
         "preprocess": [t.describe() for t in ds.transforms],
         "hyperparameters": model.get_params(),
         "history": model.history_,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..console import emit_json, emit_table, reporter
+from ..console import reporter
 from ..options import data_options, json_option, load_data, quiet_option, seed_option
+from ..training import report_result
 
 # The estimators' own defaults (kept equal by a test), measured on CIFAR-10 (49000/1000/10000, mean
 # subtraction): see docs/linear.md.
@@ -58,7 +59,6 @@ def run(ctx, kind, model_params, *, preprocess_spec, output, seed, as_json, quie
     import numpy as np
 
     from imgclf.errors import UsageError
-    from imgclf.io import modelfile
     from imgclf.linear import LinearSVM, SoftmaxClassifier
     from imgclf.preprocessing_chain import fit_chain, parse_chain_spec
 
@@ -92,41 +92,7 @@ def run(ctx, kind, model_params, *, preprocess_spec, output, seed, as_json, quie
                   valid.y if valid is not None else None, callback=callback)
     if model.stopped_:
         rep.notice(f"training stopped early: {model.stopped_}")
-    evaluation = ds.get(eval_key)
-    accuracy = model.score(evaluation.X, evaluation.y)
-    seconds = time.perf_counter() - t0
-    val_acc = max((h["val_acc"] for h in model.history_ if h["val_acc"] is not None), default=None)
-    if output:
-        bundle = modelfile.ModelBundle(model, list(ds.classes), tuple(ds.image_shape), list(ds.transforms),
-                                       model.history_, seed, {"trained_on": ds.name, "n_train": len(train),
-                                                              "stopped": model.stopped_})
-        modelfile.save(bundle, output)
-        rep.log(f"saved the epoch-{model.best_epoch_} weights to {output}")
-    result = {
-        "model": kind,
-        "accuracy": accuracy,
-        "split": eval_key,
-        "n_train": len(train),
-        "n_eval": len(evaluation),
-        "seconds": seconds,
-        "val_accuracy": val_acc,
-        "train_accuracy": model.history_[model.best_epoch_ - 1]["train_acc"] if model.history_ else None,
-        "best_epoch": model.best_epoch_,
-        "stopped": model.stopped_,
-        "preprocess": [t.describe() for t in ds.transforms],
-        "hyperparameters": model.get_params(),
-        "history": model.history_,
-    }
-    if as_json:
-        emit_json(result)
-    else:
-        rows = [["accuracy", f"{accuracy:.4f}"], ["split", eval_key], ["n_train", len(train)],
-                ["n_eval", len(evaluation)],
-                ["val_accuracy", f"{val_acc:.4f}" if val_acc is not None else "-"],
-                ["best_epoch", model.best_epoch_], ["seconds", f"{seconds:.1f}"]]
-        if model.stopped_:
-            rows.append(["stopped", model.stopped_])
-        emit_table(["metric", "value"], rows, title=f"{kind} on {ds.name or 'data'}")
+    report_result(ctx, model, ds, None, output=output, seed=seed, as_json=as_json, quiet=quiet, t0=t0, name=kind)
 
 
 @click.command()
