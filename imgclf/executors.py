@@ -331,7 +331,7 @@ class DaskExecutor:
         if mode == "local":
             threads = threads_per_job(target)
             self.cluster = dd.LocalCluster(n_workers=target, threads_per_worker=1, processes=True,
-                                           host="127.0.0.1", dashboard_address=None, env=thread_env(threads),
+                                           host="127.0.0.1", dashboard_address=":0", env=thread_env(threads),
                                            silence_logs=logging.ERROR)
             self.client = dd.Client(self.cluster)
             self.description = f"Dask LocalCluster, {target} worker processes x {threads} thread(s)"
