@@ -88,6 +88,8 @@ def test_knn_search_prints_a_knn_command(runner, small_stream):
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["command"].startswith("imgclf knn --k ") and "--metric" in out["command"]
+    res = runner.invoke(cli, shlex.split(out["command"])[1:] + ["-q"])
+    assert res.exit_code == 0, res.output
 
 
 @pytest.mark.parametrize("args, message", [

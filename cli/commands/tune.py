@@ -201,7 +201,8 @@ def tune(ctx, kind, trials, param_specs, refine, refine_trials, jobs, scheduler,
     extra_args = _data_args(data, n_train, n_test, val, size, color)
     if preprocess_spec is not None:
         extra_args += ["--preprocess", preprocess_spec]
-    extra_args += ["--seed", str(seed)]
+    if any(p.name == "seed" for p in cmd.params):  # kNN has no randomness, and no --seed
+        extra_args += ["--seed", str(seed)]
     best = result.best
     shown = {"epochs": fixed["epochs"]} if epochs is not None else {}
     command, missing = command_line(cmd, base, {**shown, **best.params}, extra_args) if best else (None, [])
