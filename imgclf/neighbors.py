@@ -185,15 +185,29 @@ def fold_bounds(n: int, folds: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
+def _cv_fold(task, data, progress=None) -> np.ndarray:
+    """Accuracy of every k on one fold: the unit `cross_validate_k` maps over folds, here or on workers."""
+    from .kernels.distances import kneighbors
+
+    (a, b), k_values, metric, memory_mb, n_classes = task
+    X, codes, norms = data["X"], data["codes"], data.get("norms")
+    keep = np.r_[0:a, b:len(X)]
+    _, idx = kneighbors(X[a:b], X[keep], k_values[-1], metric, memory_mb=memory_mb,
+                        y_sqnorms=None if norms is None else norms[keep], progress=progress)
+    votes = vote_counts(codes[keep][idx], n_classes, k_values)
+    return (votes == codes[a:b]).mean(axis=1)
+
+
 def cross_validate_k(X, y, k_values, folds: int = 5, *, metric: str = "l2", memory_mb: int = DEFAULT_MEMORY_MB,
-                     progress=None) -> CVResult:
+                     progress=None, map_folds=None) -> CVResult:
     """n-fold cross-validation of kNN accuracy for every k in k_values, on consecutive folds.
 
     Each fold's distances are computed once and the kmax nearest selected once; every k is scored
     from prefixes of that sorted list. Best k: highest mean accuracy, ties to the smaller k.
-    `progress(n_rows)` is called as validation rows are done.
+    `progress(n_rows)` is called as validation rows are done. `map_folds(fn, tasks, data)`, e.g.
+    `imgclf.executors.map_folds` with a Dask scheduler, runs the folds elsewhere (no progress then).
     """
-    from .kernels.distances import kneighbors, sqnorms
+    from .kernels.distances import sqnorms
 
     X = _rows(X)
     y = check_labels(y, len(X))
@@ -209,14 +223,15 @@ def cross_validate_k(X, y, k_values, folds: int = 5, *, metric: str = "l2", memo
     for k in k_values:
         _check_k(k, smallest_train, "every k")
     classes, codes = encode_labels(y)
-    norms = sqnorms(X) if metric == "l2" else None
-    acc = np.empty((len(k_values), folds))
-    for f, (a, b) in enumerate(bounds):
-        keep = np.r_[0:a, b:len(X)]
-        _, idx = kneighbors(X[a:b], X[keep], k_values[-1], metric, memory_mb=memory_mb,
-                            y_sqnorms=None if norms is None else norms[keep], progress=progress)
-        votes = vote_counts(codes[keep][idx], len(classes), k_values)
-        acc[:, f] = (votes == codes[a:b]).mean(axis=1)
+    data = {"X": X, "codes": codes}
+    if metric == "l2":
+        data["norms"] = sqnorms(X)
+    tasks = [((a, b), k_values, metric, memory_mb, len(classes)) for a, b in bounds]
+    if map_folds is None:
+        columns = [_cv_fold(task, data, progress) for task in tasks]
+    else:
+        columns = map_folds(_cv_fold, tasks, data)
+    acc = np.stack(columns, axis=1)
     means = acc.mean(axis=1)
     best = k_values[int(np.flatnonzero(means == means.max())[0])]
     return CVResult(k_values, acc, best)

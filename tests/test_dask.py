@@ -63,6 +63,21 @@ def test_tune_command_on_the_cluster(cluster, runner, small_stream):
     assert [(t["params"], t["val_acc"]) for t in there["trials"]] == [(t["params"], t["val_acc"]) for t in here["trials"]]
 
 
+def test_knn_cv_folds_on_the_cluster(cluster, runner, small_stream):
+    import json
+
+    from imgclf_cli.main import cli
+
+    args = ["knn", "--data", str(small_stream), "--cv", "3", "--k-values", "1,3,5", "--json", "-q"]
+    here = json.loads(runner.invoke(cli, args).stdout)
+    res = runner.invoke(cli, args + ["--scheduler", cluster.scheduler_address])
+    assert res.exit_code == 0, res.output
+    there = json.loads(res.stdout)
+    assert there["cv"]["fold_accuracies"] == here["cv"]["fold_accuracies"] and there["k"] == here["k"]
+    res = runner.invoke(cli, ["knn", "--data", str(small_stream), "--scheduler", "local:2"])
+    assert res.exit_code == 2 and "--scheduler runs the --cv folds" in res.output
+
+
 def test_worker_killed_mid_search_trial_retried(cluster, tmp_path):
     marker = str(tmp_path / "killed")
     space = SearchSpace.parse(["mode=ok,kill-once", "lr=1e-4:1e-2:log"])
@@ -93,4 +108,5 @@ def test_local_n_scheduler_runs_folds_with_limited_threads():
     out = map_folds(fold_info, [0, 1], {"X": X}, scheduler="local:2")
     assert [o[:2] for o in out] == [(0, int(X[0::2].sum())), (1, int(X[1::2].sum()))]
     assert all(o[2] == "1" and o[3] == "1" for o in out)
+
 

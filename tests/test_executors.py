@@ -132,3 +132,18 @@ def test_interrupt_terminates_the_running_workers():
             gen.throw(KeyboardInterrupt)
         assert busy and not any(p.is_alive() for p in busy)  # the running trial is abandoned at once
     assert time.perf_counter() - t0 < 10 and not any(p.is_alive() for p in processes)
+
+
+def test_knn_cross_validation_folds_in_worker_processes():
+    from functools import partial
+
+    from imgclf.neighbors import cross_validate_k
+
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (60, 12), dtype=np.uint8)
+    y = rng.integers(0, 3, 60)
+    for metric in ("l1", "l2"):
+        here = cross_validate_k(X, y, [1, 3, 5], 3, metric=metric)
+        there = cross_validate_k(X, y, [1, 3, 5], 3, metric=metric, map_folds=partial(map_folds, jobs=2))
+        np.testing.assert_array_equal(here.accuracies, there.accuracies)
+        assert here.best_k == there.best_k

@@ -38,11 +38,14 @@ def _k_values(ctx, param, value):
               help="Fit a preprocessing chain on the training split first, e.g. mean,pca:144.")
 @click.option("--memory", "memory_mb", type=click.IntRange(min=16), default=None, metavar="MB",
               help="Working-memory budget for the distance blocks (default 1024).")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT|local:N",
+              help="With --cv: run the folds on a Dask cluster (or N local Dask workers); the training data is "
+                   "sent to every worker once. Needs pip install 'imgclf[dask]'.")
 @data_options
 @json_option
 @quiet_option
 @click.pass_context
-def knn(ctx, k, metric, folds, k_values, plot, predictions, save_path, preprocess_spec, memory_mb,
+def knn(ctx, k, metric, folds, k_values, plot, predictions, save_path, preprocess_spec, memory_mb, scheduler,
         data, n_train, n_test, val, size, color, as_json, quiet):
     """Classify with k-nearest neighbours (exact L2 or L1 distance) and report accuracy.
 
@@ -59,6 +62,7 @@ def knn(ctx, k, metric, folds, k_values, plot, predictions, save_path, preproces
       imgclf knn --k 1 --metric l1
       imgclf knn --n-train 5000 --n-test 500 --k 5 --json
       imgclf knn --n-train 5000 --n-test 500 --cv 5 --plot cv.png
+      imgclf knn --cv 5 --scheduler tcp://10.0.0.5:8786
       imgclf knn --k 7 --save knn.npz --predictions preds.txt
       imgclf knn --preprocess mean,pca:144 --k 10
       imgclf data export cifar10 | imgclf preprocess mean | imgclf knn --k 5
@@ -93,11 +97,20 @@ def knn(ctx, k, metric, folds, k_values, plot, predictions, save_path, preproces
     Xtr = train.X.reshape(len(train.X), -1)
     out = {"metric": metric, "n_train": len(train), "memory_mb": memory_mb}
 
+    if scheduler and not folds:
+        raise UsageError("--scheduler runs the --cv folds on a Dask cluster; add --cv N")
     if folds:
         t0 = time.perf_counter()
+        mapper = None
+        if scheduler:
+            from functools import partial
+
+            from imgclf.executors import map_folds
+
+            mapper = partial(map_folds, scheduler=scheduler)
         with rep.progress(f"{folds}-fold cross-validation", total=len(train)) as advance:
             cv = cross_validate_k(Xtr, train.y, k_values, folds, metric=metric, memory_mb=memory_mb,
-                                  progress=advance)
+                                  progress=advance, map_folds=mapper)
         out["cv"] = {"folds": folds, "k_values": cv.k_values, "mean": cv.mean, "std": cv.std,
                      "fold_accuracies": cv.accuracies, "best_k": cv.best_k,
                      "seconds": time.perf_counter() - t0}
