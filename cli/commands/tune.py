@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..console import emit_json, emit_table, format_table, reporter
+from ..console import emit_json, format_table, reporter
 from ..options import data_options, json_option, load_data, quiet_option, seed_option
 
 KINDS = ("softmax", "svm", "twolayer", "convnet", "knn")
