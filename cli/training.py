@@ -101,6 +101,21 @@ def training_params(optim, lr, lr_schedule, reg, epochs, batch_size, augment, pa
             "patience": patience}
 
 
+def load_training_data(ctx: click.Context, preprocess_spec, *, quiet: bool, **data_options):
+    """Load --data with its splits and fit the --preprocess chain on the training split (`none`: no chain)."""
+    from imgclf.errors import UsageError
+    from imgclf.preprocessing_chain import fit_chain, parse_chain_spec
+
+    from .options import load_data
+
+    ds = load_data(ctx, quiet=quiet, **data_options)
+    if not ds.has("train"):
+        raise UsageError("the data has no training split to fit on")
+    if preprocess_spec and preprocess_spec.strip().lower() != "none":
+        ds = fit_chain(parse_chain_spec(preprocess_spec), ds)
+    return ds
+
+
 def resolve_augment(spec, ds, rep):
     """`auto` -> flip for RGB images (natural photos look alike mirrored), none for grayscale images such
     as digits (a mirrored 3 is no 3) and for feature vectors (PCA output has no image layout)."""

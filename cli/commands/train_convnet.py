@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from ..console import reporter
-from ..options import data_options, json_option, load_data, quiet_option, seed_option
-from ..training import (RUN_KEYS, fit_with_progress, report_result, resume_settings, save_curves, training_options,
+from ..options import data_options, json_option, quiet_option, seed_option
+from ..training import (RUN_KEYS, fit_with_progress, load_training_data, report_result, resume_settings, save_curves, training_options,
                         training_params)
 
 # Chosen by measurement on CIFAR-10 (49000/1000/10000): docs/recipes.md.
@@ -98,7 +98,6 @@ def convnet(ctx, filters, filter_size, hidden, pool, batchnorm, dropout, activat
 
     from imgclf.errors import UsageError
     from imgclf.nn.convnet import ConvNet
-    from imgclf.preprocessing_chain import fit_chain, parse_chain_spec
 
     run = {k: options.pop(k) for k in RUN_KEYS}
     params = dict(filters=filters, filter_size=filter_size, hidden=hidden, pool=pool, batchnorm=batchnorm,
@@ -112,11 +111,8 @@ def convnet(ctx, filters, filter_size, hidden, pool, batchnorm, dropout, activat
         params.pop("random_state", None)
     rep = reporter(ctx, quiet)
     t0 = time.perf_counter()
-    ds = load_data(ctx, data, n_train, n_test, val, size, color, quiet=quiet)
-    if not ds.has("train"):
-        raise UsageError("the data has no training split to fit on")
-    if preprocess_spec and preprocess_spec.strip().lower() != "none":
-        ds = fit_chain(parse_chain_spec(preprocess_spec), ds)
+    ds = load_training_data(ctx, preprocess_spec, quiet=quiet, data=data, n_train=n_train, n_test=n_test, val=val,
+                            size=size, color=color)
     if len(ds.feature_shape) != 3:
         raise UsageError(f"a convnet needs images; the data are {ds.feature_shape} features (was the chain a "
                          f"projection such as pca?)")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from ..console import reporter
-from ..options import data_options, json_option, load_data, quiet_option, seed_option
-from ..training import report_result
+from ..options import data_options, json_option, quiet_option, seed_option
+from ..training import load_training_data, report_result
 
 # The estimators' own defaults (kept equal by a test), measured on CIFAR-10 (49000/1000/10000, mean
 # subtraction): see docs/linear.md.
@@ -58,20 +58,14 @@ def run(ctx, kind, model_params, *, preprocess_spec, output, seed, as_json, quie
 
     import numpy as np
 
-    from imgclf.errors import UsageError
     from imgclf.linear import LinearSVM, SoftmaxClassifier
-    from imgclf.preprocessing_chain import fit_chain, parse_chain_spec
 
     rep = reporter(ctx, quiet)
     t0 = time.perf_counter()
-    ds = load_data(ctx, data, n_train, n_test, val, size, color, quiet=quiet)
-    if not ds.has("train"):
-        raise UsageError("the data has no training split to fit on")
-    if preprocess_spec and preprocess_spec.strip().lower() != "none":
-        ds = fit_chain(parse_chain_spec(preprocess_spec), ds)
+    ds = load_training_data(ctx, preprocess_spec, quiet=quiet, data=data, n_train=n_train, n_test=n_test, val=val,
+                            size=size, color=color)
     train = ds.get("train")
     valid = ds.splits.get("val")
-    eval_key = "test" if ds.has("test") else ("val" if ds.has("val") else "train")
     cls = LinearSVM if kind == "svm" else SoftmaxClassifier
     model = cls(random_state=seed, **model_params)
     rep.log(f"{kind}: {len(train)} training examples, {int(np.prod(train.X.shape[1:]))} features, "

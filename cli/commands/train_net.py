@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from ..console import reporter
-from ..options import data_options, json_option, load_data, quiet_option, seed_option
-from ..training import (RUN_KEYS, fit_with_progress, report_result, resolve_augment, resume_settings, save_curves,
+from ..options import data_options, json_option, quiet_option, seed_option
+from ..training import (RUN_KEYS, fit_with_progress, load_training_data, report_result, resolve_augment, resume_settings, save_curves,
                         training_options, training_params)
 
 # Chosen by measurement on CIFAR-10 (49000/1000/10000): docs/recipes.md.
@@ -75,9 +75,7 @@ def twolayer(ctx, hidden, activation, batchnorm, dropout, init, loss, preprocess
     """
     import time
 
-    from imgclf.errors import UsageError
     from imgclf.nn.net import NeuralNet
-    from imgclf.preprocessing_chain import fit_chain, parse_chain_spec
 
     run = {k: options.pop(k) for k in RUN_KEYS}
     params = dict(hidden=hidden, activation=activation, batchnorm=batchnorm, dropout=dropout, init=init, loss=loss,
@@ -90,11 +88,8 @@ def twolayer(ctx, hidden, activation, batchnorm, dropout, init, loss, preprocess
         params.pop("random_state", None)
     rep = reporter(ctx, quiet)
     t0 = time.perf_counter()
-    ds = load_data(ctx, data, n_train, n_test, val, size, color, quiet=quiet)
-    if not ds.has("train"):
-        raise UsageError("the data has no training split to fit on")
-    if preprocess_spec and preprocess_spec.strip().lower() != "none":
-        ds = fit_chain(parse_chain_spec(preprocess_spec), ds)
+    ds = load_training_data(ctx, preprocess_spec, quiet=quiet, data=data, n_train=n_train, n_test=n_test, val=val,
+                            size=size, color=color)
     params["augment"] = resolve_augment(params["augment"], ds, rep)
     model = NeuralNet(random_state=seed, **params)
     name = "twolayer" if len(model._hidden()) == 1 else f"net {','.join(map(str, model._hidden()))}"
