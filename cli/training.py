@@ -101,6 +101,23 @@ def training_params(optim, lr, lr_schedule, reg, epochs, batch_size, augment, pa
             "patience": patience}
 
 
+def model_settings(ctx: click.Context, options: dict, arch: dict, preprocess_spec, seed):
+    """Split the shared training options into (run, params, extra, preprocess_spec, seed).
+
+    `params` are the model's constructor arguments (architecture + training); with --resume they, the
+    preprocessing spec and the seed come from the checkpoint instead.
+    """
+    run = {k: options.pop(k) for k in RUN_KEYS}
+    optim_settings = {k: run[k] for k in ("momentum", "beta1", "beta2", "decay_rate", "epsilon")}
+    params = dict(arch, **training_params(**options, **optim_settings))
+    extra = {"preprocess": preprocess_spec, "seed": seed}
+    if run["resume"]:
+        params, extra = resume_settings(ctx, run["resume"], options["epochs"])
+        preprocess_spec, seed = extra.get("preprocess", preprocess_spec), extra.get("seed", seed)
+        params.pop("random_state", None)
+    return run, params, extra, preprocess_spec, seed
+
+
 def load_training_data(ctx: click.Context, preprocess_spec, *, quiet: bool, **data_options):
     """Load --data with its splits and fit the --preprocess chain on the training split (`none`: no chain)."""
     from imgclf.errors import UsageError

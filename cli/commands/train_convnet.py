@@ -6,8 +6,8 @@ import click
 
 from ..console import reporter
 from ..options import data_options, json_option, quiet_option, seed_option
-from ..training import (RUN_KEYS, fit_with_progress, load_training_data, report_result, resume_settings, save_curves, training_options,
-                        training_params)
+from ..training import (fit_with_progress, load_training_data, model_settings, report_result,
+                        save_curves, training_options)
 
 # Chosen by measurement on CIFAR-10 (49000/1000/10000): docs/recipes.md.
 DEFAULTS = {"optim": "adam", "lr": 1e-3, "reg": 1e-4, "epochs": 10, "batch_size": 64, "augment": "auto"}
@@ -99,16 +99,9 @@ def convnet(ctx, filters, filter_size, hidden, pool, batchnorm, dropout, activat
     from imgclf.errors import UsageError
     from imgclf.nn.convnet import ConvNet
 
-    run = {k: options.pop(k) for k in RUN_KEYS}
-    params = dict(filters=filters, filter_size=filter_size, hidden=hidden, pool=pool, batchnorm=batchnorm,
-                  dropout=dropout, activation=activation, init=init,
-                  **training_params(**options, **{k: run[k] for k in ("momentum", "beta1", "beta2", "decay_rate",
-                                                                       "epsilon")}))
-    extra = {"preprocess": preprocess_spec, "seed": seed}
-    if run["resume"]:
-        params, extra = resume_settings(ctx, run["resume"], options["epochs"])
-        preprocess_spec, seed = extra.get("preprocess", preprocess_spec), extra.get("seed", seed)
-        params.pop("random_state", None)
+    arch = dict(filters=filters, filter_size=filter_size, hidden=hidden, pool=pool, batchnorm=batchnorm,
+                dropout=dropout, activation=activation, init=init)
+    run, params, extra, preprocess_spec, seed = model_settings(ctx, options, arch, preprocess_spec, seed)
     rep = reporter(ctx, quiet)
     t0 = time.perf_counter()
     ds = load_training_data(ctx, preprocess_spec, quiet=quiet, data=data, n_train=n_train, n_test=n_test, val=val,
