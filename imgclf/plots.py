@@ -34,6 +34,22 @@ def _fmt(v: float) -> str:
     return f"{v:g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.1e}"
 
 
+def _draw_labels(img, draw, font, title: str, xlabel: str, ylabel: str) -> None:
+    """Title centred on top, x label centred at the bottom, y label rotated along the left edge."""
+    from PIL import Image, ImageDraw
+
+    w, h = img.size
+    if title:
+        draw.text(((w - draw.textlength(title, font=font)) / 2, 12), title, fill=_FG, font=font)
+    if xlabel:
+        draw.text(((w - draw.textlength(xlabel, font=font)) / 2, h - 22), xlabel, fill=_FG, font=font)
+    if ylabel:
+        label = Image.new("RGB", (int(draw.textlength(ylabel, font=font)) + 4, 14), _BG)
+        ImageDraw.Draw(label).text((2, 0), ylabel, fill=_FG, font=font)
+        rotated = label.rotate(90, expand=True)
+        img.paste(rotated, (6, (h - rotated.height) // 2))
+
+
 def errorbar_plot(x, points=None, mean=None, err=None, *, title: str = "", xlabel: str = "", ylabel: str = "",
                   size: tuple[int, int] = (640, 480)):
     """A PIL image: for each x, its `points` as dots, `mean` joined by a line, `mean +- err` as bars.
@@ -97,15 +113,7 @@ def errorbar_plot(x, points=None, mean=None, err=None, *, title: str = "", xlabe
                 for v in (m - e, m + e):
                     draw.line([(px(xi) - 5, py(v)), (px(xi) + 5, py(v))], fill=_LINE, width=2)
 
-    if title:
-        draw.text(((w - draw.textlength(title, font=font)) / 2, 12), title, fill=_FG, font=font)
-    if xlabel:
-        draw.text(((w - draw.textlength(xlabel, font=font)) / 2, h - 22), xlabel, fill=_FG, font=font)
-    if ylabel:
-        label = Image.new("RGB", (int(draw.textlength(ylabel, font=font)) + 4, 14), _BG)
-        ImageDraw.Draw(label).text((2, 0), ylabel, fill=_FG, font=font)
-        rotated = label.rotate(90, expand=True)
-        img.paste(rotated, (6, (h - rotated.height) // 2))
+    _draw_labels(img, draw, font, title, xlabel, ylabel)
     return img
 
 
@@ -163,15 +171,7 @@ def line_plot(series, *, title: str = "", xlabel: str = "", ylabel: str = "", si
             lx, ly = w - right - 130, top + 8 + 16 * k
             draw.line([(lx, ly + 6), (lx + 20, ly + 6)], fill=colour, width=3)
             draw.text((lx + 26, ly), label, fill=_FG, font=font)
-    if title:
-        draw.text(((w - draw.textlength(title, font=font)) / 2, 12), title, fill=_FG, font=font)
-    if xlabel:
-        draw.text(((w - draw.textlength(xlabel, font=font)) / 2, h - 22), xlabel, fill=_FG, font=font)
-    if ylabel:
-        label_img = Image.new("RGB", (int(draw.textlength(ylabel, font=font)) + 4, 14), _BG)
-        ImageDraw.Draw(label_img).text((2, 0), ylabel, fill=_FG, font=font)
-        rotated = label_img.rotate(90, expand=True)
-        img.paste(rotated, (6, (h - rotated.height) // 2))
+    _draw_labels(img, draw, font, title, xlabel, ylabel)
     return img
 
 
@@ -279,13 +279,5 @@ def scatter_plot(x, y, values=None, *, log_x: bool = False, log_y: bool = False,
             draw.text((bx + 18, yy - 6), f"{val:.3f}", fill=_FG, font=font)
         if value_label:
             draw.text((bx - 6, top - 16), value_label, fill=_FG, font=font)
-    if title:
-        draw.text(((w - draw.textlength(title, font=font)) / 2, 12), title, fill=_FG, font=font)
-    if xlabel:
-        draw.text(((w - draw.textlength(xlabel, font=font)) / 2, h - 22), xlabel, fill=_FG, font=font)
-    if ylabel:
-        label_img = Image.new("RGB", (int(draw.textlength(ylabel, font=font)) + 4, 14), _BG)
-        ImageDraw.Draw(label_img).text((2, 0), ylabel, fill=_FG, font=font)
-        rotated = label_img.rotate(90, expand=True)
-        img.paste(rotated, (6, (h - rotated.height) // 2))
+    _draw_labels(img, draw, font, title, xlabel, ylabel)
     return img
