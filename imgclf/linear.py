@@ -21,11 +21,11 @@ import numpy as np
 from .blas import blas_threads
 from .errors import Diverged, ModelFileError, UsageError
 from .losses import softmax, softmax_loss, svm_loss
-from .validation import (Classifier, check_array, check_fitted, check_labels, check_n_features, check_random_state,
+from .validation import (TrainedClassifier, check_array, check_fitted, check_labels, check_n_features, check_random_state,
                          encode_labels)
 
 
-class LinearClassifier(Classifier):
+class LinearClassifier(TrainedClassifier):
     """Shared machinery; subclasses set `kind`, `_data_loss` and their own defaults.
 
     The defaults (reg, lr, epochs) were measured on CIFAR-10 raw pixels with mean subtraction
@@ -198,23 +198,14 @@ class LinearClassifier(Classifier):
     # -- model files -----------------------------------------------------------------------------
     def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
         self._check_fitted()
-        params = self.get_params()
-        if not isinstance(params["random_state"], (int, type(None))):
-            params["random_state"] = None  # a Generator has no JSON form
-        params["n_features_in_"] = int(self.n_features_in_)
-        params["stopped_"] = getattr(self, "stopped_", None)
-        params["best_epoch_"] = getattr(self, "best_epoch_", None)
-        arrays = {name: value for name, value in self.params_.items()}
+        params = self._file_params()
+        arrays = dict(self.params_)
         arrays["classes"] = np.asarray(self.classes_)
         return params, arrays
 
     @classmethod
     def from_arrays(cls, params: dict, arrays: dict[str, np.ndarray]):
-        params = dict(params)
-        learned = {k: params.pop(k, None) for k in ("n_features_in_", "stopped_", "best_epoch_")}
-        unknown = set(params) - set(cls._param_names())
-        if unknown:
-            raise ModelFileError(f"{cls.kind} model file has unknown hyperparameters {', '.join(sorted(unknown))}")
+        params, learned = cls._split_file_params(params)
         model = cls(**params)
         needed = ["W", "classes"] + ([] if model.bias_trick else ["b"])
         missing = [k for k in needed if k not in arrays]
@@ -229,9 +220,7 @@ class LinearClassifier(Classifier):
         model.params_ = {"W": W} if model.bias_trick else {"W": W, "b": arrays["b"]}
         model.classes_ = arrays["classes"]
         model.n_features_in_ = d
-        model.stopped_ = learned["stopped_"]
-        model.best_epoch_ = learned["best_epoch_"]
-        model.history_ = []
+        model._set_file_learned(learned)
         return model
 
 

@@ -213,3 +213,36 @@ class Classifier(Estimator):
         pred = self.predict(X)
         y = check_labels(y, len(pred))
         return float(np.mean(pred == y))
+
+
+class TrainedClassifier(Classifier):
+    """A Solver-trained classifier: the metadata its model file shares with every other such kind."""
+
+    _FILE_LEARNED = ("n_features_in_", "stopped_", "best_epoch_")
+
+    def _file_params(self) -> dict:
+        """JSON-able hyperparameters plus the learned scalars a model file keeps."""
+        params = self.get_params()
+        if not isinstance(params["random_state"], (int, type(None))):
+            params["random_state"] = None  # a Generator has no JSON form
+        params["n_features_in_"] = int(self.n_features_in_)
+        params["stopped_"] = getattr(self, "stopped_", None)
+        params["best_epoch_"] = getattr(self, "best_epoch_", None)
+        return params
+
+    @classmethod
+    def _split_file_params(cls, params: dict) -> tuple[dict, dict]:
+        """(constructor arguments, learned scalars) from a model file's params; unknown names refused."""
+        from .errors import ModelFileError
+
+        params = dict(params)
+        learned = {k: params.pop(k, None) for k in cls._FILE_LEARNED}
+        unknown = set(params) - set(cls._param_names())
+        if unknown:
+            raise ModelFileError(f"{cls.kind} model file has unknown hyperparameters {', '.join(sorted(unknown))}")
+        return params, learned
+
+    def _set_file_learned(self, learned: dict) -> None:
+        self.stopped_ = learned["stopped_"]
+        self.best_epoch_ = learned["best_epoch_"]
+        self.history_ = []

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UsageError
-from ..validation import (Classifier, check_array, check_fitted, check_labels, check_n_features,
+from ..validation import (TrainedClassifier, check_array, check_fitted, check_labels, check_n_features,
                           check_random_state, encode_labels)
 from . import layers
 
@@ -24,7 +24,7 @@ LOSSES = ("softmax", "svm")
 OPTIMS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 
 
-class NeuralNet(Classifier):
+class NeuralNet(TrainedClassifier):
     kind = "net"
 
     def __init__(self, hidden=(500,), activation="relu", batchnorm=False, dropout=0.0, init="he", loss="softmax",
@@ -273,13 +273,8 @@ class NeuralNet(Classifier):
     # -- model files -----------------------------------------------------------------------------
     def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
         self._check_fitted()
-        params = self.get_params()
-        if not isinstance(params["random_state"], (int, type(None))):
-            params["random_state"] = None  # a Generator has no JSON form
+        params = self._file_params()
         params["hidden"] = list(self._hidden())
-        params["n_features_in_"] = int(self.n_features_in_)
-        params["stopped_"] = getattr(self, "stopped_", None)
-        params["best_epoch_"] = getattr(self, "best_epoch_", None)
         arrays = dict(self.params_)
         arrays.update(self.buffers_)
         arrays["classes"] = np.asarray(self.classes_)
@@ -287,11 +282,7 @@ class NeuralNet(Classifier):
 
     @classmethod
     def from_arrays(cls, params: dict, arrays: dict[str, np.ndarray]):
-        params = dict(params)
-        learned = {k: params.pop(k, None) for k in ("n_features_in_", "stopped_", "best_epoch_")}
-        unknown = set(params) - set(cls._param_names())
-        if unknown:
-            raise UsageError(f"net model file has unknown hyperparameters {', '.join(sorted(unknown))}")
+        params, learned = cls._split_file_params(params)
         if isinstance(params.get("hidden"), list):
             params["hidden"] = tuple(params["hidden"])
         model = cls(**params)
@@ -307,9 +298,7 @@ class NeuralNet(Classifier):
                     raise UsageError(f"net model file: {name} is {got}, expected shape {ref.shape}")
                 store[name] = np.ascontiguousarray(arr, dtype=ref.dtype)
         model.classes_ = arrays["classes"]
-        model.stopped_ = learned["stopped_"]
-        model.best_epoch_ = learned["best_epoch_"]
-        model.history_ = []
+        model._set_file_learned(learned)
         return model
 
 
