@@ -290,14 +290,7 @@ class ConvNet(NeuralNet):
                 grads[f"gamma{i}"], grads[f"beta{i}"] = g["gamma"], g["beta"]
                 dh, g = conv.conv_backward(dh, c_conv, need_dx=i > 1)
             grads[f"W{i}"] = g["w"]
-        penalty = 0.0
-        reg = float(self.reg)
-        if reg and l2:
-            from ..kernels.elementwise import add_l2
-
-            for i in range(1, L + 1):
-                penalty += add_l2(grads[f"W{i}"], self.params_[f"W{i}"], reg)
-        return data_loss + penalty, grads
+        return data_loss + (self._add_l2(grads) if l2 else 0.0), grads
 
     def _scores(self, Xp) -> np.ndarray:
         if len(Xp) <= PREDICT_CHUNK:

@@ -166,14 +166,16 @@ class NeuralNet(TrainedClassifier):
             else:
                 dh, g = layers.affine_act_backward(dh, cache[0], need_dx=i > 1)
             grads[f"W{i}"], grads[f"b{i}"] = g["w"], g["b"]
-        reg = float(self.reg)
-        penalty = 0.0
-        if reg and l2:
-            from ..kernels.elementwise import add_l2
+        return data_loss + (self._add_l2(grads) if l2 else 0.0), grads
 
-            for i in range(1, L + 1):
-                penalty += add_l2(grads[f"W{i}"], self.params_[f"W{i}"], reg)
-        return data_loss + penalty, grads
+    def _add_l2(self, grads) -> float:
+        """Add reg * d(sum W^2) to every weight gradient in place; return the penalty reg * sum W^2."""
+        reg = float(self.reg)
+        if not reg:
+            return 0.0
+        from ..kernels.elementwise import add_l2
+
+        return sum(add_l2(grads[f"W{i}"], self.params_[f"W{i}"], reg) for i in range(1, self.n_layers + 1))
 
     def _scores(self, Xp) -> np.ndarray:
         return self._forward(Xp, "test", None)[0]
