@@ -130,6 +130,44 @@ def test_pca_with_all_components_inverts_exactly():
     assert q.inverse_transform(q.transform(img)).shape == img.shape
 
 
+@pytest.mark.parametrize("k", [1, 7, 20])
+def test_subset_eigensolver_matches_the_full_eigh(k, monkeypatch):
+    d = 100  # dims up to d / 5 take the subset solver
+    r = np.random.default_rng(1)
+    Q = np.linalg.qr(r.standard_normal((d, d)))[0]
+    cov = (Q * np.geomspace(1e3, 1e-2, d)) @ Q.T
+    cov = (cov + cov.T) / 2
+    ref_values, ref_vectors = np.linalg.eigh(cov)
+    ref_values, ref_vectors = ref_values[::-1][:k], ref_vectors[:, ::-1][:, :k].T
+
+    def no_full_eigh(*a, **kw):
+        raise AssertionError("the full eigendecomposition was used")
+
+    monkeypatch.setattr(np.linalg, "eigh", no_full_eigh)
+    values, vectors, total = pp._covariance_components(cov.copy(), k, None)
+    np.testing.assert_allclose(values, ref_values, rtol=1e-10)
+    assert total == pytest.approx(np.trace(cov), rel=1e-14)
+    signs = np.sign(np.sum(vectors * ref_vectors, axis=1))
+    np.testing.assert_allclose(vectors * signs[:, None], ref_vectors, atol=1e-10)
+    np.testing.assert_allclose(vectors @ vectors.T, np.eye(k), atol=1e-12)
+
+
+def test_pca_by_dims_through_the_subset_solver_matches_variance_through_the_full_one():
+    X = correlated(n=500, d=60)
+    by_variance = PCA(variance=0.5).fit(X)  # all eigenpairs (syevd)
+    k = by_variance.n_components_
+    assert 1 < k <= 60 // 5
+    by_dims = PCA(dims=k).fit(X)  # top k only (dsyevr)
+    np.testing.assert_allclose(by_dims.explained_variance_, by_variance.explained_variance_, rtol=1e-10)
+    np.testing.assert_allclose(by_dims.explained_variance_ratio_, by_variance.explained_variance_ratio_, rtol=1e-10)
+    np.testing.assert_allclose(by_dims.components_, by_variance.components_, atol=1e-6)
+    # rank 4 with n > d: the kept components reach into the cluster of zero eigenvalues
+    dup = np.repeat(correlated(n=5, d=60), 20, axis=0)
+    q = PCA(dims=10).fit(dup)
+    np.testing.assert_allclose(q.components_.astype(np.float64) @ q.components_.T, np.eye(10), atol=1e-5)
+    np.testing.assert_allclose(q.inverse_transform(q.transform(dup)), dup, atol=1e-3)
+
+
 def test_covariance_blocks_match_numpy_cov(monkeypatch):
     monkeypatch.setattr(pp, "_BLOCK_BYTES", 4 * 12 * 70)  # several blocks of 70 rows
     X = correlated(n=333).astype(np.float32)
