@@ -4,11 +4,12 @@ Run from the checkout with the data on the search path:
     IMGCLF_DATA=../shared/datasets python benchmarks/linear.py [--epochs 3] [--batch-size 200]
 
 On 49,000 x 3,073 (CIFAR-10 training split, mean-subtracted float32, bias trick) one SGD epoch of
-LinearSVM and SoftmaxClassifier (the Solver loop: shuffle, gather the batch, scores, loss, gradient,
+LinearSVM and SoftmaxClassifier (the Solver loop: shuffle, then per step the fused kernel of
+imgclf/kernels/linear.py reading the batch's rows in place for scores, loss and gradient, then the
 update; the per-epoch accuracy evaluation is not counted) is compared, in this one run, with:
   - the two float32 GEMMs every step needs, on contiguous batch slices: scores = X_b W and
-    dW = X_b^T dS (a lower bound: no shuffling, no loss, no update), with one BLAS thread (as training
-    runs) and with the default thread pool, the faster counting;
+    dW = X_b^T dS (a lower bound for a BLAS step: no shuffling, no loss, no update), with one BLAS
+    thread and with the default thread pool, the faster counting;
   - the same two products as single full-matrix GEMMs (the best BLAS can do with the data);
   - scikit-learn's SGDClassifier(hinge), one epoch, and LogisticRegression (lbfgs, multinomial), time
     per iteration, when scikit-learn is installed (they run in float64: their own choice).
@@ -89,8 +90,7 @@ def main() -> None:
     b = args.batch_size
     print(f"data: {X.shape[0]} x {X.shape[1] + 1} (with the bias column), float32, {C} classes, batch {b}")
     rng = np.random.default_rng(0)
-    # Training runs with one BLAS thread (imgclf/blas.py); the baselines get the faster of one thread and
-    # the default pool, so the ratios never flatter imgclf.
+    # The baselines get the faster of one BLAS thread and the default pool, so the ratios never flatter imgclf.
     t_gemm1 = best_time(lambda: _one_thread(batched_gemms, X, C, b), args.repeat)
     t_gemm_n = best_time(lambda: batched_gemms(X, C, b), args.repeat)
     t_full = min(best_time(lambda: _one_thread(full_gemms, X, C), args.repeat),

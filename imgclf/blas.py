@@ -1,10 +1,11 @@
-"""Limiting the BLAS thread pool around loops of small matrix products.
+"""Limiting the BLAS thread pool for a block.
 
-Minibatch SGD on a linear model multiplies (200 x 3072) by (3072 x 10) twice per step: too little work
-to share between threads, and on a busy machine OpenBLAS's spinning threads make each product many
-times slower (measured: 7-8x on 2 cores under load). `blas_threads(1)` sets OpenBLAS's pool size through
-its C API for the duration of a block and restores it after. Only OpenBLAS (numpy's wheels) is handled;
-with any other BLAS, or where the library cannot be found, it does nothing.
+OpenBLAS's worker threads spin for a while after each product. When numba's own threads run next (a
+fused kernel on all cores), the spinners take their cores: linear-model training, whose steps are numba
+kernels and whose only BLAS work is the per-epoch accuracy, ran 1.5x slower per epoch because of it,
+and on a busy machine small products themselves got 7-8x slower. `blas_threads(1)` sets OpenBLAS's pool
+size through its C API for the duration of a block and restores it after. Only OpenBLAS (numpy's
+wheels) is handled; with any other BLAS, or where the library cannot be found, it does nothing.
 """
 
 from __future__ import annotations

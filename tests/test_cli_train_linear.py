@@ -85,14 +85,14 @@ def test_divergence_later_keeps_the_best_epoch(runner, small_stream, tmp_path, m
     from imgclf.io import modelfile
     from imgclf.linear import SoftmaxClassifier
 
-    real, calls = SoftmaxClassifier.loss, []
+    real, calls = SoftmaxClassifier.loss_rows, []
 
-    def nan_from_step_9(self, X, y, mode="train", rng=None):
+    def nan_from_step_9(self, X, idx, y, work=None):
         calls.append(1)
-        loss, grads = real(self, X, y, mode, rng)
+        loss, grads = real(self, X, idx, y, work)
         return (float("nan") if len(calls) >= 9 else loss), grads
 
-    monkeypatch.setattr(SoftmaxClassifier, "loss", nan_from_step_9)
+    monkeypatch.setattr(SoftmaxClassifier, "loss_rows", nan_from_step_9)
     out = tmp_path / "m.npz"
     res = runner.invoke(cli, ["train", "softmax", "--data", str(small_stream), *FAST[:-1], "--json", "-o", str(out)])
     assert res.exit_code == 0, res.output

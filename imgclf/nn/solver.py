@@ -300,14 +300,17 @@ class Solver:
     def _step(self, idx: np.ndarray, lr: float, want_ratio: bool) -> tuple[float, float | None]:
         """One update; returns (loss, update/weight ratio of the first parameter when asked).
         A non-finite loss leaves the weights untouched."""
-        Xb = self.X_train[idx]
-        if self.augment is not None:
-            Xb = self.augment(Xb, self.rng)
-        Xp = self.model.prepare(Xb)
-        if self.l2:
-            loss, grads = self.model.loss(Xp, self.y_train[idx], mode="train", rng=self.rng, l2=False)
+        if self.augment is None and hasattr(self.model, "loss_rows"):
+            loss, grads = self.model.loss_rows(self.X_train, idx, self.y_train[idx])
         else:
-            loss, grads = self.model.loss(Xp, self.y_train[idx], mode="train", rng=self.rng)
+            Xb = self.X_train[idx]
+            if self.augment is not None:
+                Xb = self.augment(Xb, self.rng)
+            Xp = self.model.prepare(Xb)
+            if self.l2:
+                loss, grads = self.model.loss(Xp, self.y_train[idx], mode="train", rng=self.rng, l2=False)
+            else:
+                loss, grads = self.model.loss(Xp, self.y_train[idx], mode="train", rng=self.rng)
         if not np.isfinite(loss):
             return float(loss), None
         first = next(iter(self.model.params_))

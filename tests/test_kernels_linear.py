@@ -1,0 +1,94 @@
+"""The fused linear-classifier step (imgclf/kernels/linear.py) against the naive loop losses of
+tests/reference.py, through the kernel, through LinearClassifier.loss_rows, and without the JIT."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgclf.kernels import linear as kernel
+from imgclf.linear import LinearSVM, SoftmaxClassifier
+from reference import softmax_loss_naive, svm_loss_naive
+
+CASES = [("softmax", {}), ("svm", {"delta": 1.0}), ("svm", {"delta": 0.5}), ("svm", {"delta": 1.0, "squared": True})]
+
+
+def _naive(name, W, X, y, reg, opts, bias_row=True):
+    if name == "softmax":
+        return softmax_loss_naive(W, X, y, reg, bias_row=bias_row)
+    return svm_loss_naive(W, X, y, reg, bias_row=bias_row, **opts)
+
+
+def _kind(name, opts):
+    if name == "softmax":
+        return kernel.SOFTMAX
+    return kernel.SQUARED_HINGE if opts.get("squared") else kernel.HINGE
+
+
+@pytest.mark.parametrize("name,opts", CASES)
+@pytest.mark.parametrize("n", [1, 5, 8, 9, 37])
+def test_kernel_matches_naive_loops(rng, name, opts, n):
+    # D spans two feature chunks and a remainder; n covers partial, exact and several row groups.
+    N, D, C = 60, kernel.CHUNK + 77, 4
+    X = rng.standard_normal((N, D)).astype(np.float32)
+    y = rng.integers(0, C, N)
+    W = (0.05 * rng.standard_normal((D + 1, C))).astype(np.float32)
+    idx = rng.choice(N, n, replace=True)  # repeats allowed: a row may appear twice in a batch
+    G = np.full((3, C, D), np.nan, np.float32)  # stale contents must not leak into the result
+    gb = np.full((3, C), np.nan, np.float32)
+    loss = kernel.loss_grad_rows(X, idx, y[idx], np.ascontiguousarray(W[:-1].T), W[-1].copy(), _kind(name, opts),
+                                 opts.get("delta", 1.0), G, gb)
+    ref_loss, ref_dW = _naive(name, W.astype(np.float64), X[idx].astype(np.float64), y[idx], 0.0, opts)
+    assert loss == pytest.approx(ref_loss, rel=1e-5)
+    np.testing.assert_allclose(G[0].T, ref_dW[:-1], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(gb[0], ref_dW[-1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls,name,opts", [(SoftmaxClassifier, "softmax", {}), (LinearSVM, "svm", {}),
+                                          (LinearSVM, "svm", {"squared": True})])
+@pytest.mark.parametrize("bias_trick", [True, False])
+def test_loss_rows_equals_loss_of_gathered_rows(rng, cls, name, opts, bias_trick):
+    X = rng.standard_normal((50, 30)).astype(np.float32)
+    y = rng.integers(0, 3, 50)
+    extra = {"squared_hinge": True} if opts.get("squared") else {}
+    model = cls(reg=0.3, bias_trick=bias_trick, **extra).initialize(30, 3, rng)
+    model.params_["W"][...] = 0.1 * rng.standard_normal(model.params_["W"].shape)
+    if not bias_trick:
+        model.params_["b"][...] = rng.standard_normal(3)
+    idx = rng.permutation(50)[:21]
+    loss_f, grads_f = model.loss_rows(X, idx, y[idx])
+    loss_g, grads_g = model.loss(X[idx], y[idx])
+    assert loss_f == pytest.approx(loss_g, rel=1e-5)
+    assert grads_f.keys() == grads_g.keys()
+    for k in grads_f:
+        np.testing.assert_allclose(grads_f[k], grads_g[k], rtol=1e-4, atol=1e-6)
+
+
+def test_kernel_without_jit_matches_naive_loops():
+    """NUMBA_DISABLE_JIT=1: the Python source of the kernel is what gets compiled; check it too."""
+    code = """
+import sys, numpy as np
+sys.path.insert(0, {tests!r})
+from reference import softmax_loss_naive, svm_loss_naive
+from imgclf.kernels import linear as k
+rng = np.random.default_rng(5)
+X = rng.standard_normal((12, 9)).astype(np.float32); y = rng.integers(0, 3, 12)
+W = (0.1 * rng.standard_normal((10, 3))).astype(np.float32)
+idx = np.array([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 11])
+for kind, ref in [(k.SOFTMAX, lambda: softmax_loss_naive(W, X[idx], y[idx], 0.0, bias_row=True)),
+                  (k.HINGE, lambda: svm_loss_naive(W, X[idx], y[idx], 0.0, bias_row=True)),
+                  (k.SQUARED_HINGE, lambda: svm_loss_naive(W, X[idx], y[idx], 0.0, squared=True, bias_row=True))]:
+    G = np.zeros((2, 3, 9), np.float32); gb = np.zeros((2, 3), np.float32)
+    loss = k.loss_grad_rows(X, idx, y[idx], np.ascontiguousarray(W[:-1].T), W[-1].copy(), kind, 1.0, G, gb)
+    rl, rdW = ref()
+    assert abs(loss - rl) <= 1e-5 * abs(rl), (kind, loss, rl)
+    assert np.allclose(G[0].T, rdW[:-1], atol=1e-5) and np.allclose(gb[0], rdW[-1], atol=1e-5), kind
+print("ok")
+""".format(tests=str(Path(__file__).parent))
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, NUMBA_DISABLE_JIT="1"),
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
