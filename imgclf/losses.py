@@ -32,7 +32,8 @@ def _check(scores, y) -> tuple[np.ndarray, np.ndarray]:
         raise UsageError(f"labels must be integers, got {y.dtype}")
     if y.min() < 0 or y.max() >= scores.shape[1]:
         raise UsageError(f"labels must lie in 0..{scores.shape[1] - 1}")
-    return scores, y
+    dtype = scores.dtype if scores.dtype in (np.float32, np.float64) else np.float64
+    return np.ascontiguousarray(scores, dtype=dtype), y.astype(np.int64, copy=False)
 
 
 def svm_loss(scores, y, delta: float = 1.0, squared: bool = False) -> tuple[float, np.ndarray]:
@@ -40,23 +41,10 @@ def svm_loss(scores, y, delta: float = 1.0, squared: bool = False) -> tuple[floa
 
     At a kink (a margin exactly 0) the subgradient 0 is used, as `max(0, m) > 0` is false there.
     """
+    from .kernels import loss
+
     scores, y = _check(scores, y)
-    n = len(y)
-    rows = np.arange(n)
-    margins = scores - scores[rows, y][:, None]
-    margins += scores.dtype.type(delta)
-    np.maximum(margins, 0, out=margins)
-    margins[rows, y] = 0
-    if squared:
-        loss = float(np.sum(margins * margins)) / n
-        dscores = margins * scores.dtype.type(2.0 / n)
-    else:
-        loss = float(np.sum(margins)) / n
-        dscores = (margins > 0).astype(scores.dtype)
-        dscores *= scores.dtype.type(1.0 / n)
-    # Each positive margin also pushes the correct-class score down.
-    dscores[rows, y] = -dscores.sum(axis=1)
-    return loss, dscores
+    return loss.loss_rows(scores, y, loss.SQUARED_HINGE if squared else loss.HINGE, delta)
 
 
 def softmax(scores) -> np.ndarray:
@@ -71,20 +59,11 @@ def softmax(scores) -> np.ndarray:
 
 
 def softmax_loss(scores, y) -> tuple[float, np.ndarray]:
-    """Mean softmax cross-entropy and its gradient on the scores: (p - onehot(y)) / N."""
+    """Mean softmax cross-entropy and its gradient on the scores: (p - onehot(y)) / N.
+
+    Probabilities below the dtype's smallest normal number are flushed to 0 in the gradient (see
+    imgclf/kernels/loss.py)."""
+    from .kernels import loss
+
     scores, y = _check(scores, y)
-    n = len(y)
-    rows = np.arange(n)
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    sums = exp.sum(axis=1)
-    # -log p_y = log(sum exp) - shifted_y, without forming p_y (which may underflow to 0).
-    loss = float(np.sum(np.log(sums) - shifted[rows, y], dtype=np.float64)) / n
-    dscores = exp
-    dscores /= sums[:, None]
-    dscores[rows, y] -= 1
-    dscores *= scores.dtype.type(1.0 / n)
-    # Probabilities far below the top one come out subnormal; BLAS runs many times slower on
-    # subnormal operands (the X^T dscores product that follows), and they carry nothing: flush them.
-    dscores[np.abs(dscores) < np.finfo(dscores.dtype).tiny] = 0
-    return loss, dscores
+    return loss.loss_rows(scores, y, loss.SOFTMAX)

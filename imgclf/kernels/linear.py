@@ -21,10 +21,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .loss import HINGE, SOFTMAX, SQUARED_HINGE, _row_loss  # noqa: F401 - the kinds are part of this API
+
 R = 8  # rows per group: 8 x-chunks + a weight chunk + a gradient chunk fit in L1
 CHUNK = 512  # features per chunk
 
-SOFTMAX, HINGE, SQUARED_HINGE = 0, 1, 2
 
 
 # The chunk loops index slices with range(n), not the parent arrays with range(lo, hi): LLVM vectorised
@@ -89,45 +90,6 @@ def _group_gradient(xb, m, dS, G):
                     g[d] += a * x[d]
 
 
-@njit(cache=True, error_model="numpy")
-def _row_loss(s, yi, kind, delta, inv_n, ds):
-    """Loss of one row of scores `s` (bias included) and its gradient ds (already divided by n)."""
-    C = s.shape[0]
-    if kind == SOFTMAX:
-        m = s[0]
-        for c in range(1, C):
-            m = max(m, s[c])
-        z = 0.0
-        for c in range(C):
-            e = np.exp(np.float64(s[c] - m))
-            ds[c] = e
-            z += e
-        loss = np.log(z) - np.float64(s[yi] - m)
-        for c in range(C):
-            ds[c] = ds[c] / z * inv_n
-        ds[yi] -= inv_n
-        return loss
-    loss = 0.0
-    total = np.float32(0)
-    for c in range(C):
-        if c == yi:
-            continue
-        margin = s[c] - s[yi] + delta
-        if margin > 0:
-            if kind == SQUARED_HINGE:
-                loss += np.float64(margin) * margin
-                g = 2 * margin * inv_n
-            else:
-                loss += margin
-                g = inv_n
-        else:
-            g = np.float32(0)
-        ds[c] = g
-        total += g
-    ds[yi] = -total
-    return loss
-
-
 @njit(parallel=True, cache=True, error_model="numpy")
 def _loss_grad_rows(X, idx, y, Wt, b, kind, delta, n_threads, G, gb):
     """Mean data loss over rows idx. Thread t accumulates its rows' gradient in G[t], gb[t]; the shares
@@ -143,7 +105,7 @@ def _loss_grad_rows(X, idx, y, Wt, b, kind, delta, n_threads, G, gb):
         xb = np.empty((R, X.shape[1]), np.float32)
         S = np.empty((R, C), np.float32)
         dS = np.empty((R, C), np.float32)
-        s64 = np.empty(C, np.float32)
+        s = np.empty(C, np.float32)
         total = 0.0
         for lo in range(t * per, min(n, (t + 1) * per), R):
             hi = min(min(n, (t + 1) * per), lo + R)
@@ -153,8 +115,8 @@ def _loss_grad_rows(X, idx, y, Wt, b, kind, delta, n_threads, G, gb):
             _group_scores(xb, m, Wt, S)
             for r in range(m):
                 for c in range(C):
-                    s64[c] = S[r, c] + b[c]
-                total += _row_loss(s64, y[lo + r], kind, delta, inv_n, dS[r])
+                    s[c] = S[r, c] + b[c]
+                total += _row_loss(s, y[lo + r], kind, delta, inv_n, dS[r])
                 for c in range(C):
                     gbt[c] += dS[r, c]
             _group_gradient(xb, m, dS, G[t])
