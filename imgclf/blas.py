@@ -24,15 +24,17 @@ _SYMBOLS = (
 
 
 @functools.lru_cache(maxsize=1)
-def _openblas():
-    """(set, get) of the OpenBLAS loaded in this process, or None."""
+def _openblas_all() -> tuple:
+    """(set, get) of every OpenBLAS loaded in this process, numpy's first (scipy's wheels bring their own)."""
     import numpy  # noqa: F401 - the BLAS of interest is the one numpy has loaded
 
     try:
         with open("/proc/self/maps") as maps:
-            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line})
+            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line},
+                           key=lambda path: ("numpy" not in path, path))
     except OSError:
-        return None
+        return ()
+    found = []
     for path in paths:
         try:
             lib = ctypes.CDLL(path)
@@ -40,21 +42,73 @@ def _openblas():
             continue
         for setter, getter in _SYMBOLS:
             if hasattr(lib, setter) and hasattr(lib, getter):
-                return getattr(lib, setter), getattr(lib, getter)
-    return None
+                found.append((getattr(lib, setter), getattr(lib, getter)))
+                break
+    return tuple(found)
+
+
+def _openblas():
+    """(set, get) of the OpenBLAS numpy has loaded, or None."""
+    found = _openblas_all()
+    return found[0] if found else None
 
 
 @contextlib.contextmanager
 def blas_threads(n: int):
-    """Run the block with at most `n` BLAS threads (OpenBLAS only; otherwise unchanged)."""
-    api = _openblas()
-    if api is None:
-        yield
-        return
-    set_threads, get_threads = api
-    before = get_threads()
-    set_threads(min(n, before))
+    """Run the block with at most `n` BLAS threads in every OpenBLAS loaded when it starts (numpy's and,
+    once scipy.linalg is imported, scipy's); otherwise unchanged."""
+    _openblas_all.cache_clear()  # scipy may have loaded its library since the last call
+    apis = _openblas_all()
+    befores = [get_threads() for _, get_threads in apis]
+    for (set_threads, _), before in zip(apis, befores):
+        set_threads(min(n, before))
     try:
         yield
     finally:
-        set_threads(before)
+        for (set_threads, _), before in zip(apis, befores):
+            set_threads(before)
+
+
+# CBLAS syrk symbols of the OpenBLAS builds numpy ships or links, and whether their integers are 64-bit.
+_SYRK_SYMBOLS = (("scipy_cblas_{}syrk64_", True), ("cblas_{}syrk64_", True),
+                 ("scipy_cblas_{}syrk", False), ("cblas_{}syrk", False))
+_ROW_MAJOR, _LOWER, _TRANS = 101, 122, 112
+
+
+@functools.lru_cache(maxsize=2)
+def _cblas_syrk(char: str):
+    """numpy's OpenBLAS `cblas_?syrk` and its integer type, or None."""
+    import numpy  # noqa: F401
+
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "numpy" in line})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name, wide in _SYRK_SYMBOLS:
+            if hasattr(lib, name.format(char)):
+                return getattr(lib, name.format(char)), (ctypes.c_int64 if wide else ctypes.c_int32)
+    return None
+
+
+def gram_lower(A, out) -> bool:
+    """out's lower triangle := A.T @ A (BLAS syrk, no GIL held, the upper triangle left untouched), for a
+    C-contiguous float32 or float64 A (K, N) and out (N, N) of its dtype. False (nothing done) when numpy's
+    OpenBLAS cannot be called directly."""
+    import numpy as np
+
+    char = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}.get(A.dtype)
+    found = _cblas_syrk(char) if char else None
+    if found is None or not (A.flags.c_contiguous and out.flags.c_contiguous and out.dtype == A.dtype):
+        return False
+    fn, integer = found
+    real = ctypes.c_float if char == "s" else ctypes.c_double
+    k, n = A.shape
+    fn(ctypes.c_int(_ROW_MAJOR), ctypes.c_int(_LOWER), ctypes.c_int(_TRANS), integer(n), integer(k), real(1.0),
+       ctypes.c_void_p(A.ctypes.data), integer(n), real(0.0), ctypes.c_void_p(out.ctypes.data), integer(n))
+    return True

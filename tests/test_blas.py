@@ -13,3 +13,18 @@ def test_blas_threads_is_restored_and_products_still_right():
         np.testing.assert_array_equal(a @ a.T, np.einsum("ij,kj->ik", a, a))
     if api:
         assert api[1]() == before
+
+
+def test_gram_lower_is_the_lower_triangle_of_a_transposed_product():
+    from imgclf.blas import gram_lower
+
+    r = np.random.default_rng(0)
+    for dtype, tol in [(np.float32, 1e-5), (np.float64, 1e-13)]:
+        A = r.standard_normal((50, 7)).astype(dtype)
+        out = np.full((7, 7), -1.0, dtype=dtype)
+        if not gram_lower(A, out):
+            continue  # no OpenBLAS to call directly: callers fall back to numpy
+        ref = A.T.astype(np.float64) @ A
+        np.testing.assert_allclose(np.tril(out), np.tril(ref), rtol=tol)
+        assert np.all(out[np.triu_indices(7, 1)] == -1.0)  # the upper triangle is left alone
+    assert not gram_lower(np.zeros((3, 4), dtype=np.float32).T, np.zeros((3, 3), dtype=np.float32))

@@ -152,6 +152,55 @@ def test_subset_eigensolver_matches_the_full_eigh(k, monkeypatch):
     np.testing.assert_allclose(vectors @ vectors.T, np.eye(k), atol=1e-12)
 
 
+def _spectrum_cov(d, values, seed=1):
+    Q = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, d)))[0]
+    cov = (Q * values) @ Q.T
+    return (cov + cov.T) / 2
+
+
+@pytest.mark.parametrize("k", [1, 7, 20])
+@pytest.mark.parametrize("tol", [pp._MIXED_TOL, 1e-12])
+def test_mixed_precision_subset_solver_matches_numpy_eigh(k, tol):
+    d = 120
+    cov = _spectrum_cov(d, np.geomspace(1e3, 1e-2, d))
+    ref_values, ref_vectors = np.linalg.eigh(cov)
+    ref_values, ref_vectors = ref_values[::-1][:k], ref_vectors[:, ::-1][:, :k]
+    found = pp._mixed_top_eigenpairs(cov.copy(), k, tol)
+    assert found is not None  # converged: float32 LAPACK + float64 refinement, no float64 fallback
+    values, vectors = found
+    np.testing.assert_allclose(values, ref_values, rtol=1e-10)
+    np.testing.assert_allclose(vectors.T @ vectors, np.eye(k), atol=1e-12)
+    signs = np.sign(np.sum(vectors * ref_vectors, axis=0))
+    # the stopping rule bounds the subspace angle by tol; individual vectors here have wide gaps
+    np.testing.assert_allclose(vectors * signs, ref_vectors, atol=max(1e-10, 10 * tol))
+    # the public entry point gives the same
+    np.testing.assert_array_equal(pp.top_eigenpairs(cov.copy(), k, mixed=True, tol=tol)[0], values)
+
+
+def test_mixed_precision_subset_solver_falls_back_to_float64_without_a_gap():
+    d, k = 100, 10
+    values = np.geomspace(1e3, 1e-2, d)
+    values[k - 3:k + 3] = values[k - 3]  # a cluster straddling the cut: the kept space is not unique
+    cov = _spectrum_cov(d, values, seed=2)
+    assert pp._mixed_top_eigenpairs(cov.copy(), k, pp._MIXED_TOL) is None
+    got, vectors = pp.top_eigenpairs(cov.copy(), k, mixed=True)
+    np.testing.assert_allclose(got, np.linalg.eigvalsh(cov)[::-1][:k], rtol=1e-10)
+    np.testing.assert_allclose(cov @ vectors, vectors * got, atol=1e-9)
+
+
+def test_pca_of_float32_data_takes_the_mixed_solver(monkeypatch):
+    X = correlated(n=500, d=60)
+    calls = []
+    real = pp._mixed_top_eigenpairs
+    monkeypatch.setattr(pp, "_mixed_top_eigenpairs", lambda *a: calls.append(1) or real(*a))
+    p32 = PCA(dims=8).fit(X.astype(np.float32))
+    assert calls == [1]
+    p64 = PCA(dims=8).fit(X.astype(np.float64))  # float64 data: float64 LAPACK only
+    assert calls == [1]
+    np.testing.assert_allclose(p32.explained_variance_, p64.explained_variance_, rtol=1e-5)
+    np.testing.assert_allclose(p32.components_, p64.components_, atol=1e-4)
+
+
 def test_pca_by_dims_through_the_subset_solver_matches_variance_through_the_full_one():
     X = correlated(n=500, d=60)
     by_variance = PCA(variance=0.5).fit(X)  # all eigenpairs (syevd)
@@ -168,13 +217,23 @@ def test_pca_by_dims_through_the_subset_solver_matches_variance_through_the_full
     np.testing.assert_allclose(q.inverse_transform(q.transform(dup)), dup, atol=1e-3)
 
 
-def test_covariance_blocks_match_numpy_cov(monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("direct_syrk", [True, False])
+def test_covariance_blocks_match_numpy_cov(monkeypatch, workers, direct_syrk):
+    import imgclf.blas
+
     monkeypatch.setattr(pp, "_BLOCK_BYTES", 4 * 12 * 70)  # several blocks of 70 rows
+    monkeypatch.setattr(pp, "_blas_thread_count", lambda: workers)  # blocks shared by this many threads
+    if not direct_syrk:  # numpy's matmul (both triangles) where OpenBLAS cannot be called directly
+        monkeypatch.setattr(imgclf.blas, "gram_lower", lambda A, out: False)
     X = correlated(n=333).astype(np.float32)
     ref = np.cov(X.astype(np.float64), rowvar=False)
     mean = X.mean(axis=0, dtype=np.float64)
-    np.testing.assert_allclose(pp.covariance(X, mean), ref, rtol=1e-5, atol=1e-5)
+    cov = pp.covariance(X, mean)
+    np.testing.assert_array_equal(cov, cov.T)
+    np.testing.assert_allclose(cov, ref, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(pp.covariance(X, mean, work_dtype=np.float64), ref, rtol=1e-12)
+    np.testing.assert_allclose(pp.covariance(X.astype(np.float64), mean), ref, rtol=1e-12)
 
 
 def test_whitened_training_data_has_identity_covariance():
