@@ -7,6 +7,8 @@ import sys
 
 import click
 
+import imgclf  # noqa: F401 - before anything loads numpy: sets the thread-spin defaults (imgclf/_threading.py)
+
 # name -> "module:attribute" under imgclf_cli.commands; imported only when used, so that
 # `imgclf --help` never pays for numpy or numba.
 COMMANDS = {

@@ -3,7 +3,11 @@
 Importing the package is cheap; the estimators load their modules on first use.
 """
 
+from ._threading import set_spin_defaults
+
 __version__ = "0.1.0"
+
+set_spin_defaults()
 
 _LAZY = {
     "KNNClassifier": "imgclf.neighbors",
