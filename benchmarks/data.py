@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import imgclf  # noqa: F401 - first: its thread-spin defaults (imgclf/_threading.py) apply only before numpy and numba start their pools
 import numpy as np
 
 

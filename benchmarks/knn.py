@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 
+import imgclf  # noqa: F401 - first: its thread-spin defaults (imgclf/_threading.py) apply only before numpy and numba start their pools
 import numpy as np
 
 

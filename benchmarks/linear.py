@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import imgclf  # noqa: F401 - first: its thread-spin defaults (imgclf/_threading.py) apply only before numpy and numba start their pools
 import numpy as np
 
 

@@ -26,6 +26,7 @@ import argparse
 import time
 import warnings
 
+import imgclf  # noqa: F401 - first: its thread-spin defaults (imgclf/_threading.py) apply only before numpy and numba start their pools
 import numpy as np
 
 

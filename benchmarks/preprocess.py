@@ -20,6 +20,7 @@ import argparse
 import os
 import time
 
+import imgclf  # noqa: F401 - first: its thread-spin defaults (imgclf/_threading.py) apply only before numpy and numba start their pools
 import numpy as np
 
 

@@ -120,15 +120,11 @@ class LinearClassifier(TrainedClassifier):
         W, b = self._split()
         work = {} if work is None else work
         if "G" not in work:
-            threads = numba.get_num_threads()
-            work["G"] = np.empty((threads,) + W.T.shape, np.float32)
-            work["gb"] = np.empty((threads, W.shape[1]), np.float32)
+            work["G"] = np.empty((numba.get_num_threads(),) + W.T.shape, np.float32)
         kind, delta = self._kernel_loss()
-        data_loss = kernel.loss_grad_rows(X, idx, y, np.ascontiguousarray(W.T), b, kind, delta, work["G"], work["gb"])
         grads, dW, db = self._new_grads()
-        dW[...] = work["G"][0].T
-        db[...] = work["gb"][0]
-        return data_loss + self._add_penalty(dW), grads
+        data_loss, penalty = kernel.loss_grad_rows(X, idx, y, W, b, kind, delta, self.reg, work["G"], dW, db)
+        return data_loss + penalty, grads
 
     def _new_grads(self) -> tuple[dict, np.ndarray, np.ndarray]:
         """Gradient arrays shaped like params_, and views of their weight and bias parts."""

@@ -28,23 +28,29 @@ def _kind(name, opts):
     return kernel.SQUARED_HINGE if opts.get("squared") else kernel.HINGE
 
 
+def _run_kernel(X, idx, y, W, kind, delta, reg, threads=3):
+    """The kernel on W (D+1, C) with the bias as last row; returns (loss + penalty, dW (D+1, C))."""
+    D, C = X.shape[1], W.shape[1]
+    G = np.full((threads, C, D), np.nan, np.float32)  # stale contents must not leak into the result
+    dW = np.full((D + 1, C), np.nan, np.float32)
+    data, penalty = kernel.loss_grad_rows(X, idx, y, W[:-1], W[-1].copy(), kind, delta, reg, G, dW[:-1], dW[-1])
+    return data + penalty, dW
+
+
 @pytest.mark.parametrize("name,opts", CASES)
 @pytest.mark.parametrize("n", [1, 5, 8, 9, 37])
-def test_kernel_matches_naive_loops(rng, name, opts, n):
+@pytest.mark.parametrize("reg", [0.0, 0.7])
+def test_kernel_matches_naive_loops(rng, name, opts, n, reg):
     # D spans two feature chunks and a remainder; n covers partial, exact and several row groups.
     N, D, C = 60, kernel.CHUNK + 77, 4
     X = rng.standard_normal((N, D)).astype(np.float32)
     y = rng.integers(0, C, N)
     W = (0.05 * rng.standard_normal((D + 1, C))).astype(np.float32)
     idx = rng.choice(N, n, replace=True)  # repeats allowed: a row may appear twice in a batch
-    G = np.full((3, C, D), np.nan, np.float32)  # stale contents must not leak into the result
-    gb = np.full((3, C), np.nan, np.float32)
-    loss = kernel.loss_grad_rows(X, idx, y[idx], np.ascontiguousarray(W[:-1].T), W[-1].copy(), _kind(name, opts),
-                                 opts.get("delta", 1.0), G, gb)
-    ref_loss, ref_dW = _naive(name, W.astype(np.float64), X[idx].astype(np.float64), y[idx], 0.0, opts)
+    loss, dW = _run_kernel(X, idx, y[idx], W, _kind(name, opts), opts.get("delta", 1.0), reg)
+    ref_loss, ref_dW = _naive(name, W.astype(np.float64), X[idx].astype(np.float64), y[idx], reg, opts)
     assert loss == pytest.approx(ref_loss, rel=1e-5)
-    np.testing.assert_allclose(G[0].T, ref_dW[:-1], rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(gb[0], ref_dW[-1], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dW, ref_dW, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("cls,name,opts", [(SoftmaxClassifier, "softmax", {}), (LinearSVM, "svm", {}),
@@ -78,14 +84,14 @@ rng = np.random.default_rng(5)
 X = rng.standard_normal((12, 9)).astype(np.float32); y = rng.integers(0, 3, 12)
 W = (0.1 * rng.standard_normal((10, 3))).astype(np.float32)
 idx = np.array([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 11])
-for kind, ref in [(k.SOFTMAX, lambda: softmax_loss_naive(W, X[idx], y[idx], 0.0, bias_row=True)),
-                  (k.HINGE, lambda: svm_loss_naive(W, X[idx], y[idx], 0.0, bias_row=True)),
-                  (k.SQUARED_HINGE, lambda: svm_loss_naive(W, X[idx], y[idx], 0.0, squared=True, bias_row=True))]:
-    G = np.zeros((2, 3, 9), np.float32); gb = np.zeros((2, 3), np.float32)
-    loss = k.loss_grad_rows(X, idx, y[idx], np.ascontiguousarray(W[:-1].T), W[-1].copy(), kind, 1.0, G, gb)
+for kind, ref in [(k.SOFTMAX, lambda: softmax_loss_naive(W, X[idx], y[idx], 0.5, bias_row=True)),
+                  (k.HINGE, lambda: svm_loss_naive(W, X[idx], y[idx], 0.5, bias_row=True)),
+                  (k.SQUARED_HINGE, lambda: svm_loss_naive(W, X[idx], y[idx], 0.5, squared=True, bias_row=True))]:
+    G = np.zeros((2, 3, 9), np.float32); dW = np.zeros((10, 3), np.float32)
+    data, penalty = k.loss_grad_rows(X, idx, y[idx], W[:-1], W[-1].copy(), kind, 1.0, 0.5, G, dW[:-1], dW[-1])
     rl, rdW = ref()
-    assert abs(loss - rl) <= 1e-5 * abs(rl), (kind, loss, rl)
-    assert np.allclose(G[0].T, rdW[:-1], atol=1e-5) and np.allclose(gb[0], rdW[-1], atol=1e-5), kind
+    assert abs(data + penalty - rl) <= 1e-5 * abs(rl), (kind, data + penalty, rl)
+    assert np.allclose(dW, rdW, atol=1e-5), kind
 print("ok")
 """.format(tests=str(Path(__file__).parent))
     out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, NUMBA_DISABLE_JIT="1"),
