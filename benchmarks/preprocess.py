@@ -69,7 +69,8 @@ def numpy_knn_accuracy(Xtr, ytr, Xte, yte, ks=(1, 5)) -> dict[int, float]:
 
 def pca_timings(repeat: int, skip_full: bool) -> None:
     from imgclf.datasets import load
-    from imgclf.preprocessing import PCA, covariance
+    from imgclf.eigen import covariance
+    from imgclf.preprocessing import PCA
 
     ds = load("cifar10")
     X = ds.get("train").X.reshape(len(ds.get("train")), -1).astype(np.float32)

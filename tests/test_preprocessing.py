@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from imgclf import eigen
 from imgclf import preprocessing as pp
 from imgclf.datasets.base import Dataset, Split
 from imgclf.errors import DataError, UsageError
@@ -45,7 +46,7 @@ def test_mean_subtraction_matches_numpy():
 @pytest.mark.parametrize("block_bytes", [None, 1], ids=["one block", "blocks of 64 rows"])
 def test_normalization_matches_numpy_std_and_guards_constant_features(block_bytes, monkeypatch):
     if block_bytes:
-        monkeypatch.setattr(pp, "_BLOCK_BYTES", block_bytes)
+        monkeypatch.setattr(eigen, "_BLOCK_BYTES", block_bytes)
     X = images().astype(np.float64)
     X[:, 0, 0, 0] = 7.0  # a constant feature
     out = Normalization().fit_transform(X)
@@ -82,7 +83,7 @@ def test_fewer_samples_than_features_matches_svd_and_the_covariance_path(kw, mon
     signs = np.sign(np.sum(p.components_ * Vt[:k], axis=1))
     np.testing.assert_allclose(p.components_, Vt[:k] * signs[:, None], atol=1e-5)
     np.testing.assert_allclose(p.explained_variance_, s[:k] ** 2 / 29, rtol=1e-9)
-    monkeypatch.setattr(pp, "_gram_components", lambda *a: None)
+    monkeypatch.setattr(eigen, "_gram_components", lambda *a: None)
     q = PCA(**kw).fit(X)  # the D x D covariance route
     np.testing.assert_allclose(q.components_, p.components_, atol=1e-5)
     np.testing.assert_allclose(q.explained_variance_ratio_, p.explained_variance_ratio_, rtol=1e-8)
@@ -144,7 +145,7 @@ def test_subset_eigensolver_matches_the_full_eigh(k, monkeypatch):
         raise AssertionError("the full eigendecomposition was used")
 
     monkeypatch.setattr(np.linalg, "eigh", no_full_eigh)
-    values, vectors, total = pp._covariance_components(cov.copy(), k, None)
+    values, vectors, total = eigen._covariance_components(cov.copy(), k, None)
     np.testing.assert_allclose(values, ref_values, rtol=1e-10)
     assert total == pytest.approx(np.trace(cov), rel=1e-14)
     signs = np.sign(np.sum(vectors * ref_vectors, axis=1))
@@ -159,13 +160,13 @@ def _spectrum_cov(d, values, seed=1):
 
 
 @pytest.mark.parametrize("k", [1, 7, 20])
-@pytest.mark.parametrize("tol", [pp._MIXED_TOL, 1e-12])
+@pytest.mark.parametrize("tol", [eigen._MIXED_TOL, 1e-12])
 def test_mixed_precision_subset_solver_matches_numpy_eigh(k, tol):
     d = 120
     cov = _spectrum_cov(d, np.geomspace(1e3, 1e-2, d))
     ref_values, ref_vectors = np.linalg.eigh(cov)
     ref_values, ref_vectors = ref_values[::-1][:k], ref_vectors[:, ::-1][:, :k]
-    found = pp._mixed_top_eigenpairs(cov.copy(), k, tol)
+    found = eigen._mixed_top_eigenpairs(cov.copy(), k, tol)
     assert found is not None  # converged: float32 LAPACK + float64 refinement, no float64 fallback
     values, vectors = found
     np.testing.assert_allclose(values, ref_values, rtol=1e-10)
@@ -174,7 +175,7 @@ def test_mixed_precision_subset_solver_matches_numpy_eigh(k, tol):
     # the stopping rule bounds the subspace angle by tol; individual vectors here have wide gaps
     np.testing.assert_allclose(vectors * signs, ref_vectors, atol=max(1e-10, 10 * tol))
     # the public entry point gives the same
-    np.testing.assert_array_equal(pp.top_eigenpairs(cov.copy(), k, mixed=True, tol=tol)[0], values)
+    np.testing.assert_array_equal(eigen.top_eigenpairs(cov.copy(), k, mixed=True, tol=tol)[0], values)
 
 
 def test_mixed_precision_subset_solver_falls_back_to_float64_without_a_gap():
@@ -182,8 +183,8 @@ def test_mixed_precision_subset_solver_falls_back_to_float64_without_a_gap():
     values = np.geomspace(1e3, 1e-2, d)
     values[k - 3:k + 3] = values[k - 3]  # a cluster straddling the cut: the kept space is not unique
     cov = _spectrum_cov(d, values, seed=2)
-    assert pp._mixed_top_eigenpairs(cov.copy(), k, pp._MIXED_TOL) is None
-    got, vectors = pp.top_eigenpairs(cov.copy(), k, mixed=True)
+    assert eigen._mixed_top_eigenpairs(cov.copy(), k, eigen._MIXED_TOL) is None
+    got, vectors = eigen.top_eigenpairs(cov.copy(), k, mixed=True)
     np.testing.assert_allclose(got, np.linalg.eigvalsh(cov)[::-1][:k], rtol=1e-10)
     np.testing.assert_allclose(cov @ vectors, vectors * got, atol=1e-9)
 
@@ -191,8 +192,8 @@ def test_mixed_precision_subset_solver_falls_back_to_float64_without_a_gap():
 def test_pca_of_float32_data_takes_the_mixed_solver(monkeypatch):
     X = correlated(n=500, d=60)
     calls = []
-    real = pp._mixed_top_eigenpairs
-    monkeypatch.setattr(pp, "_mixed_top_eigenpairs", lambda *a: calls.append(1) or real(*a))
+    real = eigen._mixed_top_eigenpairs
+    monkeypatch.setattr(eigen, "_mixed_top_eigenpairs", lambda *a: calls.append(1) or real(*a))
     p32 = PCA(dims=8).fit(X.astype(np.float32))
     assert calls == [1]
     p64 = PCA(dims=8).fit(X.astype(np.float64))  # float64 data: float64 LAPACK only
@@ -222,18 +223,18 @@ def test_pca_by_dims_through_the_subset_solver_matches_variance_through_the_full
 def test_covariance_blocks_match_numpy_cov(monkeypatch, workers, direct_syrk):
     import imgclf.blas
 
-    monkeypatch.setattr(pp, "_BLOCK_BYTES", 4 * 12 * 70)  # several blocks of 70 rows
-    monkeypatch.setattr(pp, "_blas_thread_count", lambda: workers)  # blocks shared by this many threads
+    monkeypatch.setattr(eigen, "_BLOCK_BYTES", 4 * 12 * 70)  # several blocks of 70 rows
+    monkeypatch.setattr(eigen, "_blas_thread_count", lambda: workers)  # blocks shared by this many threads
     if not direct_syrk:  # numpy's matmul (both triangles) where OpenBLAS cannot be called directly
         monkeypatch.setattr(imgclf.blas, "gram_lower", lambda A, out: False)
     X = correlated(n=333).astype(np.float32)
     ref = np.cov(X.astype(np.float64), rowvar=False)
     mean = X.mean(axis=0, dtype=np.float64)
-    cov = pp.covariance(X, mean)
+    cov = eigen.covariance(X, mean)
     np.testing.assert_array_equal(cov, cov.T)
     np.testing.assert_allclose(cov, ref, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(pp.covariance(X, mean, work_dtype=np.float64), ref, rtol=1e-12)
-    np.testing.assert_allclose(pp.covariance(X.astype(np.float64), mean), ref, rtol=1e-12)
+    np.testing.assert_allclose(eigen.covariance(X, mean, work_dtype=np.float64), ref, rtol=1e-12)
+    np.testing.assert_allclose(eigen.covariance(X.astype(np.float64), mean), ref, rtol=1e-12)
 
 
 def test_whitened_training_data_has_identity_covariance():
