@@ -104,91 +104,56 @@ def _sum_sq(w):
     return total
 
 
-@njit(cache=True, error_model="numpy")
-def _sgd(w, dw, lr, l2):
-    total = 0.0
-    for lo in range(0, w.size, BLOCK):
-        wb, gb = w[lo:lo + BLOCK], dw[lo:lo + BLOCK]
-        total += _sum_sq(wb)
-        for i in range(wb.size):
-            wi = wb[i]
-            wb[i] = wi - lr * (gb[i] + l2 * wi)
-    return total
+SGD, MOMENTUM, NESTEROV, ADAGRAD, RMSPROP, ADAM = range(6)
 
 
 @njit(cache=True, error_model="numpy")
-def _momentum(w, dw, v, lr, mu, l2):
-    total = 0.0
-    for lo in range(0, w.size, BLOCK):
-        wb, gb, vb = w[lo:lo + BLOCK], dw[lo:lo + BLOCK], v[lo:lo + BLOCK]
-        total += _sum_sq(wb)
-        for i in range(wb.size):
-            wi = wb[i]
-            vi = mu * vb[i] - lr * (gb[i] + l2 * wi)
-            vb[i] = vi
-            wb[i] = wi + vi
-    return total
+def _step_block(rule, w, dw, a, b, lr, h1, h2, h3, l2):
+    """One block of one rule's step; a and b are the rule's state arrays (unused ones are empty)."""
+    n = w.size
+    if rule == SGD:
+        for i in range(n):
+            wi = w[i]
+            w[i] = wi - lr * (dw[i] + l2 * wi)
+    elif rule == MOMENTUM:  # h1 = mu
+        for i in range(n):
+            wi = w[i]
+            vi = h1 * a[i] - lr * (dw[i] + l2 * wi)
+            a[i] = vi
+            w[i] = wi + vi
+    elif rule == NESTEROV:  # h1 = mu
+        for i in range(n):
+            wi = w[i]
+            prev = a[i]
+            vi = h1 * prev - lr * (dw[i] + l2 * wi)
+            a[i] = vi
+            w[i] = wi + (-h1 * prev + (1 + h1) * vi)
+    elif rule == ADAGRAD or rule == RMSPROP:  # cache <- h1 cache + h2 g^2 (adagrad: 1, 1); h3 = eps
+        for i in range(n):
+            wi = w[i]
+            g = dw[i] + l2 * wi
+            c = h1 * a[i] + h2 * g * g
+            a[i] = c
+            w[i] = wi - lr * g / (np.sqrt(c) + h3)
+    else:  # ADAM: h1 = b1, h2 = b2, h3 = eps; lr is the bias-corrected step
+        for i in range(n):
+            wi = w[i]
+            g = dw[i] + l2 * wi
+            mi = h1 * a[i] + (1 - h1) * g
+            vi = h2 * b[i] + (1 - h2) * g * g
+            a[i] = mi
+            b[i] = vi
+            w[i] = wi - lr * mi / (np.sqrt(vi) + h3)
 
 
 @njit(cache=True, error_model="numpy")
-def _nesterov(w, dw, v, lr, mu, l2):
+def _step(rule, w, dw, a, b, lr, h1, h2, h3, l2):
+    """An optimiser step on flat w in place, block by block; returns sum(w^2) before the step."""
     total = 0.0
     for lo in range(0, w.size, BLOCK):
-        wb, gb, vb = w[lo:lo + BLOCK], dw[lo:lo + BLOCK], v[lo:lo + BLOCK]
+        wb = w[lo:lo + BLOCK]
         total += _sum_sq(wb)
-        for i in range(wb.size):
-            wi = wb[i]
-            prev = vb[i]
-            vi = mu * prev - lr * (gb[i] + l2 * wi)
-            vb[i] = vi
-            wb[i] = wi + (-mu * prev + (1 + mu) * vi)
-    return total
-
-
-@njit(cache=True, error_model="numpy")
-def _adagrad(w, dw, cache, lr, eps, l2):
-    total = 0.0
-    for lo in range(0, w.size, BLOCK):
-        wb, gb, cb = w[lo:lo + BLOCK], dw[lo:lo + BLOCK], cache[lo:lo + BLOCK]
-        total += _sum_sq(wb)
-        for i in range(wb.size):
-            wi = wb[i]
-            g = gb[i] + l2 * wi
-            c = cb[i] + g * g
-            cb[i] = c
-            wb[i] = wi - lr * g / (np.sqrt(c) + eps)
-    return total
-
-
-@njit(cache=True, error_model="numpy")
-def _rmsprop(w, dw, cache, lr, rho, eps, l2):
-    total = 0.0
-    for lo in range(0, w.size, BLOCK):
-        wb, gb, cb = w[lo:lo + BLOCK], dw[lo:lo + BLOCK], cache[lo:lo + BLOCK]
-        total += _sum_sq(wb)
-        for i in range(wb.size):
-            wi = wb[i]
-            g = gb[i] + l2 * wi
-            c = rho * cb[i] + (1 - rho) * g * g
-            cb[i] = c
-            wb[i] = wi - lr * g / (np.sqrt(c) + eps)
-    return total
-
-
-@njit(cache=True, error_model="numpy")
-def _adam(w, dw, m, v, step, b1, b2, eps, l2):
-    total = 0.0
-    for lo in range(0, w.size, BLOCK):
-        wb, gb, mb, vb = w[lo:lo + BLOCK], dw[lo:lo + BLOCK], m[lo:lo + BLOCK], v[lo:lo + BLOCK]
-        total += _sum_sq(wb)
-        for i in range(wb.size):
-            wi = wb[i]
-            g = gb[i] + l2 * wi
-            mi = b1 * mb[i] + (1 - b1) * g
-            vi = b2 * vb[i] + (1 - b2) * g * g
-            mb[i] = mi
-            vb[i] = vi
-            wb[i] = wi - step * mi / (np.sqrt(vi) + eps)
+        _step_block(rule, wb, dw[lo:lo + BLOCK], a[lo:lo + BLOCK], b[lo:lo + BLOCK], lr, h1, h2, h3, l2)
     return total
 
 

@@ -48,53 +48,50 @@ def _state(config, key, w):
     return arr.reshape(-1)
 
 
-def sgd(w, dw, config):
+def _run(rule, w, dw, config, a=None, b=None, lr=None, h1=0.0, h2=0.0, h3=0.0):
+    """One fused step of kernel rule `rule` (imgclf/kernels/elementwise.py) on w in place."""
     wf, g, f = _flat(w, dw)
-    _done(config, _kernels()._sgd(wf, g, f(config["learning_rate"]), _l2(config, f)))
+    empty = np.empty(0, w.dtype)
+    a = empty if a is None else a
+    b = empty if b is None else b
+    lr = config["learning_rate"] if lr is None else lr
+    _done(config, _kernels()._step(rule, wf, g, a, b, f(lr), f(h1), f(h2), f(h3), _l2(config, f)))
     return w, config
+
+
+def sgd(w, dw, config):
+    return _run(_kernels().SGD, w, dw, config)
 
 
 def momentum(w, dw, config):
-    wf, g, f = _flat(w, dw)
-    _done(config, _kernels()._momentum(wf, g, _state(config, "velocity", w), f(config["learning_rate"]),
-                                       f(config["momentum"]), _l2(config, f)))
-    return w, config
+    return _run(_kernels().MOMENTUM, w, dw, config, _state(config, "velocity", w), h1=config["momentum"])
 
 
 def nesterov(w, dw, config):
     """Nesterov momentum in the 'look-ahead folded into the update' form (CS231n notes):
     v' = mu v - lr dw;  w += -mu v + (1 + mu) v'."""
-    wf, g, f = _flat(w, dw)
-    _done(config, _kernels()._nesterov(wf, g, _state(config, "velocity", w), f(config["learning_rate"]),
-                                       f(config["momentum"]), _l2(config, f)))
-    return w, config
+    return _run(_kernels().NESTEROV, w, dw, config, _state(config, "velocity", w), h1=config["momentum"])
 
 
 def adagrad(w, dw, config):
-    wf, g, f = _flat(w, dw)
-    _done(config, _kernels()._adagrad(wf, g, _state(config, "cache", w), f(config["learning_rate"]),
-                                      f(config["epsilon"]), _l2(config, f)))
-    return w, config
+    return _run(_kernels().ADAGRAD, w, dw, config, _state(config, "cache", w), h1=1.0, h2=1.0,
+                h3=config["epsilon"])
 
 
 def rmsprop(w, dw, config):
-    wf, g, f = _flat(w, dw)
-    _done(config, _kernels()._rmsprop(wf, g, _state(config, "cache", w), f(config["learning_rate"]),
-                                      f(config["decay_rate"]), f(config["epsilon"]), _l2(config, f)))
-    return w, config
+    rho = config["decay_rate"]
+    return _run(_kernels().RMSPROP, w, dw, config, _state(config, "cache", w), h1=rho, h2=1 - rho,
+                h3=config["epsilon"])
 
 
 def adam(w, dw, config):
-    wf, g, f = _flat(w, dw)
-    m, v = _state(config, "m", w), _state(config, "v", w)
     config["t"] = t = config.get("t", 0) + 1
     b1, b2 = config["beta1"], config["beta2"]
     # Bias correction folded into the step size and epsilon (one fewer full-array pass):
     # lr * m_hat / (sqrt(v_hat) + eps) == step * m / (sqrt(v) + eps * sqrt(1 - b2^t)).
     step = config["learning_rate"] * np.sqrt(1 - b2**t) / (1 - b1**t)
-    _done(config, _kernels()._adam(wf, g, m, v, f(step), f(b1), f(b2), f(config["epsilon"] * np.sqrt(1 - b2**t)),
-                                   _l2(config, f)))
-    return w, config
+    return _run(_kernels().ADAM, w, dw, config, _state(config, "m", w), _state(config, "v", w), lr=step, h1=b1,
+                h2=b2, h3=config["epsilon"] * np.sqrt(1 - b2**t))
 
 
 def _kernels():
