@@ -23,19 +23,23 @@ _SYMBOLS = (
 )
 
 
-@functools.lru_cache(maxsize=1)
-def _openblas_all() -> tuple:
-    """(set, get) of every OpenBLAS loaded in this process, numpy's first (scipy's wheels bring their own)."""
+def _openblas_paths() -> list[str]:
+    """Files of the OpenBLAS libraries loaded in this process, numpy's first (scipy's wheels bring their own)."""
     import numpy  # noqa: F401 - the BLAS of interest is the one numpy has loaded
 
     try:
         with open("/proc/self/maps") as maps:
-            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line},
-                           key=lambda path: ("numpy" not in path, path))
+            return sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line},
+                          key=lambda path: ("numpy" not in path, path))
     except OSError:
-        return ()
+        return []
+
+
+@functools.lru_cache(maxsize=1)
+def _openblas_all() -> tuple:
+    """(set, get) of every OpenBLAS loaded in this process, numpy's first."""
     found = []
-    for path in paths:
+    for path in _openblas_paths():
         try:
             lib = ctypes.CDLL(path)
         except OSError:
@@ -78,14 +82,7 @@ _ROW_MAJOR, _LOWER, _TRANS = 101, 122, 112
 @functools.lru_cache(maxsize=2)
 def _cblas_syrk(char: str):
     """numpy's OpenBLAS `cblas_?syrk` and its integer type, or None."""
-    import numpy  # noqa: F401
-
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "numpy" in line})
-    except OSError:
-        return None
-    for path in paths:
+    for path in (p for p in _openblas_paths() if "numpy" in p):
         try:
             lib = ctypes.CDLL(path)
         except OSError:
