@@ -1,0 +1,262 @@
+"""Exact Gram matrix X^T X of 8-bit data with AVX-512 VNNI `vpdpbusd`, chosen at run time.
+
+`vpdpbusd` multiplies 64 unsigned bytes by 64 signed bytes and adds each group of four products into
+one of 16 int32 lanes: 64 multiply-adds per instruction, four times a float32 FMA's 16, and exact.
+Pixels x are unsigned; the signed side is y = x - 128 (x XOR 0x80), and
+    sum_n x_ni x_nj = sum_n x_ni y_nj + 128 sum_n x_ni,
+so the Gram matrix is the integer product P = X^T Y plus 128 times the column sums.
+
+Layout: the rows are packed four at a time, so that a 32-bit word holds the four samples n..n+3 of one
+feature (`pack_u8`): W[k, j] = bytes x[4k:4k+4, j]. One word of feature i broadcast to 16 lanes against
+16 consecutive words of features j..j+15 then accumulates 4 samples of 16 entries P[i, j..j+15].
+The micro-tile is MI rows x NV vectors (6 x 4 = 24 zmm accumulators, 4 vectors of y, 1 broadcast: 29 of
+the 32 registers); the row stride of W is padded by one cache line so the kc rows of a tile's
+column panel fall into different L1 sets instead of thrashing one.
+
+The portable path is the float32 covariance in `imgclf.eigen`; this one runs only when the CPU has
+AVX-512 VNNI and numba is compiling (an LLVM intrinsic cannot run interpreted).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
+
+MI = 6  # rows of P per micro-tile
+NV = 4  # 16-lane vectors of P per micro-tile row
+NC = 16 * NV  # columns of P per tile
+KC = 512  # packed rows (4 samples each) per pass over a tile's column panel: 128 KB, stays in L2
+# P's int32 entries grow by at most 255 * 128 per sample: 65536 samples stay below 2**31.
+MAX_SAMPLES = 65536
+
+
+@functools.cache
+def has_vnni() -> bool:
+    """True when the host CPU has AVX-512 VNNI and numba is compiling."""
+    from numba.core import config
+
+    if config.DISABLE_JIT:
+        return False
+    try:
+        from llvmlite import binding
+
+        features = binding.get_host_cpu_features()
+        return bool(features.get("avx512vnni") and features.get("avx512bw"))
+    except Exception:  # noqa: BLE001 - feature probing unsupported on this platform: use the portable path
+        return False
+
+
+def padded_width(d: int) -> int:
+    """Words per packed row: the columns rounded up to whole tiles, plus one cache line (16 words)."""
+    return -(-d // NC) * NC + 16
+
+
+@njit(parallel=True, cache=True)
+def pack_u8(X, W8):
+    """Pack X for `_gram_tiles`: feature j of samples 4k..4k+3 to word j + 1 of W8's row k, zero past
+    the last sample and in the padding; word 0 is the ones column (bytes 129, y = 1), whose products
+    P[i + 1, 0] are the column sums. X is uint8, or floats holding integers 0..255 (checked: False if
+    any value is not, W8 then unusable). Written in parallel, so the pages of a fresh W8 are also first
+    touched by both threads."""
+    n, d = X.shape
+    n4 = W8.shape[0]
+    ok = np.ones(n4, dtype=np.bool_)
+    for k in prange(n4):
+        W8[k, :4] = 129
+        W8[k, 4 * (d + 1):] = 0
+        for t in range(4):
+            row = 4 * k + t
+            if row < n:
+                for j in range(d):
+                    v = X[row, j]
+                    b = np.uint8(0)
+                    if v >= 0 and v <= 255:  # converting anything else to uint8 is undefined
+                        b = np.uint8(v)
+                    if b != v:
+                        ok[k] = False
+                    W8[k, 4 * (j + 1) + t] = b
+            else:
+                for j in range(d):
+                    W8[k, 4 * (j + 1) + t] = 0
+    return ok.all()
+
+
+@intrinsic
+def _dpbusd_tile(typingctx, W, k0, nsteps, i0, j0, P):
+    """P[i0+r, j0+c] += sum over packed rows k0..k0+nsteps-1 of dot4(u8 W[k, i0+r], s8 (W[k, j0+c] ^ 0x80)),
+    for r < MI, c < NC (rows of W and P C-contiguous)."""
+    sig = types.void(W, k0, nsteps, i0, j0, P)
+
+    def codegen(context, builder, signature, args):
+        wa, k0v, nv, i0v, j0v, pa = args
+        w_t, p_t = signature.args[0], signature.args[5]
+        warr = context.make_array(w_t)(context, builder, wa)
+        parr = context.make_array(p_t)(context, builder, pa)
+        i64, i32, i8 = ir.IntType(64), ir.IntType(32), ir.IntType(8)
+        v16 = ir.VectorType(i32, 16)
+        v64 = ir.VectorType(i8, 64)
+        mod = builder.module
+        name = "llvm.x86.avx512.vpdpbusd.512"
+        dp = mod.globals.get(name) or ir.Function(mod, ir.FunctionType(v16, [v16, v64, v64]), name)
+
+        wbase = builder.bitcast(warr.data, i8.as_pointer())
+        wstride = builder.extract_value(warr.strides, 0)
+        four = ir.Constant(i64, 4)
+        flip = ir.Constant(v16, [ir.Constant(i32, 0x80808080 - 2**32)] * 16)
+        zero = ir.Constant(v16, None)
+        undef = ir.Constant(v16, ir.Undefined)
+        splat_mask = ir.Constant(ir.VectorType(i32, 16), [ir.Constant(i32, 0)] * 16)
+
+        entry = builder.block
+        loop = builder.append_basic_block("dp.loop")
+        done = builder.append_basic_block("dp.done")
+        builder.cbranch(builder.icmp_signed(">", nv, ir.Constant(i64, 0)), loop, done)
+
+        builder.position_at_end(loop)
+        k = builder.phi(i64)
+        k.add_incoming(ir.Constant(i64, 0), entry)
+        accs = []
+        for _ in range(MI * NV):
+            p = builder.phi(v16)
+            p.add_incoming(zero, entry)
+            accs.append(p)
+        row = builder.gep(wbase, [builder.mul(builder.add(k0v, k), wstride)])
+        ys = []
+        for v in range(NV):
+            col = builder.mul(builder.add(j0v, ir.Constant(i64, 16 * v)), four)
+            ptr = builder.bitcast(builder.gep(row, [col]), v16.as_pointer())
+            ys.append(builder.bitcast(builder.xor(builder.load(ptr, align=4), flip), v64))
+        new = []
+        for r in range(MI):
+            col = builder.mul(builder.add(i0v, ir.Constant(i64, r)), four)
+            word = builder.load(builder.bitcast(builder.gep(row, [col]), i32.as_pointer()), align=4)
+            xs = builder.shuffle_vector(builder.insert_element(undef, word, ir.Constant(i32, 0)), undef, splat_mask)
+            xs = builder.bitcast(xs, v64)
+            for v in range(NV):
+                new.append(builder.call(dp, [accs[r * NV + v], xs, ys[v]]))
+        k1 = builder.add(k, ir.Constant(i64, 1))
+        body_end = builder.block
+        k.add_incoming(k1, body_end)
+        for p, n in zip(accs, new):
+            p.add_incoming(n, body_end)
+        builder.cbranch(builder.icmp_signed("<", k1, nv), loop, done)
+
+        builder.position_at_end(done)
+        finals = []
+        for idx in range(MI * NV):  # phis first: LLVM wants them at the top of the block
+            acc = builder.phi(v16)
+            acc.add_incoming(zero, entry)
+            acc.add_incoming(new[idx], body_end)
+            finals.append(acc)
+        pbase = builder.bitcast(parr.data, i8.as_pointer())
+        pstride = builder.extract_value(parr.strides, 0)
+        for r in range(MI):
+            prow = builder.gep(pbase, [builder.mul(builder.add(i0v, ir.Constant(i64, r)), pstride)])
+            for v in range(NV):
+                col = builder.mul(builder.add(j0v, ir.Constant(i64, 16 * v)), four)
+                ptr = builder.bitcast(builder.gep(prow, [col]), v16.as_pointer())
+                builder.store(builder.add(builder.load(ptr, align=4), finals[r * NV + v]), ptr, align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(parallel=True, cache=True)
+def _gram_tiles(W, P, d):
+    """P (int32, zeroed, at least d rounded up to MI rows and to NC columns) += X^T Y on the tiles that
+    cover the lower triangle. Tiles pair up (t, last - t) so both threads get equal shares of it."""
+    n4 = W.shape[0]
+    tiles = -(-d // NC)
+    rows = -(-d // MI) * MI
+    for pair in prange((tiles + 1) // 2):
+        p = np.int64(pair)  # prange's index may be unsigned: int64 - uint64 would be a float
+        for side in range(2):
+            t = p if side == 0 else tiles - 1 - p
+            if side == 1 and t == p:
+                break
+            j0 = t * NC
+            first = (j0 // MI) * MI
+            for k0 in range(0, n4, KC):
+                steps = min(KC, n4 - k0)
+                for i0 in range(first, rows, MI):
+                    _dpbusd_tile(W, k0, steps, i0, j0, P)
+
+
+@njit(parallel=True, cache=True)
+def _accumulate(P, G):
+    """G[i, j] += the chunk's exact Gram entry sum_n x_ni x_nj = P[i+1, j+1] + 128 sum_n x_ni (j <= i),
+    and G's last row += the chunk's column sums P[i+1, 0]."""
+    d = G.shape[1]
+    for i in prange(d):
+        shift = 128 * np.int64(P[i + 1, 0])
+        for j in range(i + 1):
+            G[i, j] += P[i + 1, j + 1] + shift
+        G[d, i] += P[i + 1, 0]
+
+
+@njit(parallel=True, cache=True)
+def _covariance(G, P, n, cov):
+    """cov = (n S - s s^T) / (n (n - 1)) from the Gram matrix S and column sums s of the samples in G
+    (accumulated chunks, or none: zero rows) plus those in P (the last chunk), both triangles written.
+    The integer numerator is exact, so the one division is the only rounding."""
+    d = cov.shape[0]
+    sums = np.empty(d, dtype=np.int64)
+    for i in range(d):
+        sums[i] = np.int64(P[i + 1, 0]) + (G[d, i] if G.shape[0] else 0)
+    scale = np.float64(n) * np.float64(n - 1)
+    for i in prange(d):
+        shift = 128 * np.int64(P[i + 1, 0])
+        for j in range(i + 1):
+            gram = np.int64(P[i + 1, j + 1]) + shift + (G[i, j] if G.shape[0] else 0)
+            cov[i, j] = np.float64(n * gram - sums[i] * sums[j]) / scale
+    blocks = -(-d // 64)
+    for ib in prange(blocks):  # mirror in 64 x 64 blocks, so the transposed writes stay in cache
+        for jb in range(ib + 1):
+            for i in range(ib * 64, min(d, ib * 64 + 64)):
+                for j in range(jb * 64, min(i, jb * 64 + 64)):
+                    cov[j, i] = cov[i, j]
+    return sums
+
+
+def _first_rows_u8(X: np.ndarray, rows: int = 16) -> bool:
+    """A cheap look at the first rows, so that float data (mean-subtracted, scaled) is turned away
+    before the packed copy is allocated."""
+    if X.dtype == np.uint8:
+        return True
+    head = X[:rows]
+    return bool(np.all((head >= 0) & (head <= 255) & (head == np.round(head))))
+
+
+# n S - s s^T must stay within int64: n^2 * 255^2 < 2^63.
+MAX_ROWS = 10_000_000
+
+
+def covariance_u8(X: np.ndarray, max_samples: int = MAX_SAMPLES):
+    """(the (d, d) sample covariance, divided by n - 1, in float64 with one rounding per entry; the
+    column sums, int64) of the rows of X, a 2-D array of uint8 or of floats holding integers 0..255 —
+    or None when the values are not such integers, there are fewer than 2 rows or too many, or the
+    CPU lacks VNNI."""
+    if not has_vnni() or X.ndim != 2 or not 2 <= X.shape[0] <= MAX_ROWS or not _first_rows_u8(X):
+        return None
+    n, d = X.shape
+    width = padded_width(d + 1)
+    chunk = max(4, min(max_samples, n) // 4 * 4)
+    W8 = np.empty((-(-chunk // 4), 4 * width), dtype=np.uint8)
+    P = np.empty((-(-(d + 1) // MI) * MI, width), dtype=np.int32)
+    G = np.zeros((d + 1, d) if n > chunk else (0, 0), dtype=np.int64)
+    for start in range(0, n, chunk):
+        block = X[start:start + chunk]
+        W = W8[:-(-len(block) // 4)]
+        if not pack_u8(block, W):
+            return None
+        P[:] = 0
+        _gram_tiles(W.view(np.uint32), P, d + 1)
+        if start + chunk < n:
+            _accumulate(P, G)
+    cov = np.empty((d, d), dtype=np.float64)
+    sums = _covariance(G, P, n, cov)
+    return cov, sums
