@@ -141,3 +141,24 @@ def test_pca_on_pixels_agrees_with_the_float_path():
     np.testing.assert_allclose(exact.mean_.ravel() + 0.5, shifted.mean_.ravel(), rtol=1e-12)
     np.testing.assert_allclose(exact.explained_variance_, shifted.explained_variance_, rtol=1e-9)
     np.testing.assert_allclose(np.abs(exact.components_ @ shifted.components_.T), np.eye(5), atol=1e-6)
+
+
+def test_a_generic_numba_target_takes_the_portable_paths(tmp_path):
+    """NUMBA_CPU_NAME=generic (portable caches): the SIMD intrinsics would abort the process inside LLVM,
+    so the probes must look at numba's target, not at the host CPU."""
+    code = """
+import numpy as np
+from imgclf.kernels.gram_u8 import covariance_u8, has_vnni
+from imgclf.kernels.simd import has_avx2
+from imgclf.kernels.distances import kneighbors
+X = np.random.default_rng(0).integers(0, 256, (40, 33), dtype=np.uint8)
+assert not has_vnni() and not has_avx2()
+assert covariance_u8(X) is None
+d = np.abs(X[:3, None, :].astype(np.int64) - X[None, :, :]).sum(-1)
+assert np.array_equal(kneighbors(X[:3], X, 2, "l1")[0], np.sort(d, axis=1)[:, :2])
+print("ok")
+"""
+    env = dict(os.environ, NUMBA_CPU_NAME="generic", NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

@@ -26,6 +26,8 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from .simd import target_has
+
 MI = 6  # rows of P per micro-tile
 NV = 4  # 16-lane vectors of P per micro-tile row
 NC = 16 * NV  # columns of P per tile
@@ -36,18 +38,8 @@ MAX_SAMPLES = 65536
 
 @functools.cache
 def has_vnni() -> bool:
-    """True when the host CPU has AVX-512 VNNI and numba is compiling."""
-    from numba.core import config
-
-    if config.DISABLE_JIT:
-        return False
-    try:
-        from llvmlite import binding
-
-        features = binding.get_host_cpu_features()
-        return bool(features.get("avx512vnni") and features.get("avx512bw"))
-    except Exception:  # noqa: BLE001 - feature probing unsupported on this platform: use the portable path
-        return False
+    """True when the CPU numba compiles for has AVX-512 VNNI and BW (see `simd.target_has`)."""
+    return target_has("avx512vnni", "avx512bw")
 
 
 def padded_width(d: int) -> int:

@@ -21,19 +21,33 @@ TILE_C = 3
 VEC = 32
 
 
-@functools.cache
-def has_avx2() -> bool:
-    """True when the host CPU has AVX2 and numba is compiling (the intrinsic cannot run interpreted)."""
+def target_has(*names: str) -> bool:
+    """True when numba compiles (not NUMBA_DISABLE_JIT: an intrinsic cannot run interpreted) for a CPU
+    with all these LLVM features. That is the host CPU, unless NUMBA_CPU_NAME / NUMBA_CPU_FEATURES
+    (portable caches, e.g. `generic`) say otherwise; then only features listed there with `+` count.
+    Emitting an instruction the target lacks would abort the process inside LLVM."""
     from numba.core import config
 
     if config.DISABLE_JIT:
         return False
     try:
+        if config.CPU_FEATURES is not None:
+            listed = {item.strip()[1:] for item in config.CPU_FEATURES.split(",") if item.strip().startswith("+")}
+            return all(name in listed for name in names)
+        if config.CPU_NAME is not None and config.CPU_NAME != "host":
+            return False
         from llvmlite import binding
 
-        return bool(binding.get_host_cpu_features().get("avx2"))
+        features = binding.get_host_cpu_features()
+        return all(features.get(name) for name in names)
     except Exception:  # noqa: BLE001 - feature probing unsupported on this platform: use the portable path
         return False
+
+
+@functools.cache
+def has_avx2() -> bool:
+    """True when the CPU numba compiles for has AVX2 (see `target_has`)."""
+    return target_has("avx2")
 
 
 @intrinsic
