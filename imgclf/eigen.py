@@ -123,9 +123,9 @@ def principal_components(X2: np.ndarray, dims=None, variance=None) -> tuple[np.n
         mean = X2.mean(axis=0, dtype=np.float64)
     found = _gram_components(X2, mean, dims, variance) if n - 1 < d else None
     if found is None:
-        # A covariance built from float32 products is only float32-accurate to begin with: its leading
-        # eigenpairs may come from float32 LAPACK refined against it in float64 (same result to far
-        # below that error, faster). From float64 data, float64 LAPACK alone.
+        # Unless the data is float64, its leading eigenpairs come from float32 LAPACK refined against
+        # the float64 covariance (to a residual far below the float32 products' error, and faster).
+        # Float64 data, pixels or not, gets float64 LAPACK alone, as a float64 user expects.
         if exact is None:
             cov = covariance(X2, mean)
         found = _covariance_components(cov, dims, variance, mixed=X2.dtype != np.float64)

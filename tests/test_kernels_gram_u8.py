@@ -67,9 +67,38 @@ def test_values_that_are_not_pixels_are_refused(bad, row):
     assert g.covariance_u8(X) is None
 
 
-def test_too_few_rows_or_wrong_rank_are_refused():
+def test_too_few_rows_wrong_rank_or_other_dtypes_are_refused():
     assert g.covariance_u8(np.zeros((1, 4), np.uint8)) is None
     assert g.covariance_u8(np.zeros(4, np.uint8)) is None
+    pixels = np.arange(12.0).reshape(6, 2)
+    for dtype in (np.float16, ">f8", np.int64, np.longdouble):  # the float path takes these
+        assert g.covariance_u8(pixels.astype(dtype)) is None
+
+
+@needs_vnni
+def test_chunks_never_exceed_the_int32_bound():
+    """A larger max_samples is clamped to MAX_SAMPLES: 65537 rows of 255 would wrap an int32 entry."""
+    X = np.full((g.MAX_SAMPLES + 1, 1), 255, np.uint8)
+    X[0] = 0
+    cov, sums = g.covariance_u8(X, max_samples=4 * g.MAX_SAMPLES)
+    np.testing.assert_array_equal(cov, naive_covariance(X)[0])
+    assert sums[0] == 255 * g.MAX_SAMPLES
+
+
+def test_features_listed_for_numba_but_missing_on_this_cpu_do_not_count(monkeypatch):
+    """NUMBA_CPU_FEATURES may list +avx512vnni for a shared cache: running it here would be SIGILL."""
+    from llvmlite import binding
+    from numba.core import config
+
+    from imgclf.kernels.simd import target_has
+
+    monkeypatch.setattr(config, "DISABLE_JIT", False)
+    monkeypatch.setattr(config, "CPU_FEATURES", "+avx2,+avx512vnni")
+    monkeypatch.setattr(binding, "get_host_cpu_features", lambda: {"avx2": True, "avx512vnni": False})
+    assert target_has("avx2") and not target_has("avx512vnni")
+    monkeypatch.setattr(config, "CPU_FEATURES", "+avx2")
+    monkeypatch.setattr(binding, "get_host_cpu_features", lambda: {"avx2": True, "avx512vnni": True})
+    assert not target_has("avx512vnni")
 
 
 @needs_vnni
@@ -120,6 +149,22 @@ g._accumulate(naive_tiles(Wa, d).astype(np.int32), G)
 cov2 = np.empty((d, d))
 g._covariance(G, naive_tiles(Wb, d).astype(np.int32), n, cov2)
 assert np.array_equal(cov2, ref)
+
+def tile(W, k0, steps, i0, j0, P):  # the intrinsic's contract, in Python, to check the tiling around it
+    u = W[k0:k0 + steps].view(np.uint8).reshape(steps, -1, 4).astype(np.int64)
+    a = u[:, i0:i0 + g.MI, :]
+    b = u[:, j0:j0 + g.NC, :] - 128
+    P[i0:i0 + g.MI, j0:j0 + g.NC] += np.einsum("kit,kjt->ij", a, b).astype(np.int32)
+
+g._dpbusd_tile = tile
+n, d = 45, 70  # two column tiles, a partial row tile
+X = rng.integers(0, 256, (n, d), dtype=np.uint8)
+W8 = np.empty((-(-n // 4), 4 * g.padded_width(d + 1)), np.uint8)
+g.pack_u8(X, W8)
+P = np.zeros((-(-(d + 1) // g.MI) * g.MI, g.padded_width(d + 1)), np.int32)
+g._gram_tiles(W8.view(np.uint32), P, d + 1)
+lower = np.tril_indices(d + 1)
+assert np.array_equal(P[:d + 1, :d + 1][lower], naive_tiles(W8, d)[lower])
 print("ok")
 """.format(tests=str(Path(__file__).parent))
     out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, NUMBA_DISABLE_JIT="1"),

@@ -90,10 +90,11 @@ def _dpbusd_tile(typingctx, W, k0, nsteps, i0, j0, P):
         parr = context.make_array(p_t)(context, builder, pa)
         i64, i32, i8 = ir.IntType(64), ir.IntType(32), ir.IntType(8)
         v16 = ir.VectorType(i32, 16)
-        v64 = ir.VectorType(i8, 64)
         mod = builder.module
+        # Declared with three <16 x i32>, the form every LLVM since VNNI accepts (LLVM 21+ also takes
+        # <64 x i8> byte operands and upgrades this one to it).
         name = "llvm.x86.avx512.vpdpbusd.512"
-        dp = mod.globals.get(name) or ir.Function(mod, ir.FunctionType(v16, [v16, v64, v64]), name)
+        dp = mod.globals.get(name) or ir.Function(mod, ir.FunctionType(v16, [v16, v16, v16]), name)
 
         wbase = builder.bitcast(warr.data, i8.as_pointer())
         wstride = builder.extract_value(warr.strides, 0)
@@ -103,6 +104,7 @@ def _dpbusd_tile(typingctx, W, k0, nsteps, i0, j0, P):
         undef = ir.Constant(v16, ir.Undefined)
         splat_mask = ir.Constant(ir.VectorType(i32, 16), [ir.Constant(i32, 0)] * 16)
 
+        row0 = builder.gep(wbase, [builder.mul(k0v, wstride)])
         entry = builder.block
         loop = builder.append_basic_block("dp.loop")
         done = builder.append_basic_block("dp.done")
@@ -111,28 +113,30 @@ def _dpbusd_tile(typingctx, W, k0, nsteps, i0, j0, P):
         builder.position_at_end(loop)
         k = builder.phi(i64)
         k.add_incoming(ir.Constant(i64, 0), entry)
+        row = builder.phi(i8.as_pointer())  # W's row k0 + k, advanced by one stride per step
+        row.add_incoming(row0, entry)
         accs = []
         for _ in range(MI * NV):
             p = builder.phi(v16)
             p.add_incoming(zero, entry)
             accs.append(p)
-        row = builder.gep(wbase, [builder.mul(builder.add(k0v, k), wstride)])
         ys = []
         for v in range(NV):
             col = builder.mul(builder.add(j0v, ir.Constant(i64, 16 * v)), four)
             ptr = builder.bitcast(builder.gep(row, [col]), v16.as_pointer())
-            ys.append(builder.bitcast(builder.xor(builder.load(ptr, align=4), flip), v64))
+            ys.append(builder.xor(builder.load(ptr, align=4), flip))
         new = []
         for r in range(MI):
             col = builder.mul(builder.add(i0v, ir.Constant(i64, r)), four)
             word = builder.load(builder.bitcast(builder.gep(row, [col]), i32.as_pointer()), align=4)
             xs = builder.shuffle_vector(builder.insert_element(undef, word, ir.Constant(i32, 0)), undef, splat_mask)
-            xs = builder.bitcast(xs, v64)
             for v in range(NV):
                 new.append(builder.call(dp, [accs[r * NV + v], xs, ys[v]]))
         k1 = builder.add(k, ir.Constant(i64, 1))
+        row1 = builder.gep(row, [wstride])
         body_end = builder.block
         k.add_incoming(k1, body_end)
+        row.add_incoming(row1, body_end)
         for p, n in zip(accs, new):
             p.add_incoming(n, body_end)
         builder.cbranch(builder.icmp_signed("<", k1, nv), loop, done)
@@ -194,7 +198,8 @@ def _accumulate(P, G):
 def _covariance(G, P, n, cov):
     """cov = (n S - s s^T) / (n (n - 1)) from the Gram matrix S and column sums s of the samples in G
     (accumulated chunks, or none: zero rows) plus those in P (the last chunk), both triangles written.
-    The integer numerator is exact, so the one division is the only rounding."""
+    The integer numerator is exact; its conversion to float64 (once beyond 2^53, from about 0.7M
+    samples) and the division are the only roundings."""
     d = cov.shape[0]
     sums = np.empty(d, dtype=np.int64)
     for i in range(d):
@@ -223,6 +228,10 @@ def _first_rows_u8(X: np.ndarray, rows: int = 16) -> bool:
     return bool(np.all((head >= 0) & (head <= 255) & (head == np.round(head))))
 
 
+# Native-order dtypes the packing kernel is compiled for; anything else (float16, big-endian, ...) takes
+# the float path rather than a numba typing error or another compilation.
+_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.float64))
+
 # n S - s s^T must stay within int64: n^2 * 255^2 < 2^63.
 MAX_ROWS = 10_000_000
 
@@ -232,11 +241,12 @@ def covariance_u8(X: np.ndarray, max_samples: int = MAX_SAMPLES):
     column sums, int64) of the rows of X, a 2-D array of uint8 or of floats holding integers 0..255 —
     or None when the values are not such integers, there are fewer than 2 rows or too many, or the
     CPU lacks VNNI."""
-    if not has_vnni() or X.ndim != 2 or not 2 <= X.shape[0] <= MAX_ROWS or not _first_rows_u8(X):
+    if (not has_vnni() or X.ndim != 2 or X.dtype not in _DTYPES or not 2 <= X.shape[0] <= MAX_ROWS
+            or not _first_rows_u8(X)):
         return None
     n, d = X.shape
     width = padded_width(d + 1)
-    chunk = max(4, min(max_samples, n) // 4 * 4)
+    chunk = max(4, min(max_samples, MAX_SAMPLES, n) // 4 * 4)
     W8 = np.empty((-(-chunk // 4), 4 * width), dtype=np.uint8)
     P = np.empty((-(-(d + 1) // MI) * MI, width), dtype=np.int32)
     G = np.zeros((d + 1, d) if n > chunk else (0, 0), dtype=np.int64)

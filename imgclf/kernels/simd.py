@@ -23,23 +23,24 @@ VEC = 32
 
 def target_has(*names: str) -> bool:
     """True when numba compiles (not NUMBA_DISABLE_JIT: an intrinsic cannot run interpreted) for a CPU
-    with all these LLVM features. That is the host CPU, unless NUMBA_CPU_NAME / NUMBA_CPU_FEATURES
-    (portable caches, e.g. `generic`) say otherwise; then only features listed there with `+` count.
-    Emitting an instruction the target lacks would abort the process inside LLVM."""
+    with all these LLVM features, and this CPU has them too. numba's target is the host CPU unless
+    NUMBA_CPU_NAME / NUMBA_CPU_FEATURES (portable caches, e.g. `generic`) say otherwise; then only
+    features listed there with `+` count. Emitting an instruction the target lacks aborts the process
+    inside LLVM; running one the CPU lacks kills it with SIGILL."""
     from numba.core import config
 
     if config.DISABLE_JIT:
         return False
     try:
+        from llvmlite import binding
+
+        host = binding.get_host_cpu_features()
+        if not all(host.get(name) for name in names):
+            return False
         if config.CPU_FEATURES is not None:
             listed = {item.strip()[1:] for item in config.CPU_FEATURES.split(",") if item.strip().startswith("+")}
             return all(name in listed for name in names)
-        if config.CPU_NAME is not None and config.CPU_NAME != "host":
-            return False
-        from llvmlite import binding
-
-        features = binding.get_host_cpu_features()
-        return all(features.get(name) for name in names)
+        return config.CPU_NAME is None or config.CPU_NAME == "host"
     except Exception:  # noqa: BLE001 - feature probing unsupported on this platform: use the portable path
         return False
 
