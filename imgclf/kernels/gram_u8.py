@@ -26,7 +26,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .simd import target_has
+from .simd import counted_loop, target_has
 
 MI = 6  # rows of P per micro-tile
 NV = 4  # 16-lane vectors of P per micro-tile row
@@ -100,54 +100,28 @@ def _dpbusd_tile(typingctx, W, k0, nsteps, i0, j0, P):
         wstride = builder.extract_value(warr.strides, 0)
         four = ir.Constant(i64, 4)
         flip = ir.Constant(v16, [ir.Constant(i32, 0x80808080 - 2**32)] * 16)
-        zero = ir.Constant(v16, None)
         undef = ir.Constant(v16, ir.Undefined)
         splat_mask = ir.Constant(ir.VectorType(i32, 16), [ir.Constant(i32, 0)] * 16)
 
-        row0 = builder.gep(wbase, [builder.mul(k0v, wstride)])
-        entry = builder.block
-        loop = builder.append_basic_block("dp.loop")
-        done = builder.append_basic_block("dp.done")
-        builder.cbranch(builder.icmp_signed(">", nv, ir.Constant(i64, 0)), loop, done)
-
-        builder.position_at_end(loop)
-        k = builder.phi(i64)
-        k.add_incoming(ir.Constant(i64, 0), entry)
-        row = builder.phi(i8.as_pointer())  # W's row k0 + k, advanced by one stride per step
-        row.add_incoming(row0, entry)
-        accs = []
-        for _ in range(MI * NV):
-            p = builder.phi(v16)
-            p.add_incoming(zero, entry)
-            accs.append(p)
-        ys = []
-        for v in range(NV):
-            col = builder.mul(builder.add(j0v, ir.Constant(i64, 16 * v)), four)
-            ptr = builder.bitcast(builder.gep(row, [col]), v16.as_pointer())
-            ys.append(builder.xor(builder.load(ptr, align=4), flip))
-        new = []
-        for r in range(MI):
-            col = builder.mul(builder.add(i0v, ir.Constant(i64, r)), four)
-            word = builder.load(builder.bitcast(builder.gep(row, [col]), i32.as_pointer()), align=4)
-            xs = builder.shuffle_vector(builder.insert_element(undef, word, ir.Constant(i32, 0)), undef, splat_mask)
+        def step(k, carried):
+            row, accs = carried[0], carried[1:]  # row: W's row k0 + k
+            ys = []
             for v in range(NV):
-                new.append(builder.call(dp, [accs[r * NV + v], xs, ys[v]]))
-        k1 = builder.add(k, ir.Constant(i64, 1))
-        row1 = builder.gep(row, [wstride])
-        body_end = builder.block
-        k.add_incoming(k1, body_end)
-        row.add_incoming(row1, body_end)
-        for p, n in zip(accs, new):
-            p.add_incoming(n, body_end)
-        builder.cbranch(builder.icmp_signed("<", k1, nv), loop, done)
+                col = builder.mul(builder.add(j0v, ir.Constant(i64, 16 * v)), four)
+                ptr = builder.bitcast(builder.gep(row, [col]), v16.as_pointer())
+                ys.append(builder.xor(builder.load(ptr, align=4), flip))
+            new = []
+            for r in range(MI):
+                col = builder.mul(builder.add(i0v, ir.Constant(i64, r)), four)
+                word = builder.load(builder.bitcast(builder.gep(row, [col]), i32.as_pointer()), align=4)
+                xs = builder.shuffle_vector(builder.insert_element(undef, word, ir.Constant(i32, 0)), undef,
+                                            splat_mask)
+                for v in range(NV):
+                    new.append(builder.call(dp, [accs[r * NV + v], xs, ys[v]]))
+            return [builder.gep(row, [wstride])] + new
 
-        builder.position_at_end(done)
-        finals = []
-        for idx in range(MI * NV):  # phis first: LLVM wants them at the top of the block
-            acc = builder.phi(v16)
-            acc.add_incoming(zero, entry)
-            acc.add_incoming(new[idx], body_end)
-            finals.append(acc)
+        row0 = builder.gep(wbase, [builder.mul(k0v, wstride)])
+        finals = counted_loop(builder, nv, [row0] + [ir.Constant(v16, None)] * (MI * NV), step)[1:]
         pbase = builder.bitcast(parr.data, i8.as_pointer())
         pstride = builder.extract_value(parr.strides, 0)
         for r in range(MI):

@@ -45,6 +45,41 @@ def target_has(*names: str) -> bool:
         return False
 
 
+def counted_loop(builder, count, carried, body):
+    """Emit `for k in range(count)` in LLVM IR, the `carried` values (vector accumulators, pointers)
+    living in phis: `body(k, values)` emits one iteration and returns the next values. Returns the
+    values after the loop (the initial ones when count <= 0), with the builder placed after it.
+    numba has no vector types, so SIMD micro-kernels are written at this level."""
+    i64 = ir.IntType(64)
+    entry = builder.block
+    loop = builder.append_basic_block("tile.loop")
+    done = builder.append_basic_block("tile.done")
+    builder.cbranch(builder.icmp_signed(">", count, ir.Constant(i64, 0)), loop, done)
+    builder.position_at_end(loop)
+    k = builder.phi(i64)
+    k.add_incoming(ir.Constant(i64, 0), entry)
+    phis = []
+    for value in carried:
+        phi = builder.phi(value.type)
+        phi.add_incoming(value, entry)
+        phis.append(phi)
+    new = body(k, phis)
+    k1 = builder.add(k, ir.Constant(i64, 1))
+    end = builder.block
+    k.add_incoming(k1, end)
+    for phi, value in zip(phis, new):
+        phi.add_incoming(value, end)
+    builder.cbranch(builder.icmp_signed("<", k1, count), loop, done)
+    builder.position_at_end(done)
+    finals = []
+    for first, last in zip(carried, new):  # phis first: LLVM wants them at the top of the block
+        phi = builder.phi(first.type)
+        phi.add_incoming(first, entry)
+        phi.add_incoming(last, end)
+        finals.append(phi)
+    return finals
+
+
 @functools.cache
 def has_avx2() -> bool:
     """True when the CPU numba compiles for has AVX2 (see `target_has`)."""
@@ -76,43 +111,19 @@ def _sad_tile(typingctx, X, Y, i0, j0, nvec, out):
 
         xrows = row_ptrs(xarr, i0v, TILE_R)
         yrows = row_ptrs(yarr, j0v, TILE_C)
-        entry = builder.block
-        loop = builder.append_basic_block("sad.loop")
-        done = builder.append_basic_block("sad.done")
-        zero = ir.Constant(v4, None)
-        builder.cbranch(builder.icmp_signed(">", nv, ir.Constant(i64, 0)), loop, done)
 
-        builder.position_at_end(loop)
-        k = builder.phi(i64)
-        k.add_incoming(ir.Constant(i64, 0), entry)
-        accs = []
-        for _ in range(TILE_R * TILE_C):
-            p = builder.phi(v4)
-            p.add_incoming(zero, entry)
-            accs.append(p)
-        off = builder.mul(k, ir.Constant(i64, VEC))
+        def step(k, accs):
+            off = builder.mul(k, ir.Constant(i64, VEC))
 
-        def load(ptr):
-            return builder.load(builder.bitcast(builder.gep(ptr, [off]), v32.as_pointer()), align=1)
+            def load(ptr):
+                return builder.load(builder.bitcast(builder.gep(ptr, [off]), v32.as_pointer()), align=1)
 
-        xv = [load(p) for p in xrows]
-        yv = [load(p) for p in yrows]
-        new = [builder.add(accs[r * TILE_C + c], builder.call(psad, [xv[r], yv[c]]))
-               for r in range(TILE_R) for c in range(TILE_C)]
-        k1 = builder.add(k, ir.Constant(i64, 1))
-        body_end = builder.block
-        k.add_incoming(k1, body_end)
-        for p, n in zip(accs, new):
-            p.add_incoming(n, body_end)
-        builder.cbranch(builder.icmp_signed("<", k1, nv), loop, done)
+            xv = [load(p) for p in xrows]
+            yv = [load(p) for p in yrows]
+            return [builder.add(accs[r * TILE_C + c], builder.call(psad, [xv[r], yv[c]]))
+                    for r in range(TILE_R) for c in range(TILE_C)]
 
-        builder.position_at_end(done)
-        finals = []
-        for idx in range(TILE_R * TILE_C):  # phis first: LLVM wants them at the top of the block
-            acc = builder.phi(v4)
-            acc.add_incoming(zero, entry)
-            acc.add_incoming(new[idx], body_end)
-            finals.append(acc)
+        finals = counted_loop(builder, nv, [ir.Constant(v4, None)] * (TILE_R * TILE_C), step)
         obase = builder.bitcast(oarr.data, i64.as_pointer())
         for idx, acc in enumerate(finals):
             lanes = [builder.extract_element(acc, ir.Constant(i32, t)) for t in range(4)]
