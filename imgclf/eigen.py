@@ -117,8 +117,7 @@ def principal_components(X2: np.ndarray, dims=None, variance=None) -> tuple[np.n
     n, d = X2.shape
     exact = _covariance_u8(X2) if n - 1 >= d else None
     if exact is not None:
-        cov, sums = exact
-        mean = sums / n
+        cov, mean = exact
     else:
         mean = X2.mean(axis=0, dtype=np.float64)
     found = _gram_components(X2, mean, dims, variance) if n - 1 < d else None
@@ -137,7 +136,8 @@ def principal_components(X2: np.ndarray, dims=None, variance=None) -> tuple[np.n
 
 
 def _covariance_u8(X2: np.ndarray):
-    """(exact covariance, column sums) for 8-bit data — uint8, or floats holding integers 0..255 — when
+    """(exact covariance, mean) for 8-bit data — uint8, or floats holding integers 0..255, or those
+    minus a per-feature constant (a mean-subtracted stream of pixels) — when
     the CPU has AVX-512 VNNI (`kernels.gram_u8`: four times the multiply-adds per instruction of
     float32, and exact), else None."""
     from .kernels.gram_u8 import covariance_u8

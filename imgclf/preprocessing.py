@@ -182,7 +182,13 @@ class MeanSubtraction(_Elementwise):
         self.per_channel = per_channel
 
     def _fit(self, X):
-        self.mean_ = X.mean(axis=self._axes(), dtype=np.float64)
+        mean = X.mean(axis=self._axes(), dtype=np.float64)
+        if X.dtype == np.uint8:
+            # On a 2^-16 grid (at most 7.6e-6 from the exact mean): pixel - mean then needs at most 24
+            # bits, so the float32 output is exact and a PCA after it still finds the integers (the
+            # exact 8-bit covariance, imgclf.kernels.gram_u8); inverse_transform gives the pixels back.
+            mean = np.round(mean * 65536) / 65536
+        self.mean_ = mean
 
     def _derive(self):
         self._mean32 = self.mean_.astype(np.float32)

@@ -39,9 +39,9 @@ def test_covariance_matches_integer_reference(n, d, chunk):
     X = rng.integers(0, 256, (n, d), dtype=np.uint8)
     X[0] = 255  # the extremes of both operands
     X[-1] = 0
-    cov, sums = g.covariance_u8(X, chunk)
+    cov, mean = g.covariance_u8(X, chunk)
     ref, ref_sums = naive_covariance(X)
-    np.testing.assert_array_equal(sums, ref_sums)
+    np.testing.assert_array_equal(mean, ref_sums / n)
     np.testing.assert_array_equal(cov, ref)  # exact numerator, one rounding: bit-identical
     assert np.array_equal(cov, cov.T)
 
@@ -50,21 +50,58 @@ def test_covariance_matches_integer_reference(n, d, chunk):
 def test_float_data_holding_pixels_takes_the_same_path():
     rng = np.random.default_rng(1)
     X = rng.integers(0, 256, (50, 9), dtype=np.uint8)
-    cov, sums = g.covariance_u8(X)
+    cov, mean = g.covariance_u8(X)
     for dtype in (np.float32, np.float64):
-        c2, s2 = g.covariance_u8(X.astype(dtype))
+        c2, m2 = g.covariance_u8(X.astype(dtype))
         np.testing.assert_array_equal(c2, cov)
-        np.testing.assert_array_equal(s2, sums)
+        np.testing.assert_array_equal(m2, mean)
     np.testing.assert_array_equal(g.covariance_u8(X[:, ::2])[0], naive_covariance(X[:, ::2])[0])  # strided view
 
 
 @needs_vnni
-@pytest.mark.parametrize("bad", [0.5, 256.0, -1.0, np.nan, np.inf, -0.25])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pixels_minus_a_grid_mean_are_recovered_exactly(dtype):
+    """A mean-subtracted stream of pixels (the mean on MeanSubtraction's 2^-16 grid) gives the
+    integers back, so the same exact covariance; the mean is that of the shifted data."""
+    from imgclf.preprocessing import MeanSubtraction
+
+    rng = np.random.default_rng(2)
+    X = rng.integers(0, 256, (301, 37), dtype=np.uint8)
+    X[5, :] = 255  # pixels far above means below 128: x - mean needs 24 bits
+    X[6, :] = 0
+    centred = MeanSubtraction().fit_transform(X).astype(dtype)
+    cov, mean = g.covariance_u8(centred, 64)
+    np.testing.assert_array_equal(cov, naive_covariance(X)[0])
+    np.testing.assert_allclose(mean, centred.mean(axis=0, dtype=np.float64), rtol=0, atol=1e-12)
+
+
+@needs_vnni
+@pytest.mark.parametrize("bad", [0.5, np.nan, np.inf, -0.25])
 @pytest.mark.parametrize("row", [0, 40])
 def test_values_that_are_not_pixels_are_refused(bad, row):
     X = np.full((41, 3), 7.0)
     X[row, 1] = bad
     assert g.covariance_u8(X) is None
+
+
+@needs_vnni
+@pytest.mark.parametrize("bad", [256.0, -1.0, 300.5])
+def test_a_late_value_out_of_the_8_bit_range_is_refused(bad):
+    X = np.full((41, 3), 7.0)
+    X[40, 1] = bad
+    assert g.covariance_u8(X) is None
+    X[0, 2] = 6.0  # the first rows now look like pixels minus a shift: the column range is checked
+    assert g.covariance_u8(X) is None
+
+
+@needs_vnni
+def test_a_shifted_column_spanning_at_most_255_is_exact():
+    """256 and -1 next to 7 are pixels shifted by a constant: the covariance is exact through the shift."""
+    X = np.full((41, 3), 7.0)
+    X[0, 1], X[3, 2] = 256.0, -1.0
+    cov, mean = g.covariance_u8(X)
+    np.testing.assert_allclose(cov, np.cov(X, rowvar=False), rtol=1e-13)
+    np.testing.assert_allclose(mean, X.mean(axis=0), rtol=1e-15)
 
 
 def test_too_few_rows_wrong_rank_or_other_dtypes_are_refused():
@@ -80,9 +117,9 @@ def test_chunks_never_exceed_the_int32_bound():
     """A larger max_samples is clamped to MAX_SAMPLES: 65537 rows of 255 would wrap an int32 entry."""
     X = np.full((g.MAX_SAMPLES + 1, 1), 255, np.uint8)
     X[0] = 0
-    cov, sums = g.covariance_u8(X, max_samples=4 * g.MAX_SAMPLES)
+    cov, mean = g.covariance_u8(X, max_samples=4 * g.MAX_SAMPLES)
     np.testing.assert_array_equal(cov, naive_covariance(X)[0])
-    assert sums[0] == 255 * g.MAX_SAMPLES
+    assert mean[0] == 255 * g.MAX_SAMPLES / len(X)
 
 
 def test_features_listed_for_numba_but_missing_on_this_cpu_do_not_count(monkeypatch):
@@ -107,7 +144,7 @@ def test_packing_and_tiles_against_naive_loops():
     n, d = 37, 21
     X = rng.integers(0, 256, (n, d), dtype=np.uint8)
     W8 = np.full((-(-n // 4), 4 * g.padded_width(d + 1)), 77, np.uint8)
-    assert g.pack_u8(X, W8)
+    assert g.pack_u8(X, None, W8)
     for k in range(W8.shape[0]):
         for t in range(4):
             row = 4 * k + t
@@ -136,7 +173,9 @@ rng = np.random.default_rng(4)
 n, d = 13, 6
 X = rng.integers(0, 256, (n, d), dtype=np.uint8)
 W8 = np.empty((-(-n // 4), 4 * g.padded_width(d + 1)), np.uint8)
-assert g.pack_u8(X, W8) and not g.pack_u8(X + 0.5, W8.copy())
+assert g.pack_u8(X, None, W8) and not g.pack_u8(X + 0.5, None, W8.copy())
+assert g.pack_u8(X - 0.25, np.full(d, -0.25), W8.copy())
+assert np.array_equal(g._column_min(X.astype(np.float32)), X.min(axis=0))
 P = naive_tiles(W8, d).astype(np.int32)
 ref, sums = naive_covariance(X)
 cov = np.empty((d, d))
@@ -144,7 +183,7 @@ assert np.array_equal(g._covariance(np.zeros((0, 0), np.int64), P, n, cov), sums
 assert np.array_equal(cov, ref), (cov, ref)
 G = np.zeros((d + 1, d), np.int64)  # two chunks: the first accumulated, the second in P
 Wa = np.empty((2, W8.shape[1]), np.uint8); Wb = np.empty((2, W8.shape[1]), np.uint8)
-g.pack_u8(X[:8], Wa); g.pack_u8(X[8:], Wb)
+g.pack_u8(X[:8], None, Wa); g.pack_u8(X[8:], None, Wb)
 g._accumulate(naive_tiles(Wa, d).astype(np.int32), G)
 cov2 = np.empty((d, d))
 g._covariance(G, naive_tiles(Wb, d).astype(np.int32), n, cov2)
@@ -160,7 +199,7 @@ g._dpbusd_tile = tile
 n, d = 45, 70  # two column tiles, a partial row tile
 X = rng.integers(0, 256, (n, d), dtype=np.uint8)
 W8 = np.empty((-(-n // 4), 4 * g.padded_width(d + 1)), np.uint8)
-g.pack_u8(X, W8)
+g.pack_u8(X, None, W8)
 P = np.zeros((-(-(d + 1) // g.MI) * g.MI, g.padded_width(d + 1)), np.int32)
 g._gram_tiles(W8.view(np.uint32), P, d + 1)
 lower = np.tril_indices(d + 1)

@@ -33,6 +33,27 @@ def dataset(train, val, test):
 
 
 # -- references -----------------------------------------------------------------------------------------
+def test_mean_of_pixels_is_kept_on_a_grid_that_makes_the_subtraction_exact():
+    X = images()
+    t = MeanSubtraction().fit(X)
+    exact = X.mean(axis=0, dtype=np.float64)
+    assert np.max(np.abs(t.mean_ - exact)) <= 2.0 ** -17
+    out = t.transform(X)
+    np.testing.assert_array_equal(out.astype(np.float64), X - t.mean_)  # no float32 rounding at all
+    np.testing.assert_array_equal(t.inverse_transform(out), X)
+    floats = MeanSubtraction().fit(X.astype(np.float32))  # other input: the mean as it is
+    np.testing.assert_allclose(floats.mean_, exact, rtol=1e-12)
+
+
+def test_pca_after_mean_subtraction_of_pixels_equals_pca_of_the_pixels():
+    """Same components either way; with AVX-512 VNNI both take the exact 8-bit covariance."""
+    X = images()
+    direct = PCA(dims=6).fit(X)
+    centred = PCA(dims=6).fit(MeanSubtraction().fit_transform(X))
+    np.testing.assert_allclose(centred.explained_variance_, direct.explained_variance_, rtol=1e-12)
+    np.testing.assert_allclose(np.abs(centred.components_ @ direct.components_.T), np.eye(6), atol=1e-6)
+
+
 def test_mean_subtraction_matches_numpy():
     X = images()
     out = MeanSubtraction().fit_transform(X)
@@ -292,7 +313,9 @@ def test_fit_chain_uses_only_the_training_split():
     for a, b in zip(out.transforms, out_loud.transforms):
         for name in a._array_names:
             np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
-    np.testing.assert_array_equal(out.transforms[0].mean_, tr.mean(axis=0, dtype=np.float64))
+    mean = out.transforms[0].mean_  # the exact mean on a 2^-16 grid, for uint8 input
+    np.testing.assert_allclose(mean, tr.mean(axis=0, dtype=np.float64), rtol=0, atol=2.0 ** -17)
+    np.testing.assert_array_equal(mean * 65536, np.round(mean * 65536))
     np.testing.assert_array_equal(out.get("train").X, out_loud.get("train").X)
     # each split is the fitted chain applied to its raw images
     for key, raw in (("val", va), ("test", te)):

@@ -48,12 +48,12 @@ def padded_width(d: int) -> int:
 
 
 @njit(parallel=True, cache=True)
-def pack_u8(X, W8):
-    """Pack X for `_gram_tiles`: feature j of samples 4k..4k+3 to word j + 1 of W8's row k, zero past
-    the last sample and in the padding; word 0 is the ones column (bytes 129, y = 1), whose products
-    P[i + 1, 0] are the column sums. X is uint8, or floats holding integers 0..255 (checked: False if
-    any value is not, W8 then unusable). Written in parallel, so the pages of a fresh W8 are also first
-    touched by both threads."""
+def pack_u8(X, offset, W8):
+    """Pack X - offset for `_gram_tiles`: feature j of samples 4k..4k+3 to word j + 1 of W8's row k,
+    zero past the last sample and in the padding; word 0 is the ones column (bytes 129, y = 1), whose
+    products P[i + 1, 0] are the column sums. X is uint8 (offset None), or floats whose values minus
+    the per-feature offset (None: 0) are integers 0..255 — checked: False if any value is not, W8 then
+    unusable. Written in parallel, so the pages of a fresh W8 are also first touched by both threads."""
     n, d = X.shape
     n4 = W8.shape[0]
     ok = np.ones(n4, dtype=np.bool_)
@@ -65,6 +65,8 @@ def pack_u8(X, W8):
             if row < n:
                 for j in range(d):
                     v = X[row, j]
+                    if offset is not None:
+                        v = np.float64(v) - offset[j]  # exact: both are float32 values
                     b = np.uint8(0)
                     if v >= 0 and v <= 255:  # converting anything else to uint8 is undefined
                         b = np.uint8(v)
@@ -75,6 +77,25 @@ def pack_u8(X, W8):
                 for j in range(d):
                     W8[k, 4 * (j + 1) + t] = 0
     return ok.all()
+
+
+@njit(parallel=True, cache=True)
+def _column_min(X):
+    """Per-column minimum in float64 (NaN ignored: the packing check refuses it anyway)."""
+    n, d = X.shape
+    parts = 16
+    mins = np.full((parts, d), np.inf)
+    for p in prange(parts):
+        for i in range(p * n // parts, (p + 1) * n // parts):
+            for j in range(d):
+                v = np.float64(X[i, j])
+                if v < mins[p, j]:
+                    mins[p, j] = v
+    out = mins[0].copy()
+    for p in range(1, parts):
+        for j in range(d):
+            out[j] = min(out[j], mins[p, j])
+    return out
 
 
 @intrinsic
@@ -193,13 +214,23 @@ def _covariance(G, P, n, cov):
     return sums
 
 
-def _first_rows_u8(X: np.ndarray, rows: int = 16) -> bool:
-    """A cheap look at the first rows, so that float data (mean-subtracted, scaled) is turned away
-    before the packed copy is allocated."""
+def _offset(X: np.ndarray, rows: int = 16):
+    """What to subtract from X to make it pixels: 0 for uint8 and for floats holding integers 0..255,
+    the column minima for floats that are pixels minus a per-feature constant (pixels minus a mean kept
+    on a 2^-16 grid, as `MeanSubtraction` keeps it for uint8 input, are such floats, exactly), None
+    for anything else. A look at the first rows decides, so other float data is turned away before the
+    minima or the packed copy cost anything; the packing pass checks every value."""
     if X.dtype == np.uint8:
-        return True
-    head = X[:rows]
-    return bool(np.all((head >= 0) & (head <= 255) & (head == np.round(head))))
+        return 0
+    head = X[:rows].astype(np.float64)
+    if np.all((head >= 0) & (head <= 255) & (head == np.round(head))):
+        return 0
+    if not np.all(np.isfinite(head)):
+        return None
+    steps = head - head[0]
+    if np.all((np.abs(steps) <= 255) & (steps == np.round(steps))):
+        return _column_min(X)
+    return None
 
 
 # Native-order dtypes the packing kernel is compiled for; anything else (float16, big-endian, ...) takes
@@ -211,12 +242,15 @@ MAX_ROWS = 10_000_000
 
 
 def covariance_u8(X: np.ndarray, max_samples: int = MAX_SAMPLES):
-    """(the (d, d) sample covariance, divided by n - 1, in float64 with one rounding per entry; the
-    column sums, int64) of the rows of X, a 2-D array of uint8 or of floats holding integers 0..255 —
-    or None when the values are not such integers, there are fewer than 2 rows or too many, or the
-    CPU lacks VNNI."""
-    if (not has_vnni() or X.ndim != 2 or X.dtype not in _DTYPES or not 2 <= X.shape[0] <= MAX_ROWS
-            or not _first_rows_u8(X)):
+    """(the (d, d) sample covariance, divided by n - 1, in float64; the mean, float64) of the rows of X:
+    a 2-D array of uint8, or of floats that hold integers 0..255 or such integers minus a per-feature
+    constant (the covariance does not change under a shift, and the integers give it exactly) — or
+    None when the values are not of that form, there are fewer than 2 rows or too many, or the CPU
+    lacks VNNI."""
+    if not has_vnni() or X.ndim != 2 or X.dtype not in _DTYPES or not 2 <= X.shape[0] <= MAX_ROWS:
+        return None
+    shift = _offset(X)
+    if shift is None:
         return None
     n, d = X.shape
     width = padded_width(d + 1)
@@ -227,7 +261,7 @@ def covariance_u8(X: np.ndarray, max_samples: int = MAX_SAMPLES):
     for start in range(0, n, chunk):
         block = X[start:start + chunk]
         W = W8[:-(-len(block) // 4)]
-        if not pack_u8(block, W):
+        if not pack_u8(block, None if isinstance(shift, int) else shift, W):
             return None
         P[:] = 0
         _gram_tiles(W.view(np.uint32), P, d + 1)
@@ -235,4 +269,4 @@ def covariance_u8(X: np.ndarray, max_samples: int = MAX_SAMPLES):
             _accumulate(P, G)
     cov = np.empty((d, d), dtype=np.float64)
     sums = _covariance(G, P, n, cov)
-    return cov, sums
+    return cov, sums / n + shift
