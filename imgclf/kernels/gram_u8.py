@@ -13,6 +13,9 @@ The micro-tile is MI rows x NV vectors (6 x 4 = 24 zmm accumulators, 4 vectors o
 the 32 registers); the row stride of W is padded by one cache line so the kc rows of a tile's
 column panel fall into different L1 sets instead of thrashing one.
 
+Floats that are pixels minus a per-feature constant (a mean-subtracted stream of pixels) are shifted
+back by their column minima while packing, exactly: a covariance does not change under a shift.
+
 The portable path is the float32 covariance in `imgclf.eigen`; this one runs only when the CPU has
 AVX-512 VNNI and numba is compiling (an LLVM intrinsic cannot run interpreted).
 """
