@@ -218,22 +218,22 @@ def _covariance(G, P, n, cov):
 
 
 def _offset(X: np.ndarray, rows: int = 16):
-    """What to subtract from X to make it pixels: 0 for uint8 and for floats holding integers 0..255,
-    the column minima for floats that are pixels minus a per-feature constant (pixels minus a mean kept
-    on a 2^-16 grid, as `MeanSubtraction` keeps it for uint8 input, are such floats, exactly), None
-    for anything else. A look at the first rows decides, so other float data is turned away before the
-    minima or the packed copy cost anything; the packing pass checks every value."""
+    """(whether X is pixels, what to subtract from it to get them): None for uint8 and for floats holding
+    integers 0..255; the column minima for floats that are pixels minus a per-feature constant (pixels
+    minus a mean kept on a 2^-16 grid, as `MeanSubtraction` keeps it for uint8 input, are such floats,
+    exactly). A look at the first rows decides, so other float data is turned away before the minima
+    or the packed copy cost anything; the packing pass then checks every value."""
     if X.dtype == np.uint8:
-        return 0
+        return True, None
     head = X[:rows].astype(np.float64)
     if np.all((head >= 0) & (head <= 255) & (head == np.round(head))):
-        return 0
+        return True, None
     if not np.all(np.isfinite(head)):
-        return None
+        return False, None
     steps = head - head[0]
     if np.all((np.abs(steps) <= 255) & (steps == np.round(steps))):
-        return _column_min(X)
-    return None
+        return True, _column_min(X)
+    return False, None
 
 
 # Native-order dtypes the packing kernel is compiled for; anything else (float16, big-endian, ...) takes
@@ -252,8 +252,8 @@ def covariance_u8(X: np.ndarray, max_samples: int = MAX_SAMPLES):
     lacks VNNI."""
     if not has_vnni() or X.ndim != 2 or X.dtype not in _DTYPES or not 2 <= X.shape[0] <= MAX_ROWS:
         return None
-    shift = _offset(X)
-    if shift is None:
+    pixels, shift = _offset(X)
+    if not pixels:
         return None
     n, d = X.shape
     width = padded_width(d + 1)
@@ -264,7 +264,7 @@ def covariance_u8(X: np.ndarray, max_samples: int = MAX_SAMPLES):
     for start in range(0, n, chunk):
         block = X[start:start + chunk]
         W = W8[:-(-len(block) // 4)]
-        if not pack_u8(block, None if isinstance(shift, int) else shift, W):
+        if not pack_u8(block, shift, W):
             return None
         P[:] = 0
         _gram_tiles(W.view(np.uint32), P, d + 1)
@@ -272,4 +272,4 @@ def covariance_u8(X: np.ndarray, max_samples: int = MAX_SAMPLES):
             _accumulate(P, G)
     cov = np.empty((d, d), dtype=np.float64)
     sums = _covariance(G, P, n, cov)
-    return cov, sums / n + shift
+    return cov, sums / n + (0.0 if shift is None else shift)
