@@ -5,9 +5,10 @@ Run from the checkout with the data on the search path:
 
 Part 1: PCA(dims=144) fit on the 49000 x 3072 float32 CIFAR-10 training split: imgclf's time (the
 exact 8-bit covariance when the CPU has AVX-512 VNNI, and the float32-block path on the same pixels
-times 1.25, which are neither integers nor integers shifted by a constant), the ratio to scikit-learn's PCA(n_components=144) with svd_solver 'full', 'randomized' and (sklearn >= 1.5)
-'covariance_eigh' when scikit-learn is importable, and the precision of the float32-block covariance
-against an all-float64 one. Part 2: on the first 5000 training / 500 test images, kNN accuracy
+times 1.25, which are neither integers nor integers shifted by a constant), the ratio to
+scikit-learn's PCA(n_components=144) with svd_solver 'full', 'randomized' and (sklearn >= 1.5)
+'covariance_eigh' when scikit-learn is importable, and the precision of every result against an
+all-float64 covariance. Part 2: on the first 5000 training / 500 test images, kNN accuracy
 (L2, k = 1 and 5; imgclf's KNNClassifier, or plain numpy without it) on raw, mean-subtracted,
 PCA-144 and whitened data, and the variance 144 components keep.
 Timings are best of --repeat runs (methods interleaved), wall-clock or, with --clock cpu, process
@@ -114,7 +115,7 @@ def pca_timings(repeat: int, skip_full: bool) -> None:
     path = ("exact integer covariance of the 8-bit pixels (AVX-512 VNNI)" if has_vnni()
             else "no AVX-512 VNNI here: float32-block covariance summed in float64")
     print(f"  imgclf PCA ({path}; {eigen}): {t_ours:7.2f} s")
-    # Precision of the float32 block products against an all-float64 covariance.
+    # Precision of each result against an all-float64 covariance (float64 blocks, float64 eigh).
     mean = X.mean(axis=0, dtype=np.float64)
     w64, v64 = np.linalg.eigh(covariance(X, mean, work_dtype=np.float64))
     w64, v64 = w64[::-1][:144], v64[:, ::-1][:, :144].T

@@ -114,8 +114,12 @@ def principal_components(X2: np.ndarray, dims=None, variance=None) -> tuple[np.n
     The total variance is the trace of the covariance (the sum of all eigenvalues). Signs are fixed so
     that each vector's largest entry is positive, making the result deterministic across BLAS builds.
     """
+    from .kernels.gram_u8 import covariance_u8
+
     n, d = X2.shape
-    exact = _covariance_u8(X2) if n - 1 >= d else None
+    # 8-bit data (pixels, or pixels minus a per-feature constant) on a CPU with AVX-512 VNNI: the exact
+    # integer covariance and the mean from one pass; anything else: None.
+    exact = covariance_u8(X2) if n - 1 >= d else None
     if exact is not None:
         cov, mean = exact
     else:
@@ -133,16 +137,6 @@ def principal_components(X2: np.ndarray, dims=None, variance=None) -> tuple[np.n
     signs = np.sign(vectors[rows, np.argmax(np.abs(vectors), axis=1)])
     vectors *= np.where(signs == 0, 1.0, signs)[:, None]
     return mean, values, vectors, total
-
-
-def _covariance_u8(X2: np.ndarray):
-    """(exact covariance, mean) for 8-bit data — uint8, or floats holding integers 0..255, or those
-    minus a per-feature constant (a mean-subtracted stream of pixels) — when
-    the CPU has AVX-512 VNNI (`kernels.gram_u8`: four times the multiply-adds per instruction of
-    float32, and exact), else None."""
-    from .kernels.gram_u8 import covariance_u8
-
-    return covariance_u8(X2)
 
 
 def _covariance_components(cov: np.ndarray, dims, variance, mixed: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
