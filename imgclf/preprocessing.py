@@ -19,8 +19,29 @@ from .validation import Estimator, check_array, check_fitted, n_features
 
 TRANSFORMS: dict[str, type] = {}
 
+# Transforms defined in their own modules: imported only when a chain holding one is loaded.
+_LAZY_TRANSFORMS = {
+    "hog": "imgclf.hog",
+    "colorhist": "imgclf.colorhist",
+    "union": "imgclf.feature_union",
+    "kmeans": "imgclf.kmeans_features",
+}
+
+
 def register(cls):
     TRANSFORMS[cls.kind] = cls
+    return cls
+
+
+def transform_class(kind: str):
+    """The Transform class stored under `kind` (DataError for an unknown kind)."""
+    if kind not in TRANSFORMS and kind in _LAZY_TRANSFORMS:
+        import importlib
+
+        importlib.import_module(_LAZY_TRANSFORMS[kind])
+    cls = TRANSFORMS.get(kind)
+    if cls is None:
+        raise DataError(f"unknown transform {kind!r} in the stored chain")
     return cls
 
 
@@ -246,6 +267,66 @@ class Normalization(_Elementwise):
         return np.multiply(X, self._scale32, dtype=np.float32)
 
 
+@register
+class Standardization(Transform):
+    """Zero mean and unit variance per feature in one pass: (x - mean) / sqrt(var + eps).
+
+    What linear models need after feature extractors (hog, colorhist, kmeans), whose features have
+    very different scales; one output array instead of the two of `mean,normalize`, which matters
+    for the 16000 k-means features. eps (Coates et al. use 0.01 on k-means features) damps features
+    of tiny variance; features constant on the training split keep scale 1 as in `normalize`.
+    """
+
+    kind = "standardize"
+    _array_names = ("mean_", "scale_")
+
+    def __init__(self, eps=0.0):
+        self.eps = eps
+
+    def _validate_params(self, X):
+        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float, np.floating, np.integer)) \
+                or not np.isfinite(self.eps) or self.eps < 0:
+            raise UsageError(f"eps must be a finite number >= 0, got {self.eps!r}")
+
+    def _fit(self, X):
+        X2 = _flat(X)
+        mean = X2.mean(axis=0, dtype=np.float64)
+        sq = np.zeros_like(mean)
+        step = _block_rows(X2.shape[1])
+        for start in range(0, len(X2), step):
+            sq += np.square(np.subtract(X2[start:start + step], mean, dtype=np.float64)).sum(axis=0)
+        var = sq / len(X2)
+        constant = var <= (1e-10 * np.maximum(np.abs(mean), np.finfo(np.float64).tiny)) ** 2
+        self.mean_ = mean
+        self.scale_ = np.where(constant & (self.eps == 0), 1.0, np.sqrt(var + float(self.eps)))
+
+    def _check_state(self):
+        d = int(np.prod(self.input_shape_))
+        if self.mean_.shape != (d,) or self.scale_.shape != (d,):
+            raise DataError("stored standardize transform has inconsistent array shapes")
+        if not (np.all(np.isfinite(self.scale_)) and np.all(self.scale_ > 0)):
+            raise DataError("stored standardize transform has a non-positive or non-finite scale")
+
+    def _derive(self):
+        self._mean32 = self.mean_.astype(np.float32)
+        self._inv32 = (1.0 / self.scale_).astype(np.float32)
+
+    def _transform(self, X):
+        X2 = _flat(X)
+        out = np.empty(X2.shape, dtype=np.float32)
+        step = _block_rows(X2.shape[1])
+        for start in range(0, len(X2), step):
+            block = out[start:start + step]
+            np.subtract(X2[start:start + step], self._mean32, out=block, dtype=np.float32)
+            block *= self._inv32
+        return out.reshape(X.shape)
+
+    def inverse_transform(self, X):
+        X = self._check_input(X)
+        return np.add(np.multiply(X, self.scale_.astype(np.float32).reshape(X.shape[1:]), dtype=np.float32),
+                      self._mean32.reshape(X.shape[1:]), dtype=np.float32)
+
+
 # -- PCA and whitening ---------------------------------------------------------------------------------
 class _Projection(Transform):
     """Shared by PCA and whitening: a centred projection onto the leading principal components."""
@@ -417,10 +498,7 @@ def chain_to_arrays(chain: list[Transform]) -> tuple[list[dict], dict[str, np.nd
 def chain_from_arrays(meta: list[dict], arrays: dict[str, np.ndarray]) -> list[Transform]:
     chain = []
     for entry in meta:
-        kind = entry.get("kind")
-        cls = TRANSFORMS.get(kind)
-        if cls is None:
-            raise DataError(f"unknown transform {kind!r} in the stored chain")
+        cls = transform_class(entry.get("kind"))
         try:
             arrs = {name: arrays[key] for name, key in entry.get("arrays", {}).items()}
         except KeyError as exc:

@@ -10,16 +10,37 @@ Spec grammar (steps separated by commas):
   pca | pca:144 | pca:0.99         PCA(dims=144) or PCA(variance=0.99); none: all components
   whiten | whiten:100 | whiten:0.99   Whitening(dims=... or variance=...)
   zca | zca:100                    Whitening(zca=True, dims=...)
+  standardize | standardize:0.01   Standardization(eps=...)   (zero mean, unit variance per feature)
+  hog[:cell=8][:bins=9][:block=2][:norm=l2hys][:signed]        HOG (imgclf.hog)
+  colorhist[:bins=10][:space=hue|hsv]                           ColorHistogram (imgclf.colorhist)
+  kmeans[:1600][:patch=6][:stride=1][:patches=100000][:iterations=10][:seed=0]
+                                   KMeansFeatures(centroids=1600, ...) (imgclf.kmeans_features)
 A count is a whole number; a fraction (0 < v <= 1, written with a dot) is a variance to keep.
+Steps joined by `+` run side by side on the same input and their features are concatenated
+(FeatureUnion): `hog+colorhist,standardize` is the CS231n features exercise.
 """
 
 from __future__ import annotations
 
 from .datasets.base import Dataset, Split
 from .errors import DataError, UsageError
-from .preprocessing import PCA, MeanSubtraction, Normalization, Transform, Whitening, apply_chain, chain_from_arrays
+from .preprocessing import (PCA, MeanSubtraction, Normalization, Standardization, Transform, Whitening, apply_chain,
+                            chain_from_arrays)
 
-SPEC_HELP = "mean[:channel], normalize[:channel], pca[:DIMS|:FRACTION], whiten[:DIMS|:FRACTION], zca[:DIMS]"
+SPEC_HELP = ("mean[:channel], normalize[:channel], pca[:DIMS|:FRACTION], whiten[:DIMS|:FRACTION], zca[:DIMS], "
+             "standardize[:EPS], hog[:cell=8:bins=9:block=2:norm=l2hys:signed], colorhist[:bins=10:space=hue], "
+             "kmeans[:K:patch=6:stride=1:patches=N:iterations=N:seed=S]; join steps with + to concatenate")
+
+# feature steps: spec name -> (module, class, {option: (parameter, type)}, option a bare value stands for)
+_FEATURE_STEPS = {
+    "hog": ("imgclf.hog", "HOG", {"cell": ("cell", int), "bins": ("bins", int), "block": ("block", int),
+                                  "norm": ("norm", str), "signed": ("signed", bool)}, "cell"),
+    "colorhist": ("imgclf.colorhist", "ColorHistogram", {"bins": ("bins", int), "space": ("space", str)}, "bins"),
+    "kmeans": ("imgclf.kmeans_features", "KMeansFeatures",
+               {"centroids": ("centroids", int), "patch": ("patch", int), "stride": ("stride", int),
+                "patches": ("patches", int), "iterations": ("iterations", int), "seed": ("random_state", int),
+                "patch_eps": ("patch_eps", float), "zca_eps": ("zca_eps", float)}, "centroids"),
+}
 
 
 def _size_arg(step: str, arg: str) -> dict:
@@ -39,10 +60,49 @@ def _size_arg(step: str, arg: str) -> dict:
                          f"fraction in (0, 1] after ':'") from None
 
 
+def _feature_step(step: str, name: str, arg: str) -> Transform:
+    """hog:cell=4:bins=9, kmeans:1600:seed=3 ...: options key=value separated by ':' (a flag alone is True)."""
+    import importlib
+
+    module, cls_name, options, bare = _FEATURE_STEPS[name]
+    kwargs = {}
+    for item in filter(None, (a.strip() for a in arg.split(":"))):
+        key, eq, value = item.partition("=")
+        key = key.strip().lower()
+        if not eq and key not in options:
+            key, value = bare, item
+        if key not in options:
+            raise UsageError(f"bad preprocessing step {step!r}: {name} has no option {key!r} "
+                             f"(options: {', '.join(options)})")
+        param, kind = options[key]
+        try:
+            if kind is bool:
+                kwargs[param] = not eq or value.strip().lower() in ("1", "true", "yes")
+            else:
+                kwargs[param] = kind(value.strip())
+        except ValueError:
+            raise UsageError(f"bad preprocessing step {step!r}: {key} needs a {kind.__name__}, got {value!r}") from None
+    return getattr(importlib.import_module(module), cls_name)(**kwargs)
+
+
 def _parse_step(step: str) -> Transform:
+    if "+" in step:
+        from .feature_union import FeatureUnion
+
+        parts = [p.strip() for p in step.split("+")]
+        if any(not p for p in parts):
+            raise UsageError(f"bad preprocessing step {step!r}: empty part around '+'")
+        return FeatureUnion([_parse_step(p) for p in parts])
     name, _, arg = step.partition(":")
     name = name.strip().lower()
     arg = arg.strip()
+    if name in _FEATURE_STEPS:
+        return _feature_step(step, name, arg)
+    if name == "standardize":
+        try:
+            return Standardization(eps=float(arg)) if arg else Standardization()
+        except ValueError:
+            raise UsageError(f"bad preprocessing step {step!r}: standardize takes an eps number") from None
     if name in ("mean", "normalize", "std"):
         if arg not in ("", "channel"):
             raise UsageError(f"bad preprocessing step {step!r}: {name} takes only ':channel'")

@@ -342,3 +342,108 @@ def spatial_batchnorm_train_naive(x, gamma, beta, eps=1e-5):
     for c in range(C):
         out[..., c] = gamma[c] * (x[..., c] - mean[c]) / math.sqrt(var[c] + eps) + beta[c]
     return out, mean, var
+
+
+# -- classic image features (imgclf.hog, imgclf.colorhist, imgclf.kmeans_features, imgclf.kmeans) -----------
+
+def hog_naive(images, cell=8, bins=9, block=2, norm="l2hys", signed=False):
+    """HOG with plain loops: grey level, [-1, 0, 1] gradients (zero on the border), linear votes into the
+    two nearest orientation bins, cell histograms, then blocks of cells normalised one by one."""
+    n, h, w, c = images.shape
+    span = 2 * math.pi if signed else math.pi
+    ncy, ncx = h // cell, w // cell
+    out = []
+    for i in range(n):
+        img = images[i].astype(np.float64)
+        gray = img[..., 0] * 0.299 + img[..., 1] * 0.587 + img[..., 2] * 0.114 if c == 3 else img[..., 0]
+        hist = np.zeros((ncy, ncx, bins))
+        for y in range(ncy * cell):
+            for x in range(ncx * cell):
+                gx = gray[y, x + 1] - gray[y, x - 1] if 0 < x < w - 1 else 0.0
+                gy = gray[y + 1, x] - gray[y - 1, x] if 0 < y < h - 1 else 0.0
+                mag = math.hypot(gx, gy)
+                if mag == 0:
+                    continue
+                angle = math.atan2(gy, gx) % span
+                t = angle / span * bins - 0.5
+                lo = math.floor(t)
+                hist[y // cell, x // cell, lo % bins] += mag * (1 - (t - lo))
+                hist[y // cell, x // cell, (lo + 1) % bins] += mag * (t - lo)
+        if norm == "none":
+            out.append(hist.ravel() / cell ** 2)
+            continue
+        feats = []
+        for by in range(ncy - block + 1):
+            for bx in range(ncx - block + 1):
+                v = hist[by:by + block, bx:bx + block].ravel().copy()
+                if norm in ("l1", "l1sqrt"):
+                    v = v / (np.abs(v).sum() + 1e-3)
+                    if norm == "l1sqrt":
+                        v = np.sqrt(v)
+                else:
+                    v = v / math.sqrt((v ** 2).sum() + 1e-6)
+                    if norm == "l2hys":
+                        v = np.minimum(v, 0.2)
+                        v = v / math.sqrt((v ** 2).sum() + 1e-6)
+                feats.append(v)
+        out.append(np.concatenate(feats))
+    return np.array(out)
+
+
+def color_hist_naive(images, bins=10, space="hue"):
+    """Fractions of pixels per hue bin, then saturation and value bins for space='hsv': matplotlib's HSV
+    definitions in exact rational arithmetic (a hue on a bin edge belongs to the upper bin)."""
+    from fractions import Fraction
+
+    n, h, w, _ = images.shape
+    channels = 3 if space == "hsv" else 1
+    out = np.zeros((n, channels * bins))
+    for i in range(n):
+        for y in range(h):
+            for x in range(w):
+                r, g, b = (Fraction(int(v), 255) for v in images[i, y, x])
+                hi, lo = max(r, g, b), min(r, g, b)
+                hue = Fraction(0)
+                if hi > lo:
+                    d = hi - lo
+                    hue = ((g - b) / d if r == hi else 2 + (b - r) / d if g == hi else 4 + (r - g) / d) / 6 % 1
+                sat = (hi - lo) / hi if hi > 0 else Fraction(0)
+                for ch, v in enumerate((hue, sat, hi)[:channels]):
+                    out[i, ch * bins + min(math.floor(v * bins), bins - 1)] += 1.0 / (h * w)
+    return out
+
+
+def normalized_patch_naive(patch, eps):
+    v = patch.astype(np.float64).ravel()
+    return (v - v.mean()) / math.sqrt(v.var(ddof=1) + eps)
+
+
+def kmeans_features_naive(images, centroids, zca_mean, zca_matrix, patch, stride, eps):
+    """Coates et al.'s extraction with loops: every patch normalised, whitened ((x - mean) @ M), its
+    distances to the centroids, triangle activations max(0, mean(z) - z_k), summed per quadrant."""
+    n, h, w, _ = images.shape
+    k = len(centroids)
+    rows, cols = (h - patch) // stride + 1, (w - patch) // stride + 1
+    out = np.zeros((n, 4 * k))
+    for i in range(n):
+        for r in range(rows):
+            for q in range(cols):
+                y, x = r * stride, q * stride
+                v = normalized_patch_naive(images[i, y:y + patch, x:x + patch], eps)
+                white = (v - zca_mean) @ zca_matrix
+                z = np.array([np.linalg.norm(white - centroids[j]) for j in range(k)])
+                act = np.maximum(z.mean() - z, 0)
+                quadrant = (2 if r >= (rows + 1) // 2 else 0) + (1 if q >= (cols + 1) // 2 else 0)
+                out[i, quadrant * k:(quadrant + 1) * k] += act
+    return out
+
+
+def kmeans_naive(X, centroids, iterations):
+    """Lloyd's iterations from the given centroids with explicit distances (empty clusters keep their centre)."""
+    C = centroids.astype(np.float64).copy()
+    for _ in range(iterations):
+        labels = np.array([np.argmin([np.sum((x - c) ** 2) for c in C]) for x in X.astype(np.float64)])
+        for j in range(len(C)):
+            if np.any(labels == j):
+                C[j] = X[labels == j].astype(np.float64).mean(axis=0)
+    return C

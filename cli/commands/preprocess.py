@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..console import reporter
-from ..options import binary_output_target, data_options, load_data, quiet_option
+from ..options import binary_output_target, data_options, load_data, quiet_option, seed_option
 
 
 def output_option(func):
@@ -149,6 +149,132 @@ def whiten(ctx, data, n_train, n_test, val, size, color, dims, variance, eps, zc
     _check_size(dims, variance)
     _fit_and_write(ctx, Whitening(dims=dims, eps=eps, zca=zca, variance=variance), data, n_train, n_test, val,
                    size, color, output, quiet)
+
+
+@preprocess.command("standardize")
+@data_options
+@click.option("--eps", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Added to each feature's variance before the square root (Coates et al. use 0.01 on "
+                   "k-means features).")
+@output_option
+@quiet_option
+@click.pass_context
+def standardize(ctx, data, n_train, n_test, val, size, color, eps, output, quiet):
+    """Zero mean and unit variance per feature: (x - mean) / sqrt(var + eps), training statistics.
+
+    What linear models need after hog, colorhist or kmeans features; one pass and one output array
+    (the same as `mean` then `normalize` when eps is 0).
+
+    \b
+    Examples:
+      imgclf preprocess hog --data cifar10 | imgclf preprocess standardize | imgclf train svm --preprocess none
+      imgclf train svm --preprocess kmeans:1600,standardize:0.01 --reg 1e-3 --lr 1e-3
+    """
+    from imgclf.preprocessing import Standardization
+
+    _fit_and_write(ctx, Standardization(eps=eps), data, n_train, n_test, val, size, color, output, quiet)
+
+
+@preprocess.command("hog")
+@data_options
+@click.option("--cell", type=click.IntRange(min=1), default=8, show_default=True, help="Cell side in pixels.")
+@click.option("--bins", type=click.IntRange(min=2, max=360), default=9, show_default=True,
+              help="Orientation bins over 0..180 degrees (0..360 with --signed).")
+@click.option("--block", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Block side in cells; blocks overlap with a stride of one cell.")
+@click.option("--norm", type=click.Choice(["l2hys", "l2", "l1", "l1sqrt", "none"]), default="l2hys",
+              show_default=True, help="Block normalisation; none: the raw cell histograms (CS231n's hog_feature).")
+@click.option("--signed", is_flag=True, help="Signed gradients (0..360 degrees) instead of unsigned.")
+@click.option("--colorhist", "colorhist_bins", type=click.IntRange(min=1), default=None, metavar="BINS",
+              help="Append a hue histogram with this many bins (the same as --preprocess hog+colorhist).")
+@output_option
+@quiet_option
+@click.pass_context
+def hog(ctx, data, n_train, n_test, val, size, color, cell, bins, block, norm, signed, colorhist_bins, output, quiet):
+    """Histograms of oriented gradients (Dalal & Triggs): one descriptor per image.
+
+    Grey-level centred gradients, a magnitude-weighted orientation histogram per cell (each vote
+    split between the two nearest bins), blocks of cells normalised on their own. Needs images
+    (raw pixels); nothing is learned, the chain only records the settings.
+
+    \b
+    Examples:
+      imgclf preprocess hog --data cifar10 --cell 8 --colorhist 10 | imgclf preprocess standardize \\
+        | imgclf train svm --preprocess none --reg 1e-3 --lr 1e-2
+      imgclf train twolayer --preprocess hog:cell=8+colorhist:bins=10,standardize
+    """
+    from imgclf.hog import HOG
+
+    step = HOG(cell=cell, bins=bins, block=block, norm=norm, signed=signed)
+    if colorhist_bins is not None:
+        from imgclf.colorhist import ColorHistogram
+        from imgclf.feature_union import FeatureUnion
+
+        step = FeatureUnion([step, ColorHistogram(bins=colorhist_bins)])
+    _fit_and_write(ctx, step, data, n_train, n_test, val, size, color, output, quiet)
+
+
+@preprocess.command("colorhist")
+@data_options
+@click.option("--bins", type=click.IntRange(min=1, max=1000), default=10, show_default=True,
+              help="Bins per histogram.")
+@click.option("--space", type=click.Choice(["hue", "hsv"]), default="hue", show_default=True,
+              help="hue: one hue histogram; hsv: hue, saturation and value histograms side by side.")
+@output_option
+@quiet_option
+@click.pass_context
+def colorhist(ctx, data, n_train, n_test, val, size, color, bins, space, output, quiet):
+    """Colour histograms: the fraction of each image's pixels in each hue bin (CS231n's color_histogram_hsv).
+
+    Needs RGB images. Combine with HOG as `--preprocess hog+colorhist` or `preprocess hog --colorhist BINS`.
+
+    \b
+    Examples:
+      imgclf preprocess colorhist --data cifar10 --bins 10 -o hue.npz
+      imgclf knn --preprocess colorhist:bins=16:space=hsv --k 10
+    """
+    from imgclf.colorhist import ColorHistogram
+
+    _fit_and_write(ctx, ColorHistogram(bins=bins, space=space), data, n_train, n_test, val, size, color, output,
+                   quiet)
+
+
+@preprocess.command("kmeans")
+@data_options
+@click.option("--centroids", type=click.IntRange(min=1), default=1600, show_default=True,
+              help="Number of k-means centroids K (4K features per image).")
+@click.option("--patch", type=click.IntRange(min=2), default=6, show_default=True, help="Patch side in pixels.")
+@click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Step between the patches of the dense extraction.")
+@click.option("--patches", type=click.IntRange(min=2), default=100_000, show_default=True,
+              help="Random training patches k-means learns from.")
+@click.option("--iterations", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Lloyd iterations of k-means.")
+@seed_option
+@output_option
+@quiet_option
+@click.pass_context
+def kmeans(ctx, data, n_train, n_test, val, size, color, centroids, patch, stride, patches, iterations, seed,
+           output, quiet):
+    """Single-layer k-means features (Coates, Lee & Ng 2011): 4 x K features per image.
+
+    Learns K centroids of random whitened patches of the training images (per-patch brightness and
+    contrast normalisation, ZCA whitening, seeded Lloyd k-means); every patch at --stride then gets the
+    triangle activations max(0, mean(z) - z_k) of its distances z to the centroids, summed over the
+    four quadrants of the image. Needs raw pixels; put `preprocess standardize --eps 0.01` after it for
+    linear models. `imgclf viz centroids` draws the learned filters.
+
+    \b
+    Examples:
+      imgclf preprocess kmeans --data cifar10 --centroids 1600 | imgclf preprocess standardize --eps 0.01 \\
+        | imgclf train svm --preprocess none --reg 1e-3 --lr 1e-3
+      imgclf train svm --preprocess kmeans:1600,standardize:0.01 -o svm.npz
+    """
+    from imgclf.kmeans_features import KMeansFeatures
+
+    step = KMeansFeatures(centroids=centroids, patch=patch, stride=stride, patches=patches, iterations=iterations,
+                          random_state=seed)
+    _fit_and_write(ctx, step, data, n_train, n_test, val, size, color, output, quiet)
 
 
 def _check_size(dims, variance):

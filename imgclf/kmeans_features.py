@@ -1,0 +1,192 @@
+"""Single-layer k-means features (Coates, Lee & Ng, AISTATS 2011): the `kmeans` preprocessing step.
+
+fit: draw `patches` random p x p patches from the training images, normalise each (subtract its mean,
+divide by sqrt(variance + patch_eps)), learn a ZCA whitening of them (the `whiten` transform,
+zca=True, eps=zca_eps), and cluster the whitened patches into `centroids` centres (seeded Lloyd
+k-means on GEMMs, imgclf.kmeans).
+
+transform: every p x p patch at `stride` (dense, stride 1 by default) is normalised and whitened the
+same way; its K features are the "triangle" activations f_k = max(0, mean_j(z_j) - z_k) with z_k its
+distance to centroid k; they are summed over the four quadrants of the image: 4K features per image.
+
+The extraction is three steps per block of images: patches (numba), the whitening GEMM (patches x
+D x D, D = p*p*C) and the centroid GEMM (patches x D x K, the bulk of the work), the distances,
+activations and pooling (numba). Blocks go to one Python thread per core with a one-thread BLAS,
+in a fixed order, so the output does not depend on timing (benchmarks/features.py times it against
+the bare centroid GEMM).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import DataError, UsageError
+from .preprocessing import Transform, Whitening, _check_int, register
+
+_ZCA_ARRAYS = ("mean_", "components_", "explained_variance_", "explained_variance_ratio_")
+_BLOCK_BYTES = 8 * 2**20  # activations per block and thread: large GEMMs, cache-friendly post-processing
+
+
+def _check_positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value) or value <= 0:
+        raise UsageError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+@register
+class KMeansFeatures(Transform):
+    """Coates et al.'s single-layer network: whitened patches -> k-means -> triangle -> quadrant sums.
+
+    Input: images (N, H, W, C) on the 0..255 pixel scale (patch_eps=10 is in those units). Output:
+    (N, 4 * centroids) float32. Put `standardize` after it for linear models.
+    """
+
+    kind = "kmeans"
+    _array_names = tuple(f"zca_{name}" for name in _ZCA_ARRAYS) + ("centroids_",)
+
+    def __init__(self, centroids=1600, patch=6, stride=1, patches=100_000, iterations=10, patch_eps=10.0,
+                 zca_eps=0.1, random_state=0):
+        self.centroids = centroids
+        self.patch = patch
+        self.stride = stride
+        self.patches = patches
+        self.iterations = iterations
+        self.patch_eps = patch_eps
+        self.zca_eps = zca_eps
+        self.random_state = random_state
+
+    # -- parameters ------------------------------------------------------------------------------
+    def _validate_params(self, X):
+        if X.ndim != 4:
+            raise UsageError(f"kmeans features need images (N, H, W, C), got data of shape {X.shape} "
+                             "(put kmeans first in the chain, on raw pixels)")
+        _check_int("patch", self.patch, 2, min(X.shape[1:3]), " (the image side)")
+        _check_int("stride", self.stride, 1)
+        _check_int("centroids", self.centroids, 1)
+        _check_int("patches", self.patches, 2)
+        _check_int("iterations", self.iterations, 1)
+        if self.centroids > self.patches:
+            raise UsageError(f"centroids ({self.centroids}) must not exceed the number of patches ({self.patches})")
+        _check_positive("patch_eps", self.patch_eps)
+        _check_positive("zca_eps", self.zca_eps)
+        if self.random_state is not None:
+            _check_int("random_state", self.random_state, 0)
+
+    @property
+    def n_features_out_(self) -> int:
+        return 4 * len(self.centroids_)
+
+    # -- fit -------------------------------------------------------------------------------------
+    def _fit(self, X):
+        from .kernels.features import _sampled_patches
+        from .kmeans import kmeans
+
+        rng = np.random.default_rng(self.random_state)
+        n, h, w, c = X.shape
+        p = self.patch
+        index = rng.integers(0, n, size=self.patches)
+        ys = rng.integers(0, h - p + 1, size=self.patches)
+        xs = rng.integers(0, w - p + 1, size=self.patches)
+        patches = np.empty((self.patches, p * p * c), dtype=np.float32)
+        _sampled_patches(X, index, ys, xs, p, np.float32(self.patch_eps), patches)
+        zca = Whitening(eps=self.zca_eps, zca=True).fit(patches)
+        for name in _ZCA_ARRAYS:
+            setattr(self, f"zca_{name}", getattr(zca, name))
+        white = zca.transform(patches)
+        del patches
+        self.centroids_, self.distortion_ = kmeans(white, self.centroids, self.iterations, rng)
+
+    def _check_state(self):
+        shape = tuple(self.input_shape_)
+        d = self.patch * self.patch * (shape[-1] if len(shape) == 3 else 0)
+        c = self.centroids_
+        if len(shape) != 3 or c.ndim != 2 or c.shape[1] != d or c.shape[0] != self.centroids \
+                or self.zca_components_.shape != (d, d) or self.zca_mean_.shape != (d,):
+            raise DataError("stored kmeans transform has inconsistent array shapes")
+
+    def _derive(self):
+        arrays = {name: getattr(self, f"zca_{name}") for name in _ZCA_ARRAYS}
+        d = len(arrays["mean_"])
+        zca = Whitening.from_arrays({"eps": self.zca_eps, "zca": True, "input_shape_": [d]}, arrays)
+        # whitened = patch @ M - mean @ M: the mean folds into one offset row
+        self._zca_matrix = zca._project_matrix
+        self._zca_offset = (zca._mean32 @ zca._project_matrix).astype(np.float32)
+        self._centroids_t = np.ascontiguousarray(self.centroids_.T, dtype=np.float32)
+        self._c2 = np.einsum("ij,ij->i", self.centroids_, self.centroids_).astype(np.float32)
+
+    # -- transform -------------------------------------------------------------------------------
+    def grid(self) -> tuple[int, int]:
+        """(rows, cols) of patch positions per image."""
+        h, w = self.input_shape_[:2]
+        return (h - self.patch) // self.stride + 1, (w - self.patch) // self.stride + 1
+
+    def _transform(self, X):
+        from .blas import blas_threads
+        from .eigen import _blas_thread_count
+
+        k = len(self.centroids_)
+        out = np.empty((len(X), 4 * k), dtype=np.float32)
+        if len(X) == 0:
+            return out
+        rows, cols = self.grid()
+        per_image = rows * cols
+        step = max(1, _BLOCK_BYTES // (4 * per_image * k))
+        starts = list(range(0, len(X), step))
+        workers = min(_blas_thread_count(), len(starts))
+        if workers == 1:
+            self._extract_blocks(X, out, starts[0::1], step)
+            return out
+        import threading
+
+        errors = []
+
+        def run(w):
+            try:
+                self._extract_blocks(X, out, starts[w::workers], step)
+            except BaseException as exc:  # re-raised below
+                errors.append(exc)
+
+        with blas_threads(1):
+            threads = [threading.Thread(target=run, args=(w,)) for w in range(workers)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        if errors:
+            raise errors[0]
+        return out
+
+    def _extract_blocks(self, X, out, starts, step):
+        """Features of the images X[s:s + step] for each s in `starts`, written into out."""
+        from .kernels.features import _dense_patches, _triangle_pool
+
+        rows, cols = self.grid()
+        per_image = rows * cols
+        d = self._zca_matrix.shape[0]
+        k = len(self._c2)
+        patches = np.empty((step * per_image, d), dtype=np.float32)
+        white = np.empty_like(patches)
+        products = np.empty((step * per_image, k), dtype=np.float32)
+        eps = np.float32(self.patch_eps)
+        for s in starts:
+            block = X[s:s + step]
+            m = len(block) * per_image
+            _dense_patches(block, self.patch, self.stride, eps, patches[:m])
+            np.matmul(patches[:m], self._zca_matrix, out=white[:m])
+            white[:m] -= self._zca_offset
+            np.matmul(white[:m], self._centroids_t, out=products[:m])
+            _triangle_pool(products[:m], white[:m], self._c2, rows, cols, out[s:s + len(block)])
+
+    # -- pictures --------------------------------------------------------------------------------
+    def filters(self) -> np.ndarray:
+        """The centroids as (K, p, p, C) patches in whitened space (the paper's figure of learned filters)."""
+        self._check_fitted()
+        c = self.input_shape_[-1]
+        return self.centroids_.reshape(len(self.centroids_), self.patch, self.patch, c)
+
+    def describe(self) -> dict:
+        out = super().describe()
+        if hasattr(self, "centroids_"):
+            out["n_features_out"] = self.n_features_out_
+        return out
