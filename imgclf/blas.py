@@ -73,6 +73,49 @@ def blas_threads(n: int):
             set_threads(before)
 
 
+def blas_thread_count() -> int:
+    """OpenBLAS's thread count (1 when another BLAS is loaded, whose threads cannot be set)."""
+    api = _openblas()
+    return max(1, int(api[1]())) if api is not None else 1
+
+
+def run_on_threads(workers: int, work) -> None:
+    """work(0) ... work(workers - 1), each on its own Python thread with a one-thread BLAS.
+
+    For jobs split statically into `workers` shares of GEMMs and GIL-free numba kernels: the shares
+    run on every core with no BLAS threads fighting them, and the split does not depend on timing.
+    One worker runs inline. The first exception raised in a worker is re-raised here.
+    """
+    if workers <= 1:
+        work(0)
+        return
+    import threading
+
+    errors = []
+
+    def run(w: int) -> None:
+        try:
+            work(w)
+        except BaseException as exc:  # re-raised below
+            errors.append(exc)
+
+    with blas_threads(1):
+        threads = [threading.Thread(target=run, args=(w,)) for w in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    if errors:
+        raise errors[0]
+
+
+def split_rows(n: int, work) -> None:
+    """work(start, stop) over n rows cut into one contiguous share per BLAS thread, run by run_on_threads."""
+    workers = max(1, min(blas_thread_count(), n))
+    edges = [n * w // workers for w in range(workers + 1)]
+    run_on_threads(workers, lambda w: work(edges[w], edges[w + 1]))
+
+
 # CBLAS syrk symbols of the OpenBLAS builds numpy ships or links, and whether their integers are 64-bit.
 _SYRK_SYMBOLS = (("scipy_cblas_{}syrk64_", True), ("cblas_{}syrk64_", True),
                  ("scipy_cblas_{}syrk", False), ("cblas_{}syrk", False))

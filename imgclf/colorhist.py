@@ -41,8 +41,9 @@ class ColorHistogram(Transform):
         return self.bins * (3 if self.space == "hsv" else 1)
 
     def _transform(self, X):
+        from .blas import split_rows
         from .kernels.features import _color_hist
 
         out = np.empty((len(X), self.n_features_out_), dtype=np.float32)
-        _color_hist(X, self.bins, self.space == "hsv", out)
+        split_rows(len(X), lambda a, b: _color_hist(X[a:b], self.bins, self.space == "hsv", out[a:b]))
         return out

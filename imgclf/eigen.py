@@ -35,7 +35,7 @@ def covariance(X2: np.ndarray, mean: np.ndarray, work_dtype=None) -> np.ndarray:
     threaded BLAS leaves on one core, then run in parallel too. The blocks are split evenly and
     statically, so the summation order, and the result, does not depend on timing.
     """
-    from .blas import gram_lower
+    from .blas import gram_lower, run_on_threads
 
     n, d = X2.shape
     if work_dtype is None:
@@ -59,29 +59,7 @@ def covariance(X2: np.ndarray, mean: np.ndarray, work_dtype=None) -> np.ndarray:
                 np.matmul(block.T, block, out=product)
             sums[w] += product
 
-    if workers == 1:
-        accumulate(0)
-    else:
-        import threading
-
-        from .blas import blas_threads
-
-        errors = []
-
-        def run(w: int) -> None:
-            try:
-                accumulate(w)
-            except BaseException as exc:  # re-raised in the caller below
-                errors.append(exc)
-
-        with blas_threads(1):
-            threads = [threading.Thread(target=run, args=(w,)) for w in range(workers)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-        if errors:
-            raise errors[0]
+    run_on_threads(workers, accumulate)
     cov = sums[0]
     for other in sums[1:]:
         cov += other
@@ -92,11 +70,9 @@ def covariance(X2: np.ndarray, mean: np.ndarray, work_dtype=None) -> np.ndarray:
 
 
 def _blas_thread_count() -> int:
-    """OpenBLAS's thread count (1 when another BLAS is loaded, whose threads cannot be set)."""
-    from .blas import _openblas
+    from .blas import blas_thread_count
 
-    api = _openblas()
-    return max(1, int(api[1]())) if api is not None else 1
+    return blas_thread_count()
 
 
 # A subset eigensolver pays off while few eigenvectors are kept: on the 3072 x 3072 CIFAR-10 covariance

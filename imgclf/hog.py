@@ -57,14 +57,19 @@ class HOG(Transform):
         return (ncy - self.block + 1) * (ncx - self.block + 1) * self.block ** 2 * self.bins
 
     def _transform(self, X):
+        from .blas import split_rows
         from .kernels.features import NORMS, _hog_blocks, _hog_cells
 
         ncy, ncx = self._cells()
         cells = np.empty((len(X), ncy, ncx, self.bins), dtype=np.float32)
-        _hog_cells(X, self.cell, self.bins, bool(self.signed), cells)
-        if self.norm == "none":
-            cells *= np.float32(1.0 / self.cell ** 2)
-            return cells.reshape(len(X), -1)
         out = np.empty((len(X), self.n_features_out_), dtype=np.float32)
-        _hog_blocks(cells, self.block, NORMS[self.norm], out)
+
+        def work(a, b):
+            _hog_cells(X[a:b], self.cell, self.bins, bool(self.signed), cells[a:b])
+            if self.norm == "none":
+                out[a:b] = cells[a:b].reshape(b - a, -1) * np.float32(1.0 / self.cell ** 2)
+            else:
+                _hog_blocks(cells[a:b], self.block, NORMS[self.norm], out[a:b])
+
+        split_rows(len(X), work)
         return out

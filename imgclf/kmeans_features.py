@@ -121,40 +121,22 @@ class KMeansFeatures(Transform):
         h, w = self.input_shape_[:2]
         return (h - self.patch) // self.stride + 1, (w - self.patch) // self.stride + 1
 
-    def _transform(self, X):
-        from .blas import blas_threads
-        from .eigen import _blas_thread_count
+    def block_plan(self, n: int) -> tuple[int, list[list[int]]]:
+        """(images per block, the block starts of each worker thread) for n images."""
+        from .blas import blas_thread_count
 
-        k = len(self.centroids_)
-        out = np.empty((len(X), 4 * k), dtype=np.float32)
-        if len(X) == 0:
-            return out
         rows, cols = self.grid()
-        per_image = rows * cols
-        step = max(1, _BLOCK_BYTES // (4 * per_image * k))
-        starts = list(range(0, len(X), step))
-        workers = min(_blas_thread_count(), len(starts))
-        if workers == 1:
-            self._extract_blocks(X, out, starts[0::1], step)
-            return out
-        import threading
+        step = max(1, _BLOCK_BYTES // (4 * rows * cols * len(self.centroids_)))
+        starts = list(range(0, n, step))
+        workers = max(1, min(blas_thread_count(), len(starts)))
+        return step, [starts[w::workers] for w in range(workers)]
 
-        errors = []
+    def _transform(self, X):
+        from .blas import run_on_threads
 
-        def run(w):
-            try:
-                self._extract_blocks(X, out, starts[w::workers], step)
-            except BaseException as exc:  # re-raised below
-                errors.append(exc)
-
-        with blas_threads(1):
-            threads = [threading.Thread(target=run, args=(w,)) for w in range(workers)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-        if errors:
-            raise errors[0]
+        out = np.empty((len(X), 4 * len(self.centroids_)), dtype=np.float32)
+        step, shares = self.block_plan(len(X))
+        run_on_threads(len(shares), lambda w: self._extract_blocks(X, out, shares[w], step))
         return out
 
     def _extract_blocks(self, X, out, starts, step):

@@ -110,3 +110,38 @@ def weights(ctx, model_path, output, scale, cols, quiet):
     ncols = cols or (len(images) if len(images) <= 10 else None)
     save_png(grid(images, ncols, rescale="tile", scale=scale, labels=names), output)
     rep.log(f"wrote {output}: {len(images)} {bundle.kind} weight images")
+
+
+@viz.command("centroids")
+@click.argument("chain_source", metavar="MODEL_OR_STREAM")
+@click.option("-o", "--output", required=True, metavar="FILE.png", help="Where to write the PNG.")
+@click.option("--count", type=click.IntRange(min=1), default=None,
+              help="Draw only the first COUNT centroids (default all).")
+@click.option("--scale", type=click.IntRange(min=1, max=16), default=4, show_default=True,
+              help="Upscale each tile by this integer factor.")
+@click.option("--cols", type=click.IntRange(min=1), default=None, help="Tiles per row (default near-square).")
+@quiet_option
+@click.pass_context
+def centroids(ctx, chain_source, output, count, scale, cols, quiet):
+    """Draw the k-means centroids of a `kmeans` step as whitened patch filters (Coates et al.'s figure).
+
+    Reads the chain of a model file or a pipeline stream (`-` for stdin), takes its kmeans step and
+    draws each centroid as a p x p colour patch, rescaled to its own range.
+
+    \b
+    Examples:
+      imgclf preprocess kmeans --data cifar10 --centroids 1600 -o km.npz && imgclf viz centroids km.npz -o c.png
+      imgclf viz centroids svm_kmeans.npz -o filters.png --count 400 --scale 3
+    """
+    from imgclf.errors import UsageError
+    from imgclf.images import grid, save_png
+    from imgclf.preprocessing_chain import read_chain
+
+    rep = reporter(ctx, quiet)
+    steps = [t for t in read_chain(chain_source) if t.kind == "kmeans"]
+    if not steps:
+        raise UsageError(f"{chain_source}: its chain has no kmeans step (nothing to draw)")
+    filters = steps[0].filters()[:count]
+    save_png(grid(filters, cols, rescale="tile", scale=scale), output)
+    rep.log(f"wrote {output}: {len(filters)} of {len(steps[0].centroids_)} centroids "
+            f"({steps[0].patch}x{steps[0].patch} whitened patches)")
