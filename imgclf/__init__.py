@@ -19,6 +19,11 @@ _LAZY = {
     "Normalization": "imgclf.preprocessing",
     "PCA": "imgclf.preprocessing",
     "Whitening": "imgclf.preprocessing",
+    "Standardization": "imgclf.preprocessing",
+    "HOG": "imgclf.hog",
+    "ColorHistogram": "imgclf.colorhist",
+    "FeatureUnion": "imgclf.feature_union",
+    "KMeansFeatures": "imgclf.kmeans_features",
 }
 
 __all__ = sorted(_LAZY)
