@@ -16,7 +16,7 @@ import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from imgclf import (PCA, ConvNet, KNNClassifier, LinearSVM, MeanSubtraction, NeuralNet, Normalization,
-                    SoftmaxClassifier, Whitening)
+                    SoftmaxClassifier, Standardization, Whitening)
 from imgclf.errors import DataError, UsageError
 from imgclf.validation import (DataConversionWarning, NotFittedError, check_array, check_labels, check_random_state,
                                encode_labels)
@@ -39,7 +39,8 @@ def classifiers():
 
 
 def transformers():
-    return [MeanSubtraction(), Normalization(), PCA(), PCA(dims=2), Whitening(), Whitening(zca=True)]
+    return [MeanSubtraction(), Normalization(), PCA(), PCA(dims=2), Whitening(), Whitening(zca=True),
+            Standardization()]
 
 
 # scikit-learn's check wants its own exception class; imgclf cannot raise it without importing
