@@ -140,10 +140,11 @@ def knn(ctx, k, metric, folds, k_values, plot, predictions, save_path, preproces
             _write_predictions(pred, predictions)
         summary = f"{k}-NN {metric}: {split} accuracy {scores['accuracy']:.4f} ({len(test)} images, {seconds:.1f} s)"
         if save_path:
-            from imgclf.io.modelfile import ModelBundle, save
+            from imgclf.io.modelfile import ModelBundle
+            from imgclf.storage import save_model
 
-            save(ModelBundle(model, ds.classes, tuple(ds.image_shape), list(ds.transforms),
-                             extra={"split": split, "accuracy": scores["accuracy"]}), save_path)
+            save_model(ModelBundle(model, ds.classes, tuple(ds.image_shape), list(ds.transforms),
+                                   extra={"split": split, "accuracy": scores["accuracy"]}), save_path)
             rep.log(f"saved {save_path}")
         if predictions == "-":
             rep.log(summary)
