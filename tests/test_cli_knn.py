@@ -51,7 +51,7 @@ def test_cv_table_plot_and_best_k(runner, small_stream, tmp_path):
 def test_predictions_and_model_file(runner, small_stream, tmp_path):
     preds, model = tmp_path / "p.txt", tmp_path / "m.npz"
     res = run(runner, "knn", "--data", str(small_stream), "--k", "3", "--predictions", str(preds),
-              "--save", str(model), "-q")
+              "-o", str(model), "-q")
     assert res.exit_code == 0, res.output
     labels = [int(v) for v in preds.read_text().split()]
     assert len(labels) == 30
@@ -67,7 +67,7 @@ def test_predictions_and_model_file(runner, small_stream, tmp_path):
 
 def test_preprocess_chain_is_saved(runner, small_stream, tmp_path):
     model = tmp_path / "m.npz"
-    res = run(runner, "knn", "--data", str(small_stream), "--preprocess", "mean", "--k", "1", "--save", str(model),
+    res = run(runner, "knn", "--data", str(small_stream), "--preprocess", "mean", "--k", "1", "--output", str(model),
               "--json", "-q")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["accuracy"] == 1.0
@@ -75,6 +75,22 @@ def test_preprocess_chain_is_saved(runner, small_stream, tmp_path):
 
     bundle = storage.load_model(model)
     assert [t.kind for t in bundle.chain] == ["mean"] and bundle.model.X_train_.dtype == np.float32
+
+
+def test_save_is_a_hidden_alias_of_output(runner, small_stream, tmp_path):
+    """`knn --save` (its name before -o/--output) still writes the same model file; --help no longer shows it."""
+    old, new = tmp_path / "old.npz", tmp_path / "new.npz"
+    for flag, path in (("--save", old), ("-o", new)):
+        assert run(runner, "knn", "--data", str(small_stream), "--k", "3", flag, str(path), "-q").exit_code == 0
+    from imgclf import storage
+
+    a, b = storage.load_model(old), storage.load_model(new)
+    np.testing.assert_array_equal(a.model.X_train_, b.model.X_train_)
+    assert a.extra == b.extra
+    res = run(runner, "knn", "--data", str(small_stream), "--save", str(old), "-o", str(new), "-q")
+    assert res.exit_code == 2 and "old name of -o/--output" in res.output
+    help_text = run(runner, "knn", "--help").output
+    assert "-o, --output" in help_text and "--save" not in help_text
 
 
 @pytest.mark.parametrize("args,message", [

@@ -249,7 +249,7 @@ def test_model_file_chain_at_predict_matches_the_pipeline_exactly(runner, small_
     m, p, model = tmp_path / "m.npz", tmp_path / "p.npz", tmp_path / "model.npz"
     run_ok(runner, ["preprocess", "mean", "--data", small_stream, "-o", m])
     run_ok(runner, ["preprocess", "pca", "--dims", 6, "--data", m, "-o", p])
-    run_ok(runner, ["knn", "--k", 1, "--data", p, "--save", model, "-q"])
+    run_ok(runner, ["knn", "--k", 1, "--data", p, "-o", model, "-q"])
     bundle, stream, raw = storage.load_model(model), storage.read_stream(p), storage.read_stream(small_stream)
     assert [t.kind for t in bundle.chain] == ["mean", "pca"]
     np.testing.assert_array_equal(bundle.features(raw.get("test").X), stream.get("test").X)

@@ -10,7 +10,7 @@ from ..options import data_options, json_option, load_data, quiet_option
 
 @click.command()
 @click.option("-m", "--model", "model_path", required=True, type=click.Path(dir_okay=False), metavar="MODEL.npz",
-              help="A model file written by `imgclf train ... -o` or `imgclf knn --save`.")
+              help="A model file written by `imgclf train ... -o`, `imgclf knn -o` or `imgclf ensemble -o`.")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
               help="Which split of the data to score.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="PNG",

@@ -54,7 +54,7 @@ def _read_inputs(bundle, inputs, split, rep):
 
 @click.command()
 @click.option("-m", "--model", "model_path", required=True, type=click.Path(dir_okay=False), metavar="MODEL.npz",
-              help="A model file written by `imgclf train ... -o` or `imgclf knn --save`.")
+              help="A model file written by `imgclf train ... -o`, `imgclf knn -o` or `imgclf ensemble -o`.")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("--top", type=click.IntRange(min=1), default=1, show_default=True,
               help="Show the N most likely classes per input.")
