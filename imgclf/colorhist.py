@@ -11,12 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import UsageError
-from .preprocessing import Transform, _check_int, register
+from .preprocessing import Transform, _check_int
 
 SPACES = ("hue", "hsv")
 
 
-@register
 class ColorHistogram(Transform):
     """Per-image hue (or hue, saturation, value) histograms of RGB images (N, H, W, 3) on 0..255."""
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import DataError, UsageError
-from .preprocessing import Transform, _flat, register, transform_class
+from .preprocessing import Transform, _flat
 
 
-@register
 class FeatureUnion(Transform):
     """Concatenate the (flattened) outputs of several transforms fitted on the same data, CS231n's
     `extract_features(imgs, [hog_feature, color_histogram_hsv])`."""
@@ -49,6 +48,8 @@ class FeatureUnion(Transform):
 
     @classmethod
     def from_arrays(cls, params, arrays):
+        from .preprocessing_chain import transform_class
+
         try:
             parts = params["parts"]
             input_shape = tuple(int(v) for v in params["input_shape_"])

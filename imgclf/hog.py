@@ -12,10 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import UsageError
-from .preprocessing import Transform, _check_int, register
+from .preprocessing import Transform, _check_int
 
 
-@register
 class HOG(Transform):
     """HOG descriptor of images (N, H, W, C) with C 1 or 3 (grey level 0.299 R + 0.587 G + 0.114 B)."""
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import DataError, UsageError
-from .preprocessing import Transform, Whitening, _check_int, register
+from .preprocessing import Transform, Whitening, _check_int
 
 _ZCA_ARRAYS = ("mean_", "components_", "explained_variance_", "explained_variance_ratio_")
 _BLOCK_BYTES = 8 * 2**20  # activations per block and thread: large GEMMs, cache-friendly post-processing
@@ -34,7 +34,6 @@ def _check_positive(name: str, value) -> float:
     return float(value)
 
 
-@register
 class KMeansFeatures(Transform):
     """Coates et al.'s single-layer network: whitened patches -> k-means -> triangle -> quadrant sums.
 

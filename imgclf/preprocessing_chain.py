@@ -1,4 +1,4 @@
-"""Building a preprocessing chain from a short spec and fitting it on a Dataset.
+"""The preprocessing chain: built from a short spec, fitted on a Dataset, applied, and encoded for files.
 
 `parse_chain_spec("mean,normalize,pca:144")` gives unfitted transforms; `fit_chain(transforms, ds)`
 fits each on the TRAIN split only and applies it to every split. `imgclf preprocess` in a pipe and an
@@ -18,29 +18,57 @@ Spec grammar (steps separated by commas):
 A count is a whole number; a fraction (0 < v <= 1, written with a dot) is a variance to keep.
 Steps joined by `+` run side by side on the same input and their features are concatenated
 (FeatureUnion): `hog+colorhist,standardize` is the CS231n features exercise.
+
+A chain is stored as (meta, arrays): `chain_to_arrays` gives JSON-able step descriptions and arrays keyed
+`transform{i}_{name}`; `chain_from_arrays` rebuilds it through TRANSFORMS (kind -> class). The io layer
+(pipeline streams, model files) carries that pair and never imports the transforms.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from .datasets.base import Dataset, Split
 from .errors import DataError, UsageError
-from .preprocessing import (PCA, MeanSubtraction, Normalization, Standardization, Transform, Whitening, apply_chain,
-                            chain_from_arrays)
+from .preprocessing import PCA, MeanSubtraction, Normalization, Standardization, Transform, Whitening
+
+# kind -> class: what a stored chain may name.
+TRANSFORMS: dict[str, type] = {cls.kind: cls for cls in (MeanSubtraction, Normalization, PCA, Whitening,
+                                                         Standardization)}
+# The feature transforms live in their own modules, imported when a spec or a stored chain names them.
+_LAZY_TRANSFORMS = {
+    "hog": "imgclf.hog:HOG",
+    "colorhist": "imgclf.colorhist:ColorHistogram",
+    "union": "imgclf.feature_union:FeatureUnion",
+    "kmeans": "imgclf.kmeans_features:KMeansFeatures",
+}
 
 SPEC_HELP = ("mean[:channel], normalize[:channel], pca[:DIMS|:FRACTION], whiten[:DIMS|:FRACTION], zca[:DIMS], "
              "standardize[:EPS], hog[:cell=8:bins=9:block=2:norm=l2hys:signed], colorhist[:bins=10:space=hue], "
              "kmeans[:K:patch=6:stride=1:patches=N:iterations=N:seed=S]; join steps with + to concatenate")
 
-# feature steps: spec name -> (module, class, {option: (parameter, type)}, option a bare value stands for)
+# feature steps: spec name (= kind) -> ({option: (parameter, type)}, the option a bare value stands for)
 _FEATURE_STEPS = {
-    "hog": ("imgclf.hog", "HOG", {"cell": ("cell", int), "bins": ("bins", int), "block": ("block", int),
-                                  "norm": ("norm", str), "signed": ("signed", bool)}, "cell"),
-    "colorhist": ("imgclf.colorhist", "ColorHistogram", {"bins": ("bins", int), "space": ("space", str)}, "bins"),
-    "kmeans": ("imgclf.kmeans_features", "KMeansFeatures",
-               {"centroids": ("centroids", int), "patch": ("patch", int), "stride": ("stride", int),
+    "hog": ({"cell": ("cell", int), "bins": ("bins", int), "block": ("block", int), "norm": ("norm", str),
+             "signed": ("signed", bool)}, "cell"),
+    "colorhist": ({"bins": ("bins", int), "space": ("space", str)}, "bins"),
+    "kmeans": ({"centroids": ("centroids", int), "patch": ("patch", int), "stride": ("stride", int),
                 "patches": ("patches", int), "iterations": ("iterations", int), "seed": ("random_state", int),
                 "patch_eps": ("patch_eps", float), "zca_eps": ("zca_eps", float)}, "centroids"),
 }
+
+
+def transform_class(kind: str):
+    """The Transform class a stored chain names by `kind` (DataError for an unknown kind)."""
+    if kind not in TRANSFORMS and kind in _LAZY_TRANSFORMS:
+        import importlib
+
+        module, name = _LAZY_TRANSFORMS[kind].split(":")
+        TRANSFORMS[kind] = getattr(importlib.import_module(module), name)
+    cls = TRANSFORMS.get(kind)
+    if cls is None:
+        raise DataError(f"unknown transform {kind!r} in the stored chain")
+    return cls
 
 
 def _size_arg(step: str, arg: str) -> dict:
@@ -62,9 +90,7 @@ def _size_arg(step: str, arg: str) -> dict:
 
 def _feature_step(step: str, name: str, arg: str) -> Transform:
     """hog:cell=4:bins=9, kmeans:1600:seed=3 ...: options key=value separated by ':' (a flag alone is True)."""
-    import importlib
-
-    module, cls_name, options, bare = _FEATURE_STEPS[name]
+    options, bare = _FEATURE_STEPS[name]
     kwargs = {}
     for item in filter(None, (a.strip() for a in arg.split(":"))):
         key, eq, value = item.partition("=")
@@ -82,17 +108,15 @@ def _feature_step(step: str, name: str, arg: str) -> Transform:
                 kwargs[param] = kind(value.strip())
         except ValueError:
             raise UsageError(f"bad preprocessing step {step!r}: {key} needs a {kind.__name__}, got {value!r}") from None
-    return getattr(importlib.import_module(module), cls_name)(**kwargs)
+    return transform_class(name)(**kwargs)
 
 
 def _parse_step(step: str) -> Transform:
     if "+" in step:
-        from .feature_union import FeatureUnion
-
         parts = [p.strip() for p in step.split("+")]
         if any(not p for p in parts):
             raise UsageError(f"bad preprocessing step {step!r}: empty part around '+'")
-        return FeatureUnion([_parse_step(p) for p in parts])
+        return transform_class("union")([_parse_step(p) for p in parts])
     name, _, arg = step.partition(":")
     name = name.strip().lower()
     arg = arg.strip()
@@ -151,6 +175,53 @@ def apply_to_dataset(chain: list[Transform], dataset: Dataset) -> Dataset:
     splits = {key: Split(apply_chain(chain, s.X), s.y) for key, s in dataset.splits.items()}
     return Dataset(splits, dataset.classes, dataset.image_shape, list(dataset.transforms) + list(chain),
                    dataset.name)
+
+
+
+def apply_chain(chain: list[Transform], X: np.ndarray) -> np.ndarray:
+    for t in chain:
+        X = t.transform(X)
+    return X
+
+
+def same_chain(a: list[Transform], b: list[Transform]) -> bool:
+    """True when two fitted chains are the same steps with the same learned arrays."""
+    if len(a) != len(b):
+        return False
+    for s, t in zip(a, b):
+        (pa, aa), (pb, ab) = s.to_arrays(), t.to_arrays()
+        if s.kind != t.kind or pa != pb or aa.keys() != ab.keys():
+            return False
+        if not all(np.array_equal(aa[k], ab[k]) for k in aa):
+            return False
+    return True
+
+
+# -- encoding ------------------------------------------------------------------------------------------
+def chain_to_arrays(chain: list[Transform]) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """JSON-able descriptions plus arrays keyed `transform{i}_{name}`."""
+    meta, arrays = [], {}
+    for i, t in enumerate(chain):
+        params, arrs = t.to_arrays()
+        keys = {}
+        for name, arr in arrs.items():
+            key = f"transform{i}_{name}"
+            arrays[key] = arr
+            keys[name] = key
+        meta.append({"kind": t.kind, "params": params, "arrays": keys})
+    return meta, arrays
+
+
+def chain_from_arrays(meta: list[dict], arrays: dict[str, np.ndarray]) -> list[Transform]:
+    chain = []
+    for entry in meta:
+        cls = transform_class(entry.get("kind"))
+        try:
+            arrs = {name: arrays[key] for name, key in entry.get("arrays", {}).items()}
+        except KeyError as exc:
+            raise DataError(f"stored chain refers to a missing array {exc}") from None
+        chain.append(cls.from_arrays(entry.get("params", {}), arrs))
+    return chain
 
 
 def read_chain(source) -> list[Transform]:

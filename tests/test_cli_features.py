@@ -7,7 +7,7 @@ from PIL import Image
 
 from conftest import make_images
 from imgclf.datasets.base import Dataset, Split
-from imgclf.io import pipeline
+from imgclf.storage import load_model, read_stream, write_stream
 from imgclf_cli.main import cli
 
 KMEANS = ["--centroids", "6", "--patch", "4", "--patches", "400", "--iterations", "3"]
@@ -22,7 +22,7 @@ def stream16(tmp_path):
         X, y = make_images(n, shape=(16, 16, 3), seed=seed)
         splits[key] = Split(X, y)
     path = tmp_path / "tiny16.npz"
-    pipeline.write(Dataset(splits, ["a", "b", "c"], (16, 16, 3), [], "tiny16"), path)
+    write_stream(Dataset(splits, ["a", "b", "c"], (16, 16, 3), [], "tiny16"), path)
     return path
 
 
@@ -36,7 +36,7 @@ def test_preprocess_hog_colorhist_pipe_equals_inline_spec(runner, stream16, tmp_
     piped = tmp_path / "hog.npz"
     first = _run(runner, ["preprocess", "hog", "--data", str(stream16), "--cell", "4", "--colorhist", "8", "-q"])
     _run(runner, ["preprocess", "standardize", "--data", "-", "-o", str(piped), "-q"], input=first.stdout_bytes)
-    ds = pipeline.read(piped)
+    ds = read_stream(piped)
     assert [t.kind for t in ds.transforms] == ["union", "standardize"]
     assert ds.get("train").X.shape == (90, 9 * 4 * 9 + 8)
     model = tmp_path / "svm.npz"
@@ -44,17 +44,15 @@ def test_preprocess_hog_colorhist_pipe_equals_inline_spec(runner, stream16, tmp_
                         "--lr", "1e-2", "--reg", "1e-3", "--epochs", "3", "-o", str(model), "-q", "--json"])
     assert '"accuracy"' in res.stdout
     # the model's chain, applied to the raw test split, equals the piped features
-    from imgclf.io import modelfile
-
-    bundle = modelfile.load(model)
-    np.testing.assert_array_equal(bundle.features(pipeline.read(stream16).get("test").X), ds.get("test").X)
+    bundle = load_model(model)
+    np.testing.assert_array_equal(bundle.features(read_stream(stream16).get("test").X), ds.get("test").X)
 
 
 def test_preprocess_colorhist_and_errors(runner, stream16, tmp_path):
     out = tmp_path / "hist.npz"
     _run(runner, ["preprocess", "colorhist", "--data", str(stream16), "--bins", "6", "--space", "hsv", "-o", str(out),
                   "-q"])
-    X = pipeline.read(out).get("train").X
+    X = read_stream(out).get("train").X
     assert X.shape == (90, 18)
     np.testing.assert_allclose(X.sum(axis=1), 3, rtol=1e-5)
     res = runner.invoke(cli, ["train", "svm", "--data", str(stream16), "--preprocess", "hog:cell=x", "-q"])
@@ -66,17 +64,15 @@ def test_preprocess_colorhist_and_errors(runner, stream16, tmp_path):
 def test_kmeans_model_predicts_image_files_like_the_pipeline(runner, stream16, tmp_path):
     feats = tmp_path / "km.npz"
     _run(runner, ["preprocess", "kmeans", "--data", str(stream16), *KMEANS, "--seed", "3", "-o", str(feats), "-q"])
-    ds = pipeline.read(feats)
+    ds = read_stream(feats)
     assert ds.get("train").X.shape == (90, 24) and ds.transforms[0].random_state == 3
     model = tmp_path / "svm.npz"
     _run(runner, ["train", "svm", "--data", str(stream16), "--preprocess", f"{KMEANS_SPEC}:seed=3,standardize:0.01",
                   "--lr", "1e-2", "--reg", "1e-3", "--epochs", "3", "-o", str(model), "-q"])
-    from imgclf.io import modelfile
-
-    bundle = modelfile.load(model)
+    bundle = load_model(model)
     np.testing.assert_array_equal(bundle.chain[0].centroids_, ds.transforms[0].centroids_)
     # an image file through `predict` gives the label the model gives the pipeline's features
-    test_x = pipeline.read(stream16).get("test").X
+    test_x = read_stream(stream16).get("test").X
     paths = []
     for i in range(3):
         paths.append(tmp_path / f"img{i}.png")

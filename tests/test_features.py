@@ -14,8 +14,9 @@ from imgclf.feature_union import FeatureUnion
 from imgclf.hog import HOG
 from imgclf.kmeans import kmeans
 from imgclf.kmeans_features import KMeansFeatures
-from imgclf.preprocessing import Standardization, apply_chain, chain_from_arrays, chain_to_arrays
-from imgclf.preprocessing_chain import parse_chain_spec
+from imgclf.preprocessing import Standardization
+from imgclf.preprocessing_chain import apply_chain, chain_from_arrays, chain_to_arrays, parse_chain_spec
+
 from reference import color_hist_naive, hog_naive, kmeans_features_naive, kmeans_naive
 
 
