@@ -138,12 +138,14 @@ def test_transformers_in_a_scikit_learn_pipeline():
     from conftest import make_images
     from imgclf.linear import LinearSVM
 
-    X, y = make_images(90, shape=(16, 16, 3), seed=4)
+    X, y = make_images(60, shape=(8, 8, 3), seed=4)
     pipe = make_pipeline(FeatureUnion([HOG(cell=4), ColorHistogram(bins=6)]), Standardization(),
-                         LinearSVM(lr=1e-2, reg=1e-3, epochs=5, random_state=0))
+                         LinearSVM(lr=1e-2, reg=1e-3, epochs=3, random_state=0))
     assert pipe.fit(X, y).score(X, y) > 0.6
     km = clone(KMeansFeatures(centroids=4, patch=4, patches=200, iterations=2))
     assert km.fit_transform(X[:10]).shape == (10, 16)
+    with pytest.raises(UsageError, match="patch"):
+        KMeansFeatures(patch=9).fit(X)
     assert sklearn.__version__
 
 
