@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .atomic import atomic_write_bytes
+from .atomic import atomic_write_bytes, write_all, write_stdout
 
 META_KEY = "meta"
 
@@ -34,10 +34,9 @@ def write(target, arrays: dict[str, np.ndarray], meta: dict) -> None:
     """Write to a path (atomically), to stdout for `-`, or to an open binary file object."""
     data = to_bytes(arrays, meta)
     if target in ("-", None):
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        write_stdout(data)
     elif hasattr(target, "write"):
-        target.write(data)
+        write_all(target, data, getattr(target, "name", "<stream>"))
     else:
         atomic_write_bytes(target, data)
 
