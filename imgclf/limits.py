@@ -38,6 +38,11 @@ CEILINGS = {
     "parameters": Ceiling(1 << 28, "weights of one model (268 M: 1 GiB in float32)"),
     "layer_width": Ceiling(1 << 16, "units of a hidden layer, filters of a conv layer"),
     "image_side": Ceiling(1 << 13, "height or width of an image shape (--size, a model's input_shape)"),
+    "extract_bytes": Ceiling(1 << 32, "bytes `data get` extracts from an archive or copies from a folder"),
+    # CIFAR batches are 31 MB: one member this big is not a batch, whatever the total.
+    "member_bytes": Ceiling(1 << 28, "bytes of one CIFAR batch inside a .tar.gz"),
+    "image_pixels": Ceiling(1 << 25, "pixels of one image file (33.5 M: far above any classifier input, far "
+                                     "below a decompression bomb)"),
     "json_bytes": Ceiling(1 << 26, "bytes of a file's JSON metadata"),
     "trials": Ceiling(100_000, "trials of one `tune` run"),
 }

@@ -26,9 +26,6 @@ SIDE = 32
 PIXELS = 3 * SIDE * SIDE  # a row: 1024 red, 1024 green, 1024 blue values, each plane row-major
 RECORD = 1 + PIXELS  # binary layout: one label byte, then the pixels
 
-# No CIFAR file is anywhere near this (a batch is 31 MB): a bigger archive member is refused before it
-# is read into memory.
-MAX_MEMBER_BYTES = 1 << 28
 
 _PY_BATCH = re.compile(r"data_batch_(\d+)$")
 _BIN_BATCH = re.compile(r"data_batch_(\d+)\.bin$")
@@ -407,9 +404,9 @@ def load_cifar_archive(path) -> tuple:
             for member in tar:
                 base = member.name.rsplit("/", 1)[-1]
                 if member.isfile() and _WANTED.match(base):
-                    if member.size > MAX_MEMBER_BYTES:
+                    if member.size > limits.get("member_bytes"):
                         raise DataError(f"{path}: member {member.name!r} declares {member.size} bytes, far more "
-                                        "than a CIFAR-10 batch (refusing to read it)")
+                                        f"than a CIFAR-10 batch (refusing to read it; {limits.hint('member_bytes')})")
                     # Per member and in total: many big members (or one name repeated) add up.
                     total += member.size - len(files.get(base, b""))
                     limits.check("input_bytes", total, f"{path}: the batch members' total size", DataError)
