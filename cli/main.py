@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import io
+import os
 import sys
 
 import click
@@ -57,8 +59,15 @@ class App(LazyGroup):
     def invoke(self, ctx):
         from imgclf.errors import ImgclfError
 
+        if sys.stdout is None:  # started with >&-: results must not vanish silently
+            sys.stdout = _ClosedStdout()
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            # The reader went away (`... | head -1`): what it wanted it has; end quietly. Python would
+            # otherwise complain again when it flushes stdout at exit.
+            _silence_stdout()
+            ctx.exit(1)
         except ImgclfError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -77,6 +86,30 @@ class App(LazyGroup):
                 raise
             click.echo(f"Error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
             ctx.exit(1)
+
+
+class _ClosedStdout(io.TextIOBase):
+    """Stands in for a closed standard output: the first write is a usage error, not a lost result."""
+
+    def write(self, s):
+        from imgclf.errors import UsageError
+
+        raise UsageError("standard output is closed (>&-); redirect it to a file or /dev/null")
+
+    @property
+    def buffer(self):
+        return self
+
+    def fileno(self):
+        raise OSError("standard output is closed")
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 @click.group(cls=App, lazy=COMMANDS, package="imgclf_cli.commands", context_settings={"help_option_names": ["-h", "--help"]})
