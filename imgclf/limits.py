@@ -13,6 +13,7 @@ the environment variable named beside it, e.g. `IMGCLF_MAX_INPUT_BYTES=16e9`, or
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import os
 from dataclasses import dataclass
@@ -89,6 +90,33 @@ def check(name: str, value: int, what: str, error=UsageError) -> int:
         raise error(f"{what} is {value}, over the limit of {limit} ({CEILINGS[name].what}); "
                     f"set {CEILINGS[name].env(name)} to raise it")
     return value
+
+
+_budget: contextvars.ContextVar = contextvars.ContextVar("imgclf_parameter_budget", default=None)
+
+
+@contextlib.contextmanager
+def parameter_budget(n_elements: int):
+    """While loading a model file: its weights must fit in the elements the file really holds.
+
+    Building a model allocates its weights from the hyperparameters before the file's arrays replace
+    them; a hand-edited `hidden` or `input_shape` would otherwise allocate gigabytes from a tiny file.
+    """
+    token = _budget.set([int(n_elements)])
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def spend_parameters(n_elements: int, what: str) -> None:
+    """Called before allocating `n_elements` weights: within the ceiling, and the file's budget."""
+    budget = _budget.get()
+    if budget is not None:
+        budget[0] -= n_elements
+        if budget[0] < 0:
+            raise UsageError(f"{what}: the hyperparameters ask for more weights than the file holds")
+    check("parameters", n_elements, what)
 
 
 def hint(name: str) -> str:
