@@ -46,6 +46,7 @@ CEILINGS = {
                                      "below a decompression bomb)"),
     "json_bytes": Ceiling(1 << 26, "bytes of a file's JSON metadata"),
     "trials": Ceiling(100_000, "trials of one `tune` run"),
+    "workers": Ceiling(0, "local worker processes (`--jobs`, `--scheduler local:N`); 0 means the core count (at least 2)"),
 }
 
 _overrides: dict[str, int] = {}
@@ -58,7 +59,7 @@ def get(name: str) -> int:
         return _overrides[name]
     raw = os.environ.get(ceiling.env(name))
     if not raw:
-        return ceiling.default
+        return ceiling.default or max(2, os.cpu_count() or 1)
     try:
         value = float(raw)
         if not (math.isfinite(value) and value >= 1 and value == int(value)):
