@@ -112,7 +112,9 @@ def model_settings(ctx: click.Context, options: dict, arch: dict, preprocess_spe
     params = dict(arch, **training_params(**options, **optim_settings))
     extra = {"preprocess": preprocess_spec, "seed": seed}
     if run["resume"]:
-        params, extra = resume_settings(ctx, run["resume"], options["epochs"])
+        stored, extra = resume_settings(ctx, run["resume"], options["epochs"])
+        # Settings a (hand-edited) checkpoint lacks keep the command's values; unknown ones are dropped.
+        params = {**params, **{k: v for k, v in stored.items() if k in params}}
         preprocess_spec, seed = extra.get("preprocess", preprocess_spec), extra.get("seed", seed)
         params.pop("random_state", None)
     return run, params, extra, preprocess_spec, seed

@@ -122,6 +122,19 @@ def spend_parameters(n_elements: int, what: str) -> None:
     check("parameters", n_elements, what)
 
 
+def read_at_most(f, limit: int) -> bytes:
+    """Up to `limit` + 1 bytes of a binary stream, in chunks: `f.read(limit + 1)` would allocate the
+    whole limit up front (gigabytes of address space) whatever the stream holds."""
+    chunks, total = [], 0
+    while total <= limit:
+        chunk = f.read(min(1 << 24, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
 def hint(name: str) -> str:
     """`set IMGCLF_MAX_X to raise it`, for messages that word their own limit."""
     return f"set {CEILINGS[name].env(name)} to raise it"

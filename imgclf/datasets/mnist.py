@@ -41,11 +41,11 @@ def read_idx_bytes(path: Path) -> bytes:
         with open(path, "rb") as f:
             if f.read(2) != _GZIP_MAGIC:
                 f.seek(0)
-                data = f.read(limit + 1)
+                data = limits.read_at_most(f, limit)
             else:
                 f.seek(0)
                 with gzip.GzipFile(fileobj=f) as gz:
-                    data = gz.read(limit + 1)
+                    data = limits.read_at_most(gz, limit)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(f"{path}: truncated or corrupt gzip file ({exc})") from None
     except OSError as exc:

@@ -70,7 +70,7 @@ def read_source_bytes(source, error=DataError) -> tuple[bytes, str]:
         except OSError as exc:
             raise error(f"{path}: cannot read ({exc.strerror})") from None
     try:
-        data = stream.read(limit + 1)
+        data = limits.read_at_most(stream, limit)
     except OSError as exc:
         raise error(f"{name}: cannot read ({exc.strerror or exc})") from None
     if len(data) > limit:
