@@ -133,21 +133,28 @@ def lying_header_npz(meta: dict, shape=(10 ** 12,)) -> bytes:
     return buf.getvalue()
 
 
-def zip_bomb_npz(meta: dict, n_bytes: int) -> bytes:
-    """An .npz with one deflated member of `n_bytes` zeros (a consistent .npy header): ~1000:1."""
+def zip_bomb_npz(meta: dict, n_bytes: int, declare: int | None = None) -> bytes:
+    """An .npz with one deflated member of `n_bytes` zeros (a consistent .npy header): ~1000:1.
+
+    With `declare`, the .npy header and the zip's size fields claim `declare` bytes instead (< 4 GiB):
+    what a bigger bomb looks like to a reader that checks sizes before inflating, built in a moment.
+    """
+    size = declare or n_bytes
     head = io.BytesIO()
-    npy.write_array_header_1_0(head, {"descr": "|u1", "fortran_order": False, "shape": (n_bytes,)})
+    npy.write_array_header_1_0(head, {"descr": "|u1", "fortran_order": False, "shape": (size,)})
+    head = head.getvalue()
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        with z.open("model_W.npy", "w", force_zip64=True) as f:
-            f.write(head.getvalue())
-            block = bytes(1 << 22)
-            left = n_bytes
-            while left:
-                f.write(block[:min(left, len(block))])
-                left -= min(left, len(block))
+        z.writestr("model_W.npy", head + bytes(n_bytes))
         z.writestr("meta.npy", npy_bytes(np.array(json.dumps(meta))))
-    return buf.getvalue()
+    data = bytearray(buf.getvalue())
+    if declare:
+        real = struct.pack("<I", len(head) + n_bytes)
+        for sig, at in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+            pos = data.index(sig)  # model_W.npy is the first member in both directories
+            assert data[pos + at:pos + at + 4] == real
+            data[pos + at:pos + at + 4] = struct.pack("<I", len(head) + size)
+    return bytes(data)
 
 
 # -- model files -----------------------------------------------------------------------------------------
