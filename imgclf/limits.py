@@ -36,9 +36,9 @@ CEILINGS = {
                                     "decompression)"),
     "array_elements": Ceiling(1 << 31, "elements of one array in a file, stream or pickle"),
     # A 1000-hidden two-layer net on CIFAR has 3.1 M, the largest recipe convnet under 10 M.
-    "parameters": Ceiling(1 << 28, "weights of one model (268 M: 1 GiB in float32)"),
-    "layer_width": Ceiling(1 << 16, "units of a hidden layer, filters of a conv layer"),
-    "image_side": Ceiling(1 << 13, "height or width of an image shape (--size, a model's input_shape)"),
+    "parameters": Ceiling(1 << 28, "weights of one layer of a model (268 M: 1 GiB in float32)"),
+    "image_side": Ceiling(1 << 13, "height or width of an image shape (--size, a model's input_shape, a "
+                                   "stream's image_shape)"),
     "extract_bytes": Ceiling(1 << 32, "bytes `data get` extracts from an archive or copies from a folder"),
     # CIFAR batches are 31 MB: one member this big is not a batch, whatever the total.
     "member_bytes": Ceiling(1 << 28, "bytes of one CIFAR batch inside a .tar.gz"),

@@ -151,7 +151,7 @@ def check_arrays(arrays: dict[str, np.ndarray], name: str) -> None:
         if arr.dtype.kind == "f":
             if not np.isfinite(arr).all():
                 raise ModelFileError(f"{name}: array {key!r} contains NaN or infinite values")
-        elif arr.dtype.kind in "iu" or (arr.dtype.kind == "U" and key.endswith("classes")):
+        elif arr.dtype.kind in "iu" or (arr.dtype.kind == "U" and key.endswith(("classes", "y_train"))):
             continue
         else:
             raise ModelFileError(f"{name}: array {key!r} has dtype {arr.dtype}; model files hold real numbers")

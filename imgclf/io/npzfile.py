@@ -89,6 +89,7 @@ def read(source, expect_format: str | None = None, error=DataError) -> tuple[dic
     meta = arrays.pop(META_KEY)
     if meta.dtype.kind != "U" or meta.ndim != 0:
         raise error(f"{name}: corrupt metadata (not a JSON string)")
+    limits.check("json_bytes", meta.nbytes // 4, f"{name}: the metadata's length", error)
     try:
         meta = json.loads(str(meta))
     except json.JSONDecodeError as exc:
