@@ -46,7 +46,7 @@ CEILINGS = {
                                      "below a decompression bomb)"),
     "json_bytes": Ceiling(1 << 26, "bytes of a file's JSON metadata"),
     # Pixels are 0..255 and preprocessed features rarely exceed 1e3; 1e38 is finite but its square is not.
-    "feature_magnitude": Ceiling(10 ** 9, "absolute value of a float feature in a stream"),
+    "feature_magnitude": Ceiling(10 ** 9, "absolute value of a float feature in a stream, or of a weight"),
     "trials": Ceiling(100_000, "trials of one `tune` run"),
     "workers": Ceiling(0, "local worker processes (`--jobs`, `--scheduler local:N`); 0 means the core count (at least 2)"),
 }

@@ -265,6 +265,8 @@ CASES = [
          r"array 'model_W' contains NaN or infinite values"),
     Case("model-inf-weights", _model("net", arrays_edit=lambda a: a["model_b1"].__setitem__(0, np.inf)), 2,
          r"array 'model_b1' contains NaN or infinite values"),
+    Case("model-weights-1e38", _model(arrays_edit=lambda a: a["model_W"].__setitem__((0, 0), 1e38)), 2,
+         r"largest value in array 'model_W' is \d+, over the limit"),
     Case("model-bool-weights", _model(arrays_edit=lambda a: a.update(model_W=a["model_W"] > 0)), 2,
          r"array 'model_W' has dtype bool"),
     Case("model-complex-weights", _model(arrays_edit=lambda a: a.update(model_W=a["model_W"] + 1j)), 2,

@@ -151,6 +151,10 @@ def check_arrays(arrays: dict[str, np.ndarray], name: str) -> None:
         if arr.dtype.kind == "f":
             if not np.isfinite(arr).all():
                 raise ModelFileError(f"{name}: array {key!r} contains NaN or infinite values")
+            # Finite is not enough: weights of 1e38 overflow every product (trained ones stay near 1).
+            if arr.size:
+                limits.check("feature_magnitude", int(np.abs(arr).max()), f"{name}: the largest value in "
+                             f"array {key!r}", ModelFileError)
         elif arr.dtype.kind in "iu" or (arr.dtype.kind == "U" and key.endswith(("classes", "y_train"))):
             continue
         else:

@@ -139,7 +139,7 @@ def load_arrays(data: bytes, name: str, error=DataError) -> dict[str, np.ndarray
                     arrays[key] = _read_npy(f, info, name, error)
             return arrays
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, NotImplementedError,
-            zlib.error) as exc:
+            RuntimeError, zlib.error) as exc:  # RuntimeError: an "encrypted" member
         if isinstance(exc, ImgclfError):
             raise
         raise error(f"{name}: not a readable imgclf .npz file ({exc})") from None
@@ -152,7 +152,10 @@ def _read_npy(f, info: zipfile.ZipInfo, name: str, error) -> np.ndarray:
     read_header = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
     if read_header is None:
         raise error(f"{name}: {info.filename} has an unsupported .npy version {version}")
-    shape, fortran, dtype = read_header(f)
+    try:
+        shape, fortran, dtype = read_header(f)
+    except Exception as exc:  # noqa: BLE001 - numpy parses the header with ast: SyntaxError, TokenError ...
+        raise error(f"{name}: {info.filename} has a malformed .npy header ({type(exc).__name__})") from None
     if dtype.hasobject or dtype.kind not in "biufcUS" or dtype.names is not None:
         raise error(f"{name}: {info.filename} has dtype {dtype}; imgclf files hold plain numbers and text")
     count = math.prod(shape)
