@@ -87,9 +87,9 @@ def _model_bytes() -> bytes:
 
 
 def _load_model(path: Path):
-    from imgclf.io import modelfile
+    from imgclf.storage import load_model
 
-    bundle = modelfile.load(path)
+    bundle = load_model(path)
     X = np.random.default_rng(0).integers(0, 256, (3,) + tuple(bundle.input_shape), dtype=np.uint8)
     return bundle.model.predict(bundle.features(X))
 

@@ -126,7 +126,7 @@ def _tar_loop(d):
 
 def _resume(hidden, model=None):
     def build(d):
-        from imgclf.nn.solver import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
+        from imgclf.io.checkpoint import FORMAT as CHECKPOINT_FORMAT, VERSION as CHECKPOINT_VERSION
 
         H.write(d / "s.npz", H.stream_bytes(np.zeros((8, 2, 2, 3), np.uint8)))
         meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "iteration": 0,
