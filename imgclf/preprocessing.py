@@ -388,3 +388,4 @@ class Whitening(_Projection):
         unscaled = codes * np.sqrt(self.explained_variance_ + float(self.eps))
         X = (unscaled @ self.components_.astype(np.float64) + self.mean_).astype(np.float32)
         return X.reshape((len(Z),) + tuple(self.input_shape_))
+

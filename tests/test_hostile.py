@@ -235,6 +235,8 @@ CASES = [
     Case("model-input-shape-huge",
          _model(meta_edit=H.set_path("input_shape", [100_000, 100_000, 3])),
          2, r"'input_shape' side is 100000, over the limit of 8192", subprocess=True),
+    Case("model-input-shape-not-what-the-model-takes", _model(meta_edit=H.set_path("input_shape", [4000, 4000, 3])),
+         2, r"'input_shape' \[4000, 4000, 3\] holds 48000000 values, but the model takes 12"),
     Case("convnet-input-shape-huge",
          _model("convnet", meta_edit=H.set_path("hyperparameters.input_shape", [100_000, 100_000, 3])),
          2, r"malformed model file|more weights than the file holds|cannot be", subprocess=True),

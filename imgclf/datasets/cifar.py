@@ -50,8 +50,8 @@ class _Dtype:
 
     def real(self) -> np.dtype:
         if self.code not in _DTYPES:
-            raise UnsafePickleError(f"refusing an array of dtype {self.code!r} (CIFAR batches hold only "
-                                    f"integer arrays)")
+            raise UnsafePickleError(f"refusing an array of dtype {self.code!r} (CIFAR batches hold only plain "
+                                    f"numeric arrays)")
         dt = np.dtype(self.code)
         return dt.newbyteorder(self.order) if self.order in "<>" else dt
 

@@ -117,7 +117,22 @@ def bundle_from_arrays(meta: dict, arrays: dict[str, np.ndarray], name: str) -> 
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise ModelFileError(f"{name}: malformed model file ({type(exc).__name__}: {exc})") from None
     _check_labels(bundle, name)
+    _check_input_shape(bundle, meta["transforms"], name)
     return bundle, (meta["transforms"], arrays)
+
+
+def _check_input_shape(bundle: ModelBundle, transforms: list[dict], name: str) -> None:
+    """`input_shape` is what raw images are resized to before the chain: it must be what the chain's
+    first step (or, with no chain, the model) takes, or every image would be resized for nothing."""
+    size = math.prod(bundle.input_shape)
+    if transforms:
+        takes = transforms[0].get("params", {}).get("input_shape_")
+        takes = math.prod(takes) if isinstance(takes, list) and all(type(v) is int for v in takes) else None
+    else:
+        takes = getattr(bundle.model, "n_features_in_", None)
+    if isinstance(takes, int) and takes != size:
+        raise ModelFileError(f"{name}: model file field 'input_shape' {list(bundle.input_shape)} holds {size} "
+                             f"values, but the model takes {takes}")
 
 
 # meta key -> (type, default); a missing optional entry gets its default, a wrong type is refused.
