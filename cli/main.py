@@ -31,7 +31,7 @@ class App(LazyGroup):
         except ImgclfError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {_one_line(exc)}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
@@ -44,8 +44,13 @@ class App(LazyGroup):
         except Exception as exc:  # noqa: BLE001 - the last line of defence for unexpected failures
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"Error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+            click.echo(f"Error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the traceback)", err=True)
             ctx.exit(1)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error is one line on stderr, even when a library's message has several (tarfile's does)."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 class _ClosedStdout(io.TextIOBase):

@@ -68,8 +68,9 @@ def dataset_from_arrays(meta: dict, arrays: dict[str, np.ndarray], name: str) ->
     if meta.get("version") != VERSION:
         raise DataError(f"{name}: unsupported pipeline format version {meta.get('version')!r} (this imgclf reads {VERSION})")
     classes, image_shape = meta.get("classes"), meta.get("image_shape")
-    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
-        raise DataError(f"{name}: pipeline metadata field 'classes' must be a non-empty list of names")
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)
+            and len(set(classes)) == len(classes)):
+        raise DataError(f"{name}: pipeline metadata field 'classes' must be a non-empty list of distinct names")
     if not (isinstance(image_shape, list) and 1 <= len(image_shape) <= 3
             and all(type(v) is int and 1 <= v <= limits.get("image_side") for v in image_shape)):
         raise DataError(f"{name}: pipeline metadata field 'image_shape' must be 1 to 3 sizes from 1 to "
