@@ -44,7 +44,8 @@ class App(LazyGroup):
         except Exception as exc:  # noqa: BLE001 - the last line of defence for unexpected failures
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"Error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the traceback)", err=True)
+            click.echo(f"Error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the traceback)",
+                       err=True)
             ctx.exit(1)
 
 

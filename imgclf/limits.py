@@ -48,7 +48,8 @@ CEILINGS = {
     # Pixels are 0..255 and preprocessed features rarely exceed 1e3; 1e38 is finite but its square is not.
     "feature_magnitude": Ceiling(10 ** 9, "absolute value of a float feature in a stream, or of a weight"),
     "trials": Ceiling(100_000, "trials of one `tune` run"),
-    "workers": Ceiling(0, "local worker processes (`--jobs`, `--scheduler local:N`); 0 means the core count (at least 2)"),
+    "workers": Ceiling(0, "local worker processes (`--jobs`, `--scheduler local:N`); 0 means the core count "
+                          "(at least 2)"),
 }
 
 _overrides: dict[str, int] = {}

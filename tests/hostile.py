@@ -13,13 +13,12 @@ import pickle
 import struct
 import tarfile
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 from numpy.lib import format as npy
 
-from datafiles import CIFAR_NAMES, cifar_batch_bytes, cifar_rows
+from datafiles import cifar_batch_bytes, cifar_rows
 
 # -- forged pickles ------------------------------------------------------------------------------------
 P = pickle
@@ -265,5 +264,3 @@ def snapshot(root: Path) -> dict[str, tuple]:
             out[str(p.relative_to(root))] = (st.st_mode, digest)
     return out
 
-
-__all__ = ["CIFAR_NAMES"]

@@ -359,7 +359,7 @@ def _stage_import(entry: Entry, source: Path, staging: Path, log) -> tuple[Path,
     log(f"copying {found}")
     copy = tree / found.name
     # Contents only, not permissions: a copy of a read-only share must stay replaceable (--force).
-    shutil.copytree(found, copy, copy_function=shutil.copyfile)
+    shutil.copytree(found, copy, symlinks=True, copy_function=shutil.copyfile)  # never follow a late link
     for folder in [copy, *(p for p in copy.rglob("*") if p.is_dir())]:
         folder.chmod(0o755)
     return copy, _compare(found, entry)
