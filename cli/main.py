@@ -51,7 +51,8 @@ class App(LazyGroup):
 
 def _one_line(exc: BaseException) -> str:
     """An error is one line on stderr, even when a library's message has several (tarfile's does)."""
-    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text if len(text) <= 2000 else text[:2000] + " ..."
 
 
 class _ClosedStdout(io.TextIOBase):

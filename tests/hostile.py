@@ -132,6 +132,16 @@ def lying_header_npz(meta: dict, shape=(10 ** 12,)) -> bytes:
     return buf.getvalue()
 
 
+def bad_unicode_npz() -> bytes:
+    """Metadata text holding the code point 0xFFFFFFFF (numpy would pass it to Python's str)."""
+    head = io.BytesIO()
+    npy.write_array_header_1_0(head, {"descr": "<U1", "fortran_order": False, "shape": ()})
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("meta.npy", head.getvalue() + b"\xff\xff\xff\xff")
+    return buf.getvalue()
+
+
 def zip_bomb_npz(meta: dict, n_bytes: int, declare: int | None = None) -> bytes:
     """An .npz with one deflated member of `n_bytes` zeros (a consistent .npy header): ~1000:1.
 

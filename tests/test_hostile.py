@@ -319,6 +319,7 @@ CASES = [
     Case("deeply-nested-json-meta",
          _stream_info(H.npz_bytes({}, raw_meta='{"a":' * 100_000 + "1" + "}" * 100_000)), 2,
          r"JSON nested too deeply"),
+    Case("meta-not-unicode", _stream_info(H.bad_unicode_npz()), 2, r"meta\.npy holds text that is not Unicode"),
     Case("meta-not-a-string", _stream_info(H.npz_bytes({"X_train": np.zeros(3)}, raw_meta="[1, 2]")), 2,
          r"corrupt metadata"),
     Case("cifar-non-utf8-class-names",

@@ -142,7 +142,8 @@ def load_arrays(data: bytes, name: str, error=DataError) -> dict[str, np.ndarray
             RuntimeError, zlib.error) as exc:  # RuntimeError: an "encrypted" member
         if isinstance(exc, ImgclfError):
             raise
-        raise error(f"{name}: not a readable imgclf .npz file ({exc})") from None
+        # zipfile quotes the raw bytes of a damaged name in its message: a few hundred characters do.
+        raise error(f"{name}: not a readable imgclf .npz file ({str(exc)[:200]})") from None
 
 
 def _read_npy(f, info: zipfile.ZipInfo, name: str, error) -> np.ndarray:
@@ -168,6 +169,9 @@ def _read_npy(f, info: zipfile.ZipInfo, name: str, error) -> np.ndarray:
     got = f.readinto(memoryview(out.view(np.uint8)))
     if got != size:
         raise error(f"{name}: {info.filename} is truncated")
+    if dtype.kind == "U" and size and out.view(np.dtype(dtype.byteorder + "u4")).max() > 0x10FFFF:
+        # numpy would hand these to Python's str, which fails with a SystemError.
+        raise error(f"{name}: {info.filename} holds text that is not Unicode")
     return out.reshape(shape, order="F" if fortran else "C")
 
 
