@@ -1,5 +1,5 @@
-"""The numpydoc Parameters sections of the main classes name every constructor parameter, in order, with
-the signature's default: help(NeuralNet) and the code cannot drift apart."""
+"""The numpydoc Parameters sections of the main classes name every constructor parameter with the
+signature's default (or refer to NeuralNet's entry for it): help(NeuralNet) and the code cannot drift apart."""
 
 from __future__ import annotations
 
@@ -22,10 +22,14 @@ def documented(cls) -> list[tuple[str, str | None]]:
     assert section, f"{cls.__name__} has no Parameters section"
     out = []
     for line in section.group(1).splitlines():
-        m = re.match(r"^(\w+(?:, \w+)*) : (.*)$", line)
+        m = re.match(r"^(\w+(?:, \w+)*)(?: : (.*))?$", line)
         if m:
-            default = re.search(r"default=(.*)$", m.group(2))
+            default = re.search(r"default=(.*)$", m.group(2) or "")
             out += [(name, default.group(1) if default else None) for name in m.group(1).split(", ")]
+        elif re.match(r"^\s+As in NeuralNet, with the same defaults", line):
+            # the entries just listed take NeuralNet's documented defaults
+            theirs = dict(documented(NeuralNet))
+            out = [(name, theirs[name] if d is None and name in theirs else d) for name, d in out]
     return out
 
 
@@ -33,8 +37,10 @@ def documented(cls) -> list[tuple[str, str | None]]:
 def test_parameters_section_matches_the_signature(cls):
     params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self"]
     docs = documented(cls)
-    assert [name for name, _ in docs] == [p.name for p in params]
-    for (name, default), p in zip(docs, params):
+    assert sorted(name for name, _ in docs) == sorted(p.name for p in params)
+    docs = dict(docs)
+    for p in params:
+        name, default = p.name, docs[p.name]
         if p.default is inspect.Parameter.empty:
             assert default is None, f"{name} has no default, the docstring says {default}"
         else:

@@ -76,31 +76,10 @@ class ConvNet(NeuralNet):
         "relu", "leaky_relu[:SLOPE]", "tanh", "sigmoid" or "elu[:ALPHA]".
     init : str, default="he"
         Weight initialisation: "he", "xavier" or "normal:STD".
-    loss : {"softmax", "svm"}, default="softmax"
-        The data loss on the output scores (cross-entropy, or the multiclass hinge).
-    reg : float, default=1e-4
-        L2 penalty reg * sum(W**2) over the weight matrices (not biases or batch-norm parameters).
-    optim : {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"}, default="adam"
-        The update rule (imgclf/nn/optim.py).
-    lr : float, default=1e-3
-        The base learning rate.
-    optim_options : dict, default=None
-        The update rule's settings, e.g. {"beta1": 0.9, "beta2": 0.999} or {"momentum": 0.95}.
-    lr_schedule : str, default=None
-        "step:F[:E]" (times F every E epochs), "exp:K", "inv:K" or "none"/None (constant).
-    epochs : int, default=10
-        Passes over the training set; the best epoch's weights are kept.
     batch_size : int, default=64
         Rows per step.
-    augment : str, default=None
-        Training-time augmentation of image batches: "flip" (horizontal, probability 1/2), "crop:P" (pad by
-        P, crop back at random), both as "flip,crop:4", or None/"none". Needs (N, H, W, C) images.
-    patience : int, default=None
-        Stop when the validation score has not improved for this many epochs (None: run every epoch).
-    train_acc_sample : int, default=1000
-        Training rows the per-epoch training accuracy is measured on.
-    dtype : {"float32", "float64"}, default="float32"
-        Weights and activations; float64 is for gradient checks.
+    loss, reg, optim, lr, optim_options, lr_schedule, epochs, augment, patience, train_acc_sample, dtype
+        As in NeuralNet, with the same defaults.
     input_shape : tuple of int, default=None
         (H, W, C) to fold (N, D) rows into images; None: rows are read as 1x1 images with D channels.
     random_state : int, numpy.random.Generator or None, default=None
