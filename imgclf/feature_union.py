@@ -55,9 +55,11 @@ class FeatureUnion(Transform):
             input_shape = tuple(int(v) for v in params["input_shape_"])
             transforms = []
             for i, part in enumerate(parts):
+                if part["kind"] == "union":  # unions are flat: a nested one is a crafted file
+                    raise ValueError("a union inside a union")
                 arrs = {name: arrays[f"part{i}_{name}"] for name in part["arrays"]}
                 transforms.append(transform_class(part["kind"]).from_arrays(part["params"], arrs))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DataError(f"stored union transform is malformed ({type(exc).__name__}: {exc})") from None
         obj = cls(transforms)
         obj.input_shape_ = input_shape

@@ -60,6 +60,8 @@ _FEATURE_STEPS = {
 
 def transform_class(kind: str):
     """The Transform class a stored chain names by `kind` (DataError for an unknown kind)."""
+    if not isinstance(kind, str):
+        raise DataError(f"unknown transform {kind!r} in the stored chain")
     if kind not in TRANSFORMS and kind in _LAZY_TRANSFORMS:
         import importlib
 
@@ -214,13 +216,25 @@ def chain_to_arrays(chain: list[Transform]) -> tuple[list[dict], dict[str, np.nd
 
 def chain_from_arrays(meta: list[dict], arrays: dict[str, np.ndarray]) -> list[Transform]:
     chain = []
+    if not isinstance(meta, list) or not all(isinstance(e, dict) for e in meta):
+        raise DataError("the stored chain ('transforms') must be a list of objects")
     for entry in meta:
-        cls = transform_class(entry.get("kind"))
+        kind = entry.get("kind")
+        cls = transform_class(kind)
+        names, params = entry.get("arrays", {}), entry.get("params", {})
+        if not isinstance(names, dict) or not isinstance(params, dict) or \
+                not all(isinstance(v, str) for v in names.values()):
+            raise DataError(f"stored {kind} transform: 'arrays' and 'params' must be objects")
         try:
-            arrs = {name: arrays[key] for name, key in entry.get("arrays", {}).items()}
+            arrs = {name: arrays[key] for name, key in names.items()}
         except KeyError as exc:
             raise DataError(f"stored chain refers to a missing array {exc}") from None
-        chain.append(cls.from_arrays(entry.get("params", {}), arrs))
+        try:
+            chain.append(cls.from_arrays(params, arrs))
+        except (TypeError, ValueError, AttributeError, IndexError, KeyError) as exc:
+            if isinstance(exc, DataError):
+                raise
+            raise DataError(f"stored {kind} transform is malformed ({type(exc).__name__}: {exc})") from None
     return chain
 
 
