@@ -168,7 +168,7 @@ def standardize(ctx, data, n_train, n_test, val, size, color, eps, output, quiet
     \b
     Examples:
       imgclf preprocess hog --data cifar10 | imgclf preprocess standardize | imgclf train svm --preprocess none
-      imgclf train svm --preprocess kmeans:1600,standardize:0.01 --reg 1e-3 --lr 1e-3
+      imgclf train svm --preprocess kmeans:1600,standardize:0.01 --lr 1e-2 --reg 1e-5
     """
     from imgclf.preprocessing import Standardization
 
@@ -200,8 +200,8 @@ def hog(ctx, data, n_train, n_test, val, size, color, cell, bins, block, norm, s
     \b
     Examples:
       imgclf preprocess hog --data cifar10 --cell 8 --colorhist 10 | imgclf preprocess standardize \\
-        | imgclf train svm --preprocess none --reg 1e-3 --lr 1e-2
-      imgclf train twolayer --preprocess hog:cell=8+colorhist:bins=10,standardize
+        | imgclf train svm --preprocess none --lr 1e-3 --reg 1e-4
+      imgclf train twolayer --preprocess hog:cell=8+colorhist:bins=10,standardize --lr 1e-3 --reg 1e-4
     """
     from imgclf.hog import HOG
 
@@ -267,8 +267,9 @@ def kmeans(ctx, data, n_train, n_test, val, size, color, centroids, patch, strid
     \b
     Examples:
       imgclf preprocess kmeans --data cifar10 --centroids 1600 | imgclf preprocess standardize --eps 0.01 \\
-        | imgclf train svm --preprocess none --reg 1e-3 --lr 1e-3
-      imgclf train svm --preprocess kmeans:1600,standardize:0.01 -o svm.npz
+        | imgclf train svm --preprocess none --lr 1e-2 --reg 1e-5 --epochs 20 --lr-decay 0.9
+      imgclf train svm --preprocess kmeans:1600,standardize:0.01 --lr 1e-2 --reg 1e-5 -o svm.npz
+      imgclf preprocess kmeans --data cifar10 --centroids 4000 --patches 200000 --seed 1 -o k4000.npz
     """
     from imgclf.kmeans_features import KMeansFeatures
 
