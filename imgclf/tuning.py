@@ -30,16 +30,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import kinds
 from .errors import Diverged, Interrupted, UsageError
 
-# CLI model kind -> "module:Class" of the estimator a trial fits.
-ESTIMATORS = {
-    "softmax": "imgclf.linear:SoftmaxClassifier",
-    "svm": "imgclf.linear:LinearSVM",
-    "twolayer": "imgclf.nn.net:NeuralNet",
-    "convnet": "imgclf.nn.convnet:ConvNet",
-    "knn": "imgclf.neighbors:KNNClassifier",
-}
+# Model kind -> "module:Class" of the estimator a trial fits (the kinds of imgclf/kinds.py that train).
+ESTIMATORS = {k: kinds.ESTIMATORS[k] for k in kinds.TRAINED + ("knn",)}
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _INT = re.compile(r"^[+-]?\d+$")

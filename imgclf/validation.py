@@ -149,6 +149,42 @@ def check_X_y(X, y, *, min_samples: int = 1, min_classes: int = 1):
     return X, classes, codes
 
 
+def class_weights(spec, classes: np.ndarray, codes: np.ndarray) -> np.ndarray | None:
+    """(C,) weights of the classes for `class_weight` = None, "balanced" (n / (C * count), scikit-learn's
+    rule) or a dict {label: weight} (labels not named weigh 1); None when every weight would be 1."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        if spec != "balanced":
+            raise UsageError(f"class_weight must be None, 'balanced' or a dict {{label: weight}}, got {spec!r}",
+                             param="class_weight")
+        counts = np.bincount(codes, minlength=len(classes)).astype(np.float64)
+        return len(codes) / (len(classes) * np.maximum(counts, 1))
+    if not isinstance(spec, dict):
+        raise UsageError(f"class_weight must be None, 'balanced' or a dict {{label: weight}}, got {spec!r}",
+                         param="class_weight")
+    w = np.ones(len(classes))
+    known = {str(c): i for i, c in enumerate(classes.tolist())}
+    for label, weight in spec.items():
+        i = known.get(str(label))
+        if i is None:
+            raise UsageError(f"class_weight names the class {label!r}, which is not in the training labels "
+                             f"({', '.join(map(str, classes.tolist()))})", param="class_weight")
+        if not (isinstance(weight, (int, float, np.number)) and np.isfinite(weight) and weight >= 0):
+            raise UsageError(f"class_weight for {label!r} must be a finite number >= 0, got {weight!r}",
+                             param="class_weight")
+        w[i] = float(weight)
+    return w
+
+
+def rescale_u8(T: np.ndarray) -> np.ndarray:
+    """Each row of T stretched to 0..255 on its own and rounded to uint8 (weights shown as images)."""
+    T = T.reshape(len(T), -1).astype(np.float64)
+    lo = T.min(axis=1, keepdims=True)
+    span = T.max(axis=1, keepdims=True) - lo
+    return np.rint((T - lo) * (255.0 / np.where(span > 0, span, 1))).astype(np.uint8)
+
+
 def check_random_state(seed) -> np.random.Generator:
     """None (fresh entropy), an int seed, or a numpy Generator (used as is) -> Generator."""
     if isinstance(seed, np.random.Generator):
@@ -215,10 +251,75 @@ class Classifier(Estimator):
         return float(np.mean(pred == y))
 
 
+# `epochs="auto"`: a kind's measured number of epochs, but at least this many steps, so small data sets
+# (a few hundred rows: one or two steps per epoch) train as far as large ones; the extra epochs stop
+# once the score has not improved for a fifth of that many steps.
+AUTO_MIN_STEPS = 1000
+
+
 class TrainedClassifier(Classifier):
-    """A Solver-trained classifier: the metadata its model file shares with every other such kind."""
+    """A Solver-trained classifier: the fit prologue, the Solver run and the model-file metadata every
+    such kind shares. Subclasses set `_AUTO_EPOCHS` (what `epochs="auto"` means on large data)."""
 
     _FILE_LEARNED = ("n_features_in_", "stopped_", "best_epoch_")
+    _AUTO_EPOCHS = 10
+
+    # -- fit -------------------------------------------------------------------------------------------
+    def _fit_data(self, X, y, X_val, y_val, features):
+        """(X, codes, X_val, val codes) through `features(X, name, min_samples)`; learns classes_.
+        Validation labels the training set lacks are coded -1 (never predicted, so counted wrong)."""
+        X = features(X, "X", 1)
+        self.classes_, codes = encode_labels(check_labels(y, len(X)), min_classes=2)
+        Xv = yv = None
+        if X_val is not None and y_val is not None and len(y_val):
+            Xv = features(X_val, "X_val", 0)
+            if n_features(Xv) != n_features(X):
+                raise DataError(f"X_val has {n_features(Xv)} features, X has {n_features(X)}")
+            yv = self._encode(check_labels(y_val, len(Xv), "y_val"))
+        return X, codes, Xv, yv
+
+    def _encode(self, y) -> np.ndarray:
+        """Labels to indices into classes_; -1 for labels the model has never seen."""
+        y = np.asarray(y)
+        idx = np.clip(np.searchsorted(self.classes_, y), 0, len(self.classes_) - 1)
+        return np.where(self.classes_[idx] == y, idx, -1).astype(np.int64)
+
+    def _class_weights(self, codes: np.ndarray) -> np.ndarray | None:
+        """Per-class loss weights from `class_weight` (None, "balanced" or {label: weight}), or None."""
+        return class_weights(getattr(self, "class_weight", None), self.classes_, codes)
+
+    def _epochs(self, n_train: int, batch_size: int) -> tuple[int, int | None]:
+        """(epochs, patience) for the Solver: `epochs="auto"` is `_AUTO_EPOCHS`, stretched to at least
+        AUTO_MIN_STEPS steps on small data with an early stop for the stretch (unless patience is set)."""
+        patience = getattr(self, "patience", None)
+        if not (isinstance(self.epochs, str) and self.epochs == "auto"):
+            if not isinstance(self.epochs, (int, np.integer)) or isinstance(self.epochs, bool) or self.epochs < 1:
+                raise UsageError(f"epochs must be an integer >= 1 or 'auto', got {self.epochs!r}", param="epochs")
+            return int(self.epochs), patience
+        steps = max(1, n_train // max(1, min(int(batch_size), n_train)))
+        epochs = max(self._AUTO_EPOCHS, -(-AUTO_MIN_STEPS // steps))
+        if epochs > self._AUTO_EPOCHS and patience is None:
+            patience = max(10, -(-AUTO_MIN_STEPS // (5 * steps)))
+        return epochs, patience
+
+    def _run_solver(self, solver, resume=None):
+        """Train; keep the Solver's result. A run that diverged before any epoch finished has no
+        weights worth keeping: `Diverged`. Otherwise `stopped_` says why a run ended early."""
+        if resume is not None:
+            solver.load_checkpoint(resume)
+        self.result_ = solver.train()
+        self.history_ = self.result_.history
+        self.stopped_ = self.result_.stopped
+        self.best_epoch_ = self.result_.best_epoch
+        if self.stopped_ and self.stopped_.startswith("diverged") and self.best_epoch_ is None:
+            from .errors import Diverged
+
+            raise Diverged(f"training {self.stopped_}")
+        return self
+
+    def predict_codes(self, X) -> np.ndarray:
+        """Class indices 0..C-1 of a batch of data `fit` has validated (the Solver's accuracy)."""
+        return np.argmax(self._scores(self.prepare_batch(X)), axis=1)
 
     def _file_params(self) -> dict:
         """JSON-able hyperparameters plus the learned scalars a model file keeps."""

@@ -107,9 +107,9 @@ class _NaNAfter(SoftmaxClassifier):
         super().__init__(**kw)
         self.nan_from = nan_from
 
-    def loss_rows(self, X, idx, y, work=None):
+    def loss_rows(self, X, idx, y):
         self.calls_ = getattr(self, "calls_", 0) + 1
-        loss, grads = super().loss_rows(X, idx, y, work)
+        loss, grads = super().loss_rows(X, idx, y)
         return (float("nan") if self.calls_ >= self.nan_from else loss), grads
 
 

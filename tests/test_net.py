@@ -26,12 +26,13 @@ CONFIGS = [
 def test_whole_net_gradient_check_float64(params, rng):
     net = NeuralNet(dtype="float64", reg=0.05, **params)
     trainee = net.initialize(12, 4, rng)
+    assert trainee is net
     X = rng.standard_normal((9, 12))
     y = rng.integers(0, 4, 9)
 
     def objective(p):
         trainee.params_ = p
-        return trainee.loss(X, y, mode="train", rng=np.random.default_rng(11))
+        return trainee.loss_and_grads(X, y, mode="train", rng=np.random.default_rng(11))
 
     _, grads = objective(net.params_)
     report = check_gradients(lambda p: objective(p)[0], dict(net.params_), grads, n_checks=15, rng=rng)

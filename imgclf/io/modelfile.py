@@ -7,7 +7,6 @@ seed, writes atomically, and on load refuses unknown versions, foreign and trunc
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,15 +17,6 @@ from . import npzfile
 FORMAT = "imgclf-model"
 VERSION = 1
 
-# kind -> "module:Class"; imported only when a file of that kind is loaded.
-MODEL_CLASSES = {
-    "knn": "imgclf.neighbors:KNNClassifier",
-    "svm": "imgclf.linear:LinearSVM",
-    "softmax": "imgclf.linear:SoftmaxClassifier",
-    "net": "imgclf.nn.net:NeuralNet",
-    "convnet": "imgclf.nn.convnet:ConvNet",
-    "ensemble": "imgclf.ensemble:Ensemble",
-}
 
 
 @dataclass
@@ -52,11 +42,10 @@ class ModelBundle:
 
 
 def model_class(kind: str):
-    spec = MODEL_CLASSES.get(kind)
-    if spec is None:
-        raise ModelFileError(f"unknown model kind {kind!r} (known: {', '.join(MODEL_CLASSES)})")
-    module, name = spec.split(":")
-    return getattr(importlib.import_module(module), name)
+    """The class of a model file's kind (imgclf/kinds.py; old names such as "net" included)."""
+    from ..kinds import estimator_class
+
+    return estimator_class(kind)
 
 
 def bundle_to_arrays(bundle: ModelBundle) -> tuple[dict, dict[str, np.ndarray]]:

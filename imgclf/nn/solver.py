@@ -1,16 +1,20 @@
 """The one training loop, shared by linear classifiers and nets.
 
-A trainable model provides:
+A trainable model (every estimator's `initialize(n_features, n_classes, rng)` returns one: the estimator
+itself, no adapter) provides:
   - `params_`: dict name -> float array, updated in place by the optimiser;
   - `buffers_` (optional): dict of non-trained state arrays (e.g. batch-norm running statistics);
-  - `prepare(X) -> array`: raw batch (uint8 images or float features) to the model's input dtype/layout;
-  - `loss(Xp, y, mode="train", rng=None) -> (loss, grads)` with grads keyed like params_;
-  - `predict(X)` on raw X;
-  - `to_arrays()` (optional): its JSON hyperparameters go into checkpoints, so a run can be rebuilt;
-  - `l2_` (optional): dict param name -> reg for an L2 penalty reg * sum(w^2) that the Solver folds into
-    the optimiser's pass over w (then it calls `loss(..., l2=False)` for the data term alone and adds
-    the penalty of the weights before the step to the reported loss: the same numbers, two fewer
-    passes over the largest arrays per step).
+  - `prepare_batch(X) -> array`: a batch of the training data (validated as a whole by `fit`) to the
+    model's input dtype/layout;
+  - `loss_and_grads(Xp, y, mode="train", rng=None, l2=True) -> (loss, grads)`, grads keyed like params_,
+    y encoded as 0..C-1;
+  - `predict_codes(X) -> (N,) int`: class indices 0..C-1 of a batch of the training data;
+  - `loss_rows(X, idx, y)` (optional): `loss_and_grads(prepare_batch(X[idx]), y)` without the gather;
+  - `kind` and `to_arrays()` (optional): recorded in checkpoints, so a run can be rebuilt;
+  - `l2_penalties()` (optional): dict param name -> reg for an L2 penalty reg * sum(w^2) that the Solver
+    folds into the optimiser's pass over w (then it calls `loss_and_grads(..., l2=False)` for the data
+    term alone and adds the penalty of the weights before the step to the reported loss: the same
+    numbers, two fewer passes over the largest arrays per step).
 The Solver shuffles with its own Generator, applies augmentation to raw image batches, steps the
 optimiser, evaluates per epoch, keeps the best-validation weights, stops early (`patience`) or on a
 non-finite loss, writes checkpoints, and on SIGINT (`stop_signal=True`) finishes the current step,
@@ -66,7 +70,10 @@ class TrainResult:
 
 
 def batched_predict(model, X: np.ndarray, batch: int = 1000) -> np.ndarray:
-    return np.concatenate([model.predict(X[i:i + batch]) for i in range(0, len(X), batch)]) if len(X) else np.empty(0, np.int64)
+    """Class indices of `model.predict_codes` over X in batches."""
+    if not len(X):
+        return np.empty(0, np.int64)
+    return np.concatenate([model.predict_codes(X[i:i + batch]) for i in range(0, len(X), batch)])
 
 
 def accuracy(model, X, y, batch: int = 1000) -> float:
@@ -121,15 +128,15 @@ class Solver:
         stop_signal: bool = False,
     ):
         if batch_size < 1:
-            raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+            raise UsageError(f"batch_size must be >= 1, got {batch_size}", param="batch_size")
         if epochs < 1 and iters is None:
-            raise UsageError(f"--epochs must be >= 1, got {epochs}")
+            raise UsageError(f"epochs must be >= 1, got {epochs}", param="epochs")
         if iters is not None and iters < 1:
-            raise UsageError(f"--iters must be >= 1, got {iters}")
+            raise UsageError(f"iters must be >= 1, got {iters}", param="iters")
         if patience is not None and patience < 1:
-            raise UsageError(f"--patience must be >= 1, got {patience}")
+            raise UsageError(f"patience must be >= 1, got {patience}", param="patience")
         if keep_checkpoints < 0:
-            raise UsageError(f"keep_checkpoints must be >= 0 (0 keeps all), got {keep_checkpoints}")
+            raise UsageError(f"keep_checkpoints must be >= 0 (0 keeps all), got {keep_checkpoints}", param="keep_checkpoints")
         if len(y_train) == 0:
             raise UsageError("the training split is empty")
         self.model = model
@@ -157,7 +164,8 @@ class Solver:
         n_sample = min(train_acc_sample, len(y_train))
         self.train_sample = np.sort(self.rng.choice(len(y_train), n_sample, replace=False))
         self.configs = {name: dict(self.base_config) for name in model.params_}
-        self.l2 = {k: float(v) for k, v in (getattr(model, "l2_", None) or {}).items() if v}
+        penalties = model.l2_penalties() if hasattr(model, "l2_penalties") else {}
+        self.l2 = {k: float(v) for k, v in penalties.items() if v}
         for name, reg in self.l2.items():
             self.configs[name]["l2"] = 2 * reg
         self.result = TrainResult()
@@ -224,8 +232,7 @@ class Solver:
         }
         if hasattr(self.model, "to_arrays"):
             params, _ = self.model.to_arrays()
-            meta["model"] = {"kind": getattr(getattr(self.model, "model", self.model), "kind", None),
-                             "hyperparameters": params}
+            meta["model"] = {"kind": getattr(self.model, "kind", None), "hyperparameters": params}
         return meta, arrays
 
     def save_checkpoint(self, path=None) -> Path:
@@ -306,11 +313,9 @@ class Solver:
             Xb = self.X_train[idx]
             if self.augment is not None:
                 Xb = self.augment(Xb, self.rng)
-            Xp = self.model.prepare(Xb)
-            if self.l2:
-                loss, grads = self.model.loss(Xp, self.y_train[idx], mode="train", rng=self.rng, l2=False)
-            else:
-                loss, grads = self.model.loss(Xp, self.y_train[idx], mode="train", rng=self.rng)
+            Xp = self.model.prepare_batch(Xb)
+            loss, grads = self.model.loss_and_grads(Xp, self.y_train[idx], mode="train", rng=self.rng,
+                                                    l2=not self.l2)
         if not np.isfinite(loss):
             return float(loss), None
         first = next(iter(self.model.params_))
