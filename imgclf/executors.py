@@ -32,7 +32,7 @@ from .errors import UsageError
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 MAX_RESHARES = 3  # times a Dask map scatters its data again after losing every replica
-DASK_MISSING = "--scheduler needs Dask, which is not installed: pip install 'imgclf[dask]'"
+DASK_MISSING = "scheduler needs Dask, which is not installed: pip install 'imgclf[dask]'"
 
 
 @dataclass
@@ -64,7 +64,7 @@ def make_executor(jobs: int = 1, scheduler: str | None = None, retries: int = 1)
     if scheduler:
         return DaskExecutor(scheduler, retries=retries)
     if jobs < 1:
-        raise UsageError(f"--jobs must be >= 1, got {jobs}")
+        raise UsageError(f"jobs must be >= 1, got {jobs}", param="jobs")
     if jobs == 1:
         return SerialExecutor()
     return ProcessExecutor(jobs, retries=retries)
@@ -293,7 +293,7 @@ def _import_dask():
     try:
         import dask.distributed as dd
     except ImportError:
-        raise UsageError(DASK_MISSING) from None
+        raise UsageError(DASK_MISSING, param="scheduler") from None
     return dd
 
 
@@ -305,11 +305,11 @@ def parse_scheduler(spec: str) -> tuple[str, object]:
             if n < 1:
                 raise ValueError
         except ValueError:
-            raise UsageError(f"--scheduler local:N needs a worker count >= 1, got {spec!r}") from None
+            raise UsageError(f"scheduler local:N needs a worker count >= 1, got {spec!r}", param="scheduler") from None
         return "local", n
     if "://" in spec or ":" in spec:
         return "address", spec
-    raise UsageError(f"--scheduler expects tcp://HOST:PORT or local:N, got {spec!r}")
+    raise UsageError(f"scheduler expects tcp://HOST:PORT or local:N, got {spec!r}", param="scheduler")
 
 
 class DaskExecutor:

@@ -96,11 +96,12 @@ class LinearClassifier(TrainedClassifier):
         sample = X[::max(1, len(X) // 2000)].astype(np.float64)
         return float(np.einsum("ij,ij->", sample, sample) / len(sample)) + (1.0 if self.bias_trick else 0.0)
 
-    def _resolve_rates(self, X: np.ndarray) -> None:
-        """lr_ and reg_: the numbers given, or the data-scaled "auto" values."""
-        scale = self._scale(X) if _is_auto(self.lr) or _is_auto(self.reg) else None
-        self.lr_ = self._AUTO_LR / scale if _is_auto(self.lr) else float(self.lr)
-        self.reg_ = self._AUTO_REG * scale if _is_auto(self.reg) else float(self.reg)
+    def rates_for(self, X) -> tuple[float, float]:
+        """(lr, reg) a fit on X trains with: the numbers given, or the "auto" values for X's scale."""
+        if _is_auto(self.lr) or _is_auto(self.reg):
+            scale = self._scale(np.asarray(X).reshape(len(X), -1))
+        lr = self._AUTO_LR / scale if _is_auto(self.lr) else float(self.lr)
+        return lr, self._AUTO_REG * scale if _is_auto(self.reg) else float(self.reg)
 
     # -- the model (the Solver protocol, imgclf/nn/solver.py) ------------------------------------
     def initialize(self, n_features: int, n_classes: int, rng: np.random.Generator, dtype=np.float32):
@@ -205,15 +206,15 @@ class LinearClassifier(TrainedClassifier):
 
         self._check_params()
         X, y_enc, Xv, yv = self._fit_data(X, y, X_val, y_val, self._as_features)
-        self._resolve_rates(X)
-        epochs, patience = self._epochs(len(X), self.batch_size)
+        self.lr_, self.reg_ = self.rates_for(X)
+        epochs, patience = self.epochs_for(len(X))
         rng = check_random_state(self.random_state)
         self.initialize(X.shape[1], len(self.classes_), rng)
         self._weights = self._class_weights(y_enc)
         solver = Solver(
             self, X, y_enc, Xv, yv,
             optim=self.optim, lr=self.lr_, lr_decay=self.lr_decay, epochs=epochs, iters=self.iters,
-            batch_size=self.batch_size, patience=patience, rng=rng, callback=callback,
+            batch_size=self.batch_size, patience=patience, rng=rng, callback=callback, class_weights=self._weights,
         )
         # Overflow is caught as a non-finite loss by the Solver; numpy's warnings would only add noise.
         # The steps run in numba's threads (the fused kernel); BLAS only scores the per-epoch accuracy

@@ -128,22 +128,22 @@ def parse_param(spec: str) -> tuple[str, Range | Choice]:
     name, sep, body = spec.partition("=")
     name = name.strip().replace("-", "_")
     if not sep or not _NAME.match(name) or not body.strip():
-        raise UsageError(f"--param expects NAME=LOW:HIGH[:log], NAME=A,B,C or NAME=VALUE, got {spec!r}")
+        raise UsageError(f"param expects NAME=LOW:HIGH[:log], NAME=A,B,C or NAME=VALUE, got {spec!r}", param="param")
     if ":" in body:
         parts = body.split(":")
         log = parts[-1].strip().lower() == "log"
         if log:
             parts = parts[:-1]
         if len(parts) != 2:
-            raise UsageError(f"--param {name}: a range is LOW:HIGH or LOW:HIGH:log, got {body!r}")
+            raise UsageError(f"param {name}: a range is LOW:HIGH or LOW:HIGH:log, got {body!r}", param="param")
         try:
             low, high = (_number(p) for p in parts)
         except ValueError:
-            raise UsageError(f"--param {name}: range bounds must be numbers, got {body!r}") from None
+            raise UsageError(f"param {name}: range bounds must be numbers, got {body!r}", param="param") from None
         if not low < high:
-            raise UsageError(f"--param {name}: the low bound must be below the high bound, got {body!r}")
+            raise UsageError(f"param {name}: the low bound must be below the high bound, got {body!r}", param="param")
         if log and low <= 0:
-            raise UsageError(f"--param {name}: a log range needs positive bounds, got {body!r}")
+            raise UsageError(f"param {name}: a log range needs positive bounds, got {body!r}", param="param")
         integer = all(_INT.match(p.strip()) for p in parts)
         return name, Range(float(low), float(high), log, integer)
     if "|" in body:  # choices that are themselves lists: hidden=500|1024,512
@@ -151,7 +151,7 @@ def parse_param(spec: str) -> tuple[str, Range | Choice]:
     else:
         values = tuple(_scalar(v) for v in body.split(",") if v.strip())
     if len(set(values)) != len(values):
-        raise UsageError(f"--param {name}: repeated values in {body!r}")
+        raise UsageError(f"param {name}: repeated values in {body!r}", param="param")
     return name, Choice(values)
 
 
@@ -180,7 +180,7 @@ class SearchSpace:
         for spec in specs:
             name, dist = parse_param(spec)
             if name in params:
-                raise UsageError(f"--param {name} given twice")
+                raise UsageError(f"param {name} given twice", param="param")
             params[name] = dist
         return cls(params)
 
@@ -339,9 +339,9 @@ def random_search(estimator: str, space: SearchSpace, data, executor, *, trials:
     the result holds the trials that finished and `interrupted=True`.
     """
     if trials < 1:
-        raise UsageError(f"--trials must be >= 1, got {trials}")
+        raise UsageError(f"trials must be >= 1, got {trials}", param="trials")
     if refine < 0:
-        raise UsageError(f"--refine must be >= 0, got {refine}")
+        raise UsageError(f"refine must be >= 0, got {refine}", param="refine")
     fixed = dict(fixed or {})
     check_names(estimator, list(space.params) + list(fixed))
     result = SearchResult([], [])

@@ -23,11 +23,37 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class NotFittedError(UsageError, AttributeError):
-    """predict/transform/score before fit (an AttributeError too, as scikit-learn expects)."""
+    """predict/transform/score before fit (an AttributeError too, as scikit-learn expects). What is
+    raised is also scikit-learn's NotFittedError when scikit-learn is installed (see `sklearn_flavour`)."""
 
 
 class DataConversionWarning(UserWarning):
-    """The input had to be reshaped (a column vector y given where one label per row is expected)."""
+    """The input had to be reshaped (a column vector y given where one label per row is expected);
+    also scikit-learn's DataConversionWarning when scikit-learn is installed."""
+
+
+_FLAVOURED: dict = {}
+
+
+def sklearn_flavour(cls):
+    """`cls`, or where scikit-learn is installed a subclass of both `cls` and scikit-learn's class of
+    the same name in sklearn.exceptions, so that code written for scikit-learn catches imgclf's errors
+    and warnings. The library never imports scikit-learn otherwise: it is looked for
+    (importlib.util.find_spec) and imported only when such an error or warning is raised."""
+    if cls not in _FLAVOURED:
+        import importlib.util
+
+        flavoured = cls
+        if importlib.util.find_spec("sklearn") is not None:
+            try:
+                from sklearn import exceptions
+
+                flavoured = type(cls.__name__, (cls, getattr(exceptions, cls.__name__)),
+                                 {"__module__": cls.__module__, "__doc__": cls.__doc__})
+            except (ImportError, AttributeError, TypeError):  # a broken or unusual installation
+                pass
+        _FLAVOURED[cls] = flavoured
+    return _FLAVOURED[cls]
 
 
 # -- X -------------------------------------------------------------------------------------------------
@@ -93,7 +119,7 @@ def check_n_features(estimator, X: np.ndarray, name: str = "X") -> None:
 
 def check_fitted(estimator, attribute: str) -> None:
     if not hasattr(estimator, attribute):
-        raise NotFittedError(f"this {type(estimator).__name__} is not fitted yet; call fit first")
+        raise sklearn_flavour(NotFittedError)(f"this {type(estimator).__name__} is not fitted yet; call fit first")
 
 
 # -- y -------------------------------------------------------------------------------------------------
@@ -104,7 +130,7 @@ def check_labels(y, n_samples: int, name: str = "y") -> np.ndarray:
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         warnings.warn("A column-vector y was passed when a 1d array was expected; it was flattened",
-                      DataConversionWarning, stacklevel=3)
+                      sklearn_flavour(DataConversionWarning), stacklevel=3)
         y = y.ravel()
     if y.ndim != 1 or len(y) != n_samples:
         raise DataError(f"{name} must be a 1-d array of {n_samples} labels, one label per row of X, "
@@ -253,8 +279,8 @@ class Classifier(Estimator):
 
 # `epochs="auto"`: a kind's measured number of epochs, but at least this many steps, so small data sets
 # (a few hundred rows: one or two steps per epoch) train as far as large ones; the extra epochs stop
-# once the score has not improved for a fifth of that many steps.
-AUTO_MIN_STEPS = 1000
+# once the score has not improved for a tenth of that many steps (at least 10 epochs).
+AUTO_MIN_STEPS = 600
 
 
 class TrainedClassifier(Classifier):
@@ -288,7 +314,7 @@ class TrainedClassifier(Classifier):
         """Per-class loss weights from `class_weight` (None, "balanced" or {label: weight}), or None."""
         return class_weights(getattr(self, "class_weight", None), self.classes_, codes)
 
-    def _epochs(self, n_train: int, batch_size: int) -> tuple[int, int | None]:
+    def epochs_for(self, n_train: int) -> tuple[int, int | None]:
         """(epochs, patience) for the Solver: `epochs="auto"` is `_AUTO_EPOCHS`, stretched to at least
         AUTO_MIN_STEPS steps on small data with an early stop for the stretch (unless patience is set)."""
         patience = getattr(self, "patience", None)
@@ -296,10 +322,10 @@ class TrainedClassifier(Classifier):
             if not isinstance(self.epochs, (int, np.integer)) or isinstance(self.epochs, bool) or self.epochs < 1:
                 raise UsageError(f"epochs must be an integer >= 1 or 'auto', got {self.epochs!r}", param="epochs")
             return int(self.epochs), patience
-        steps = max(1, n_train // max(1, min(int(batch_size), n_train)))
+        steps = max(1, n_train // max(1, min(int(self.batch_size), n_train)))
         epochs = max(self._AUTO_EPOCHS, -(-AUTO_MIN_STEPS // steps))
         if epochs > self._AUTO_EPOCHS and patience is None:
-            patience = max(10, -(-AUTO_MIN_STEPS // (5 * steps)))
+            patience = max(10, -(-AUTO_MIN_STEPS // (10 * steps)))
         return epochs, patience
 
     def _run_solver(self, solver, resume=None):

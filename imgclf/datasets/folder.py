@@ -205,8 +205,8 @@ def load_image_folder(path, *, size: tuple[int, int] | None = None, mode: str | 
         odd = next((i for i, s in enumerate(sizes) if s != sizes[0]), None)
         if odd is not None:
             (h0, w0), (h1, w1) = sizes[0], sizes[odd]
-            raise DataError(f"images differ in size ({all_files[0]} is {h0}x{w0}, {all_files[odd]} is {h1}x{w1}); "
-                            "pass a size (--size HxW) to resize them all")
+            raise DataError(f"size must be given: the images differ ({all_files[0]} is {h0}x{w0}, {all_files[odd]} "
+                            f"is {h1}x{w1}); pass HxW to resize them all", param="size")
         size = sizes[0]
     Xtr = _read(train_files, size, mode)
     Xte = _read(test_files, size, mode) if test_root is not None else None

@@ -24,8 +24,8 @@ class Augment:
         from ..kernels.augment import flip_crop
 
         if X.ndim != 4:
-            raise UsageError(f"--augment needs image data (N, H, W, C); these features have shape {X.shape[1:]} "
-                             f"(a projection such as PCA removes the image layout)")
+            raise UsageError(f"augment needs image data (N, H, W, C); these features have shape {X.shape[1:]} "
+                             f"(a projection such as PCA removes the image layout)", param="augment")
         n = len(X)
         flips = rng.random(n) < 0.5
         offsets = rng.integers(0, 2 * self.crop + 1, size=(2, n))
@@ -55,5 +55,6 @@ def parse(spec: str | None) -> Augment | None:
             if crop < 0:
                 raise UsageError(f"bad augmentation {part!r}: PAD must be >= 0")
         else:
-            raise UsageError(f"unknown augmentation {part!r}; use flip, crop:PAD (e.g. --augment flip,crop:4)")
+            raise UsageError(f"augment: unknown augmentation {part!r}; use flip, crop:PAD (e.g. flip,crop:4)",
+                             param="augment")
     return Augment(flip, crop)

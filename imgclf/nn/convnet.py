@@ -111,11 +111,14 @@ class ConvNet(NeuralNet):
         raise UsageError(f"{name} must be (N, H, W, C) images or (N, D) rows, got shape {X.shape}")
 
     # -- architecture ----------------------------------------------------------------------------
-    def _conv_layers(self) -> list[tuple[int, bool]]:
-        """(filters, pool after it) for every convolution, in order."""
+    def _conv_layers(self, shape=None) -> list[tuple[int, bool]]:
+        """(filters, pool after it) for every convolution, in order. Feature rows read as 1x1 images
+        have no spatial layout: nothing to pool there, so `pool` applies to real images only."""
+        shape = shape if shape is not None else getattr(self, "input_shape_", None)
+        pooled = self.pool > 1 and (shape is None or tuple(shape[:2]) != (1, 1))
         out = []
         for f, k in parse_filters(self.filters):
-            out += [(f, False)] * (k - 1) + [(f, self.pool > 1)]
+            out += [(f, False)] * (k - 1) + [(f, pooled)]
         return out
 
     def _geometry(self, shape) -> list[tuple[int, int, int]]:
@@ -126,7 +129,7 @@ class ConvNet(NeuralNet):
         from ..kernels.im2col import output_size
         from ..kernels.pool import pool_geometry
 
-        for i, (f, pooled) in enumerate(self._conv_layers(), 1):
+        for i, (f, pooled) in enumerate(self._conv_layers(shape), 1):
             try:
                 H = output_size(H, fs, 1, pad, 1, "convolution height")
                 W = output_size(W, fs, 1, pad, 1, "convolution width")
@@ -134,8 +137,8 @@ class ConvNet(NeuralNet):
                     H, W = pool_geometry((1, H, W, f), int(self.pool), int(self.pool))
             except UsageError as exc:
                 fold = " or give input_shape=(H, W, C) to fold (N, D) rows into images" if shape[:2] == (1, 1) else ""
-                raise UsageError(f"convolution layer {i} of filters={self.filters!r} on {'x'.join(map(str, shape))} "
-                                 f"images: {exc} (use fewer pooling stages or --pool 1{fold})") from None
+                raise UsageError(f"pool: convolution layer {i} of filters={self.filters!r} on {'x'.join(map(str, shape))} "
+                                 f"images: {exc} (use fewer pooling stages or pool 1{fold})", param="pool") from None
             C = f
             out.append((H, W, C))
         return out

@@ -259,7 +259,7 @@ class NeuralNet(TrainedClassifier):
     def _fit_prepared(self, X, y_enc, Xv, yv, *, solver_cls, resume=None, **solver_options):
         """The part of fit every net shares, once X and the labels are validated and encoded."""
         aug = self._resolve_augment(X)
-        epochs, patience = self._epochs(len(X), self.batch_size)
+        epochs, patience = self.epochs_for(len(X))
         rng = check_random_state(self.random_state)
         self.__dict__.pop("layout_", None)  # a fresh model takes the current layout
         self.input_mean_ = None
@@ -274,7 +274,7 @@ class NeuralNet(TrainedClassifier):
             self, X, y_enc, Xv, yv,
             optim=self.optim, lr=self.lr, optim_options=self.optim_options, lr_schedule=self.lr_schedule,
             epochs=epochs, batch_size=self.batch_size, augment=aug, patience=patience, rng=rng,
-            train_acc_sample=self.train_acc_sample, **solver_options,
+            train_acc_sample=self.train_acc_sample, class_weights=self._weights, **solver_options,
         )
         try:
             return self._run_solver(solver, resume)

@@ -80,6 +80,19 @@ def accuracy(model, X, y, batch: int = 1000) -> float:
     return float(np.mean(batched_predict(model, X, batch) == y)) if len(y) else float("nan")
 
 
+def accuracies(model, X, y, class_weights=None, batch: int = 1000) -> tuple[float, float]:
+    """(accuracy, class-weighted accuracy sum_i w[y_i] [correct_i] / sum_i w[y_i]); labels the
+    training set lacks (-1) weigh 1. Without class weights both are the plain accuracy."""
+    if not len(y):
+        return float("nan"), float("nan")
+    correct = batched_predict(model, X, batch) == y
+    plain = float(np.mean(correct))
+    if class_weights is None:
+        return plain, plain
+    w = np.where(y >= 0, np.asarray(class_weights, np.float64)[np.maximum(y, 0)], 1.0)
+    return plain, float(np.sum(w * correct) / np.sum(w)) if np.sum(w) > 0 else plain
+
+
 def checkpoint_name(epoch: int, step: int, val_acc: float | None) -> str:
     """`ckpt_epoch003_val0.4512.npz` after an epoch; `ckpt_epoch003_step00120_val0.4512.npz` for a
     checkpoint taken 120 steps into the next epoch (an interrupt). val is the latest val accuracy."""
@@ -120,6 +133,7 @@ class Solver:
         patience: int | None = None,
         rng: np.random.Generator | None = None,
         train_acc_sample: int = 1000,
+        class_weights=None,
         callback=None,
         checkpoint_dir=None,
         keep_checkpoints: int = 3,
@@ -155,6 +169,7 @@ class Solver:
         self.patience = patience
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.callback = callback
+        self.class_weights = class_weights
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.keep_checkpoints = keep_checkpoints
         self.checkpoint_extra = checkpoint_extra or {}
@@ -412,13 +427,14 @@ class Solver:
     def _end_epoch(self, loss, lr, ratio, seconds) -> None:
         res = self.result
         idx = self.train_sample
-        train_acc = accuracy(self.model, self.X_train[idx], self.y_train[idx])
+        # With class weights the best epoch is the one with the best class-weighted accuracy, the
+        # measure the weighted loss optimises; the history records plain accuracies.
+        train_acc, score = accuracies(self.model, self.X_train[idx], self.y_train[idx], self.class_weights)
         val_acc = None
         if self.X_val is not None and len(self.y_val):
-            val_acc = accuracy(self.model, self.X_val, self.y_val)
+            val_acc, score = accuracies(self.model, self.X_val, self.y_val, self.class_weights)
         rec = EpochRecord(self.epoch, loss, train_acc, val_acc, lr, ratio, seconds)
         res.history.append(rec.as_dict())
-        score = val_acc if val_acc is not None else train_acc
         if res.best_val_acc is None or score > res.best_val_acc:
             res.best_val_acc, res.best_epoch = score, self.epoch
             self.best_state = self._snapshot()
