@@ -248,7 +248,8 @@ def fit_with_progress(ctx, model, ds, *, name: str, quiet: bool, checkpoint_dir=
     train, valid = ds.get("train"), ds.splits.get("val")
     steps = max(1, len(train) // min(model.batch_size, len(train)))
     rep.log(f"{name}: {len(train)} training examples, {int(np.prod(train.X.shape[1:]))} features, "
-            f"{len(ds.classes)} classes" + (f", {len(valid)} validation" if valid is not None else ""))
+            f"{len(ds.classes)} classes" + (f", {len(valid)} validation" if valid is not None else "")
+            + (f", augment {model.augment}" if model.augment not in (None, "none") else ""))
     epochs = model.epochs_for(len(train))[0]
     with rep.progress(f"train {name}", epochs * steps) as advance:
         def callback(event, info):
@@ -340,6 +341,7 @@ def report_result(ctx, model, ds, result, *, output, seed, as_json, quiet, t0, n
         "checkpoint": getattr(result, "checkpoint", None),
         "preprocess": [t.describe() for t in ds.transforms],
         "hyperparameters": model.get_params(),
+        "augmentation": getattr(model, "augment_", None),
         "history": model.history_,
     }
     if as_json:

@@ -259,6 +259,7 @@ class NeuralNet(TrainedClassifier):
     def _fit_prepared(self, X, y_enc, Xv, yv, *, solver_cls, resume=None, **solver_options):
         """The part of fit every net shares, once X and the labels are validated and encoded."""
         aug = self._resolve_augment(X)
+        self.augment_ = aug.spec if aug is not None else None  # what augment (e.g. "auto") came to
         epochs, patience = self.epochs_for(len(X))
         rng = check_random_state(self.random_state)
         self.__dict__.pop("layout_", None)  # a fresh model takes the current layout
