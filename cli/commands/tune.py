@@ -21,16 +21,11 @@ EXTRA_DEFAULT_SPACE = {
 
 def command_for(kind: str) -> tuple[click.Command, str]:
     """The click command a configuration of `kind` is trained with, and how it is spelt."""
-    import importlib
+    from ..registry import COMMANDS, TRAIN_COMMANDS, load_command
 
     if kind == "knn":
-        from .knn import knn
-
-        return knn, "imgclf knn"
-    from .train import KINDS as TRAIN_KINDS
-
-    module, attr = TRAIN_KINDS[kind].split(":")
-    return getattr(importlib.import_module(f"imgclf_cli.commands.{module}"), attr), f"imgclf train {kind}"
+        return load_command(COMMANDS["knn"]), "imgclf knn"
+    return load_command(TRAIN_COMMANDS[kind]), f"imgclf train {kind}"
 
 
 def train_defaults(cmd: click.Command) -> str | None:
@@ -247,6 +242,7 @@ class _Saver:
         self.ds, self.seed = ds, seed
 
     def save(self, trial) -> None:
+        from imgclf import storage
         from imgclf.io import modelfile
 
         if trial.model is None:
@@ -260,7 +256,7 @@ class _Saver:
                                         "tuning_trial": trial.index, "val_accuracy": trial.val_acc,
                                         "tuned": _jsonable(trial.params)})
         path = self.dir / f"trial-{trial.index:03d}.npz"
-        modelfile.save(bundle, path)
+        storage.save_model(bundle, path)
         trial.path = str(path)
 
 

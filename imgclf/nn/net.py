@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..base import TrainedClassifier
 from ..errors import UsageError
-from ..validation import TrainedClassifier, check_array, check_fitted, check_n_features, check_random_state, rescale_u8
+from ..validation import check_array, check_fitted, check_n_features, check_random_state, rescale_u8
 from . import dense, layers
 from .optim import RULES
 
@@ -73,8 +74,6 @@ class NeuralNet(TrainedClassifier):
         if any(v < 1 for v in h):
             raise UsageError(f"hidden layer sizes must be >= 1, got {h}", param="hidden")
         return h
-
-    _hidden = hidden_sizes
 
     def _check_params(self) -> None:
         self.hidden_sizes()
