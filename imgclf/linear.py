@@ -40,7 +40,7 @@ class LinearClassifier(TrainedClassifier):
     features and small tabular data alike (`lr_`, `reg_` hold the values used). The constants were
     measured on CIFAR-10 raw pixels with mean subtraction (49000/1000/10000, s = 1.23e7: lr 9.8e-8 /
     2.9e-7, reg 980 / 98); docs/linear.md has the figures. `epochs="auto"` is 10 epochs, and at least
-    1000 steps on small data (imgclf.validation.AUTO_MIN_STEPS).
+    600 steps on small data (imgclf.base.AUTO_MIN_STEPS).
     """
 
     kind = "linear"

@@ -397,6 +397,10 @@ class Solver:
         if res.best_val_acc is None or score > res.best_val_acc:
             res.best_val_acc, res.best_epoch = score, self.epoch
             self.best_state = self._snapshot()
+            if self.patience is not None and score >= 1.0:
+                # Nothing can beat a perfect score, so no later epoch would be kept: with early stopping
+                # on, waiting `patience` epochs for an improvement would only cost time.
+                res.stopped = f"early stop: perfect score at epoch {self.epoch}"
         elif self.patience is not None and self.epoch - res.best_epoch >= self.patience:
             res.stopped = f"early stop: no val improvement for {self.patience} epochs (best {res.best_val_acc:.4f} at epoch {res.best_epoch})"
         self._log({"event": "epoch", "iteration": self.iteration, **rec.as_dict()})
