@@ -18,9 +18,12 @@ MNIST, a 28x28 grey set and small tabular blobs (docs/recipes.md).
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ..base import TrainedClassifier
+from ..blas import blas_threads
 from ..errors import UsageError
 from ..validation import check_array, check_fitted, check_n_features, check_random_state, rescale_u8
 from . import dense, layers
@@ -29,6 +32,8 @@ from .optim import RULES
 LOSSES = ("softmax", "svm")
 # Images used to estimate the input statistics.
 STATS_SAMPLE = 10000
+# Training sets of at most this many values train with one BLAS thread.
+SMALL_DATA = 1_000_000
 
 
 class NeuralNet(TrainedClassifier):
@@ -276,8 +281,13 @@ class NeuralNet(TrainedClassifier):
             epochs=epochs, batch_size=self.batch_size, augment=aug, patience=patience, rng=rng,
             train_acc_sample=self.train_acc_sample, class_weights=self._weights, **solver_options,
         )
+        # On small data a step's products are too small to share between BLAS threads: waking OpenBLAS's
+        # second thread cost 20-40 ms per product on the busy 2-core machine (80 x 64 @ 64 x 256, the
+        # head of a default ConvNet on scikit-learn's toy problems), 1000x the product itself.
+        threads = blas_threads(1) if X.size <= SMALL_DATA else contextlib.nullcontext()
         try:
-            return self._run_solver(solver, resume)
+            with threads:
+                return self._run_solver(solver, resume)
         finally:
             self.__dict__.pop("_weights", None)
 
