@@ -51,12 +51,12 @@ def test_threads_per_job():
 def test_make_executor_and_scheduler_specs():
     assert isinstance(make_executor(jobs=1), SerialExecutor)
     assert isinstance(make_executor(jobs=2), ProcessExecutor)
-    with pytest.raises(UsageError, match="--jobs must be >= 1"):
+    with pytest.raises(UsageError, match="^jobs must be >= 1"):
         make_executor(jobs=0)
     assert parse_scheduler("local:3") == ("local", 3)
     assert parse_scheduler("tcp://10.0.0.1:8786") == ("address", "tcp://10.0.0.1:8786")
     for bad in ("local:0", "local:x", "nowhere"):
-        with pytest.raises(UsageError, match="--scheduler"):
+        with pytest.raises(UsageError, match="^scheduler"):
             parse_scheduler(bad)
 
 

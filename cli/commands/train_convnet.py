@@ -70,7 +70,8 @@ def convnet(ctx, filters, filter_size, hidden, pool, batchnorm, dropout, activat
     Convolutions run as im2col (numba) + one BLAS GEMM on NHWC images; the number of input channels
     comes from the data (3 for CIFAR-10, 1 for MNIST). The net standardises each input channel with the
     training set's statistics, so raw images need no --preprocess. --augment auto (the default) means
-    flip,crop:4 for colour images and none for grayscale ones. The validation split picks the best
+    flips and random crops of up to an eighth of the size (crop:4 on 32x32) for colour images and none
+    for grayscale ones. The validation split picks the best
     epoch, whose weights are kept and saved; the test split is scored. Training options, checkpoints,
     --resume, Ctrl-C, early stopping, curves and NaN stop work as for `imgclf train twolayer`.
 

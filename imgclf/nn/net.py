@@ -230,14 +230,14 @@ class NeuralNet(TrainedClassifier):
 
         spec = self.augment
         if isinstance(spec, str) and spec == "auto":
-            spec = self._auto_augment() if X.ndim == 4 and X.shape[-1] == 3 else None
+            spec = self._auto_augment(X.shape[1:3]) if X.ndim == 4 and X.shape[-1] == 3 else None
         aug = augment_mod.parse(spec)
         if aug is not None and X.ndim != 4:
             raise UsageError(f"augment={self.augment!r} needs image data (N, H, W, C), got shape {X.shape}",
                              param="augment")
         return aug
 
-    def _auto_augment(self) -> str:
+    def _auto_augment(self, size) -> str:
         return "flip"
 
     def fit(self, X, y, X_val=None, y_val=None, *, callback=None, checkpoint_dir=None, keep_checkpoints=3,
