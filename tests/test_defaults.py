@@ -71,14 +71,13 @@ def test_cli_options_show_the_estimator_defaults(kind):
     """`imgclf train KIND` with no flags builds the estimator's default model."""
     import click
 
-    from imgclf_cli.commands.train import KINDS as COMMANDS
+    from imgclf_cli.registry import TRAIN_COMMANDS, load_command
     from imgclf_cli.training import estimator_defaults
 
     cls = estimator_class(kind)
     signature = {n: p.default for n, p in inspect.signature(cls.__init__).parameters.items() if n != "self"}
     assert estimator_defaults(kind) == signature
-    module, attr = COMMANDS[kind].split(":")
-    cmd = getattr(__import__(f"imgclf_cli.commands.{module}", fromlist=[attr]), attr)
+    cmd = load_command(TRAIN_COMMANDS[kind])
     ctx = click.Context(cmd)
     for opt in cmd.params:
         if opt.name in signature and opt.name not in ("random_state",):
@@ -94,8 +93,8 @@ def test_cli_options_show_the_estimator_defaults(kind):
 def test_one_list_of_kinds_and_optimisers():
     from imgclf.nn.optim import RULES
     from imgclf.tuning import ESTIMATORS as TUNED
-    from imgclf_cli.commands.train import KINDS as COMMANDS
     from imgclf_cli.commands.tune import KINDS as TUNE_KINDS
+    from imgclf_cli.registry import TRAIN_COMMANDS as COMMANDS
     from imgclf_cli.training import OPTIMISERS
 
     assert tuple(RULES) == OPTIMISERS

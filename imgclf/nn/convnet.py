@@ -206,39 +206,40 @@ class ConvNet(NeuralNet):
         return ws.setdefault(i, conv.Workspace())
 
     # -- the model the Solver trains ---------------------------------------------------------------
-    def prepare(self, X) -> np.ndarray:
-        """Raw batch to contiguous standardised (N, H, W, C) images in the weights' dtype."""
+    def prepare(self, X, dtype=None) -> np.ndarray:
+        """Raw batch to contiguous standardised (N, H, W, C) images in the weights' dtype (or `dtype`)."""
         X = self._images(X)
         if tuple(X.shape[1:]) != tuple(self.input_shape_):
             raise UsageError(f"images of shape {X.shape[1:]}, the net expects {tuple(self.input_shape_)}")
-        return self.prepare_batch(X)
+        return self.prepare_batch(X, dtype)
 
-    def prepare_batch(self, X) -> np.ndarray:
+    def prepare_batch(self, X, dtype=None) -> np.ndarray:
         """`prepare` without the checks, for batches of data `fit` has validated as a whole."""
-        dt = self.params_["W1"].dtype
+        dt = np.dtype(dtype or self.params_["W1"].dtype)
         out = np.array(X.reshape((len(X),) + tuple(self.input_shape_)), dtype=dt, order="C", copy=True)
         return self._standardise(out)
 
-    def _bn(self, i, h, mode, fn, **kwargs):
-        return fn(h, self.params_[f"gamma{i}"], self.params_[f"beta{i}"], self.buffers_[f"running_mean{i}"],
-                  self.buffers_[f"running_var{i}"], mode, **kwargs)
+    @staticmethod
+    def _bn(i, h, mode, fn, P, B, **kwargs):
+        return fn(h, P[f"gamma{i}"], P[f"beta{i}"], B[f"running_mean{i}"], B[f"running_var{i}"], mode, **kwargs)
 
-    def _forward(self, X, mode, rng):
+    def _forward(self, X, mode, rng, state=None):
         act, alpha = getattr(self, "_act", None) or layers.parse_activation(self.activation)
+        P, B = state or (self.params_, self.buffers_)
         pad = (int(self.filter_size) - 1) // 2
         h, caches = X, []
         convs = self._conv_layers()
         for i, (_, pooled) in enumerate(convs, 1):
-            W, ws = self.params_[f"W{i}"], self._workspace(i)
+            W, ws = P[f"W{i}"], self._workspace(i)
             c_act = None
             if self.batchnorm:
                 # conv - bn - relu, the bn and the relu fused; other activations follow separately
                 h, c_conv = conv.conv_forward(h, W, None, 1, pad, 1, ws)
-                h, c_bn = self._bn(i, h, mode, conv.spatial_batchnorm_forward, relu=act == "relu")
+                h, c_bn = self._bn(i, h, mode, conv.spatial_batchnorm_forward, P, B, relu=act == "relu")
                 if act != "relu":
                     h, c_act = layers.activation_forward(h, act, alpha)
             else:
-                h, c_conv = conv.conv_act_forward(h, W, self.params_[f"b{i}"], act, alpha, 1, pad, 1, ws)
+                h, c_conv = conv.conv_act_forward(h, W, P[f"b{i}"], act, alpha, 1, pad, 1, ws)
                 c_bn = None
             c_pool = None
             if pooled:
@@ -247,9 +248,9 @@ class ConvNet(NeuralNet):
         # h stays (N, H, W, C): the affine layers flatten it and hand back gradients in this shape.
         L = self.n_layers
         for i in range(len(convs) + 1, L):
-            h, c = dense.forward(h, i, self.params_, self.buffers_, act, alpha, float(self.dropout), mode, rng)
+            h, c = dense.forward(h, i, P, B, act, alpha, float(self.dropout), mode, rng)
             caches.append(c)
-        scores, c = layers.affine_forward(h, self.params_[f"W{L}"], self.params_[f"b{L}"])
+        scores, c = layers.affine_forward(h, P[f"W{L}"], P[f"b{L}"])
         caches.append(c)
         return scores, caches
 
@@ -280,10 +281,10 @@ class ConvNet(NeuralNet):
             grads[f"W{i}"] = g["w"]
         return data_loss + (self._add_l2(grads) if l2 else 0.0), grads
 
-    def _scores(self, Xp) -> np.ndarray:
+    def _scores(self, Xp, state=None) -> np.ndarray:
         if len(Xp) <= PREDICT_CHUNK:
-            return self._forward(Xp, "test", None)[0]
-        return np.concatenate([self._forward(Xp[i:i + PREDICT_CHUNK], "test", None)[0]
+            return self._forward(Xp, "test", None, state)[0]
+        return np.concatenate([self._forward(Xp[i:i + PREDICT_CHUNK], "test", None, state)[0]
                                for i in range(0, len(Xp), PREDICT_CHUNK)])
 
     # -- public API ------------------------------------------------------------------------------

@@ -151,16 +151,17 @@ class NeuralNet(TrainedClassifier):
         self.input_mean_ = np.tile(mean, repeat).astype(self.dtype)
         self.input_scale_ = np.tile(scale, repeat).astype(self.dtype)
 
-    def prepare(self, X) -> np.ndarray:
+    def prepare(self, X, dtype=None) -> np.ndarray:
         """Raw batch (validated here) to the standardised input of the first layer."""
         X = self._features(X)
         check_n_features(self, X.reshape(len(X), -1))
-        return self.prepare_batch(X)
+        return self.prepare_batch(X, dtype)
 
-    def prepare_batch(self, X) -> np.ndarray:
+    def prepare_batch(self, X, dtype=None) -> np.ndarray:
         """`prepare` without the checks, for batches of data `fit` has validated as a whole (the
-        finiteness scan alone would cost about as much as a small layer's forward pass, every step)."""
-        dt = self.params_["W1"].dtype
+        finiteness scan alone would cost about as much as a small layer's forward pass, every step);
+        in the weights' dtype unless `dtype` is given."""
+        dt = np.dtype(dtype or self.params_["W1"].dtype)
         if self.input_mean_ is None:  # an initialised model, or a file from before input scaling: a view
             return np.ascontiguousarray(X.reshape(len(X), -1), dtype=dt)
         return self._standardise(np.array(X.reshape(len(X), -1), dtype=dt, order="C", copy=True))
@@ -171,17 +172,17 @@ class NeuralNet(TrainedClassifier):
             out *= self.input_scale_.astype(out.dtype, copy=False)
         return out
 
-    def _forward(self, X, mode, rng):
-        """Scores and the caches of every layer."""
+    def _forward(self, X, mode, rng, state=None):
+        """Scores and the caches of every layer; `state` (params, buffers) replaces the model's own."""
         act, alpha = getattr(self, "_act", None) or layers.parse_activation(self.activation)
         layout = getattr(self, "layout_", dense.BN_BEFORE_ACTIVATION)
+        P, B = state or (self.params_, self.buffers_)
         h, caches = X, []
         L = self.n_layers
         for i in range(1, L):
-            h, c = dense.forward(h, i, self.params_, self.buffers_, act, alpha, float(self.dropout), mode, rng,
-                                 layout)
+            h, c = dense.forward(h, i, P, B, act, alpha, float(self.dropout), mode, rng, layout)
             caches.append(c)
-        scores, c = layers.affine_forward(h, self.params_[f"W{L}"], self.params_[f"b{L}"])
+        scores, c = layers.affine_forward(h, P[f"W{L}"], P[f"b{L}"])
         caches.append(c)
         return scores, caches
 
@@ -219,8 +220,8 @@ class NeuralNet(TrainedClassifier):
 
         return sum(add_l2(grads[f"W{i}"], self.params_[f"W{i}"], reg) for i in range(1, self.n_layers + 1))
 
-    def _scores(self, Xp) -> np.ndarray:
-        return self._forward(Xp, "test", None)[0]
+    def _scores(self, Xp, state=None) -> np.ndarray:
+        return self._forward(Xp, "test", None, state)[0]
 
     # -- public API ------------------------------------------------------------------------------
     def _resolve_augment(self, X):
@@ -298,13 +299,21 @@ class NeuralNet(TrainedClassifier):
         return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
 
     def _class_scores(self, X, batch: int = 2000) -> np.ndarray:
-        """Class scores (N, C), in batches (the hidden activations of a whole test set can be large)."""
+        """Class scores (N, C), in batches (the hidden activations of a whole test set can be large).
+
+        Computed in float64 whatever the training dtype: a float32 GEMM rounds a row differently
+        depending on where it falls in BLAS's blocks, so an image would score a few ulp differently
+        in another batch or order (scikit-learn's sample-order check); in float64 the scores agree to
+        1e-15. Training and its per-epoch accuracies stay in float32."""
         self._check_fitted()
         X = self._features(X)
         check_n_features(self, X)
         if len(X) == 0:
-            return np.empty((0, len(self.classes_)), self.params_["W1"].dtype)
-        return np.concatenate([self._scores(self.prepare(X[i:i + batch])) for i in range(0, len(X), batch)])
+            return np.empty((0, len(self.classes_)), np.float64)
+        state = ({k: v.astype(np.float64) for k, v in self.params_.items()},
+                 {k: v.astype(np.float64) for k, v in self.buffers_.items()})
+        return np.concatenate([self._scores(self.prepare(X[i:i + batch], np.float64), state)
+                               for i in range(0, len(X), batch)])
 
     def predict_proba(self, X) -> np.ndarray:
         from ..losses import softmax
