@@ -100,7 +100,7 @@ class Solver:
     model : object
         The model to train; its `params_` are updated in place.
     X_train : ndarray of shape (N, ...)
-        Training inputs as the model's `prepare` takes them (batches are gathered by row).
+        Training inputs as the model's `prepare_batch` takes them (batches are gathered by row).
     y_train : ndarray of shape (N,)
         Class indices 0..C-1 (int64).
     X_val, y_val : ndarray, default=None
@@ -132,6 +132,9 @@ class Solver:
         The run's only source of randomness (shuffling, augmentation, dropout); None: a Generator seeded 0.
     train_acc_sample : int, default=1000
         Training rows the per-epoch training accuracy is measured on (fixed for the run).
+    class_weights : array of float, default=None
+        Per-class weights (index = encoded label): the best epoch is then the one with the best
+        class-weighted accuracy, the measure a class-weighted loss optimises.
     callback : callable, default=None
         `callback(event, info)` with event "step" (epoch, iteration, loss) or "epoch" (the epoch's record).
     checkpoint_dir : str or Path, default=None
