@@ -77,7 +77,8 @@ def _class_weight(ctx, param, value):
             if not weights[label.strip()] >= 0:
                 raise ValueError
         except ValueError:
-            raise click.BadParameter(f"expected balanced or CLASS=WEIGHT,... (e.g. cat=2,dog=0.5), got {value!r}") from None
+            msg = f"expected balanced or CLASS=WEIGHT,... (e.g. cat=2,dog=0.5), got {value!r}"
+            raise click.BadParameter(msg) from None
     return weights
 
 

@@ -7,7 +7,8 @@
 A model kind joins by adding a `Case` to `CASES`: a factory building an untrained model with fresh
 parameters, the expected initial loss, and the hyperparameters that make the checks meaningful. The
 model must follow the Solver protocol (imgclf/nn/solver.py: `params_`, `prepare_batch`, `loss_and_grads`,
-`fit`, `score`) and `prepare_batch(X)` must cast to the dtype of its parameters, so that float64 parameters give a float64 gradient check.
+`fit`, `score`) and `prepare_batch(X)` must cast to the dtype of its parameters, so that float64
+parameters give a float64 gradient check.
 """
 
 from __future__ import annotations

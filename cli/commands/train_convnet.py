@@ -35,7 +35,8 @@ def _hidden(ctx, param, value):
 
 
 @click.command()
-@click.option("--filters", callback=_filters, default=",".join(map(str, D["filters"])), show_default=True, metavar="F[xK],...",
+@click.option("--filters", callback=_filters, default=",".join(map(str, D["filters"])), show_default=True,
+              metavar="F[xK],...",
               help="Filters per stage; each stage is K convolutions (default 1) then a pool. "
                    "32,64 is conv32-pool-conv64-pool; 32x2,64x2 is conv32-conv32-pool-conv64-conv64-pool.")
 @click.option("--filter-size", type=click.IntRange(min=1), default=D["filter_size"], show_default=True,

@@ -6,7 +6,8 @@ import click
 
 from ..console import reporter
 from ..options import data_options, json_option, quiet_option, seed_option
-from ..training import AutoOr, class_weight_option, class_weights_for, estimator_defaults, load_training_data, report_result
+from ..training import (AutoOr, class_weight_option, class_weights_for, estimator_defaults, load_training_data,
+                        report_result)
 
 
 def common_options(kind: str):

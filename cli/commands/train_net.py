@@ -24,7 +24,8 @@ def _hidden(ctx, param, value):
 
 
 @click.command()
-@click.option("--hidden", callback=_hidden, default=",".join(map(str, D["hidden"])), show_default=True, metavar="H[,H...]",
+@click.option("--hidden", callback=_hidden, default=",".join(map(str, D["hidden"])), show_default=True,
+              metavar="H[,H...]",
               help="Hidden layer sizes: 500 is a two-layer net, 1024,512 a three-layer one.")
 @click.option("--activation", default=D["activation"], show_default=True, metavar="NAME",
               help="relu, leaky_relu[:SLOPE], tanh, sigmoid or elu[:ALPHA].")

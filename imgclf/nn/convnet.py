@@ -190,7 +190,8 @@ class ConvNet(NeuralNet):
                     H, W = pool_geometry((1, H, W, f), int(self.pool), int(self.pool))
             except UsageError as exc:
                 fold = " or give input_shape=(H, W, C) to fold (N, D) rows into images" if shape[:2] == (1, 1) else ""
-                raise UsageError(f"pool: convolution layer {i} of filters={self.filters!r} on {'x'.join(map(str, shape))} "
+                raise UsageError(f"pool: convolution layer {i} of filters={self.filters!r} on "
+                                 f"{'x'.join(map(str, shape))} "
                                  f"images: {exc} (use fewer pooling stages or pool 1{fold})", param="pool") from None
             C = f
             out.append((H, W, C))

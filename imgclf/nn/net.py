@@ -71,8 +71,9 @@ class NeuralNet(TrainedClassifier):
         Rows per step.
     augment : str, default="auto"
         Training-time augmentation of image batches: "flip" (horizontal, probability 1/2), "crop:P" (pad by
-        P, crop back at random), both as "flip,crop:4", or None/"none". Needs (N, H, W, C) images. "auto": flips for colour images,
-        none for grey images (a mirrored digit is another digit) and feature rows.
+        P, crop back at random), both as "flip,crop:4", or None/"none". Needs (N, H, W, C) images.
+        "auto": flips for colour images, none for grey images (a mirrored digit is another digit) and
+        feature rows.
     patience : int, default=None
         Stop when the validation score has not improved for this many epochs (None: run every epoch).
     train_acc_sample : int, default=1000

@@ -187,7 +187,8 @@ class Solver:
         if patience is not None and patience < 1:
             raise UsageError(f"patience must be >= 1, got {patience}", param="patience")
         if keep_checkpoints < 0:
-            raise UsageError(f"keep_checkpoints must be >= 0 (0 keeps all), got {keep_checkpoints}", param="keep_checkpoints")
+            raise UsageError(f"keep_checkpoints must be >= 0 (0 keeps all), got {keep_checkpoints}",
+                             param="keep_checkpoints")
         if len(y_train) == 0:
             raise UsageError("the training split is empty")
         self.model = model
