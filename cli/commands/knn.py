@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from imgclf.config import METRICS
 
 from ..console import emit_json, emit_table, reporter
 from ..options import data_options, json_option, load_data, quiet_option
@@ -22,7 +23,7 @@ def _k_values(ctx, param, value):
 
 @click.command()
 @click.option("--k", "k", type=int, default=5, show_default=True, help="Number of neighbours that vote.")
-@click.option("--metric", type=click.Choice(["l2", "l1"], case_sensitive=False), default="l2", show_default=True,
+@click.option("--metric", type=click.Choice(METRICS, case_sensitive=False), default="l2", show_default=True,
               help="Distance: l2 (Euclidean) or l1 (Manhattan).")
 @click.option("--cv", "folds", type=click.IntRange(min=2), default=None, metavar="N",
               help="Cross-validate k with N consecutive folds of the training split, then evaluate the best k.")
