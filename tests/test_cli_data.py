@@ -65,11 +65,18 @@ def test_wrong_magic(runner, tmp_path):
     assert "t10k-labels-idx1-ubyte: wrong magic number 2051" in line
 
 
-def test_non_image_file_in_folder(runner, tmp_path):
+def test_non_image_file_in_folder_is_skipped_and_said_on_stderr(runner, tmp_path):
     write_image_folder(tmp_path / "f")
     (tmp_path / "f" / "cat" / "list.csv").write_text("a,b\n")
-    line = one_line_error(runner.invoke(cli, ["data", "info", str(tmp_path / "f")]))
-    assert f"{tmp_path / 'f' / 'cat' / 'list.csv'}: not a readable image" in line
+    (tmp_path / "f" / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    res = runner.invoke(cli, ["data", "info", str(tmp_path / "f"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert f"read 6 images in {tmp_path / 'f'} (train 6)" in res.stderr
+    assert "skipped 2: 1 not an image, 1 unreadable" in res.stderr
+    assert "not an image: cat/list.csv\n" in res.stderr and "unreadable: dog/broken.png (" in res.stderr
+    report = json.loads(res.stdout)["read_report"]
+    assert report["skipped_counts"] == {"not an image": 1, "unreadable": 1}
+    assert runner.invoke(cli, ["-q", "data", "info", str(tmp_path / "f")]).stderr == ""
 
 
 def test_decompression_bomb_in_folder(runner, tmp_path):

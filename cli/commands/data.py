@@ -73,6 +73,8 @@ def info(ctx, name, data, n_train, n_test, val, size, color, as_json, quiet):
     ds = load_data(ctx, spec, n_train, n_test, val, size, color, quiet=quiet)
     summary = ds.summary()
     summary["source"] = _where(spec or ds.name)
+    if ds.report is not None:
+        summary["read_report"] = ds.report.to_dict()
     if as_json:
         emit_json(summary)
         return

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import config
 from ..errors import DataError, UsageError
-from .base import Dataset, Split, check_images
+from .base import SPLITS, Dataset, Split, check_images
 from .splits import carve_val, make_splits, subsample
 
 
@@ -86,7 +86,12 @@ def read_raw(path: Path, *, size=None, mode=None):
         return load_idx_dir(path)
     if layout == "folder":
         from .folder import load_image_folder
-        return load_image_folder(path, size=size, mode=mode)
+
+        found = load_image_folder(path, size=size, mode=mode)
+        if "train" not in found.splits:
+            raise DataError(f"{path}: an image folder without training images (no train/ folder)")
+        test = found.splits.get("test", (None, None))
+        return found.splits["train"] + test + (found.classes,)
     raise DataError(f"{path}: a pipeline file is not a raw dataset")
 
 
@@ -147,6 +152,8 @@ def load(
             ds = carve_val(ds, val)
         ds.splits = subsample(ds.splits, n_train=n_train, n_test=n_test)
         return ds
+    if kind == "path" and detect_layout(path) == "folder":
+        return _load_folder(path, val=val, n_train=n_train, n_test=n_test, size=size, mode=mode)
     if kind == "shapes":
         from . import shapes
 
@@ -169,3 +176,25 @@ def load(
         n_train=n_train, n_test=n_test,
     )
     return Dataset(splits, list(classes), tuple(Xtr.shape[1:]), [], name)
+
+
+def _load_folder(path: Path, *, val, n_train, n_test, size, mode) -> Dataset:
+    """An image folder's splits: a val/ (or valid/) folder replaces the validation tail of train."""
+    from .folder import load_image_folder
+
+    found = load_image_folder(path, size=size, mode=mode)
+    name = os.path.basename(os.path.normpath(path))
+    parts = {k: Split(X, y) for k, (X, y) in found.splits.items()}
+    for part in parts.values():
+        check_images(part.X, part.y, len(found.classes), name)
+    train = parts.get("train")
+    if "val" in parts or train is None:
+        val = 0
+    elif val is None:
+        val = min(config.DEFAULT_VAL, len(train) // 5)
+    splits = make_splits(train, parts.get("test"), val=val, n_train=n_train, n_test=n_test)
+    if "val" in parts:
+        splits["val"] = parts["val"]
+        splits = {k: splits[k] for k in SPLITS if k in splits}
+    image_shape = next(iter(parts.values())).X.shape[1:]
+    return Dataset(splits, list(found.classes), tuple(image_shape), [], name, report=found.report)
