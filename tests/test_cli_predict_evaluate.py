@@ -148,3 +148,59 @@ def test_stream_preprocessed_by_the_models_own_chain_is_used_as_is(runner, model
     raw = runner.invoke(cli, ["predict", "-m", str(models["softmax"]), str(small_stream), "-q"]).stdout
     done = runner.invoke(cli, ["predict", "-m", str(models["softmax"]), str(pre), "-q"]).stdout
     assert [line.split()[1:] for line in raw.splitlines()] == [line.split()[1:] for line in done.splitlines()]
+
+
+def _photo_tree(tmp_path):
+    """A folder of photos as a user has them: sub-folders, a hidden file, a note, a broken image."""
+    root = tmp_path / "photos"
+    (root / "2024" / "may").mkdir(parents=True)
+    X, _ = make_images(3, n_classes=3, shape=(8, 8, 3), seed=9)
+    Image.fromarray(X[0]).save(root / "2024" / "may" / "dark.png")
+    Image.fromarray(np.full((16, 16), 205, np.uint8), "L").save(root / "bright, big.png")
+    Image.fromarray(X[1]).save(root / "2024" / "mid.png")
+    (root / ".thumb.png").write_bytes(b"x")
+    (root / "notes.txt").write_text("x")
+    (root / "2024" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 20)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(root / "cut.png")
+    (root / "cut.png").write_bytes((root / "cut.png").read_bytes()[:200])  # a good header: fails when decoded
+    return root
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_predict_a_directory_tree(runner, models, tmp_path, fmt):
+    root = _photo_tree(tmp_path)
+    res = runner.invoke(cli, ["predict", "-m", str(models["softmax"]), str(root), "--format", fmt])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.strip().splitlines()
+    if fmt == "csv":
+        assert lines[0] == "input,label,probability"
+        rows = [line.rsplit(",", 2) for line in lines[1:]]
+        # sorted by path, relative to the folder; a comma in a name is quoted
+        assert [r[0] for r in rows] == ["2024/may/dark.png", "2024/mid.png", '"bright, big.png"']
+        assert [r[1] for r in rows] == ["a", "b", "c"]
+    else:
+        objs = [json.loads(line) for line in lines]
+        assert [o["input"] for o in objs] == ["2024/may/dark.png", "2024/mid.png", "bright, big.png"]
+        assert [o["label"] for o in objs] == ["a", "b", "c"]
+    assert f"{root}: 4 images; skipped 3:" in res.stderr
+    for name in (".thumb.png (hidden)", "notes.txt (not an image)", "2024/broken.jpg (unreadable)",
+                 "skipped cut.png (unreadable: "):
+        assert name in res.stderr
+
+
+def test_predict_several_inputs_name_folder_files_by_the_folder(runner, models, tmp_path):
+    root = _photo_tree(tmp_path)
+    dark, _ = _image_files(tmp_path)
+    res = runner.invoke(cli, ["predict", "-m", str(models["svm"]), str(dark), str(root / "2024"), "-q"])
+    assert res.exit_code == 0, res.output
+    names = [line.split("  ")[0] for line in res.stdout.strip().splitlines()]
+    assert names == [str(dark), f"{root / '2024'}/may/dark.png", f"{root / '2024'}/mid.png"]
+
+
+def test_predict_a_folder_in_batches(runner, models, tmp_path, monkeypatch):
+    from imgclf_cli.commands import predict as predict_cmd
+
+    monkeypatch.setattr(predict_cmd, "BATCH", 2)
+    root = _photo_tree(tmp_path)
+    res = runner.invoke(cli, ["predict", "-m", str(models["softmax"]), str(root), "--format", "csv", "-q"])
+    assert res.exit_code == 0 and len(res.stdout.strip().splitlines()) == 4  # header + 3 (cut.png skipped)
