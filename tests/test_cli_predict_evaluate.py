@@ -204,3 +204,59 @@ def test_predict_a_folder_in_batches(runner, models, tmp_path, monkeypatch):
     root = _photo_tree(tmp_path)
     res = runner.invoke(cli, ["predict", "-m", str(models["softmax"]), str(root), "--format", "csv", "-q"])
     assert res.exit_code == 0 and len(res.stdout.strip().splitlines()) == 4  # header + 3 (cut.png skipped)
+
+
+@pytest.fixture
+def noisy_folder(tmp_path):
+    """An image folder a kNN gets partly wrong: train/ and test/ of overlapping 6x6 classes."""
+    r = np.random.default_rng(3)
+    for split, n in (("train", 12), ("test", 8)):
+        for c, name in enumerate(("ant", "bee", "cow")):
+            (tmp_path / "f" / split / name).mkdir(parents=True)
+            for i in range(n):
+                X = np.clip(8 * c + r.integers(0, 200, (6, 6, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(X).save(tmp_path / "f" / split / name / f"{i:02d}.png")
+    return tmp_path / "f"
+
+
+@pytest.fixture
+def knn_model(runner, noisy_folder, tmp_path):
+    path = tmp_path / "knn.npz"
+    res = runner.invoke(cli, ["knn", "--data", str(noisy_folder), "--k", "3", "--save", str(path), "-q"])
+    assert res.exit_code == 0, res.output
+    return path
+
+
+def test_evaluate_error_analysis(runner, knn_model, noisy_folder, tmp_path):
+    grid = tmp_path / "mistakes.png"
+    res = runner.invoke(cli, ["evaluate", "-m", str(knn_model), "--data", str(noisy_folder), "--top", "2",
+                              "--pairs", "3", "--mistakes", str(grid), "--n-mistakes", "5", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert 0 < out["accuracy"] < 1 and out["accuracy"] <= out["top_2_accuracy"] <= 1
+    cm = np.array(out["confusion"])
+    recall = np.diag(cm) / cm.sum(axis=1)
+    assert out["balanced_accuracy"] == pytest.approx(recall.mean())
+    assert set(out["per_class"]["ant"]) == {"accuracy", "precision", "f1", "support"}
+    assert 1 <= len(out["confused"]) <= 3
+    first = out["confused"][0]
+    assert first["count"] == max(cm[i, j] for i in range(3) for j in range(3) if i != j)
+    assert "wrote 5 of the most confident mistakes" in res.stderr
+    with Image.open(grid) as img:
+        assert img.size[0] > 5 * 6 * 8  # five tiles upscaled
+    assert "read 60 images from train/, test/" in res.stderr  # the folder summary
+
+
+def test_evaluate_table_shows_the_new_figures(runner, knn_model, noisy_folder):
+    res = runner.invoke(cli, ["evaluate", "-m", str(knn_model), "--data", str(noisy_folder), "--top", "2", "-q"])
+    assert res.exit_code == 0, res.output
+    head = res.stdout.splitlines()[0]
+    for word in ("accuracy", "balanced accuracy", "macro F1", "top-2 accuracy"):
+        assert word in head
+    assert "F1" in res.stdout and "most confused pairs" in res.stdout and "share of true" in res.stdout
+
+
+def test_evaluate_mistakes_needs_scores_and_images(runner, models, small_stream, tmp_path):
+    res = runner.invoke(cli, ["evaluate", "-m", str(models["softmax"]), "--data", str(small_stream),
+                              "--mistakes", str(tmp_path / "m.png"), "-q"])
+    assert res.exit_code == 2 and "no mistakes to draw" in res.stderr  # separable: all right
