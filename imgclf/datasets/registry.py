@@ -68,9 +68,9 @@ def detect_layout(path: Path) -> str:
 
 
 def read_raw(path: Path, *, size=None, mode=None):
-    """(X_train, y_train, X_test, y_test, classes) from a dataset on disk; X_test may be None."""
+    """(X_train, y_train, X_test, y_test, classes) from CIFAR or idx files on disk; X_test may be None."""
     layout = detect_layout(path)
-    if layout != "folder" and (size is not None or mode is not None):
+    if size is not None or mode is not None:
         raise UsageError(f"{path}: --size and --color apply to image folders only, not to {layout} data")
     if layout == "cifar-python":
         from .cifar import load_cifar_python
@@ -84,14 +84,8 @@ def read_raw(path: Path, *, size=None, mode=None):
     if layout == "idx":
         from .mnist import load_idx_dir
         return load_idx_dir(path)
-    if layout == "folder":
-        from .folder import load_image_folder
-
-        found = load_image_folder(path, size=size, mode=mode)
-        if "train" not in found.splits:
-            raise DataError(f"{path}: an image folder without training images (no train/ folder)")
-        test = found.splits.get("test", (None, None))
-        return found.splits["train"] + test + (found.classes,)
+    if layout == "folder":  # its splits (val/ too) and report need more than this tuple: see `load`
+        raise DataError(f"{path}: an image folder, not CIFAR batches or idx files")
     raise DataError(f"{path}: a pipeline file is not a raw dataset")
 
 
