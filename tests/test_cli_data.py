@@ -344,3 +344,21 @@ def test_audit_refuses_preprocessed_streams(runner, tmp_path, small_stream):
     assert res.exit_code == 0, res.output
     line = one_line_error(runner.invoke(cli, ["data", "audit", str(mean)]))
     assert "the audit compares raw 8-bit images" in line
+
+
+def test_audit_size_color_neighbors_examples_memory(runner, tmp_path):
+    _audit_folder(tmp_path / "f")
+    res = runner.invoke(cli, ["data", "audit", str(tmp_path / "f"), "--size", "3x3", "--color", "gray",
+                              "--neighbors", "1", "--memory", "64", "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["neighbors"] == 1 and out["exact"]["groups"] == 2
+    res = runner.invoke(cli, ["data", "audit", str(tmp_path / "f"), "--examples", "1", "-q"])
+    assert res.stdout.count(" = ") == 1  # one exact group listed of two
+    res = runner.invoke(cli, ["data", "audit", str(tmp_path / "f"), "--size", "3by3"])
+    assert res.exit_code == 2 and "expected HxW" in res.output
+
+
+def test_audit_help_has_examples(runner):
+    res = runner.invoke(cli, ["data", "audit", "--help"])
+    assert res.exit_code == 0 and "imgclf data audit cifar10 --cross-only" in res.output

@@ -260,3 +260,11 @@ def test_evaluate_mistakes_needs_scores_and_images(runner, models, small_stream,
     res = runner.invoke(cli, ["evaluate", "-m", str(models["softmax"]), "--data", str(small_stream),
                               "--mistakes", str(tmp_path / "m.png"), "-q"])
     assert res.exit_code == 2 and "no mistakes to draw" in res.stderr  # separable: all right
+
+
+def test_help_shows_the_new_options_with_examples(runner):
+    res = runner.invoke(cli, ["predict", "--help"])
+    assert "imgclf predict -m softmax.npz ~/photos --format csv" in res.output and "a folder of images" in res.output
+    res = runner.invoke(cli, ["evaluate", "--help"])
+    for text in ("--top K", "--mistakes PNG", "--n-mistakes", "--pairs", "imgclf evaluate -m softmax.npz --mistakes"):
+        assert text in res.output

@@ -63,3 +63,15 @@ def test_viz_neighbors_with_query_files_and_a_table(runner, small_stream, tmp_pa
 def test_viz_neighbors_help_has_examples(runner):
     res = runner.invoke(cli, ["viz", "neighbors", "--help"])
     assert res.exit_code == 0 and "imgclf viz neighbors --data cifar10 -o knn.png" in res.output
+
+
+def test_viz_neighbors_scale_and_bad_input(runner, small_stream, tmp_path):
+    out = tmp_path / "nn.png"
+    res = runner.invoke(cli, ["viz", "neighbors", "--data", str(small_stream), "-o", str(out), "-n", "2", "-k", "1",
+                              "--scale", "1", "-q"])
+    assert res.exit_code == 0, res.output
+    with Image.open(out) as img:
+        assert img.size == (2 * (8 + 1) + 1, 2 * (8 + 1 + 12) + 1)
+    res = runner.invoke(cli, ["viz", "neighbors", "--data", str(small_stream), "-o", str(out),
+                              "--queries", str(tmp_path / "missing.png")])
+    assert res.exit_code == 2 and "missing.png" in res.stderr
