@@ -134,14 +134,15 @@ def audit(splits: dict, classes: list[str], *, names: dict | None = None, metric
           memory_mb: int = DEFAULT_MEMORY_MB, report=None, progress=None) -> dict:
     """Audit splits {name: (X uint8 (N, ...), y)} in split order (train first): a dict ready for JSON.
 
-    `names` optionally gives each row's file name per split; `report` (datasets.folder.FolderReport) the
-    sizes, modes and skipped files of an image folder, else sizes and modes come from the arrays. `near` is the per-pixel distance up to
-    which two distinct images count as near duplicates (0 turns the near search off); `neighbors` how
-    many nearest images are examined per image. `progress(n_rows)` is called as the kNN passes go.
+    `names` optionally gives each row's file name per split; `report` (datasets.folder.FolderReport)
+    the sizes, modes and skipped files of an image folder, else sizes and modes come from the arrays.
+    `near` is the per-pixel distance up to which two distinct images count as near duplicates (0 turns
+    the near search off); `neighbors` how many nearest images are examined per image.
+    `progress(n_rows)` is called as the kNN passes go.
 
     Counts per split pair ("test/train" = test images with a copy in train; "train" = train images
     that copy an earlier train image):
-      exact.by_pair, near.by_pair: images with an exact / near (but not exact) duplicate;
+      exact.by_pair, near_duplicates.by_pair: images with an exact / near (but not exact) duplicate;
       leakage[split]: images of a later split with an exact or near duplicate in an earlier one.
     """
     if metric not in METRICS:

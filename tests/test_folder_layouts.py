@@ -130,3 +130,19 @@ def test_list_images_for_prediction(tmp_path):
     files, skipped = folder.list_images(root)
     assert [f.relative_to(root).as_posix() for f in files] == ["sub/a.png", "z.png"]
     assert {(s.path, s.reason) for s in skipped} == {("sub/notes.txt", "not an image"), (".hidden.png", "hidden")}
+
+
+def test_knn_scores_a_folder_val_split_when_there_is_no_test(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from imgclf_cli.main import cli
+
+    root = tmp_path / "d"
+    write_image_folder(root / "train", classes=("a", "b"), n=6)
+    write_image_folder(root / "valid", classes=("a", "b"), n=2, seed=1)
+    res = CliRunner().invoke(cli, ["knn", "--data", str(root), "--k", "1", "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["split"] == "val" and out["n_eval"] == 4 and out["n_train"] == 12
