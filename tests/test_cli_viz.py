@@ -23,9 +23,9 @@ def test_viz_neighbors_on_a_stream(runner, small_stream, tmp_path):
     dists = [m["distance"] for m in first["neighbors"]]
     assert dists == sorted(dists)
     # the distances are the exact Euclidean ones
-    from imgclf.io import pipeline
+    from imgclf import storage
 
-    ds = pipeline.read(small_stream)
+    ds = storage.read_stream(small_stream)
     q = ds.get("test").X[0].astype(float)
     j = first["neighbors"][0]["index"]
     assert dists[0] == np.sqrt(((ds.get("train").X[j] - q) ** 2).sum())

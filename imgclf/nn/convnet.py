@@ -83,6 +83,12 @@ class ConvNet(NeuralNet):
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
                 raise UsageError(f"{name} must be an integer >= 1, got {v!r}")
 
+    def check_input_shape(self, shape) -> list[tuple[int, int, int]]:
+        """Check the parameters and that the layers fit images of `shape` (H, W, C), before any data is
+        converted; returns the (H, W, C) after every convolution layer. UsageError names what breaks."""
+        self._check_params()
+        return self._geometry(tuple(shape))
+
     def _image_shape(self, n_features: int | None = None) -> tuple[int, int, int]:
         shape = getattr(self, "input_shape_", None) or self.input_shape
         if shape is None:
