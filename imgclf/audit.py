@@ -30,7 +30,6 @@ METRICS = ("l2", "l1")
 # test image is within RMS 12.88 of a training image, so 12 flags re-encoded copies, not look-alikes.
 DEFAULT_NEAR = 12.0
 DEFAULT_NEIGHBORS = 3  # nearest images examined per image and split pair
-EXAMPLES = 10  # pairs and groups listed per kind in the result
 
 
 @dataclass
@@ -140,7 +139,8 @@ def audit(splits: dict, classes: list[str], *, names: dict | None = None, metric
     the near search off); `neighbors` how many nearest images are examined per image.
     `progress(n_rows)` is called as the kNN passes go.
 
-    Counts per split pair ("test/train" = test images with a copy in train; "train" = train images
+    Every exact group and near pair is listed (`exact.list`, `near_duplicates.list`, nearest first), so
+    a caller can act on each; the counts per split pair ("test/train" = test images with a copy in train; "train" = train images
     that copy an earlier train image):
       exact.by_pair, near_duplicates.by_pair: images with an exact / near (but not exact) duplicate;
       leakage[split]: images of a later split with an exact or near duplicate in an earlier one.
@@ -211,14 +211,14 @@ def audit(splits: dict, classes: list[str], *, names: dict | None = None, metric
             "images": sum(len(g) for g in groups),
             "by_pair": exact_by_pair,
             "conflicting_labels": len(conflicting),
-            "examples": [group_info(g) for g in groups[:EXAMPLES]],
-            "conflicting_examples": [group_info(g) for g in conflicting[:EXAMPLES]],
+            "list": [group_info(g) for g in groups],
+            "conflicting": [group_info(g) for g in conflicting],
         },
         "near_duplicates": {
             "pairs": len(pairs),
             "by_pair": {k: len(v) for k, v in near_by_pair.items()},
-            "examples": [{"a": parts[b].describe(i), "b": parts[a].describe(j), "distance": d}
-                         for b, i, a, j, d in pairs[:EXAMPLES]],
+            "list": [{"a": parts[b].describe(i), "b": parts[a].describe(j), "distance": d}
+                     for b, i, a, j, d in pairs],
         },
         "leakage": {p.name: {"exact": len(leaked[p.name]["exact"]), "near": len(leaked[p.name]["near"] -
                                                                           leaked[p.name]["exact"])}

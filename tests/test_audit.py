@@ -31,12 +31,12 @@ def test_audit_finds_the_planted_duplicates(metric):
     assert ex["groups"] == 3 and ex["images"] == 6
     assert ex["by_pair"] == {"train": 1, "test/train": 1, "test": 1}
     assert ex["conflicting_labels"] == 1
-    assert [m["index"] for m in ex["conflicting_examples"][0]] == [10, 5]
+    assert [m["index"] for m in ex["conflicting"][0]] == [10, 5]
     near = res["near_duplicates"]
     assert near["pairs"] == 2 and near["by_pair"] == {"train": 1, "test/train": 1}
-    found = {(e["a"]["split"], e["a"]["index"], e["b"]["split"], e["b"]["index"]) for e in near["examples"]}
+    found = {(e["a"]["split"], e["a"]["index"], e["b"]["split"], e["b"]["index"]) for e in near["list"]}
     assert found == {("train", 25, "train", 30), ("test", 9, "train", 20)}
-    assert all(0 < e["distance"] <= 4 for e in near["examples"])
+    assert all(0 < e["distance"] <= 4 for e in near["list"])
     assert res["leakage"] == {"test": {"exact": 1, "near": 1}}
     assert res["class_counts"] == {"train": [10] * 4, "test": [5] * 4}
     assert res["sizes"] == {"6x6": 60} and res["modes"] == {"RGB": 60}
@@ -51,7 +51,7 @@ def test_audit_threshold_cross_only_and_names():
     assert res["exact"]["by_pair"] == {"train": 1, "test/train": 1, "test": 1}  # hashing sees everything
     names = {"train": [f"tr{i}.png" for i in range(40)], "test": [f"te{i}.png" for i in range(20)]}
     res = audit(data, list("abcd"), names=names)
-    assert [m["file"] for m in res["exact"]["examples"][0]] == ["tr3.png", "tr7.png"]
+    assert [m["file"] for m in res["exact"]["list"][0]] == ["tr3.png", "tr7.png"]
 
 
 def test_near_duplicate_distance_is_per_pixel():
@@ -59,7 +59,7 @@ def test_near_duplicate_distance_is_per_pixel():
     X[1] = 3  # every pixel differs by 3: RMS 3 and mean absolute difference 3
     for metric in ("l2", "l1"):
         ex = audit({"train": (X, np.array([0, 1]))}, ["a", "b"], metric=metric, near=3)["near_duplicates"]
-        assert ex["pairs"] == 1 and ex["examples"][0]["distance"] == pytest.approx(3)
+        assert ex["pairs"] == 1 and ex["list"][0]["distance"] == pytest.approx(3)
         assert audit({"train": (X, np.array([0, 1]))}, ["a", "b"], metric=metric, near=2.9)[
             "near_duplicates"]["pairs"] == 0
 

@@ -301,10 +301,10 @@ def test_audit_folder_json(runner, tmp_path):
     out = json.loads(res.stdout)
     assert out["splits"] == {"train": 12, "test": 6}
     assert out["exact"]["by_pair"] == {"train": 1, "test/train": 1} and out["exact"]["conflicting_labels"] == 1
-    files = [[m["file"] for m in g] for g in out["exact"]["examples"]]
+    files = [[m["file"] for m in g] for g in out["exact"]["list"]]
     assert ["train/ant/0.png", "train/bee/5.png"] in files and ["train/ant/3.png", "test/ant/2.png"] in files
     assert out["near_duplicates"]["by_pair"] == {"test/train": 1}
-    pair = out["near_duplicates"]["examples"][0]
+    pair = out["near_duplicates"]["list"][0]
     assert (pair["a"]["file"], pair["b"]["file"]) == ("test/bee/1.png", "train/bee/2.png")
     assert pair["distance"] == pytest.approx(2, abs=0.1)
     assert out["leakage"] == {"test": {"exact": 1, "near": 1}}

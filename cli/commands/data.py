@@ -214,7 +214,7 @@ def list_(as_json):
 @click.option("--color", type=click.Choice(["rgb", "gray"]), default=None,
               help="Image folders: colour mode to compare in (default: as the majority of images).")
 @click.option("--examples", type=click.IntRange(min=0), default=5, show_default=True,
-              help="How many duplicate groups and pairs the table lists (JSON lists up to 10).")
+              help="How many duplicate groups and near pairs the table lists (--json lists them all).")
 @click.option("--memory", "memory_mb", type=click.IntRange(min=16), default=None, metavar="MB",
               help="Working-memory budget for the distance blocks (default 1024).")
 @json_option
@@ -326,14 +326,14 @@ def _print_audit(res: dict, total: int, examples: int) -> None:
     def who(m):
         return f"{m['split']}[{m['index']}]" + (f" {m['file']}" if "file" in m else "") + f" label {m['label']}"
 
-    shown = ex["examples"][:examples]
+    shown = ex["list"][:examples]
     if shown:
         click.echo("\nexact duplicate groups:")
         for group in shown:
             click.echo("  " + " = ".join(who(m) for m in group))
-    if near["examples"][:examples]:
+    if near["list"][:examples]:
         click.echo("\nnearest near-duplicate pairs:")
-        for e in near["examples"][:examples]:
+        for e in near["list"][:examples]:
             click.echo(f"  {who(e['a'])} ~ {who(e['b'])}  distance {e['distance']:.2f}")
     click.echo(f"\n{res['seconds']['total']:.1f} s (hashing {res['seconds']['exact']:.1f} s, "
                f"near search {res['seconds']['near']:.1f} s)")
