@@ -138,8 +138,8 @@ def neighbors(ctx, data, n_train, n_test, val, size, color, output, queries, spl
     """Draw query images beside their k nearest training images (the CS231n kNN figure).
 
     Each row is a query (labelled with its class, or its file name for --queries) followed by its k
-    nearest training images, nearest first, each labelled with its class and distance (Euclidean for
-    l2, Manhattan for l1; exact integers on raw pixels) and framed green when its class is the query's,
+    nearest training images, nearest first, each labelled with its distance (Euclidean for l2,
+    Manhattan for l1; exact on raw pixels) and class, and framed green when its class is the query's,
     red otherwise. The neighbours are found by the same exact kernels as `imgclf knn`; the training
     set is the train split (no validation images are held out). Prints the neighbours as a table
     (or --json) on stdout.
@@ -182,7 +182,8 @@ def neighbors(ctx, data, n_train, n_test, val, size, color, output, queries, spl
         dist = np.sqrt(dist)
     names = ds.classes
     q_text = [names[int(v)] if v is not None else nm for v, nm in zip(q_labels, q_names)]
-    n_text = [[f"{names[int(train.y[j])]} {d:.0f}" for j, d in zip(ids, ds_)] for ids, ds_ in zip(idx, dist)]
+    # distance first: a label too long for its tile loses the end of the class name, never digits
+    n_text = [[f"{d:.0f} {names[int(train.y[j])]}" for j, d in zip(ids, ds_)] for ids, ds_ in zip(idx, dist)]
     matches = None if queries else train.y[idx] == np.asarray(q_labels)[:, None]
     save_png(neighbor_grid(Q, train.X[idx], q_text, n_text, matches, scale=scale,
                            rescale="none" if Q.dtype == np.uint8 else "tile"), output)
