@@ -106,9 +106,12 @@ def test_a_symlink_loop_is_walked_once(tmp_path):
         (root / "a" / "loop").symlink_to(root / "a", target_is_directory=True)
     except OSError:
         pytest.skip("symlinks not available")
+    (root / "a" / "gone.png").symlink_to(tmp_path / "nowhere.png")
     found = folder.load_image_folder(root)
     assert found.report.read == {"train": 2}
-    assert [(s.path, s.reason) for s in found.report.skipped] == [("a/loop", "unreadable")]
+    assert [(s.path, s.reason) for s in found.report.skipped] == [("a/gone.png", "unreadable"),
+                                                                  ("a/loop", "unreadable")]
+    assert found.report.skipped[0].detail == "not a regular file or folder"
 
 
 def test_sizes_and_modes_are_counted(tmp_path):

@@ -219,6 +219,8 @@ class _Walk:
                 dirs.append(p)
             elif p.is_file():
                 files.append(p)
+            else:  # a broken link, a socket, a device: nothing to read
+                self.skip(p, "unreadable", "not a regular file or folder")
         self._listed[d] = dirs, files
         return dirs, files
 
