@@ -11,7 +11,7 @@ import click
 from .console import reporter
 
 
-def _size(ctx, param, value):
+def parse_size(ctx, param, value):
     if value is None:
         return None
     try:
@@ -35,7 +35,7 @@ def data_options(func):
         click.option("--val", type=click.IntRange(min=0), default=None,
                      help="Validation images taken from the end of the training set (default 1000, or a fifth "
                           "of a small set; 0 for none). An image folder's val/ (or valid/) replaces them."),
-        click.option("--size", callback=_size, default=None, metavar="HxW", help="Resize image-folder data."),
+        click.option("--size", callback=parse_size, default=None, metavar="HxW", help="Resize image-folder data."),
         click.option("--color", type=click.Choice(["rgb", "gray"]), default=None,
                      help="Colour mode for image-folder data (default: as the majority of images)."),
     ]

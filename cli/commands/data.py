@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..console import emit_json, emit_table, reporter
-from ..options import binary_output_target, data_options, json_option, load_data, quiet_option
+from ..options import binary_output_target, data_options, json_option, load_data, parse_size, quiet_option
 
 
 @click.group()
@@ -209,7 +209,7 @@ def list_(as_json):
               help="Search near duplicates only across splits (val/test against earlier splits: the leakage "
                    "check, one kNN pass of test against train), not within each split. Exact duplicates are "
                    "always found everywhere.")
-@click.option("--size", callback=None, default=None, metavar="HxW",
+@click.option("--size", callback=parse_size, default=None, metavar="HxW",
               help="Image folders: resize to this size to compare (default: the most common size).")
 @click.option("--color", type=click.Choice(["rgb", "gray"]), default=None,
               help="Image folders: colour mode to compare in (default: as the majority of images).")
@@ -245,11 +245,8 @@ def audit(ctx, name, data, metric, near, neighbors, cross_only, size, color, exa
     from imgclf.audit import audit as run_audit
     from imgclf.config import DEFAULT_MEMORY_MB
 
-    from ..options import _size
-
     rep = reporter(ctx, quiet)
     t0 = time.perf_counter()
-    size = _size(ctx, None, size)
     splits, classes, names, report, label = _audit_data(ctx, name or data, size, color, rep, quiet)
     total = sum(len(y) for _, y in splits.values())
     with rep.progress("near duplicates", None) as advance:
