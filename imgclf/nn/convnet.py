@@ -165,6 +165,8 @@ class ConvNet(NeuralNet):
         """The (H, W, C) after every convolution layer (after its pool); clear errors when it breaks."""
         H, W, C = shape
         fs, pad = int(self.filter_size), (int(self.filter_size) - 1) // 2
+        if fs > max(3, H, W):  # a bigger filter sees only zero padding, at a quadratic cost
+            raise UsageError(f"filter_size {fs} is larger than the {H}x{W} images")
         out = []
         from ..kernels.im2col import output_size
         from ..kernels.pool import pool_geometry
