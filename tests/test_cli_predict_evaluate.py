@@ -268,3 +268,23 @@ def test_help_shows_the_new_options_with_examples(runner):
     res = runner.invoke(cli, ["evaluate", "--help"])
     for text in ("--top K", "--mistakes PNG", "--n-mistakes", "--pairs", "imgclf evaluate -m softmax.npz --mistakes"):
         assert text in res.output
+
+
+def test_evaluate_top_k_with_a_class_the_model_never_saw(runner, tmp_path):
+    from imgclf import storage
+    from imgclf.datasets.base import Dataset, Split
+
+    Xtr, ytr = make_images(40, n_classes=3, seed=1)
+    keep = ytr < 2  # the training split holds no image of class c
+    Xte, yte = make_images(12, n_classes=3, seed=2)
+    ds = Dataset({"train": Split(Xtr[keep], ytr[keep]), "test": Split(Xte, yte)}, ["a", "b", "c"], (8, 8, 3))
+    stream = tmp_path / "s.npz"
+    storage.write_stream(ds, stream)
+    model = tmp_path / "knn.npz"
+    assert runner.invoke(cli, ["knn", "--data", str(stream), "--k", "1", "-o", str(model), "-q"]).exit_code == 0
+    res = runner.invoke(cli, ["evaluate", "-m", str(model), "--data", str(stream), "--top", "2", "--json",
+                              "--mistakes", str(tmp_path / "m.png"), "-q"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["accuracy"] == pytest.approx(8 / 12) and out["top_2_accuracy"] == pytest.approx(8 / 12)
+    assert out["per_class"]["c"]["f1"] == 0 and out["balanced_accuracy"] == pytest.approx(2 / 3)

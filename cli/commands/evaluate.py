@@ -73,9 +73,9 @@ def evaluate(ctx, model_path, split, plot, top, pairs, mistakes, n_mistakes, dat
     pred = np.concatenate([np.asarray(bundle.model.predict(features[i:i + 1000]))
                            for i in range(0, len(features), 1000)])
     res = report(part.y, pred.astype(np.int64), list(bundle.classes), pairs=pairs)
-    scores = what = None
+    scores = None
     if top is not None or mistakes:
-        scores, what = _class_scores(bundle, features)
+        scores = _class_scores(bundle, features)
         if top is not None:
             res[f"top_{top}_accuracy"] = top_k_accuracy(part.y, scores, min(top, scores.shape[1]))
     seconds = time.perf_counter() - t0
@@ -90,7 +90,7 @@ def evaluate(ctx, model_path, split, plot, top, pairs, mistakes, n_mistakes, dat
         save_png(img, plot)
         rep.log(f"wrote the confusion heat map to {plot}")
     if mistakes:
-        drawn = _draw_mistakes(part, scores, what, bundle.classes, n_mistakes, mistakes)
+        drawn = _draw_mistakes(part, scores, bundle.classes, n_mistakes, mistakes)
         rep.log(f"wrote {drawn} of the most confident mistakes to {mistakes}")
     if as_json:
         extra = {k: v for k, v in res.items() if k.startswith("top_")}
@@ -121,26 +121,26 @@ def evaluate(ctx, model_path, split, plot, top, pairs, mistakes, n_mistakes, dat
 
 
 def _class_scores(bundle, features):
-    """(scores (n, n_classes) with column c for class index c, 'probability' | 'score'), in blocks."""
+    """Probabilities or scores (n, n_classes), column c for class index c, computed in blocks."""
     import numpy as np
 
     from imgclf.errors import UsageError
 
     model = bundle.model
-    method, what = next(((m, w) for m, w in (("predict_proba", "probability"), ("decision_function", "score"))
-                         if hasattr(model, m)), (None, None))
+    method = next((m for m in ("predict_proba", "decision_function") if hasattr(model, m)), None)
     if method is None:
         raise UsageError(f"a {bundle.kind} model gives neither probabilities nor scores; --top and --mistakes "
                          "need them")
     values = np.concatenate([np.asarray(getattr(model, method)(features[i:i + 1000]), dtype=np.float64)
                              for i in range(0, len(features), 1000)])
     labels = np.asarray(getattr(model, "classes_", np.arange(values.shape[1]))).astype(np.int64)
-    scores = np.full((len(values), len(bundle.classes)), -np.inf)
-    scores[:, labels] = values  # classes the model never saw can never be predicted
-    return scores, what
+    # classes the model never saw rank last: the lowest finite value (scores must stay finite)
+    scores = np.full((len(values), len(bundle.classes)), np.finfo(np.float64).min)
+    scores[:, labels] = values
+    return scores
 
 
-def _draw_mistakes(part, scores, what, classes, n, path) -> int:
+def _draw_mistakes(part, scores, classes, n, path) -> int:
     """The n most confident mistakes as a grid labelled true>predicted and the value; returns how many."""
     import numpy as np
 
@@ -150,17 +150,18 @@ def _draw_mistakes(part, scores, what, classes, n, path) -> int:
 
     if part.X.ndim != 4:
         raise UsageError(f"--mistakes draws images, but this data holds features of shape {part.X.shape[1:]}")
-    finite = np.where(np.isfinite(scores), scores, np.finfo(np.float64).min)
-    idx = confident_mistakes(part.y, finite, n)
+    idx = confident_mistakes(part.y, scores, n)
     if not len(idx):
         raise UsageError("there are no mistakes to draw: every example is predicted right")
-    pred = finite[idx].argmax(axis=1)
-    labels = [f"{classes[t][:6]}>{classes[p][:6]} {finite[i, p]:.2f}" for i, t, p in zip(idx, part.y[idx], pred)]
+    pred = scores[idx].argmax(axis=1)
+    labels = [f"{classes[t][:6]}>{classes[p][:6]} {scores[i, p]:.2f}" for i, t, p in zip(idx, part.y[idx], pred)]
     images = part.X[idx]
     scale = max(1, 128 // max(images.shape[2], 1))
     save_png(grid(images, ncols=8, rescale="none" if images.dtype == np.uint8 else "tile", scale=min(scale, 8),
                   labels=labels), path)
     return len(idx)
+
+
 def _num(v):
     import math
 
