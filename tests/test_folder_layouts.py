@@ -149,3 +149,12 @@ def test_knn_scores_a_folder_val_split_when_there_is_no_test(tmp_path):
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["split"] == "val" and out["n_eval"] == 4 and out["n_train"] == 12
+
+
+def test_an_empty_val_folder_does_not_replace_the_held_out_split(tmp_path):
+    root = tmp_path / "d"
+    write_image_folder(root / "train", classes=("a", "b"), n=10)
+    (root / "val").mkdir()
+    ds = load(str(root))
+    assert {k: len(v) for k, v in ds.splits.items()} == {"train": 16, "val": 4}
+    assert ds.report.read == {"train": 20, "val": 0}

@@ -178,7 +178,10 @@ def _load_folder(path: Path, *, val, n_train, n_test, size, mode) -> Dataset:
 
     found = load_image_folder(path, size=size, mode=mode)
     name = os.path.basename(os.path.normpath(path))
-    parts = {k: Split(X, y) for k, (X, y) in found.splits.items()}
+    # An empty sub-root (say val/ made but not filled) is no split; the report still shows it read 0.
+    parts = {k: Split(X, y) for k, (X, y) in found.splits.items() if len(y)}
+    if not parts:
+        raise DataError(f"{path}: no image could be read ({len(found.report.skipped)} files skipped)")
     for part in parts.values():
         check_images(part.X, part.y, len(found.classes), name)
     train = parts.get("train")
