@@ -228,7 +228,7 @@ class _Walk:
         """Every visible file under d, in path order (a folder's entries sorted by name, recursively)."""
         real = d.resolve()
         if real in self._seen:
-            self.skip(d, "unreadable", "a link back to a folder already read")
+            self.skip(d, "unreadable", "a folder already read (a link to it, or a loop)")
             return []
         self._seen.add(real)
         dirs, files = self.entries(d)
