@@ -195,7 +195,7 @@ def list_(as_json):
 
 
 @data.command("audit")
-@click.argument("name", required=False, metavar="DATA")
+@click.argument("name", required=False, metavar="[DATA]")
 @click.option("--data", "data", metavar="NAME|PATH|-", default=None, help="The dataset, if not given as DATA.")
 @click.option("--metric", type=click.Choice(["l2", "l1"]), default="l2", show_default=True,
               help="Distance for near duplicates (exact integer sums on the raw pixels).")
@@ -237,7 +237,7 @@ def audit(ctx, name, data, metric, near, neighbors, cross_only, size, color, exa
       imgclf data audit cifar10
       imgclf data audit cifar10 --cross-only --near 6 --json
       imgclf data audit ./my-photos --size 64x64
-      imgclf data audit mnist --metric l1 --near 10
+      imgclf data audit cifar10 --metric l1 --near 13 --examples 20
     """
     import time
 

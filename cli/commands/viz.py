@@ -149,7 +149,7 @@ def neighbors(ctx, data, n_train, n_test, val, size, color, output, queries, spl
       imgclf viz neighbors --data cifar10 -o knn.png
       imgclf viz neighbors --data cifar10 -o knn.png -n 6 -k 10 --metric l1
       imgclf viz neighbors --data ./my-photos --queries ./new-photos -o nn.png --size 64x64
-      imgclf viz neighbors --data cifar10-jpeg-sample -o nn.png --split train
+      imgclf viz neighbors --data ./my-photos -o nn.png --split train
     """
     import numpy as np
 
