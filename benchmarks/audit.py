@@ -53,8 +53,8 @@ def main():
         res = audit(splits, ds.classes, metric=args.metric, near=near, cross_only=cross_only)
         seconds = time.perf_counter() - t
         ex, nd = res["exact"], res["near_duplicates"]
-        print(f"{name}: {seconds:.1f} s = {seconds / base:.2f} x the kNN pass (hashing {res['seconds']['exact']:.1f} s, "
-              f"near search {res['seconds']['near']:.1f} s); exact groups {ex['groups']} "
+        print(f"{name}: {seconds:.1f} s = {seconds / base:.2f} x the kNN pass "
+              f"(hashing {res['seconds']['exact']:.1f} s, near search {res['seconds']['near']:.1f} s); exact groups {ex['groups']} "
               f"{ex['by_pair']}, near pairs {nd['pairs']} {nd['by_pair']}, leakage {res['leakage']}", flush=True)
 
 

@@ -140,8 +140,8 @@ def audit(splits: dict, classes: list[str], *, names: dict | None = None, metric
     `progress(n_rows)` is called as the kNN passes go.
 
     Every exact group and near pair is listed (`exact.list`, `near_duplicates.list`, nearest first), so
-    a caller can act on each; the counts per split pair ("test/train" = test images with a copy in train; "train" = train images
-    that copy an earlier train image):
+    a caller can act on each; the counts per split pair ("test/train" = test images with a copy in
+    train; "train" = train images that copy an earlier train image):
       exact.by_pair, near_duplicates.by_pair: images with an exact / near (but not exact) duplicate;
       leakage[split]: images of a later split with an exact or near duplicate in an earlier one.
     """

@@ -201,8 +201,8 @@ def list_(as_json):
               help="Distance for near duplicates (exact integer sums on the raw pixels).")
 @click.option("--near", type=click.FloatRange(min=0), default=None, metavar="D",
               help="Per-pixel distance (0..255 scale: RMS difference for l2, mean absolute difference for l1) up "
-                   "to which two different images are near duplicates; 0 turns the near search off.  [default: 12, which "
-                   "covers a JPEG re-encoding of a 32x32 image]")
+                   "to which two different images are near duplicates; 0 turns the near search off.  "
+                   "[default: 12, which covers a JPEG re-encoding of a 32x32 image]")
 @click.option("--neighbors", type=click.IntRange(min=1), default=None, metavar="K",
               help="Nearest images examined per image for near duplicates.  [default: 3]")
 @click.option("--cross-only", is_flag=True,
