@@ -15,7 +15,6 @@ have at most `limits.get("image_pixels")` pixels, and Pillow's own bomb warning 
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
