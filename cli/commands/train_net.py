@@ -71,7 +71,7 @@ def twolayer(ctx, hidden, activation, batchnorm, dropout, init, loss, preprocess
       imgclf train twolayer --optim momentum --momentum 0.95 --lr 1e-2 --lr-schedule step:0.5:5
       imgclf train twolayer --checkpoint-dir ckpt --log train.jsonl --plot curves.png
       imgclf train twolayer --resume ckpt/ckpt_epoch003_step00120_val0.4510.npz
-      imgclf train twolayer --data mnist --hidden 500 --preprocess mean,normalize
+      imgclf train twolayer --data mnist --class-weight 0=2,1=0.5
       imgclf data export cifar10 | imgclf preprocess mean | imgclf train twolayer --preprocess none
     """
     import time
