@@ -114,7 +114,7 @@ def svm(ctx, reg, lr, epochs, iters, batch_size, lr_decay, bias_trick, weight_sc
     \b
     Examples:
       imgclf train svm
-      imgclf train svm --reg 1e3 --lr 1e-7 --epochs 20 -o svm.npz   (numbers instead of auto)
+      imgclf train svm --reg 1e3 --lr 1e-7 --epochs 20 -o svm.npz
       imgclf train svm --squared-hinge --delta 0.5 --json
       imgclf train svm --data mnist --class-weight balanced
       imgclf data export cifar10 | imgclf preprocess mean | imgclf train svm --preprocess none
