@@ -6,7 +6,7 @@ import click
 from imgclf.config import METRICS
 
 from ..console import emit_json, emit_table, reporter
-from ..options import data_options, json_option, load_data, quiet_option
+from ..options import capped_workers, data_options, json_option, load_data, quiet_option
 
 DEFAULT_K_VALUES = "1,3,5,8,10,12,15,20,50,100"
 
@@ -116,6 +116,8 @@ def knn(ctx, k, metric, folds, k_values, plot, predictions, output, save_alias, 
             from functools import partial
 
             from imgclf.executors import map_folds
+
+            _, scheduler = capped_workers(rep, scheduler=scheduler)
 
             mapper = partial(map_folds, scheduler=scheduler)
         with rep.progress(f"{folds}-fold cross-validation", total=len(train)) as advance:

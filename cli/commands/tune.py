@@ -6,7 +6,7 @@ import click
 from imgclf.kinds import TRAINED
 
 from ..console import emit_json, format_table, reporter
-from ..options import data_options, json_option, load_data, quiet_option, seed_option
+from ..options import capped_workers, data_options, json_option, load_data, quiet_option, seed_option
 
 KINDS = TRAINED + ("knn",)  # imgclf/kinds.py
 ENSEMBLE_TOP = 5  # trials in the suggested ensemble (on CIFAR-10 five gained more than three: docs/tuning.md)
@@ -174,6 +174,7 @@ def tune(ctx, kind, trials, param_specs, refine, refine_trials, jobs, scheduler,
     n_total = trials + refine * (refine_trials or trials)
     limits.check("trials", n_total, "the number of trials (--trials + --refine x --refine-trials)")
     saver = _Saver(save_dir, kind, ds, seed) if save_dir else None
+    jobs, scheduler = capped_workers(rep, jobs, scheduler)
     with make_executor(jobs=jobs, scheduler=scheduler) as ex:
         rep.log(f"tune {kind}: {n_total} trials on {len(train)} training / {len(valid)} validation examples, "
                 f"{ex.description}; searching {', '.join(f'{n}={d}' for n, d in space.describe().items())}")
