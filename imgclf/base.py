@@ -88,6 +88,12 @@ class TrainedClassifier(Classifier):
     _FILE_LEARNED = ("n_features_in_", "stopped_", "best_epoch_")
     _AUTO_EPOCHS = 10
 
+    def check_params(self):
+        """Validate the parameters now, before any data is converted (fit does it too); UsageError names
+        the bad parameter. Returns self."""
+        self._check_params()
+        return self
+
     # -- fit -------------------------------------------------------------------------------------------
     def _fit_data(self, X, y, X_val, y_val, features):
         """(X, codes, X_val, val codes) through `features(X, name, min_samples)`; learns classes_.

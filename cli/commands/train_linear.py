@@ -70,7 +70,7 @@ def run(ctx, kind, model_params, *, preprocess_spec, output, seed, as_json, quie
     rep.log(f"{kind}: {len(train)} training examples, {int(np.prod(train.X.shape[1:]))} features, "
             f"{len(ds.classes)} classes" + (f", {len(valid)} validation" if valid is not None else ""))
 
-    model._check_params()
+    model.check_params()
     steps = max(1, len(train) // min(model_params["batch_size"], len(train)))
     total = model_params["iters"] or model.epochs_for(len(train))[0] * steps
     with rep.progress(f"train {kind}", total) as advance:
