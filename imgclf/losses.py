@@ -36,15 +36,33 @@ def _check(scores, y) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(scores, dtype=dtype), y.astype(np.int64, copy=False)
 
 
-def svm_loss(scores, y, delta: float = 1.0, squared: bool = False) -> tuple[float, np.ndarray]:
-    """Mean multiclass hinge loss and its gradient on the scores.
+def _weighted(result, rows, weight) -> tuple[float, np.ndarray]:
+    """(mean loss, dscores) of the unweighted kernel -> those of (1/N) sum_i weight_i L_i."""
+    if weight is None:
+        return result
+    _, dscores = result
+    weight = np.asarray(weight, dtype=dscores.dtype)
+    dscores *= weight[:, None]
+    return float(np.mean(weight * rows())), dscores
+
+
+def svm_loss(scores, y, delta: float = 1.0, squared: bool = False, sample_weight=None) -> tuple[float, np.ndarray]:
+    """Mean multiclass hinge loss and its gradient on the scores; with `sample_weight` (N,) the mean of
+    weight_i * L_i (class weights arrive this way).
 
     At a kink (a margin exactly 0) the subgradient 0 is used, as `max(0, m) > 0` is false there.
     """
     from .kernels import loss
 
     scores, y = _check(scores, y)
-    return loss.loss_rows(scores, y, loss.SQUARED_HINGE if squared else loss.HINGE, delta)
+
+    def rows():
+        m = np.maximum(0, scores - scores[np.arange(len(y)), y][:, None] + delta)
+        m[np.arange(len(y)), y] = 0
+        return (m * m if squared else m).sum(axis=1)
+
+    return _weighted(loss.loss_rows(scores, y, loss.SQUARED_HINGE if squared else loss.HINGE, delta), rows,
+                     sample_weight)
 
 
 def softmax(scores) -> np.ndarray:
@@ -58,7 +76,7 @@ def softmax(scores) -> np.ndarray:
     return z
 
 
-def softmax_loss(scores, y) -> tuple[float, np.ndarray]:
+def softmax_loss(scores, y, sample_weight=None) -> tuple[float, np.ndarray]:
     """Mean softmax cross-entropy and its gradient on the scores: (p - onehot(y)) / N.
 
     Probabilities below the dtype's smallest normal number are flushed to 0 in the gradient (see
@@ -66,4 +84,9 @@ def softmax_loss(scores, y) -> tuple[float, np.ndarray]:
     from .kernels import loss
 
     scores, y = _check(scores, y)
-    return loss.loss_rows(scores, y, loss.SOFTMAX)
+
+    def rows():
+        z = scores.astype(np.float64) - scores.max(axis=1, keepdims=True)
+        return np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]
+
+    return _weighted(loss.loss_rows(scores, y, loss.SOFTMAX), rows, sample_weight)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import click
+from imgclf.config import METRICS
 
 from ..console import emit_json, emit_table, reporter
-from ..options import data_options, json_option, load_data, quiet_option
+from ..options import capped_workers, data_options, json_option, load_data, quiet_option
 
 DEFAULT_K_VALUES = "1,3,5,8,10,12,15,20,50,100"
 
@@ -22,7 +23,7 @@ def _k_values(ctx, param, value):
 
 @click.command()
 @click.option("--k", "k", type=int, default=5, show_default=True, help="Number of neighbours that vote.")
-@click.option("--metric", type=click.Choice(["l2", "l1"], case_sensitive=False), default="l2", show_default=True,
+@click.option("--metric", type=click.Choice(METRICS, case_sensitive=False), default="l2", show_default=True,
               help="Distance: l2 (Euclidean) or l1 (Manhattan).")
 @click.option("--cv", "folds", type=click.IntRange(min=2), default=None, metavar="N",
               help="Cross-validate k with N consecutive folds of the training split, then evaluate the best k.")
@@ -52,7 +53,8 @@ def knn(ctx, k, metric, folds, k_values, plot, predictions, output, save_alias, 
     """Classify with k-nearest neighbours (exact L2 or L1 distance) and report accuracy.
 
     Fits on the training split (train+val, unless --val N keeps N images apart: then they are the
-    evaluation split) and scores the test split. Neighbours are ordered by distance, then by
+    evaluation split) and scores the test split; data with a val split but no test split (an image
+    folder with train/ and val/) is scored on val. Neighbours are ordered by distance, then by
     training index; ties in the vote go to the smallest label. Raw uint8 images give exact integer
     distances; preprocessed float data (a pipeline on stdin, or --preprocess) works too.
 
@@ -86,7 +88,10 @@ def knn(ctx, k, metric, folds, k_values, plot, predictions, output, save_alias, 
         raise UsageError("--predictions - and --json both want stdout; write the predictions to a file")
     rep = reporter(ctx, quiet)
     ds = load_data(ctx, data, n_train, n_test, val, size, color, default_val=0, quiet=quiet)
-    if not val:
+    # Validation images are for scoring only when asked for (--val N) or when there is nothing else to
+    # score (an image folder with train/ and val/ but no test/).
+    score_val = bool(val) or (ds.has("val") and not ds.has("test"))
+    if not score_val:
         ds = merge_val_into_train(ds)
     if preprocess_spec:
         from imgclf.preprocessing_chain import fit_chain, parse_chain_spec
@@ -95,7 +100,7 @@ def knn(ctx, k, metric, folds, k_values, plot, predictions, output, save_alias, 
     if not ds.has("train"):
         raise DataError("the data has no training images to search")
     train = ds.get("train")
-    split = "val" if val else "test"
+    split = "val" if score_val else "test"
     evaluate = ds.has(split)
     if not evaluate and not folds:
         raise DataError(f"the data has no {split} images to classify")
@@ -111,6 +116,8 @@ def knn(ctx, k, metric, folds, k_values, plot, predictions, output, save_alias, 
             from functools import partial
 
             from imgclf.executors import map_folds
+
+            _, scheduler = capped_workers(rep, scheduler=scheduler)
 
             mapper = partial(map_folds, scheduler=scheduler)
         with rep.progress(f"{folds}-fold cross-validation", total=len(train)) as advance:
