@@ -8,6 +8,8 @@ and the nets share them.
 Multiclass SVM (Weston-Watkins):   L_i = sum_{j != y_i} max(0, s_j - s_{y_i} + delta)      (hinge)
                                    L_i = sum_{j != y_i} max(0, s_j - s_{y_i} + delta)^2    (squared)
 Softmax cross-entropy:             L_i = -s_{y_i} + log sum_j exp(s_j)
+  with label smoothing e:          L_i = (1 - e) (-log p_{y_i}) + e mean_j (-log p_j)
+                                   (the target is (1 - e) onehot(y_i) + e / C)
 computed after subtracting max_j s_j from each row, which leaves L_i unchanged and keeps exp() from
 overflowing.
 """
@@ -58,12 +60,26 @@ def softmax(scores) -> np.ndarray:
     return z
 
 
-def softmax_loss(scores, y) -> tuple[float, np.ndarray]:
-    """Mean softmax cross-entropy and its gradient on the scores: (p - onehot(y)) / N.
+def softmax_loss(scores, y, smoothing: float = 0.0) -> tuple[float, np.ndarray]:
+    """Mean softmax cross-entropy and its gradient on the scores: (p - onehot(y)) / N; with label
+    `smoothing` e the target is (1 - e) onehot(y) + e / C, the gradient (p - target) / N.
 
     Probabilities below the dtype's smallest normal number are flushed to 0 in the gradient (see
     imgclf/kernels/loss.py)."""
     from .kernels import loss
 
     scores, y = _check(scores, y)
-    return loss.loss_rows(scores, y, loss.SOFTMAX)
+    if not (0.0 <= smoothing < 1.0):
+        raise UsageError(f"label smoothing must be in [0, 1), got {smoothing!r}")
+    data_loss, dscores = loss.loss_rows(scores, y, loss.SOFTMAX)
+    if not smoothing:
+        return data_loss, dscores
+    # The smoothed part, e * mean_j(-log p_j) = e * (logsumexp - mean_j s_j), on the small (N, C) scores.
+    n, c = scores.shape
+    s64 = scores.astype(np.float64)
+    m = s64.max(axis=1)
+    lse = m + np.log(np.exp(s64 - m[:, None]).sum(axis=1))
+    uniform = float(np.mean(lse - s64.mean(axis=1)))
+    dscores[np.arange(n), y] += dscores.dtype.type(smoothing / n)
+    dscores -= dscores.dtype.type(smoothing / (n * c))
+    return (1.0 - smoothing) * data_loss + smoothing * uniform, dscores

@@ -15,6 +15,14 @@ on flat features, e.g. inside scikit-learn's tools). The net standardises
 its input per channel with the training set's mean and standard deviation, so raw uint8 images can be
 given directly.
 
+Training methods of fast CIFAR-10 recipes (airbench), each a parameter: `label_smoothing` and `ema`
+(weight averaging, evaluated and kept; imgclf/nn/solver.py) as for every net; `bn_momentum` (the
+running statistics' decay); `patch_whiten`, which initialises the first layer's filters as patch
+whitening: the leading F/2 principal directions of the training images' KxK patches (the Whitening
+transform of imgclf/preprocessing.py fitted on im2col rows), scaled by 1/sqrt(eigenvalue + eps), and their
+negatives, so after the ReLU the layer passes both signs of each whitened component; and `tta="flip"`,
+which scores each image as the mean of its own and its mirror image's class scores.
+
 Parameter names: W{i}, b{i} for every layer in order (convolution filters are (KH, KW, C, F)),
 gamma{i}, beta{i} and buffers running_mean{i}, running_var{i} for batch norm after layer i.
 """
@@ -31,6 +39,11 @@ from .net import NeuralNet, _Trainee
 PREDICT_CHUNK = 250
 # Images used to estimate the per-channel input statistics.
 STATS_SAMPLE = 10000
+# Images whose patches estimate the patch covariance of `patch_whiten` (500 give 450,000 3x3 patches).
+WHITEN_SAMPLE = 500
+# Added to the patch covariance's eigenvalues (the channels are standardised, so the total is KxKxC).
+WHITEN_EPS = 1e-2
+TTA = (None, "flip")
 
 
 def parse_filters(filters) -> list[tuple[int, int]]:
@@ -58,16 +71,20 @@ class ConvNet(NeuralNet):
     def __init__(self, filters=(32, 64), filter_size=3, hidden=256, pool=2, batchnorm=False, dropout=0.0,
                  activation="relu", init="he", loss="softmax", reg=1e-4, optim="adam", lr=1e-3, optim_options=None,
                  lr_schedule=None, epochs=10, batch_size=64, augment=None, patience=None, train_acc_sample=1000,
-                 dtype="float32", input_shape=None, random_state=None):
+                 dtype="float32", input_shape=None, random_state=None, label_smoothing=0.0, ema=None, tta=None,
+                 bn_momentum=0.9, patch_whiten=False):
         self.filters = filters
         self.filter_size = filter_size
         self.pool = pool
         self.input_shape = input_shape
+        self.tta = tta
+        self.bn_momentum = bn_momentum
+        self.patch_whiten = patch_whiten
         super().__init__(hidden=hidden, activation=activation, batchnorm=batchnorm, dropout=dropout, init=init,
                          loss=loss, reg=reg, optim=optim, lr=lr, optim_options=optim_options,
                          lr_schedule=lr_schedule, epochs=epochs, batch_size=batch_size, augment=augment,
                          patience=patience, train_acc_sample=train_acc_sample, dtype=dtype,
-                         random_state=random_state)
+                         random_state=random_state, label_smoothing=label_smoothing, ema=ema)
 
     # -- validation ------------------------------------------------------------------------------
     def _hidden(self) -> tuple[int, ...]:
@@ -82,6 +99,12 @@ class ConvNet(NeuralNet):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
                 raise UsageError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.tta not in TTA:
+            raise UsageError(f"tta must be None or 'flip', got {self.tta!r}")
+        if not (isinstance(self.bn_momentum, (int, float, np.number)) and 0 <= self.bn_momentum < 1):
+            raise UsageError(f"bn_momentum must be in [0, 1), got {self.bn_momentum!r}")
+        if not isinstance(self.patch_whiten, (bool, np.bool_)):
+            raise UsageError(f"patch_whiten must be True or False, got {self.patch_whiten!r}")
 
     def _image_shape(self, n_features: int | None = None) -> tuple[int, int, int]:
         shape = getattr(self, "input_shape_", None) or self.input_shape
@@ -152,6 +175,10 @@ class ConvNet(NeuralNet):
             self.params_[f"W{i}"] = init.weight(self.init, fs * fs * C, f, rng, dt).reshape(fs, fs, C, f)
             self._add_bias_or_batchnorm(i, f, dt)
             C = f
+        patches = self.__dict__.pop("_whiten_images", None)
+        if self.patch_whiten and patches is not None:
+            W1 = self.params_["W1"]
+            W1[...] = self._whitening_filters(patches, W1.reshape(-1, W1.shape[3])).reshape(W1.shape)
         H, W, C = self._geometry(self.input_shape_)[-1]
         sizes = (H * W * C,) + self._hidden() + (n_classes,)
         for j in range(1, len(sizes)):
@@ -167,6 +194,24 @@ class ConvNet(NeuralNet):
             self.input_scale_ = np.ones(self.input_shape_[2], dt)
         self.classes_ = getattr(self, "classes_", np.arange(n_classes))
         return _Trainee(self)
+
+    def _whitening_filters(self, images, W) -> np.ndarray:
+        """(K*K*C, F) filters: +/- the top F/2 whitened principal directions of the images' KxK patches;
+        the columns beyond 2 * min(F/2, K*K*C) keep their random initialisation."""
+        from ..kernels.im2col import im2col
+        from ..preprocessing import Whitening
+
+        fs = int(self.filter_size)
+        cols = im2col(np.ascontiguousarray(images, dtype=np.float64), fs, fs)
+        k = min(W.shape[1] // 2, cols.shape[1])
+        if k == 0:
+            return W
+        white = Whitening(dims=k, eps=WHITEN_EPS).fit(cols)
+        V = white.components_.astype(np.float64) / np.sqrt(white.explained_variance_ + WHITEN_EPS)[:, None]
+        out = W.copy()
+        out[:, :k] = V.T
+        out[:, k:2 * k] = -V.T
+        return out
 
     def _add_bias_or_batchnorm(self, i, size, dt):
         # A bias right before batch norm is cancelled by its mean subtraction (its gradient is exactly
@@ -212,7 +257,7 @@ class ConvNet(NeuralNet):
 
     def _bn(self, i, h, mode, fn, **kwargs):
         return fn(h, self.params_[f"gamma{i}"], self.params_[f"beta{i}"], self.buffers_[f"running_mean{i}"],
-                  self.buffers_[f"running_var{i}"], mode, **kwargs)
+                  self.buffers_[f"running_var{i}"], mode, momentum=float(self.bn_momentum), **kwargs)
 
     def _forward(self, X, mode, rng):
         act, alpha = getattr(self, "_act", None) or layers.parse_activation(self.activation)
@@ -256,10 +301,8 @@ class ConvNet(NeuralNet):
     def loss_and_grads(self, X, y, mode="train", rng=None, l2=True):
         """(mean data loss + reg * sum W^2, grads keyed like params_) on a prepared batch; with
         l2=False the data term alone (the Solver then folds the penalty into the update)."""
-        from .. import losses
-
         scores, caches = self._forward(X, mode, rng)
-        data_loss, dh = (losses.softmax_loss if self.loss == "softmax" else losses.svm_loss)(scores, y)
+        data_loss, dh = self._data_loss(scores, y)
         L, n_conv = self.n_layers, len(self._conv_layers())
         grads = {}
         dh, g = layers.affine_backward(dh, caches[-1])
@@ -293,6 +336,15 @@ class ConvNet(NeuralNet):
         return data_loss + (self._add_l2(grads) if l2 else 0.0), grads
 
     def _scores(self, Xp) -> np.ndarray:
+        if self.tta == "flip":
+            # Test-time augmentation: the mean of the image's and its mirror image's scores.
+            out = self._plain_scores(Xp)
+            out += self._plain_scores(np.ascontiguousarray(Xp[:, :, ::-1]))
+            out *= out.dtype.type(0.5)
+            return out
+        return self._plain_scores(Xp)
+
+    def _plain_scores(self, Xp) -> np.ndarray:
         if len(Xp) <= PREDICT_CHUNK:
             return self._forward(Xp, "test", None)[0]
         return np.concatenate([self._forward(Xp[i:i + PREDICT_CHUNK], "test", None)[0]
@@ -314,6 +366,10 @@ class ConvNet(NeuralNet):
         std = sample.std(axis=0)
         self.input_mean_ = sample.mean(axis=0).astype(self.dtype)
         self.input_scale_ = (1.0 / np.where(std > 1e-8, std, 1.0)).astype(self.dtype)
+        if self.patch_whiten:
+            # The standardised images whose patches `initialize` whitens (it takes and drops them).
+            pick = X if len(X) <= WHITEN_SAMPLE else X[np.sort(rng.choice(len(X), WHITEN_SAMPLE, replace=False))]
+            self._whiten_images = (pick.astype(np.float64) - self.input_mean_) * self.input_scale_
         return super().fit(X, y, X_val, y_val, **kwargs)
 
     def weight_images(self, input_shape=None) -> tuple[np.ndarray, list]:

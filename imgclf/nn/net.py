@@ -29,7 +29,8 @@ class NeuralNet(TrainedClassifier):
 
     def __init__(self, hidden=(500,), activation="relu", batchnorm=False, dropout=0.0, init="he", loss="softmax",
                  reg=1e-4, optim="adam", lr=1e-3, optim_options=None, lr_schedule=None, epochs=10, batch_size=200,
-                 augment=None, patience=None, train_acc_sample=1000, dtype="float32", random_state=None):
+                 augment=None, patience=None, train_acc_sample=1000, dtype="float32", random_state=None,
+                 label_smoothing=0.0, ema=None):
         self.hidden = hidden
         self.activation = activation
         self.batchnorm = batchnorm
@@ -48,6 +49,8 @@ class NeuralNet(TrainedClassifier):
         self.train_acc_sample = train_acc_sample
         self.dtype = dtype
         self.random_state = random_state
+        self.label_smoothing = label_smoothing
+        self.ema = ema
 
     # -- validation ------------------------------------------------------------------------------
     def _hidden(self) -> tuple[int, ...]:
@@ -78,6 +81,12 @@ class NeuralNet(TrainedClassifier):
             raise UsageError(f"reg must be a finite number >= 0, got {self.reg!r}")
         if self.dtype not in ("float32", "float64"):
             raise UsageError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        if not (isinstance(self.label_smoothing, (int, float, np.number)) and 0 <= self.label_smoothing < 1):
+            raise UsageError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if self.label_smoothing and self.loss != "softmax":
+            raise UsageError("label_smoothing applies to the softmax loss only")
+        if self.ema is not None and not (isinstance(self.ema, (int, float, np.number)) and 0 < self.ema < 1):
+            raise UsageError(f"ema must be a decay in (0, 1) (e.g. 0.999) or None, got {self.ema!r}")
 
     def _features(self, X, name="X", min_samples=0) -> np.ndarray:
         """X validated, (N, D) or (N, H, W, C); float arrays keep their dtype until `prepare`."""
@@ -148,10 +157,8 @@ class NeuralNet(TrainedClassifier):
     def loss_and_grads(self, X, y, mode="train", rng=None, l2=True):
         """(mean data loss + reg * sum W^2, grads keyed like params_) on a prepared batch; with
         l2=False the data term alone (the Solver then folds the penalty into the update)."""
-        from .. import losses
-
         scores, caches = self._forward(X, mode, rng)
-        data_loss, dscores = (losses.softmax_loss if self.loss == "softmax" else losses.svm_loss)(scores, y)
+        data_loss, dscores = self._data_loss(scores, y)
         L = self.n_layers
         grads = {}
         dh, g = layers.affine_backward(dscores, caches[-1], need_dx=L > 1)
@@ -167,6 +174,13 @@ class NeuralNet(TrainedClassifier):
                 dh, g = layers.affine_act_backward(dh, cache[0], need_dx=i > 1)
             grads[f"W{i}"], grads[f"b{i}"] = g["w"], g["b"]
         return data_loss + (self._add_l2(grads) if l2 else 0.0), grads
+
+    def _data_loss(self, scores, y):
+        from .. import losses
+
+        if self.loss == "softmax":
+            return losses.softmax_loss(scores, y, float(self.label_smoothing or 0.0))
+        return losses.svm_loss(scores, y)
 
     def _add_l2(self, grads) -> float:
         """Add reg * d(sum W^2) to every weight gradient in place; return the penalty reg * sum W^2."""
@@ -219,6 +233,7 @@ class NeuralNet(TrainedClassifier):
             epochs=self.epochs, batch_size=self.batch_size, augment=aug, patience=self.patience, rng=rng,
             train_acc_sample=self.train_acc_sample, callback=callback, checkpoint_dir=checkpoint_dir,
             keep_checkpoints=keep_checkpoints, checkpoint_extra=checkpoint_extra, log=log, stop_signal=stop_signal,
+            ema=float(self.ema) if self.ema else None,
         )
         if resume is not None:
             solver.load_checkpoint(resume)

@@ -16,7 +16,12 @@ optimiser, evaluates per epoch, keeps the best-validation weights, stops early (
 non-finite loss, writes checkpoints, and on SIGINT (`stop_signal=True`) finishes the current step,
 writes a checkpoint and returns with `stopped="interrupted"`.
 
-Resuming is exact: a checkpoint holds the weights, the optimiser state, the Generator's state, the
+With `ema=d` the Solver also keeps an exponential moving average of the weights and buffers, updated
+after every step with decay min(d, (1 + t) / (10 + t)) at step t (so the first steps are not anchored to
+the random initialisation); the averaged weights are the ones evaluated, kept as the best epoch's and
+returned (weight averaging as in fast CIFAR-10 recipes; the live weights keep training).
+
+Resuming is exact: a checkpoint holds the weights, the optimiser state, the weight average, the Generator's state, the
 epoch's permutation and position, the history and the best weights, so a resumed run takes the very
 same steps as one that was never interrupted.
 """
@@ -119,6 +124,7 @@ class Solver:
         checkpoint_extra: dict | None = None,
         log=None,
         stop_signal: bool = False,
+        ema: float | None = None,
     ):
         if batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
@@ -132,17 +138,21 @@ class Solver:
             raise UsageError(f"keep_checkpoints must be >= 0 (0 keeps all), got {keep_checkpoints}")
         if len(y_train) == 0:
             raise UsageError("the training split is empty")
+        if ema is not None and not (isinstance(ema, (int, float)) and 0 < ema < 1):
+            raise UsageError(f"ema must be a decay in (0, 1) or None, got {ema!r}")
         self.model = model
         self.X_train, self.y_train = X_train, y_train
         self.X_val, self.y_val = X_val, y_val
         self.optim_name = optim
         self.rule = optim_rules.RULES.get(optim)
         self.base_config = optim_rules.make_config(optim, lr, **(optim_options or {}))
-        self.schedule = schedules.parse(lr_schedule, lr_decay)
         self.lr = lr
         self.batch_size = min(batch_size, len(y_train))
         self.steps_per_epoch = max(1, len(y_train) // self.batch_size)
         self.epochs = epochs if iters is None else -(-iters // self.steps_per_epoch)
+        self.schedule = schedules.parse(lr_schedule, lr_decay, self.epochs)
+        self.ema = ema
+        self.ema_state = self._snapshot() if ema else None
         self.iters = iters
         self.augment = augment
         self.patience = patience
@@ -193,6 +203,8 @@ class Solver:
         arrays.update({f"buffer/{k}": v for k, v in getattr(self.model, "buffers_", {}).items()})
         if self.best_state is not None:
             arrays.update({f"best/{k}": v for k, v in self.best_state.items()})
+        if self.ema_state is not None:
+            arrays.update({f"ema/{k}": v for k, v in self.ema_state.items()})
         scalars = {}
         for name, config in self.configs.items():
             scalars[name] = {}
@@ -215,6 +227,7 @@ class Solver:
             "batch_size": self.batch_size,
             "optim": self.optim_name,
             "optim_state": scalars,
+            "ema": self.ema,
             "rng": self.rng.bit_generator.state,
             "history": res.history,
             "loss_history": res.loss_history,
@@ -269,6 +282,8 @@ class Solver:
                 f"options)")
         if meta.get("optim") != self.optim_name:
             raise ModelFileError(f"{source}: checkpoint of a run with optimiser {meta.get('optim')!r}, not {self.optim_name!r}")
+        if meta.get("ema") != self.ema:
+            raise ModelFileError(f"{source}: checkpoint of a run with ema={meta.get('ema')!r}, not {self.ema!r}")
         try:
             for store, prefix in ((self.model.params_, "param/"), (getattr(self.model, "buffers_", {}), "buffer/")):
                 for k, v in store.items():
@@ -278,6 +293,8 @@ class Solver:
                     v[...] = saved
             best = {k[5:]: v for k, v in arrays.items() if k.startswith("best/")}
             self.best_state = {k: v.copy() for k, v in best.items()} or None
+            if self.ema_state is not None:
+                self.ema_state = {k: arrays[f"ema/{k}"].copy() for k in self.ema_state}
             for name, config in self.configs.items():
                 config.update(meta["optim_state"][name])
                 for key in [k for k in arrays if k.startswith(f"opt/{name}/")]:
@@ -320,11 +337,23 @@ class Solver:
             config["learning_rate"] = lr
             self.rule(w, grads[name], config)
         loss += sum(reg * self.configs[name]["sum_sq"] for name, reg in self.l2.items())
+        if self.ema_state is not None:
+            self._ema_update()
         ratio = None
         if want_ratio:
             w = self.model.params_[first]
             ratio = float(np.linalg.norm(w - before) / (np.linalg.norm(before) + 1e-12))
         return float(loss), ratio
+
+    def _ema_update(self) -> None:
+        t = self.iteration  # steps before this one
+        d = min(self.ema, (1.0 + t) / (10.0 + t))
+        live = self.model.params_
+        buffers = getattr(self.model, "buffers_", {})
+        for k, avg in self.ema_state.items():
+            w = buffers[k[7:]] if k.startswith("buffer:") else live[k]
+            avg *= avg.dtype.type(d)
+            avg += avg.dtype.type(1.0 - d) * w
 
     def train(self) -> TrainResult:
         previous = self._install_handler()
@@ -353,7 +382,6 @@ class Solver:
         n = len(self.y_train)
         while self.epoch < self.epochs:
             t0 = time.perf_counter()
-            lr = self.lr * self.schedule(self.epoch)
             if self.order is None:
                 self.order = self.rng.permutation(n)
                 self.position = 0
@@ -362,6 +390,7 @@ class Solver:
                 if self.iters is not None and self.iteration >= self.iters:
                     break
                 s = self.position
+                lr = self._lr_at(s)
                 idx = self.order[s * self.batch_size:(s + 1) * self.batch_size]
                 loss, r = self._step(idx, lr, want_ratio=s == self.steps_per_epoch - 1)
                 if not np.isfinite(loss):
@@ -385,6 +414,7 @@ class Solver:
                 self._diverged(f"the weights became non-finite by iteration {self.iteration}")
                 return
             losses = res.loss_history[len(res.loss_history) - self.position:]
+            lr = self._lr_at(max(self.position - 1, 0))  # the last step's (per-step schedules change within an epoch)
             self.epoch += 1
             self.order = None
             self._end_epoch(float(np.mean(losses)) if losses else float("nan"), lr, ratio, time.perf_counter() - t0)
@@ -393,6 +423,12 @@ class Solver:
             if res.stopped:
                 self._log({"event": "stop", "reason": res.stopped})
                 return
+
+    def _lr_at(self, step: int) -> float:
+        """The learning rate of step `step` of the current epoch."""
+        if getattr(self.schedule, "per_step", False):
+            return self.lr * self.schedule(self.epoch + step / self.steps_per_epoch)
+        return self.lr * self.schedule(self.epoch)
 
     def _diverged(self, what: str) -> None:
         res = self.result
@@ -406,6 +442,11 @@ class Solver:
 
     def _end_epoch(self, loss, lr, ratio, seconds) -> None:
         res = self.result
+        live = None
+        if self.ema_state is not None:
+            # Score (and keep as the best) the averaged weights; training continues from the live ones.
+            live = self._snapshot()
+            self._restore(self.ema_state)
         idx = self.train_sample
         train_acc = accuracy(self.model, self.X_train[idx], self.y_train[idx])
         val_acc = None
@@ -419,6 +460,8 @@ class Solver:
             self.best_state = self._snapshot()
         elif self.patience is not None and self.epoch - res.best_epoch >= self.patience:
             res.stopped = f"early stop: no val improvement for {self.patience} epochs (best {res.best_val_acc:.4f} at epoch {res.best_epoch})"
+        if live is not None:
+            self._restore(live)
         self._log({"event": "epoch", "iteration": self.iteration, **rec.as_dict()})
         if self.callback:
             self.callback("epoch", rec.as_dict())
