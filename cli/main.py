@@ -2,54 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import click
 
 import imgclf  # noqa: F401 - before anything loads numpy: sets the thread-spin defaults (imgclf/_threading.py)
 
-# name -> "module:attribute" under imgclf_cli.commands; imported only when used, so that
-# `imgclf --help` never pays for numpy or numba.
-COMMANDS = {
-    "data": "data:data",
-    "knn": "knn:knn",
-    "train": "train:train",
-    "preprocess": "preprocess:preprocess",
-    "predict": "predict:predict",
-    "evaluate": "evaluate:evaluate",
-    "check": "check:check",
-    "viz": "viz:viz",
-    "tune": "tune:tune",
-    "ensemble": "ensemble:ensemble",
-}
-
-
-class LazyGroup(click.Group):
-    """A click group whose subcommands live in modules imported on first use."""
-
-    def __init__(self, *args, lazy: dict[str, str] | None = None, package: str = "", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.lazy = lazy or {}
-        self.package = package
-
-    def list_commands(self, ctx):
-        return sorted(set(super().list_commands(ctx)) | {k for k in self.lazy if self._exists(k)})
-
-    def _exists(self, name):
-        module = self.lazy[name].split(":")[0]
-        return importlib.util.find_spec(f"{self.package}.{module}") is not None
-
-    def get_command(self, ctx, name):
-        if name in self.commands:
-            return self.commands[name]
-        if name not in self.lazy or not self._exists(name):
-            return None
-        module, attr = self.lazy[name].split(":")
-        cmd = getattr(importlib.import_module(f"{self.package}.{module}"), attr)
-        self.add_command(cmd, name)
-        return cmd
-
+from .registry import COMMANDS, PACKAGE, LazyGroup
 
 class App(LazyGroup):
     """Runs commands with imgclf's error handling: one line and exit 2 for bad input, 1 otherwise."""
@@ -79,7 +38,7 @@ class App(LazyGroup):
             ctx.exit(1)
 
 
-@click.group(cls=App, lazy=COMMANDS, package="imgclf_cli.commands", context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=App, lazy=COMMANDS, package=PACKAGE, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-q", "--quiet", is_flag=True, help="No progress or log output on stderr.")
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
 @click.version_option(package_name="imgclf")

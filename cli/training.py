@@ -157,7 +157,7 @@ def resume_settings(ctx: click.Context, path: str, epochs: int) -> tuple[dict, d
     from click.core import ParameterSource
 
     from imgclf.errors import ModelFileError
-    from imgclf.nn.solver import read_checkpoint
+    from imgclf.io.checkpoint import read as read_checkpoint
 
     meta, _ = read_checkpoint(path)
     model = meta.get("model") or {}
@@ -200,7 +200,7 @@ def fit_with_progress(ctx, model, ds, *, name: str, quiet: bool, checkpoint_dir=
 
         if resume:
             # Progress restarts from the checkpoint's iteration.
-            from imgclf.nn.solver import read_checkpoint
+            from imgclf.io.checkpoint import read as read_checkpoint
 
             advance(read_checkpoint(resume)[0].get("iteration", 0))
         model.fit(train.X, train.y, valid.X if valid is not None else None, valid.y if valid is not None else None,
@@ -245,6 +245,7 @@ def report_result(ctx, model, ds, result, *, output, seed, as_json, quiet, t0, n
     Solver-trained kind; `result` (the Solver's TrainResult) may be None when there is no checkpoint to name."""
     import time
 
+    from imgclf import storage
     from imgclf.io import modelfile
 
     from .console import emit_json, emit_table, reporter
@@ -259,7 +260,7 @@ def report_result(ctx, model, ds, result, *, output, seed, as_json, quiet, t0, n
         bundle = modelfile.ModelBundle(model, list(ds.classes), tuple(ds.image_shape), list(ds.transforms),
                                        model.history_, seed, {"trained_on": ds.name, "n_train": len(train),
                                                               "stopped": model.stopped_})
-        modelfile.save(bundle, output)
+        storage.save_model(bundle, output)
         rep.log(f"saved the epoch-{model.best_epoch_} weights to {output}")
     best = model.history_[model.best_epoch_ - 1] if model.best_epoch_ else {}
     out = {

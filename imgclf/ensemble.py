@@ -123,18 +123,18 @@ class Ensemble:
 
     # -- model files -----------------------------------------------------------------------------
     def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
-        from .io.modelfile import bundle_to_arrays
+        from .storage import model_to_arrays
 
         params, arrays = {"voting": self.voting, "members": []}, {}
         for i, m in enumerate(self._check()):
-            meta, arrs = bundle_to_arrays(m)
+            meta, arrs = model_to_arrays(m)
             params["members"].append(meta)
             arrays.update({f"member{i}_{k}": v for k, v in arrs.items()})
         return params, arrays
 
     @classmethod
     def from_arrays(cls, params: dict, arrays: dict[str, np.ndarray]):
-        from .io.modelfile import bundle_from_arrays
+        from .storage import model_from_arrays
 
         metas = params.get("members")
         if not isinstance(metas, list) or not metas:
@@ -143,7 +143,7 @@ class Ensemble:
         for i, meta in enumerate(metas):
             prefix = f"member{i}_"
             arrs = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-            members.append(bundle_from_arrays(meta, arrs, f"ensemble member {i + 1}"))
+            members.append(model_from_arrays(meta, arrs, f"ensemble member {i + 1}"))
         return cls(members, params.get("voting", "auto"))
 
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .base import TrainedClassifier
 from .blas import blas_threads
 from .errors import Diverged, ModelFileError, UsageError
 from .losses import softmax, softmax_loss, svm_loss
-from .validation import (TrainedClassifier, check_array, check_fitted, check_labels, check_n_features, check_random_state,
-                         encode_labels)
+from .validation import check_array, check_fitted, check_labels, check_n_features, check_random_state, encode_labels
 
 
 class LinearClassifier(TrainedClassifier):

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .base import Classifier
 from .config import DEFAULT_MEMORY_MB
 from .errors import UsageError
-from .validation import Classifier, check_array, check_fitted, check_labels, check_n_features, encode_labels, n_features
+from .validation import check_array, check_fitted, check_labels, check_n_features, encode_labels, n_features
 
 METRICS = ("l2", "l1")
 

@@ -1,8 +1,9 @@
-"""Preprocessing transforms and the chain that carries them from training data to prediction.
+"""Preprocessing transforms, fitted on training data and carried to prediction in a chain.
 
 A Transform is fitted on the training split only (`fit(X) -> self`) and then applied to any data
 (`transform(X)`). Its learned state is a few arrays plus JSON parameters (`to_arrays` / `from_arrays`),
-so a chain can be written into a pipeline stream or a model file and rebuilt without pickle.
+so a chain can be written into a pipeline stream or a model file and rebuilt without pickle (the
+chain, its registry of kinds and its encoding live in preprocessing_chain.py).
 
 `transform` reads only the stored arrays (and what `_derive` computes from them), never a float64
 intermediate kept from `fit`: a chain rebuilt from a file gives bit-identical output to the chain
@@ -13,16 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .base import Estimator
 from .eigen import _block_rows, _ratios, principal_components
 from .errors import DataError, UsageError
-from .validation import Estimator, check_array, check_fitted, n_features
-
-TRANSFORMS: dict[str, type] = {}
-
-def register(cls):
-    TRANSFORMS[cls.kind] = cls
-    return cls
-
+from .validation import check_array, check_fitted, n_features
 
 def check_data(X, what: str = "X", min_samples: int = 1) -> np.ndarray:
     """A real-valued (N, D) or (N, H, W, C) array with at least `min_samples` rows and no NaN or inf."""
@@ -49,7 +44,7 @@ class Transform(Estimator):
     """Base class. Subclasses set `kind`, implement `_fit`, `_transform`, and list their learned arrays.
 
     Estimator idiom (scikit-learn's, without importing it; parameters and repr from
-    `imgclf.validation.Estimator`): `__init__` stores parameters unchanged, `fit` validates them and
+    `imgclf.base.Estimator`): `__init__` stores parameters unchanged, `fit` validates them and
     returns self, learned attributes end in `_`.
     """
 
@@ -170,7 +165,6 @@ class _Elementwise(Transform):
                             f"expected {self._stat_shape()}")
 
 
-@register
 class MeanSubtraction(_Elementwise):
     """Subtract the training mean: per feature (pixel and channel), or one mean per colour channel."""
 
@@ -201,7 +195,6 @@ class MeanSubtraction(_Elementwise):
         return np.add(X, self._mean32, dtype=np.float32)
 
 
-@register
 class Normalization(_Elementwise):
     """Divide by the training standard deviation (per feature or per channel); constant features keep scale 1.
 
@@ -314,7 +307,6 @@ class _Projection(Transform):
         return out
 
 
-@register
 class PCA(_Projection):
     """Project centred data onto its top principal components (exact eigendecomposition).
 
@@ -342,7 +334,6 @@ class PCA(_Projection):
         return X.reshape((len(Z),) + tuple(self.input_shape_))
 
 
-@register
 class Whitening(_Projection):
     """PCA whitening: rotate onto the principal components and divide each by sqrt(eigenvalue + eps).
 
@@ -398,38 +389,3 @@ class Whitening(_Projection):
         X = (unscaled @ self.components_.astype(np.float64) + self.mean_).astype(np.float32)
         return X.reshape((len(Z),) + tuple(self.input_shape_))
 
-
-# -- chains --------------------------------------------------------------------------------------------
-def chain_to_arrays(chain: list[Transform]) -> tuple[list[dict], dict[str, np.ndarray]]:
-    """JSON-able descriptions plus arrays keyed `transform{i}_{name}`."""
-    meta, arrays = [], {}
-    for i, t in enumerate(chain):
-        params, arrs = t.to_arrays()
-        keys = {}
-        for name, arr in arrs.items():
-            key = f"transform{i}_{name}"
-            arrays[key] = arr
-            keys[name] = key
-        meta.append({"kind": t.kind, "params": params, "arrays": keys})
-    return meta, arrays
-
-
-def chain_from_arrays(meta: list[dict], arrays: dict[str, np.ndarray]) -> list[Transform]:
-    chain = []
-    for entry in meta:
-        kind = entry.get("kind")
-        cls = TRANSFORMS.get(kind)
-        if cls is None:
-            raise DataError(f"unknown transform {kind!r} in the stored chain")
-        try:
-            arrs = {name: arrays[key] for name, key in entry.get("arrays", {}).items()}
-        except KeyError as exc:
-            raise DataError(f"stored chain refers to a missing array {exc}") from None
-        chain.append(cls.from_arrays(entry.get("params", {}), arrs))
-    return chain
-
-
-def apply_chain(chain: list[Transform], X: np.ndarray) -> np.ndarray:
-    for t in chain:
-        X = t.transform(X)
-    return X

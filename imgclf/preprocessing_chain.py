@@ -1,4 +1,4 @@
-"""Building a preprocessing chain from a short spec and fitting it on a Dataset.
+"""The preprocessing chain: built from a short spec, fitted on a Dataset, applied, and encoded for files.
 
 `parse_chain_spec("mean,normalize,pca:144")` gives unfitted transforms; `fit_chain(transforms, ds)`
 fits each on the TRAIN split only and applies it to every split. `imgclf preprocess` in a pipe and an
@@ -11,13 +11,22 @@ Spec grammar (steps separated by commas):
   whiten | whiten:100 | whiten:0.99   Whitening(dims=... or variance=...)
   zca | zca:100                    Whitening(zca=True, dims=...)
 A count is a whole number; a fraction (0 < v <= 1, written with a dot) is a variance to keep.
+
+A chain is stored as (meta, arrays): `chain_to_arrays` gives JSON-able step descriptions and arrays keyed
+`transform{i}_{name}`; `chain_from_arrays` rebuilds it through TRANSFORMS (kind -> class). The io layer
+(pipeline streams, model files) carries that pair and never imports the transforms.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from .datasets.base import Dataset, Split
 from .errors import DataError, UsageError
-from .preprocessing import PCA, MeanSubtraction, Normalization, Transform, Whitening, apply_chain, chain_from_arrays
+from .preprocessing import PCA, MeanSubtraction, Normalization, Transform, Whitening
+
+# kind -> class: what a stored chain may name.
+TRANSFORMS: dict[str, type] = {cls.kind: cls for cls in (MeanSubtraction, Normalization, PCA, Whitening)}
 
 SPEC_HELP = "mean[:channel], normalize[:channel], pca[:DIMS|:FRACTION], whiten[:DIMS|:FRACTION], zca[:DIMS]"
 
@@ -91,6 +100,56 @@ def apply_to_dataset(chain: list[Transform], dataset: Dataset) -> Dataset:
     splits = {key: Split(apply_chain(chain, s.X), s.y) for key, s in dataset.splits.items()}
     return Dataset(splits, dataset.classes, dataset.image_shape, list(dataset.transforms) + list(chain),
                    dataset.name)
+
+
+
+def apply_chain(chain: list[Transform], X: np.ndarray) -> np.ndarray:
+    for t in chain:
+        X = t.transform(X)
+    return X
+
+
+def same_chain(a: list[Transform], b: list[Transform]) -> bool:
+    """True when two fitted chains are the same steps with the same learned arrays."""
+    if len(a) != len(b):
+        return False
+    for s, t in zip(a, b):
+        (pa, aa), (pb, ab) = s.to_arrays(), t.to_arrays()
+        if s.kind != t.kind or pa != pb or aa.keys() != ab.keys():
+            return False
+        if not all(np.array_equal(aa[k], ab[k]) for k in aa):
+            return False
+    return True
+
+
+# -- encoding ------------------------------------------------------------------------------------------
+def chain_to_arrays(chain: list[Transform]) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """JSON-able descriptions plus arrays keyed `transform{i}_{name}`."""
+    meta, arrays = [], {}
+    for i, t in enumerate(chain):
+        params, arrs = t.to_arrays()
+        keys = {}
+        for name, arr in arrs.items():
+            key = f"transform{i}_{name}"
+            arrays[key] = arr
+            keys[name] = key
+        meta.append({"kind": t.kind, "params": params, "arrays": keys})
+    return meta, arrays
+
+
+def chain_from_arrays(meta: list[dict], arrays: dict[str, np.ndarray]) -> list[Transform]:
+    chain = []
+    for entry in meta:
+        kind = entry.get("kind")
+        cls = TRANSFORMS.get(kind)
+        if cls is None:
+            raise DataError(f"unknown transform {kind!r} in the stored chain")
+        try:
+            arrs = {name: arrays[key] for name, key in entry.get("arrays", {}).items()}
+        except KeyError as exc:
+            raise DataError(f"stored chain refers to a missing array {exc}") from None
+        chain.append(cls.from_arrays(entry.get("params", {}), arrs))
+    return chain
 
 
 def read_chain(source) -> list[Transform]:

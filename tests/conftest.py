@@ -74,8 +74,8 @@ def make_images(n, n_classes=3, shape=(8, 8, 3), seed=0):
 @pytest.fixture
 def small_stream(tmp_path):
     """A pipeline .npz with train/val/test of separable 8x8x3 images, 3 classes."""
+    from imgclf import storage
     from imgclf.datasets.base import Dataset, Split
-    from imgclf.io import pipeline
 
     Xtr, ytr = make_images(120, seed=1)
     Xva, yva = make_images(30, seed=2)
@@ -83,5 +83,5 @@ def small_stream(tmp_path):
     ds = Dataset({"train": Split(Xtr, ytr), "val": Split(Xva, yva), "test": Split(Xte, yte)},
                  ["a", "b", "c"], (8, 8, 3), [], "tiny")
     path = tmp_path / "tiny.npz"
-    pipeline.write(ds, path)
+    storage.write_stream(ds, path)
     return path

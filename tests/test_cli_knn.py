@@ -51,15 +51,15 @@ def test_cv_table_plot_and_best_k(runner, small_stream, tmp_path):
 def test_predictions_and_model_file(runner, small_stream, tmp_path):
     preds, model = tmp_path / "p.txt", tmp_path / "m.npz"
     res = run(runner, "knn", "--data", str(small_stream), "--k", "3", "--predictions", str(preds),
-              "--save", str(model), "-q")
+              "-o", str(model), "-q")
     assert res.exit_code == 0, res.output
     labels = [int(v) for v in preds.read_text().split()]
     assert len(labels) == 30
-    from imgclf.io import modelfile, pipeline
+    from imgclf import storage
 
-    bundle = modelfile.load(model)
+    bundle = storage.load_model(model)
     assert bundle.kind == "knn" and bundle.classes == ["a", "b", "c"] and bundle.input_shape == (8, 8, 3)
-    test = pipeline.read(small_stream).get("test")
+    test = storage.read_stream(small_stream).get("test")
     np.testing.assert_array_equal(bundle.model.predict(bundle.features(test.X)), labels)
     res = run(runner, "knn", "--data", str(small_stream), "--predictions", "-", "-q")
     assert res.stdout.split() == [str(v) for v in labels]
@@ -67,14 +67,30 @@ def test_predictions_and_model_file(runner, small_stream, tmp_path):
 
 def test_preprocess_chain_is_saved(runner, small_stream, tmp_path):
     model = tmp_path / "m.npz"
-    res = run(runner, "knn", "--data", str(small_stream), "--preprocess", "mean", "--k", "1", "--save", str(model),
+    res = run(runner, "knn", "--data", str(small_stream), "--preprocess", "mean", "--k", "1", "--output", str(model),
               "--json", "-q")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["accuracy"] == 1.0
-    from imgclf.io import modelfile
+    from imgclf import storage
 
-    bundle = modelfile.load(model)
+    bundle = storage.load_model(model)
     assert [t.kind for t in bundle.chain] == ["mean"] and bundle.model.X_train_.dtype == np.float32
+
+
+def test_save_is_a_hidden_alias_of_output(runner, small_stream, tmp_path):
+    """`knn --save` (its name before -o/--output) still writes the same model file; --help no longer shows it."""
+    old, new = tmp_path / "old.npz", tmp_path / "new.npz"
+    for flag, path in (("--save", old), ("-o", new)):
+        assert run(runner, "knn", "--data", str(small_stream), "--k", "3", flag, str(path), "-q").exit_code == 0
+    from imgclf import storage
+
+    a, b = storage.load_model(old), storage.load_model(new)
+    np.testing.assert_array_equal(a.model.X_train_, b.model.X_train_)
+    assert a.extra == b.extra
+    res = run(runner, "knn", "--data", str(small_stream), "--save", str(old), "-o", str(new), "-q")
+    assert res.exit_code == 2 and "old name of -o/--output" in res.output
+    help_text = run(runner, "knn", "--help").output
+    assert "-o, --output" in help_text and "--save" not in help_text
 
 
 @pytest.mark.parametrize("args,message", [
@@ -95,19 +111,19 @@ def test_bad_input_exits_2(runner, small_stream, args, message):
 
 
 def test_nan_and_empty_data(runner, tmp_path):
+    from imgclf import storage
     from imgclf.datasets.base import Dataset, Split
-    from imgclf.io import pipeline
 
     X = np.zeros((6, 4), np.float32)
     X[2, 1] = np.nan
     y = np.array([0, 1, 0, 1, 0, 1])
     path = tmp_path / "nan.npz"
-    pipeline.write(Dataset({"train": Split(X, y), "test": Split(np.zeros((2, 4), np.float32), y[:2])},
+    storage.write_stream(Dataset({"train": Split(X, y), "test": Split(np.zeros((2, 4), np.float32), y[:2])},
                            ["a", "b"], (2, 2, 1), [], "nan"), path)
     res = runner.invoke(cli, ["knn", "--data", str(path), "--k", "1"])
     assert res.exit_code == 2 and "NaN" in res.output
     empty = tmp_path / "empty.npz"
-    pipeline.write(Dataset({"train": Split(np.zeros((4, 4), np.float32), y[:4]),
+    storage.write_stream(Dataset({"train": Split(np.zeros((4, 4), np.float32), y[:4]),
                             "test": Split(np.zeros((0, 4), np.float32), y[:0])}, ["a", "b"], (2, 2, 1), [], "e"),
                    empty)
     res = runner.invoke(cli, ["knn", "--data", str(empty), "--k", "1"])

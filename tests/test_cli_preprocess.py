@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 
 from conftest import make_images
+from imgclf import storage
 from imgclf.datasets.base import Dataset, Split
-from imgclf.io import pipeline
-from imgclf.preprocessing import apply_chain
-from imgclf.preprocessing_chain import fit_chain, parse_chain_spec
+from imgclf.preprocessing_chain import apply_chain, fit_chain, parse_chain_spec
 from imgclf_cli.main import cli
 
 
@@ -29,7 +28,7 @@ def run_ok(runner, args, **kw):
 
 def write_stream(path, splits, shape=(8, 8, 3)):
     ds = Dataset({k: Split(X, y) for k, (X, y) in splits.items()}, ["a", "b", "c"], shape, [], "t")
-    pipeline.write(ds, path)
+    storage.write_stream(ds, path)
     return path
 
 
@@ -46,8 +45,8 @@ def test_pipe_steps_equal_the_inline_chain_bit_for_bit(runner, small_stream, tmp
     run_ok(runner, ["preprocess", "mean", "--data", small_stream, "-o", m])
     run_ok(runner, ["preprocess", "normalize", "--data", m, "-o", n])
     run_ok(runner, ["preprocess", "pca", "--dims", 5, "--data", n, "-o", p])
-    piped = pipeline.read(p)
-    inline = fit_chain(parse_chain_spec("mean,normalize,pca:5"), pipeline.read(small_stream))
+    piped = storage.read_stream(p)
+    inline = fit_chain(parse_chain_spec("mean,normalize,pca:5"), storage.read_stream(small_stream))
     assert_same_splits(piped, inline)
     assert [t.describe() for t in piped.transforms] == [t.describe() for t in inline.transforms]
     assert piped.get("test").X.shape == (30, 5)
@@ -55,7 +54,7 @@ def test_pipe_steps_equal_the_inline_chain_bit_for_bit(runner, small_stream, tmp
 
 def test_stdin_to_stdout(runner, small_stream):
     result = run_ok(runner, ["preprocess", "mean", "--per-channel", "--data", "-"], input=small_stream.read_bytes())
-    out = pipeline.read(io.BytesIO(result.stdout_bytes))
+    out = storage.read_stream(io.BytesIO(result.stdout_bytes))
     assert [t.describe() for t in out.transforms] == [{"kind": "mean", "per_channel": True}]
     assert out.get("train").X.shape == (120, 8, 8, 3)
 
@@ -65,7 +64,7 @@ def test_pca_and_whiten_report_retained_variance_on_stderr(runner, small_stream,
     assert "% of the training variance" in result.stderr and result.stdout == ""
     result = run_ok(runner, ["preprocess", "whiten", "--dims", 10, "--data", small_stream, "-o", tmp_path / "w.npz"])
     assert "whiten: 10 of 192 components keep" in result.stderr
-    assert pipeline.read(tmp_path / "w.npz").get("val").X.shape == (30, 10)
+    assert storage.read_stream(tmp_path / "w.npz").get("val").X.shape == (30, 10)
     quiet = run_ok(runner, ["-q", "preprocess", "pca", "--dims", 3, "--data", small_stream, "-o", tmp_path / "q.npz"])
     assert quiet.stderr == ""
 
@@ -73,21 +72,21 @@ def test_pca_and_whiten_report_retained_variance_on_stderr(runner, small_stream,
 def test_zca_keeps_the_image_shape(runner, small_stream, tmp_path):
     out = tmp_path / "z.npz"
     run_ok(runner, ["preprocess", "whiten", "--zca", "--eps", "0.1", "--data", small_stream, "-o", out])
-    ds = pipeline.read(out)
+    ds = storage.read_stream(out)
     assert ds.get("train").X.shape == (120, 8, 8, 3)
     assert ds.transforms[0].describe()["zca"] is True and ds.transforms[0].eps == 0.1
 
 
 def test_apply_a_stored_chain_to_raw_images_equals_the_stream(runner, small_stream, tmp_path):
     chained = tmp_path / "c.npz"
-    inline = fit_chain(parse_chain_spec("mean,pca:6,whiten"), pipeline.read(small_stream))
-    pipeline.write(inline, chained)
+    inline = fit_chain(parse_chain_spec("mean,pca:6,whiten"), storage.read_stream(small_stream))
+    storage.write_stream(inline, chained)
     out = tmp_path / "applied.npz"
     run_ok(runner, ["preprocess", "apply", chained, "--data", small_stream, "-o", out])
-    applied = pipeline.read(out)
+    applied = storage.read_stream(out)
     assert_same_splits(applied, inline)
     raw = make_images(7, seed=9)[0]
-    np.testing.assert_array_equal(apply_chain(pipeline.read(chained).transforms, raw),
+    np.testing.assert_array_equal(apply_chain(storage.read_stream(chained).transforms, raw),
                                   apply_chain(inline.transforms, raw))
 
 
@@ -95,16 +94,16 @@ def test_apply_a_chain_from_a_model_file(runner, small_stream, tmp_path):
     neighbors = pytest.importorskip("imgclf.neighbors")
     from imgclf.io import modelfile
 
-    ds = fit_chain(parse_chain_spec("mean,pca:4"), pipeline.read(small_stream))
+    ds = fit_chain(parse_chain_spec("mean,pca:4"), storage.read_stream(small_stream))
     train = ds.get("train")
     model = neighbors.KNNClassifier(k=1).fit(train.X, train.y)
     path = tmp_path / "model.npz"
-    modelfile.save(modelfile.ModelBundle(model, ds.classes, (8, 8, 3), ds.transforms), path)
+    storage.save_model(modelfile.ModelBundle(model, ds.classes, (8, 8, 3), ds.transforms), path)
     out = tmp_path / "applied.npz"
     run_ok(runner, ["preprocess", "apply", path, "--data", small_stream, "-o", out])
-    assert_same_splits(pipeline.read(out), ds)
+    assert_same_splits(storage.read_stream(out), ds)
     raw = make_images(5, seed=11)[0]
-    np.testing.assert_array_equal(modelfile.load(path).features(raw), apply_chain(ds.transforms, raw))
+    np.testing.assert_array_equal(storage.load_model(path).features(raw), apply_chain(ds.transforms, raw))
 
 
 # -- bad input: one clear line, exit 2 -------------------------------------------------------------
@@ -138,7 +137,7 @@ def _other_shape_stream(tmp_path):
 ])
 def test_bad_input_exits_2(runner, small_stream, tmp_path, args, message):
     chain = tmp_path / "chain.npz"
-    pipeline.write(fit_chain(parse_chain_spec("mean"), pipeline.read(small_stream)), chain)
+    storage.write_stream(fit_chain(parse_chain_spec("mean"), storage.read_stream(small_stream)), chain)
     paths = {"nan": _nan_stream(tmp_path), "test_only": _test_only_stream(tmp_path), "chain": chain,
              "other": _other_shape_stream(tmp_path), "stream": small_stream, "missing": tmp_path / "nope.npz"}
     args = [a.format(**paths) for a in args]
@@ -187,7 +186,7 @@ def test_viz_pca_reconstruct(runner, small_stream, tmp_path):
     with Image.open(out) as im:
         px = np.asarray(im)
     assert px.shape == (2 * 9 + 1, 5 * 9 + 1, 3)
-    X = pipeline.read(small_stream).get("test").X
+    X = storage.read_stream(small_stream).get("test").X
     np.testing.assert_array_equal(px[1:9, 1:9], X[0])  # raw images are drawn unscaled
 
 
@@ -245,13 +244,13 @@ def test_issue_example_on_real_cifar(cifar_dir, tmp_path):
 def test_model_file_chain_at_predict_matches_the_pipeline_exactly(runner, small_stream, tmp_path):
     """Raw images through a saved model's chain give the stream's features bit for bit, and the same labels."""
     pytest.importorskip("imgclf_cli.commands.predict")
-    from imgclf.io import modelfile
+    from imgclf import storage
 
     m, p, model = tmp_path / "m.npz", tmp_path / "p.npz", tmp_path / "model.npz"
     run_ok(runner, ["preprocess", "mean", "--data", small_stream, "-o", m])
     run_ok(runner, ["preprocess", "pca", "--dims", 6, "--data", m, "-o", p])
-    run_ok(runner, ["knn", "--k", 1, "--data", p, "--save", model, "-q"])
-    bundle, stream, raw = modelfile.load(model), pipeline.read(p), pipeline.read(small_stream)
+    run_ok(runner, ["knn", "--k", 1, "--data", p, "-o", model, "-q"])
+    bundle, stream, raw = storage.load_model(model), storage.read_stream(p), storage.read_stream(small_stream)
     assert [t.kind for t in bundle.chain] == ["mean", "pca"]
     np.testing.assert_array_equal(bundle.features(raw.get("test").X), stream.get("test").X)
     result = run_ok(runner, ["predict", "-m", model, small_stream, "--split", "test", "--format", "jsonl", "-q"])

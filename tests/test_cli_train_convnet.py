@@ -25,9 +25,9 @@ def test_json_model_file_predict_and_evaluate(runner, small_stream, tmp_path):
     assert {"accuracy", "split", "n_train", "n_eval", "seconds"} <= set(d)
     assert d["split"] == "test" and d["n_train"] == 120 and d["accuracy"] > 0.6
     assert d["hyperparameters"]["filters"] == [4, 8] and d["hyperparameters"]["batchnorm"] is True
-    from imgclf.io import modelfile
+    from imgclf import storage
 
-    bundle = modelfile.load(out)
+    bundle = storage.load_model(out)
     assert bundle.kind == "convnet" and bundle.model.params_["W1"].shape == (3, 3, 3, 4)
 
     ev = runner.invoke(cli, ["evaluate", "-m", str(out), "--data", str(small_stream), "--json"])
@@ -37,9 +37,9 @@ def test_json_model_file_predict_and_evaluate(runner, small_stream, tmp_path):
     assert pr.exit_code == 0, pr.output
     rows = [json.loads(line) for line in pr.stdout.splitlines()]
     assert len(rows) == 30
-    from imgclf.io import pipeline
+    from imgclf import storage
 
-    test = pipeline.read(small_stream).get("test")
+    test = storage.read_stream(small_stream).get("test")
     want = np.asarray(bundle.classes)[bundle.model.predict(test.X)]
     assert [r.get("label", r.get("class")) for r in rows] == want.tolist()
 
@@ -76,9 +76,9 @@ def test_resume_from_a_checkpoint_gives_the_uninterrupted_weights(runner, small_
     resumed = tmp_path / "resumed.npz"
     r = runner.invoke(cli, [*args, "--resume", str(first), "-o", str(resumed)])
     assert r.exit_code == 0, r.output
-    from imgclf.io import modelfile
+    from imgclf import storage
 
-    a, b = modelfile.load(resumed).model, modelfile.load(full).model
+    a, b = storage.load_model(resumed).model, storage.load_model(full).model
     for store in ("params_", "buffers_"):
         for k, v in getattr(b, store).items():
             np.testing.assert_array_equal(getattr(a, store)[k], v, err_msg=k)
@@ -118,12 +118,12 @@ def test_auto_augment_flips_and_crops_colour_images_only(runner, small_stream, t
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["hyperparameters"]["augment"] == "flip,crop:4"
     from conftest import make_images
+    from imgclf import storage
     from imgclf.datasets.base import Dataset, Split
-    from imgclf.io import pipeline
 
     X, y = make_images(60, shape=(8, 8, 1))
     gray = tmp_path / "gray.npz"
-    pipeline.write(Dataset({"train": Split(X, y), "test": Split(X[:20], y[:20])}, ["a", "b", "c"], (8, 8, 1), [], "g"),
+    storage.write_stream(Dataset({"train": Split(X, y), "test": Split(X[:20], y[:20])}, ["a", "b", "c"], (8, 8, 1), [], "g"),
                    gray)
     result = runner.invoke(cli, ["train", "convnet", "--data", str(gray), *fast, "--epochs", "1", "--json"])
     assert result.exit_code == 0, result.output

@@ -26,9 +26,9 @@ def test_train_json_and_model_file(runner, small_stream, tmp_path, kind):
     assert len(res["history"]) == 5 and {"epoch", "loss", "train_acc", "val_acc"} <= set(res["history"][0])
     assert [t["kind"] for t in res["preprocess"]] == ["mean", "normalize"]
 
-    from imgclf.io import modelfile
+    from imgclf import storage
 
-    bundle = modelfile.load(out)
+    bundle = storage.load_model(out)
     assert bundle.kind == kind and bundle.classes == ["a", "b", "c"] and bundle.input_shape == (8, 8, 3)
     assert [t.kind for t in bundle.chain] == ["mean", "normalize"]
     assert bundle.extra["n_train"] == 120 and bundle.history == res["history"]
@@ -41,9 +41,9 @@ def test_train_json_and_model_file(runner, small_stream, tmp_path, kind):
 def test_svm_options_reach_the_model(runner, small_stream, tmp_path):
     out = tmp_path / "svm.npz"
     _train(runner, "svm", small_stream, "--no-bias-trick", "--squared-hinge", "--delta", "0.5", "-o", str(out))
-    from imgclf.io import modelfile
+    from imgclf import storage
 
-    model = modelfile.load(out).model
+    model = storage.load_model(out).model
     assert model.bias_trick is False and model.squared_hinge is True and model.delta == 0.5
     assert set(model.params_) == {"W", "b"}
 
@@ -82,7 +82,7 @@ def test_divergence_in_the_first_epoch_is_an_error(runner, small_stream):
 
 
 def test_divergence_later_keeps_the_best_epoch(runner, small_stream, tmp_path, monkeypatch):
-    from imgclf.io import modelfile
+    from imgclf import storage
     from imgclf.linear import SoftmaxClassifier
 
     real, calls = SoftmaxClassifier.loss_rows, []
@@ -101,7 +101,7 @@ def test_divergence_later_keeps_the_best_epoch(runner, small_stream, tmp_path, m
     assert summary["stopped"].startswith("diverged: the loss became nan at iteration 9 (epoch 3)")
     assert len(summary["history"]) == 2
     assert "training stopped early" in res.stderr
-    assert np.isfinite(modelfile.load(out).model.params_["W"]).all()
+    assert np.isfinite(storage.load_model(out).model.params_["W"]).all()
 
 
 def test_real_cifar_subset(runner, cifar_dir):

@@ -30,9 +30,9 @@ def test_json_result_model_file_log_and_plot(runner, small_stream, tmp_path):
     assert {"accuracy", "split", "n_train", "n_eval", "seconds"} <= set(d)
     assert d["split"] == "test" and d["n_train"] == 120 and d["accuracy"] > 0.5
     assert d["hyperparameters"]["hidden"] == [16] and len(d["history"]) == 3
-    from imgclf.io import modelfile
+    from imgclf import storage
 
-    bundle = modelfile.load(out)
+    bundle = storage.load_model(out)
     assert bundle.kind == "net" and len(bundle.chain) == 2
     assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [1, 2, 3]
     from PIL import Image
@@ -103,9 +103,9 @@ def test_ctrl_c_writes_checkpoint_exits_130_and_resume_matches(runner, small_str
     assert r.exit_code == 0, r.output
     r = runner.invoke(cli, [*args, "-o", str(full), "-q"])
     assert r.exit_code == 0, r.output
-    from imgclf.io import modelfile
+    from imgclf import storage
 
-    a, b = modelfile.load(resumed).model, modelfile.load(full).model
+    a, b = storage.load_model(resumed).model, storage.load_model(full).model
     for k in b.params_:
         np.testing.assert_array_equal(a.params_[k], b.params_[k], err_msg=k)
 
@@ -115,14 +115,14 @@ def test_auto_augment_flips_colour_images_only(runner, small_stream, tmp_path):
     result = runner.invoke(cli, ["train", "twolayer", "--data", str(small_stream), *fast, "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["hyperparameters"]["augment"] == "flip"
+    from imgclf import storage
     from imgclf.datasets.base import Dataset, Split
-    from imgclf.io import pipeline
 
     from conftest import make_images
 
     X, y = make_images(60, shape=(6, 6, 1))
     gray = tmp_path / "gray.npz"
-    pipeline.write(Dataset({"train": Split(X, y), "test": Split(X[:20], y[:20])}, ["a", "b", "c"], (6, 6, 1), [], "g"),
+    storage.write_stream(Dataset({"train": Split(X, y), "test": Split(X[:20], y[:20])}, ["a", "b", "c"], (6, 6, 1), [], "g"),
                    gray)
     result = runner.invoke(cli, ["train", "twolayer", "--data", str(gray), *fast, "--json"])
     assert result.exit_code == 0, result.output

@@ -63,7 +63,7 @@ def test_failed_trials_are_listed_and_the_search_goes_on(runner, small_stream):
 
 
 def test_refine_rounds_save_dir_ensemble_and_plot(runner, small_stream, tmp_path):
-    from imgclf.io import modelfile
+    from imgclf import storage
 
     plot, saved = tmp_path / "search.png", tmp_path / "trials"
     out = tune_json(runner, small_stream, "--trials", "4", "--refine", "1", "--refine-trials", "2",
@@ -74,7 +74,7 @@ def test_refine_rounds_save_dir_ensemble_and_plot(runner, small_stream, tmp_path
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     files = sorted(p.name for p in saved.iterdir())
     assert files == [f"trial-{i:03d}.npz" for i in range(6)]
-    bundle = modelfile.load(saved / "trial-000.npz")
+    bundle = storage.load_model(saved / "trial-000.npz")
     assert bundle.kind == "softmax" and [t.kind for t in bundle.chain] == ["mean"]
     assert bundle.extra["tuning_trial"] == 0
     ens = shlex.split(out["ensemble_command"])

@@ -60,6 +60,7 @@ def test_batchnorm_layers_have_no_bias_before_the_norm():
 
 
 def test_fits_separable_images_and_round_trips_through_a_model_file(tmp_path):
+    from imgclf import storage
     from imgclf.io import modelfile
 
     X, y = make_images(240, n_classes=3, shape=(8, 8, 3), seed=1)
@@ -69,8 +70,8 @@ def test_fits_separable_images_and_round_trips_through_a_model_file(tmp_path):
     assert m.score(Xv, yv) > 0.9
     assert m.params_["W1"].dtype == np.float32 and m.input_shape_ == (8, 8, 3)
     path = tmp_path / "conv.npz"
-    modelfile.save(modelfile.ModelBundle(m, ["a", "b", "c"], (8, 8, 3)), path)
-    loaded = modelfile.load(path).model
+    storage.save_model(modelfile.ModelBundle(m, ["a", "b", "c"], (8, 8, 3)), path)
+    loaded = storage.load_model(path).model
     assert isinstance(loaded, ConvNet) and loaded.kind == "convnet"
     np.testing.assert_array_equal(loaded.predict(Xv), m.predict(Xv))
     np.testing.assert_allclose(loaded.predict_proba(Xv), m.predict_proba(Xv), rtol=1e-6)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import make_images
 
+from imgclf import storage
 from imgclf.ensemble import Ensemble, ensemble_bundle
 from imgclf.errors import UsageError
-from imgclf.io import modelfile
 from imgclf.io.modelfile import ModelBundle
 from imgclf.linear import LinearSVM, SoftmaxClassifier
 from imgclf.preprocessing import MeanSubtraction
@@ -73,9 +73,9 @@ def test_one_file_round_trip(members, tmp_path, take):
     X, _ = make_images(30, seed=9)
     bundle = ensemble_bundle(members[take], extra={"n_train": 90})
     path = tmp_path / "ens.npz"
-    modelfile.save(bundle, path)
+    storage.save_model(bundle, path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ens.npz"]
-    back = modelfile.load(path)
+    back = storage.load_model(path)
     assert back.kind == "ensemble" and back.classes == ["a", "b", "c"] and back.input_shape == (8, 8, 3)
     assert [m.kind for m in back.model.members] == [m.kind for m in members[take]]
     assert [len(m.chain) for m in back.model.members] == [len(m.chain) for m in members[take]]
@@ -90,7 +90,7 @@ def test_predict_and_evaluate_accept_an_ensemble_file(members, tmp_path, runner,
     from imgclf_cli.main import cli
 
     path = tmp_path / "ens.npz"
-    modelfile.save(ensemble_bundle(members[:2]), path)
+    storage.save_model(ensemble_bundle(members[:2]), path)
     res = runner.invoke(cli, ["evaluate", "-m", str(path), "--data", str(small_stream), "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
@@ -108,13 +108,13 @@ def test_ensemble_command_scores_members_and_saves(members, tmp_path, runner, sm
     paths = []
     for i, m in enumerate(members):
         paths += ["-m", str(tmp_path / f"m{i}.npz")]
-        modelfile.save(m, paths[-1])
+        storage.save_model(m, paths[-1])
     out = tmp_path / "ens.npz"
     res = runner.invoke(cli, ["ensemble", *paths, "--data", str(small_stream), "-o", str(out), "--json"])
     assert res.exit_code == 0, res.output
     d = json.loads(res.stdout)
     assert d["voting"] == "hard" and len(d["members"]) == 3 and d["n_train"] == 90 and d["n_eval"] == 30
-    assert modelfile.load(out).kind == "ensemble"
+    assert storage.load_model(out).kind == "ensemble"
     # the saved file scores the same through evaluate
     ev = json.loads(runner.invoke(cli, ["evaluate", "-m", str(out), "--data", str(small_stream), "--json"]).stdout)
     assert ev["accuracy"] == pytest.approx(d["accuracy"])
@@ -126,8 +126,8 @@ def test_ensemble_command_errors(members, tmp_path, runner, small_stream):
     from imgclf_cli.main import cli
 
     a, b = tmp_path / "a.npz", tmp_path / "b.npz"
-    modelfile.save(members[0], a)
-    modelfile.save(ModelBundle(members[1].model, ["x", "y", "z"], (8, 8, 3)), b)
+    storage.save_model(members[0], a)
+    storage.save_model(ModelBundle(members[1].model, ["x", "y", "z"], (8, 8, 3)), b)
     res = runner.invoke(cli, ["ensemble", "-m", str(a), "-m", str(b), "--data", str(small_stream)])
     assert res.exit_code == 2 and "member 2 has classes" in res.output
     res = runner.invoke(cli, ["ensemble", "-m", str(a), "-m", str(tmp_path / "none.npz")])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import make_images
+from imgclf import storage
 from imgclf.errors import ModelFileError
 from imgclf.io import modelfile, npzfile
 from imgclf.linear import LinearSVM, SoftmaxClassifier
@@ -26,8 +27,8 @@ def _bundle(cls=SoftmaxClassifier, bias_trick=True):
 def test_round_trip(tmp_path, cls, bias_trick):
     bundle, X = _bundle(cls, bias_trick)
     path = tmp_path / "m.npz"
-    modelfile.save(bundle, path)
-    back = modelfile.load(path)
+    storage.save_model(bundle, path)
+    back = storage.load_model(path)
     assert back.kind == cls.kind and back.classes == ["a", "b", "c"] and back.input_shape == (4, 4, 3)
     assert back.seed == 7 and back.extra == {"n_train": 60} and back.history == bundle.history
     assert back.model.get_params() == bundle.model.get_params()
@@ -44,42 +45,42 @@ def _rewrite_meta(path, **changes):
 
 def test_unknown_version(tmp_path):
     path = tmp_path / "m.npz"
-    modelfile.save(_bundle()[0], path)
+    storage.save_model(_bundle()[0], path)
     _rewrite_meta(path, version=99)
     with pytest.raises(ModelFileError, match="unsupported model format version 99"):
-        modelfile.load(path)
+        storage.load_model(path)
 
 
 def test_unknown_kind(tmp_path):
     path = tmp_path / "m.npz"
-    modelfile.save(_bundle()[0], path)
+    storage.save_model(_bundle()[0], path)
     _rewrite_meta(path, kind="perceptron")
     with pytest.raises(ModelFileError, match="unknown model kind 'perceptron'"):
-        modelfile.load(path)
+        storage.load_model(path)
 
 
 def test_truncated_file(tmp_path):
     path = tmp_path / "m.npz"
-    modelfile.save(_bundle()[0], path)
+    storage.save_model(_bundle()[0], path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelFileError, match="not a readable imgclf .npz file"):
-        modelfile.load(path)
+        storage.load_model(path)
 
 
 def test_foreign_files(tmp_path):
     plain = tmp_path / "plain.npz"
     np.savez(plain, W=np.zeros(3))
     with pytest.raises(ModelFileError, match="not an imgclf file"):
-        modelfile.load(plain)
+        storage.load_model(plain)
     text = tmp_path / "notes.npz"
     text.write_text("hello")
     with pytest.raises(ModelFileError, match="not a readable"):
-        modelfile.load(text)
+        storage.load_model(text)
     pipe = tmp_path / "pipe.npz"
     npzfile.write(pipe, {"X_train": np.zeros((1, 2))}, {"format": "imgclf-pipeline", "version": 1})
     with pytest.raises(ModelFileError, match="expected an imgclf-model file, found 'imgclf-pipeline'"):
-        modelfile.load(pipe)
+        storage.load_model(pipe)
 
 
 def test_pickled_arrays_are_refused(tmp_path):
@@ -90,7 +91,7 @@ def test_pickled_arrays_are_refused(tmp_path):
         z.writestr("model_W.npy", buf.getvalue())
         z.writestr("meta.npy", _npy(json.dumps({"format": "imgclf-model", "version": 1})))
     with pytest.raises(ModelFileError):
-        modelfile.load(path)
+        storage.load_model(path)
 
 
 def _npy(text):
@@ -101,18 +102,18 @@ def _npy(text):
 
 def test_wrong_weight_shape_is_a_clear_error(tmp_path):
     path = tmp_path / "m.npz"
-    modelfile.save(_bundle()[0], path)
+    storage.save_model(_bundle()[0], path)
     meta, arrays = npzfile.read(path)
     arrays["model_W"] = arrays["model_W"][:5]
     npzfile.write(path, arrays, meta)
     with pytest.raises(ModelFileError, match="W has shape"):
-        modelfile.load(path)
+        storage.load_model(path)
 
 
 @pytest.mark.parametrize("damage", ["version", "truncate", "foreign"])
 def test_cli_exit_2_on_bad_model_files(runner, tmp_path, damage):
     path = tmp_path / "m.npz"
-    modelfile.save(_bundle()[0], path)
+    storage.save_model(_bundle()[0], path)
     if damage == "version":
         _rewrite_meta(path, version=2)
     elif damage == "truncate":

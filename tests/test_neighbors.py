@@ -113,7 +113,9 @@ def test_predict_errors():
 
 
 def test_model_file_round_trip(tmp_path, rng):
-    from imgclf.io.modelfile import ModelBundle, load, save
+    from imgclf.io.modelfile import ModelBundle
+    from imgclf.storage import load_model as load
+    from imgclf.storage import save_model as save
 
     X, y = _images(rng, 20)
     model = KNNClassifier(k=3, metric="l1").fit(X, y)

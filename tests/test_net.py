@@ -87,13 +87,14 @@ def test_params_are_stored_unchanged_and_validated_in_fit():
 
 
 def test_model_file_round_trip(tmp_path):
+    from imgclf import storage
     from imgclf.io import modelfile
 
     X, y = _data()
     net = NeuralNet(hidden=(8, 6), batchnorm=True, dropout=0.2, epochs=2, batch_size=40, random_state=0).fit(X, y)
     path = tmp_path / "net.npz"
-    modelfile.save(modelfile.ModelBundle(net, ["a", "b", "c"], (4, 4, 3)), path)
-    loaded = modelfile.load(path).model
+    storage.save_model(modelfile.ModelBundle(net, ["a", "b", "c"], (4, 4, 3)), path)
+    loaded = storage.load_model(path).model
     assert isinstance(loaded, NeuralNet) and loaded.hidden == (8, 6)
     np.testing.assert_array_equal(loaded.decision_function(X), net.decision_function(X))
     np.testing.assert_array_equal(loaded.buffers_["running_var1"], net.buffers_["running_var1"])

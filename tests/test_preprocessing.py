@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from imgclf import eigen
-from imgclf import preprocessing as pp
 from imgclf.datasets.base import Dataset, Split
 from imgclf.errors import DataError, UsageError
 from imgclf.preprocessing import PCA, MeanSubtraction, Normalization, Whitening
-from imgclf.preprocessing_chain import apply_to_dataset, fit_chain, parse_chain_spec, read_chain
+from imgclf.preprocessing_chain import (apply_chain, apply_to_dataset, chain_from_arrays, chain_to_arrays, fit_chain,
+                                        parse_chain_spec, read_chain)
 
 ALL = [MeanSubtraction(), MeanSubtraction(per_channel=True), Normalization(), Normalization(per_channel=True),
        PCA(dims=7), PCA(variance=0.8), PCA(), Whitening(dims=9), Whitening(zca=True, eps=1e-2)]
@@ -319,7 +319,7 @@ def test_fit_chain_uses_only_the_training_split():
     np.testing.assert_array_equal(out.get("train").X, out_loud.get("train").X)
     # each split is the fitted chain applied to its raw images
     for key, raw in (("val", va), ("test", te)):
-        np.testing.assert_array_equal(out.get(key).X, pp.apply_chain(out.transforms, raw))
+        np.testing.assert_array_equal(out.get(key).X, apply_chain(out.transforms, raw))
 
 
 def test_fit_chain_appends_and_does_not_modify_its_input():
@@ -339,17 +339,17 @@ def test_fit_chain_needs_a_training_split():
 
 
 def test_chain_round_trips_through_a_pipeline_file_bit_exactly(tmp_path):
-    from imgclf.io import pipeline
+    from imgclf import storage
 
     ds = dataset(images(150), images(20, seed=4), images(20, seed=5))
     out = fit_chain(parse_chain_spec("mean,normalize,pca:12,whiten:8,zca"), ds)
     path = tmp_path / "chain.npz"
-    pipeline.write(out, path)
-    back = pipeline.read(path)
+    storage.write_stream(out, path)
+    back = storage.read_stream(path)
     assert [t.describe() for t in back.transforms] == [t.describe() for t in out.transforms]
     raw = images(20, seed=6)
-    np.testing.assert_array_equal(pp.apply_chain(back.transforms, raw), pp.apply_chain(out.transforms, raw))
-    np.testing.assert_array_equal(pp.apply_chain(read_chain(path), raw), pp.apply_chain(out.transforms, raw))
+    np.testing.assert_array_equal(apply_chain(back.transforms, raw), apply_chain(out.transforms, raw))
+    np.testing.assert_array_equal(apply_chain(read_chain(path), raw), apply_chain(out.transforms, raw))
     np.testing.assert_array_equal(back.get("test").X, out.get("test").X)
 
 
@@ -357,26 +357,26 @@ def test_chain_round_trips_through_a_pipeline_file_bit_exactly(tmp_path):
 def test_every_transform_round_trips_through_arrays(t):
     X = images(120)
     Z = t.fit_transform(X)
-    meta, arrays = pp.chain_to_arrays([t])
-    (back,) = pp.chain_from_arrays(meta, {k: v.copy() for k, v in arrays.items()})
+    meta, arrays = chain_to_arrays([t])
+    (back,) = chain_from_arrays(meta, {k: v.copy() for k, v in arrays.items()})
     np.testing.assert_array_equal(back.transform(X), Z)
     assert back.n_features_in_ == X[0].size
 
 
 def test_read_chain_rejects_files_without_a_chain(tmp_path):
-    from imgclf.io import pipeline
+    from imgclf import storage
 
     path = tmp_path / "raw.npz"
-    pipeline.write(dataset(images(10), images(4), images(4)), path)
+    storage.write_stream(dataset(images(10), images(4), images(4)), path)
     with pytest.raises(DataError, match="no preprocessing chain"):
         read_chain(path)
 
 
 def test_stored_chain_with_wrong_array_shape_is_refused():
-    meta, arrays = pp.chain_to_arrays([PCA(dims=3).fit(images(50))])
+    meta, arrays = chain_to_arrays([PCA(dims=3).fit(images(50))])
     arrays["transform0_components_"] = arrays["transform0_components_"][:, :5]
     with pytest.raises(DataError, match="inconsistent"):
-        pp.chain_from_arrays(meta, arrays)
+        chain_from_arrays(meta, arrays)
 
 
 # -- spec parsing -------------------------------------------------------------------------------------------
@@ -433,7 +433,7 @@ def test_shape_mismatch_between_fitted_transform_and_data():
     with pytest.raises(DataError, match=r"fitted on samples of shape \(6, 5, 3\), got data of shape \(5, 6, 3\)"):
         t.transform(images(5, shape=(5, 6, 3)))
     with pytest.raises(DataError, match="fitted on samples"):
-        pp.apply_chain([MeanSubtraction().fit(images(30)), t], images(5).reshape(5, -1))
+        apply_chain([MeanSubtraction().fit(images(30)), t], images(5).reshape(5, -1))
 
 
 @pytest.mark.parametrize("X,match", [

@@ -107,6 +107,7 @@ def test_classifiers_take_images_of_any_real_dtype_and_string_labels(est, dtype)
 
 @pytest.mark.parametrize("est", classifiers(), ids=lambda e: type(e).__name__)
 def test_string_classes_survive_a_model_file(est, tmp_path):
+    from imgclf import storage
     from imgclf.io import modelfile
 
     X, y = _images()
@@ -114,8 +115,8 @@ def test_string_classes_survive_a_model_file(est, tmp_path):
     model = est.fit(X, labels)
     assert model.classes_.dtype.kind == "U"
     bundle = modelfile.ModelBundle(model, list(model.classes_), X.shape[1:], [])
-    modelfile.save(bundle, tmp_path / "m.npz")
-    back = modelfile.load(tmp_path / "m.npz").model
+    storage.save_model(bundle, tmp_path / "m.npz")
+    back = storage.load_model(tmp_path / "m.npz").model
     np.testing.assert_array_equal(back.classes_, model.classes_)
     np.testing.assert_array_equal(back.predict(X), model.predict(X))
 

@@ -64,13 +64,13 @@ def test_grid_search_over_a_pipeline_on_images(kind):
 @pytest.fixture
 def tiny(tmp_path):
     """A stream with train/val/test splits, and its arrays."""
+    from imgclf import storage
     from imgclf.datasets.base import Dataset, Split
-    from imgclf.io import pipeline
 
     splits = {"train": noisy_images(150, 1), "val": noisy_images(40, 2), "test": noisy_images(60, 3)}
     ds = Dataset({k: Split(X, y) for k, (X, y) in splits.items()}, ["a", "b", "c"], (6, 6, 3), [], "tiny")
     path = tmp_path / "tiny.npz"
-    pipeline.write(ds, path)
+    storage.write_stream(ds, path)
     return path, splits
 
 
@@ -96,12 +96,12 @@ def test_linear_cli_equals_python(runner, tiny, kind, cls):
 
 
 def test_softmax_pipeline_equals_cli_without_validation(runner, tmp_path, tiny):
+    from imgclf import storage
     from imgclf.datasets.base import Dataset, Split
-    from imgclf.io import pipeline
 
     _, s = tiny
     path = tmp_path / "noval.npz"
-    pipeline.write(Dataset({"train": Split(*s["train"]), "test": Split(*s["test"])}, ["a", "b", "c"], (6, 6, 3), [],
+    storage.write_stream(Dataset({"train": Split(*s["train"]), "test": Split(*s["test"])}, ["a", "b", "c"], (6, 6, 3), [],
                            "tiny"), path)
     out = _cli_json(runner, ["train", "softmax", "--data", str(path), "--seed", "3", "--lr", "2e-6"])
     pipe = Pipeline([("mean", MeanSubtraction()), ("clf", SoftmaxClassifier(lr=2e-6, random_state=3))])

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from imgclf.errors import ModelFileError, UsageError
+from imgclf.io.checkpoint import checkpoint_name
+from imgclf.io.checkpoint import read as read_checkpoint
 from imgclf.nn.net import NeuralNet
-from imgclf.nn.solver import Solver, checkpoint_name, read_checkpoint
+from imgclf.nn.solver import Solver
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import make_images  # noqa: E402

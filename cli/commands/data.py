@@ -40,11 +40,11 @@ def export(ctx, name, data, n_train, n_test, val, size, color, output, quiet):
       imgclf data export cifar10 --n-train 5000 --n-test 500 -o small.npz
       imgclf data export mnist | imgclf preprocess mean | imgclf knn --k 3
     """
-    from imgclf.io import pipeline
+    from imgclf import storage
 
     target = binary_output_target(output)
     ds = load_data(ctx, name or data, n_train, n_test, val, size, color, quiet=quiet)
-    pipeline.write(ds, target)
+    storage.write_stream(ds, target)
     reporter(ctx, quiet).log(f"exported {ds.name}: " + ", ".join(f"{k} {len(v)}" for k, v in ds.splits.items()))
 
 

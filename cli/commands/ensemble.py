@@ -41,15 +41,15 @@ def ensemble(ctx, model_paths, voting, split, output, data, n_train, n_test, val
 
     import numpy as np
 
+    from imgclf import storage
     from imgclf.ensemble import ensemble_bundle
     from imgclf.errors import DataError
-    from imgclf.io import modelfile
 
-    from .predict import model_inputs
+    from ..predicting import model_inputs
 
     rep = reporter(ctx, quiet)
     t0 = time.perf_counter()
-    members = [modelfile.load(p) for p in model_paths]
+    members = [storage.load_model(p) for p in model_paths]
     n_trains = {m.extra.get("n_train") for m in members}
     bundle = ensemble_bundle(members, voting, extra={"members": list(model_paths),
                                                      "n_train": n_trains.pop() if len(n_trains) == 1 else None})
@@ -72,7 +72,7 @@ def ensemble(ctx, model_paths, voting, split, output, data, n_train, n_test, val
     member_acc = [float(np.mean(np.concatenate(q) == y)) for q in member_preds]
     seconds = time.perf_counter() - t0
     if output:
-        modelfile.save(bundle, output)
+        storage.save_model(bundle, output)
         rep.log(f"saved the ensemble of {len(members)} models to {output}")
     mode = "soft" if bundle.model.soft else "hard"
     if as_json:

@@ -10,7 +10,7 @@ from ..options import data_options, json_option, load_data, quiet_option
 
 @click.command()
 @click.option("-m", "--model", "model_path", required=True, type=click.Path(dir_okay=False), metavar="MODEL.npz",
-              help="A model file written by `imgclf train ... -o` or `imgclf knn --save`.")
+              help="A model file written by `imgclf train ... -o`, `imgclf knn -o` or `imgclf ensemble -o`.")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
               help="Which split of the data to score.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="PNG",
@@ -37,15 +37,15 @@ def evaluate(ctx, model_path, split, plot, data, n_train, n_test, val, size, col
 
     import numpy as np
 
+    from imgclf import storage
     from imgclf.errors import DataError
     from imgclf.evaluation import report
-    from imgclf.io import modelfile
 
-    from .predict import model_inputs
+    from ..predicting import model_inputs
 
     rep = reporter(ctx, quiet)
     t0 = time.perf_counter()
-    bundle = modelfile.load(model_path)
+    bundle = storage.load_model(model_path)
     ds = load_data(ctx, data, n_train, n_test, val, size, color, quiet=quiet)
     if list(ds.classes) != list(bundle.classes):
         raise DataError(f"the data's classes {ds.classes} differ from the model's {bundle.classes}")

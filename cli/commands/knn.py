@@ -32,8 +32,10 @@ def _k_values(ctx, param, value):
               help="With --cv: draw fold accuracies and mean +- std per k into this PNG.")
 @click.option("--predictions", default=None, metavar="FILE|-",
               help="Write one predicted label (class index) per line; - for stdout (the summary then goes to stderr).")
-@click.option("--save", "save_path", type=click.Path(dir_okay=False), default=None, metavar="MODEL.npz",
-              help="Write a model file (training set + preprocessing chain) for `imgclf predict`.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, metavar="MODEL.npz",
+              help="Save the model (training set + preprocessing chain) here, for predict and evaluate.")
+# The option's name before it became -o/--output like every other command's: still accepted, not shown.
+@click.option("--save", "save_alias", type=click.Path(dir_okay=False), default=None, hidden=True)
 @click.option("--preprocess", "preprocess_spec", default=None, metavar="CHAIN",
               help="Fit a preprocessing chain on the training split first, e.g. mean,pca:144.")
 @click.option("--memory", "memory_mb", type=click.IntRange(min=16), default=None, metavar="MB",
@@ -45,8 +47,8 @@ def _k_values(ctx, param, value):
 @json_option
 @quiet_option
 @click.pass_context
-def knn(ctx, k, metric, folds, k_values, plot, predictions, save_path, preprocess_spec, memory_mb, scheduler,
-        data, n_train, n_test, val, size, color, as_json, quiet):
+def knn(ctx, k, metric, folds, k_values, plot, predictions, output, save_alias, preprocess_spec, memory_mb,
+        scheduler, data, n_train, n_test, val, size, color, as_json, quiet):
     """Classify with k-nearest neighbours (exact L2 or L1 distance) and report accuracy.
 
     Fits on the training split (train+val, unless --val N keeps N images apart: then they are the
@@ -63,7 +65,7 @@ def knn(ctx, k, metric, folds, k_values, plot, predictions, save_path, preproces
       imgclf knn --n-train 5000 --n-test 500 --k 5 --json
       imgclf knn --n-train 5000 --n-test 500 --cv 5 --plot cv.png
       imgclf knn --cv 5 --scheduler tcp://10.0.0.5:8786
-      imgclf knn --k 7 --save knn.npz --predictions preds.txt
+      imgclf knn --k 7 -o knn.npz --predictions preds.txt
       imgclf knn --preprocess mean,pca:144 --k 10
       imgclf data export cifar10 | imgclf preprocess mean | imgclf knn --k 5
     """
@@ -75,6 +77,9 @@ def knn(ctx, k, metric, folds, k_values, plot, predictions, save_path, preproces
     from imgclf.evaluation import report
     from imgclf.neighbors import KNNClassifier, cross_validate_k
 
+    if save_alias is not None and output is not None and save_alias != output:
+        raise UsageError("--save is the old name of -o/--output; give one of them")
+    save_path = output if output is not None else save_alias
     metric = metric.lower()
     memory_mb = memory_mb or DEFAULT_MEMORY_MB
     if predictions == "-" and as_json:
@@ -140,10 +145,11 @@ def knn(ctx, k, metric, folds, k_values, plot, predictions, save_path, preproces
             _write_predictions(pred, predictions)
         summary = f"{k}-NN {metric}: {split} accuracy {scores['accuracy']:.4f} ({len(test)} images, {seconds:.1f} s)"
         if save_path:
-            from imgclf.io.modelfile import ModelBundle, save
+            from imgclf.io.modelfile import ModelBundle
+            from imgclf.storage import save_model
 
-            save(ModelBundle(model, ds.classes, tuple(ds.image_shape), list(ds.transforms),
-                             extra={"split": split, "accuracy": scores["accuracy"]}), save_path)
+            save_model(ModelBundle(model, ds.classes, tuple(ds.image_shape), list(ds.transforms),
+                                   extra={"split": split, "accuracy": scores["accuracy"]}), save_path)
             rep.log(f"saved {save_path}")
         if predictions == "-":
             rep.log(summary)

@@ -6,80 +6,18 @@ import click
 
 from ..console import reporter
 from ..options import quiet_option
+from ..predicting import class_name, model_inputs, scored
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
-
-def same_chain(a: list, b: list) -> bool:
-    """True when two fitted chains are the same steps with the same learned arrays."""
-    import numpy as np
-
-    if len(a) != len(b):
-        return False
-    for s, t in zip(a, b):
-        (pa, aa), (pb, ab) = s.to_arrays(), t.to_arrays()
-        if s.kind != t.kind or pa != pb or aa.keys() != ab.keys():
-            return False
-        if not all(np.array_equal(aa[k], ab[k]) for k in aa):
-            return False
-    return True
-
-
-def model_inputs(bundle, X, chain: list, source: str):
-    """What the bundle's model takes, from X that already went through `chain` (a stream's, maybe empty).
-
-    Raw images go through the model's preprocessing chain; a stream preprocessed by exactly that chain is
-    used as it is; anything else would be preprocessed twice or differently, and is refused.
-    """
-    from imgclf.errors import DataError
-
-    if chain:
-        if same_chain(chain, bundle.chain):
-            return X
-        raise DataError(f"{source} was preprocessed with {[t.kind for t in chain]}, but the model expects raw "
-                        f"images to go through its own chain {[t.kind for t in bundle.chain]}; give it raw data")
-    if tuple(X.shape[1:]) != tuple(bundle.input_shape):
-        raise DataError(f"{source}: images of shape {tuple(X.shape[1:])}, but the model takes "
-                        f"{tuple(bundle.input_shape)} (resize image folders with --size)")
-    return bundle.features(X)
-
-
-def class_name(bundle, label) -> str:
-    """A model label to the class name it stands for (labels are class indices for imgclf datasets)."""
-    import numpy as np
-
-    if isinstance(label, (int, np.integer)) and 0 <= int(label) < len(bundle.classes):
-        return bundle.classes[int(label)]
-    return str(label)
-
-
-def scored(bundle, features, top: int):
-    """Per row: [(label, value), ...] best first, and what the value is ('probability', 'score' or None)."""
-    import numpy as np
-
-    model = bundle.model
-    for method, what in (("predict_proba", "probability"), ("decision_function", "score")):
-        if hasattr(model, method):
-            values = np.asarray(getattr(model, method)(features), dtype=np.float64)
-            if values.ndim == 1:  # scikit-learn's binary decision_function: s_1 - s_0, shown as -d, +d
-                values = np.column_stack([-values, values])
-            labels = np.asarray(getattr(model, "classes_", np.arange(values.shape[1])))
-            order = np.argsort(-values, axis=1, kind="stable")[:, :top]
-            return [[(labels[j], float(values[i, j])) for j in row] for i, row in enumerate(order)], what
-    if top > 1:
-        from imgclf.errors import UsageError
-
-        raise UsageError(f"a {bundle.kind} model gives neither probabilities nor scores; --top needs them")
-    return [[(label, None)] for label in model.predict(features)], None
 
 
 def _read_inputs(bundle, inputs, split, rep):
     """Yield (names, features) per input group: consecutive image files are batched together."""
     import numpy as np
 
+    from imgclf import storage
     from imgclf.datasets.folder import load_image
     from imgclf.errors import DataError
-    from imgclf.io import pipeline
 
     h, w, c = bundle.input_shape if len(bundle.input_shape) == 3 else (None, None, None)
     images, names = [], []
@@ -98,7 +36,7 @@ def _read_inputs(bundle, inputs, split, rep):
             batch = flush()
             if batch:
                 yield batch
-            ds = pipeline.read(item)
+            ds = storage.read_stream(item)
             key = split or ("test" if ds.has("test") else next(iter(ds.splits)))
             part = ds.get(key)
             label = "<stdin>" if item == "-" else item
@@ -116,7 +54,7 @@ def _read_inputs(bundle, inputs, split, rep):
 
 @click.command()
 @click.option("-m", "--model", "model_path", required=True, type=click.Path(dir_okay=False), metavar="MODEL.npz",
-              help="A model file written by `imgclf train ... -o` or `imgclf knn --save`.")
+              help="A model file written by `imgclf train ... -o`, `imgclf knn -o` or `imgclf ensemble -o`.")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("--top", type=click.IntRange(min=1), default=1, show_default=True,
               help="Show the N most likely classes per input.")
@@ -145,10 +83,10 @@ def predict(ctx, model_path, inputs, top, fmt, split, quiet):
     """
     import json
 
-    from imgclf.io import modelfile
+    from imgclf import storage
 
     rep = reporter(ctx, quiet)
-    bundle = modelfile.load(model_path)
+    bundle = storage.load_model(model_path)
     k = min(top, len(bundle.classes))
     header_done = False
     for names, features in _read_inputs(bundle, inputs, split, rep):

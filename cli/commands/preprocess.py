@@ -40,7 +40,7 @@ def preprocess():
 
 
 def _fit_and_write(ctx, transform, data, n_train, n_test, val, size, color, output, quiet):
-    from imgclf.io import pipeline
+    from imgclf import storage
     from imgclf.preprocessing_chain import fit_chain
 
     target = binary_output_target(output)
@@ -53,7 +53,7 @@ def _fit_and_write(ctx, transform, data, n_train, n_test, val, size, color, outp
                     f"{100 * t.retained_variance_:.2f}% of the training variance")
 
     out = fit_chain([transform], ds, on_fit=report)
-    pipeline.write(out, target)
+    storage.write_stream(out, target)
     rep.log(f"{transform.kind} fitted on {len(ds.get('train'))} training images; applied to "
             + ", ".join(f"{k} {len(v)}" for k, v in out.splits.items())
             + f"; features {tuple(out.feature_shape)}")
@@ -172,13 +172,13 @@ def apply(ctx, chain_source, data, n_train, n_test, val, size, color, output, qu
       imgclf preprocess apply model.npz --data mnist -o features.npz
       imgclf data export cifar10 --n-test 100 | imgclf preprocess apply pca.npz | imgclf data info -
     """
-    from imgclf.io import pipeline
+    from imgclf import storage
     from imgclf.preprocessing_chain import apply_to_dataset, read_chain
 
     target = binary_output_target(output)
     chain = read_chain(chain_source)
     ds = load_data(ctx, data, n_train, n_test, val, size, color, quiet=quiet)
     out = apply_to_dataset(chain, ds)
-    pipeline.write(out, target)
+    storage.write_stream(out, target)
     reporter(ctx, quiet).log(f"applied {' -> '.join(t.kind for t in chain)} from {chain_source}; features "
                              f"{tuple(out.feature_shape)}")

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..main import LazyGroup
-
-KINDS = {
-    "svm": "train_linear:svm",
-    "softmax": "train_linear:softmax",
-    "twolayer": "train_net:twolayer",
-    "convnet": "train_convnet:convnet",
-}
+from ..registry import PACKAGE, TRAIN_COMMANDS, LazyGroup
 
 
-@click.group(cls=LazyGroup, lazy=KINDS, package="imgclf_cli.commands")
+@click.group(cls=LazyGroup, lazy=TRAIN_COMMANDS, package=PACKAGE)
 def train():
     """Train a model and report its accuracy; -o saves it as a model file.
 

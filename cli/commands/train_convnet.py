@@ -142,8 +142,7 @@ def convnet(ctx, preset, filters, filter_size, hidden, pool, batchnorm, dropout,
                          f"projection such as pca?)")
     params["augment"] = _auto_augment(params["augment"], ds.feature_shape, rep)
     model = ConvNet(random_state=seed, **params)
-    model._check_params()
-    model._geometry(ds.feature_shape)  # a bad filter/pool geometry fails before any data conversion
+    model.check_input_shape(ds.feature_shape)  # a bad filter/pool geometry fails before any data conversion
     name = "convnet " + ",".join(map(str, model.filters))
     result = fit_with_progress(ctx, model, ds, name=name, quiet=quiet, checkpoint_dir=run["checkpoint_dir"],
                                keep_checkpoints=run["keep_checkpoints"], resume=run["resume"], log_file=run["log_file"],

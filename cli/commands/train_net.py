@@ -85,7 +85,8 @@ def twolayer(ctx, hidden, activation, batchnorm, dropout, init, loss, preprocess
                             size=size, color=color)
     params["augment"] = resolve_augment(params["augment"], ds, rep)
     model = NeuralNet(random_state=seed, **params)
-    name = "twolayer" if len(model._hidden()) == 1 else f"net {','.join(map(str, model._hidden()))}"
+    hidden = model.hidden_sizes()
+    name = "twolayer" if len(hidden) == 1 else f"net {','.join(map(str, hidden))}"
     result = fit_with_progress(ctx, model, ds, name=name, quiet=quiet, checkpoint_dir=run["checkpoint_dir"],
                                keep_checkpoints=run["keep_checkpoints"], resume=run["resume"], log_file=run["log_file"],
                                checkpoint_extra=extra)

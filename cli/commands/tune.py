@@ -20,16 +20,11 @@ EXTRA_DEFAULT_SPACE = {
 
 def command_for(kind: str) -> tuple[click.Command, str]:
     """The click command a configuration of `kind` is trained with, and how it is spelt."""
-    import importlib
+    from ..registry import COMMANDS, TRAIN_COMMANDS, load_command
 
     if kind == "knn":
-        from .knn import knn
-
-        return knn, "imgclf knn"
-    from .train import KINDS as TRAIN_KINDS
-
-    module, attr = TRAIN_KINDS[kind].split(":")
-    return getattr(importlib.import_module(f"imgclf_cli.commands.{module}"), attr), f"imgclf train {kind}"
+        return load_command(COMMANDS["knn"]), "imgclf knn"
+    return load_command(TRAIN_COMMANDS[kind]), f"imgclf train {kind}"
 
 
 def train_defaults(kind: str, cmd: click.Command, known: dict) -> tuple[dict, str | None]:
@@ -245,6 +240,7 @@ class _Saver:
         self.ds, self.seed = ds, seed
 
     def save(self, trial) -> None:
+        from imgclf import storage
         from imgclf.io import modelfile
 
         if trial.model is None:
@@ -258,7 +254,7 @@ class _Saver:
                                         "tuning_trial": trial.index, "val_accuracy": trial.val_acc,
                                         "tuned": _jsonable(trial.params)})
         path = self.dir / f"trial-{trial.index:03d}.npz"
-        modelfile.save(bundle, path)
+        storage.save_model(bundle, path)
         trial.path = str(path)
 
 

@@ -95,14 +95,14 @@ def weights(ctx, model_path, output, scale, cols, quiet):
       imgclf viz weights softmax.npz -o templates.png
       imgclf viz weights svm.npz -o templates.png --scale 6
     """
+    from imgclf import storage
     from imgclf.errors import UsageError
     from imgclf.images import grid, save_png
-    from imgclf.io import modelfile
 
-    from .predict import class_name
+    from ..predicting import class_name
 
     rep = reporter(ctx, quiet)
-    bundle = modelfile.load(model_path)
+    bundle = storage.load_model(model_path)
     if not hasattr(bundle.model, "weight_images"):
         raise UsageError(f"a {bundle.kind} model has no weights to draw as images")
     images, labels = bundle.model.weight_images(bundle.input_shape)

@@ -140,9 +140,9 @@ def load(
     if (is_stream or kind == "shapes") and (size is not None or mode is not None):
         raise UsageError(f"--size and --color apply to image folders only, not to {spec!r}")
     if is_stream:
-        from ..io import pipeline
+        from ..storage import read_stream
 
-        ds = pipeline.read("-" if kind == "stdin" else path)
+        ds = read_stream("-" if kind == "stdin" else path)
         if val and not ds.has("val"):
             ds = carve_val(ds, val)
         ds.splits = subsample(ds.splits, n_train=n_train, n_test=n_test)

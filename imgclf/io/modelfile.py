@@ -46,9 +46,10 @@ class ModelBundle:
         return self.model.kind
 
     def features(self, X: np.ndarray) -> np.ndarray:
-        from ..preprocessing import apply_chain
-
-        return apply_chain(self.chain, X)
+        """X through the fitted chain: what the model takes."""
+        for t in self.chain:
+            X = t.transform(X)
+        return X
 
 
 def model_class(kind: str):
@@ -59,11 +60,14 @@ def model_class(kind: str):
     return getattr(importlib.import_module(module), name)
 
 
-def bundle_to_arrays(bundle: ModelBundle) -> tuple[dict, dict[str, np.ndarray]]:
-    from ..preprocessing import chain_to_arrays
+Chain = tuple[list, dict[str, np.ndarray]]  # (JSON step descriptions, arrays keyed transform{i}_{name})
 
+
+def bundle_to_arrays(bundle: ModelBundle, chain: Chain) -> tuple[dict, dict[str, np.ndarray]]:
+    """The file's (meta, arrays) for `bundle` and its encoded chain (`bundle.chain` is not read)."""
     params, model_arrays = bundle.model.to_arrays()
-    chain_meta, arrays = chain_to_arrays(bundle.chain)
+    chain_meta, chain_arrays = chain
+    arrays = dict(chain_arrays)
     arrays.update({f"model_{k}": v for k, v in model_arrays.items()})
     meta = {
         "format": FORMAT,
@@ -80,35 +84,34 @@ def bundle_to_arrays(bundle: ModelBundle) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, arrays
 
 
-def save(bundle: ModelBundle, path) -> None:
-    meta, arrays = bundle_to_arrays(bundle)
+def write(bundle: ModelBundle, path, chain: Chain) -> None:
+    meta, arrays = bundle_to_arrays(bundle, chain)
     npzfile.write(path, arrays, meta)
 
 
-def load(path) -> ModelBundle:
+def read(path) -> tuple[ModelBundle, Chain]:
+    """(the bundle without its chain, the encoded chain)."""
     meta, arrays = npzfile.read(path, expect_format=FORMAT, error=ModelFileError)
     return bundle_from_arrays(meta, arrays, str(path))
 
 
-def bundle_from_arrays(meta: dict, arrays: dict[str, np.ndarray], name: str) -> ModelBundle:
-    from ..preprocessing import chain_from_arrays
-
+def bundle_from_arrays(meta: dict, arrays: dict[str, np.ndarray], name: str) -> tuple[ModelBundle, Chain]:
+    """(the bundle without its chain, the encoded chain) from a file's meta and arrays."""
     if meta.get("version") != VERSION:
         raise ModelFileError(f"{name}: unsupported model format version {meta.get('version')!r} (this imgclf reads {VERSION})")
     try:
         cls = model_class(meta["kind"])
         model_arrays = {k[len("model_"):]: v for k, v in arrays.items() if k.startswith("model_")}
         model = cls.from_arrays(meta.get("hyperparameters", {}), model_arrays)
-        chain = chain_from_arrays(meta.get("transforms", []), arrays)
-        return ModelBundle(
+        bundle = ModelBundle(
             model=model,
             classes=[str(c) for c in meta["classes"]],
             input_shape=tuple(int(v) for v in meta["input_shape"]),
-            chain=chain,
             history=meta.get("history") or [],
             seed=meta.get("seed"),
             extra=meta.get("extra") or {},
         )
+        return bundle, (meta.get("transforms", []), arrays)
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError) as exc:

@@ -2,6 +2,9 @@
 
 See docs/format.md. Keys: X_train, y_train, X_val, y_val, X_test, y_test (any may be absent), the
 chain's arrays `transform{i}_{name}`, and `meta` (JSON).
+
+The chain crosses this layer as (meta, arrays), as `imgclf.preprocessing_chain.chain_to_arrays` encodes it:
+a Dataset read here has no transforms, and the caller rebuilds them (`imgclf.storage.read_stream` does).
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ FORMAT = "imgclf-pipeline"
 VERSION = 1
 
 
-def dataset_to_arrays(ds: Dataset) -> tuple[dict, dict[str, np.ndarray]]:
-    from ..preprocessing import chain_to_arrays
+Chain = tuple[list, dict[str, np.ndarray]]  # (JSON step descriptions, arrays keyed transform{i}_{name})
 
-    chain_meta, arrays = chain_to_arrays(ds.transforms)
+
+def dataset_to_arrays(ds: Dataset, chain: Chain) -> tuple[dict, dict[str, np.ndarray]]:
+    """The stream's (meta, arrays) for `ds`'s splits and its encoded chain (`ds.transforms` is not read)."""
+    chain_meta, chain_arrays = chain
+    arrays = dict(chain_arrays)
     for key, split in ds.splits.items():
         arrays[f"X_{key}"] = split.X
         arrays[f"y_{key}"] = split.y.astype(np.int64)
@@ -34,19 +40,18 @@ def dataset_to_arrays(ds: Dataset) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, arrays
 
 
-def write(ds: Dataset, target) -> None:
-    meta, arrays = dataset_to_arrays(ds)
+def write(ds: Dataset, target, chain: Chain) -> None:
+    meta, arrays = dataset_to_arrays(ds, chain)
     npzfile.write(target, arrays, meta)
 
 
-def read(source) -> Dataset:
+def read(source) -> tuple[Dataset, Chain]:
+    """(the Dataset without transforms, its encoded chain)."""
     meta, arrays = npzfile.read(source, expect_format=FORMAT)
     return dataset_from_arrays(meta, arrays, str(source))
 
 
-def dataset_from_arrays(meta: dict, arrays: dict[str, np.ndarray], name: str) -> Dataset:
-    from ..preprocessing import chain_from_arrays
-
+def dataset_from_arrays(meta: dict, arrays: dict[str, np.ndarray], name: str) -> tuple[Dataset, Chain]:
     if meta.get("version") != VERSION:
         raise DataError(f"{name}: unsupported pipeline format version {meta.get('version')!r} (this imgclf reads {VERSION})")
     try:
@@ -70,5 +75,4 @@ def dataset_from_arrays(meta: dict, arrays: dict[str, np.ndarray], name: str) ->
             splits[key] = Split(X, y.astype(np.int64))
     if not splits:
         raise DataError(f"{name}: the stream holds no split (expected X_train/y_train, X_test/y_test ...)")
-    chain = chain_from_arrays(meta.get("transforms", []), arrays)
-    return Dataset(splits, classes, image_shape, chain, meta.get("name", ""))
+    return Dataset(splits, classes, image_shape, [], meta.get("name", "")), (meta.get("transforms", []), arrays)

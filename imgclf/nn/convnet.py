@@ -106,6 +106,12 @@ class ConvNet(NeuralNet):
         if not isinstance(self.patch_whiten, (bool, np.bool_)):
             raise UsageError(f"patch_whiten must be True or False, got {self.patch_whiten!r}")
 
+    def check_input_shape(self, shape) -> list[tuple[int, int, int]]:
+        """Check the parameters and that the layers fit images of `shape` (H, W, C), before any data is
+        converted; returns the (H, W, C) after every convolution layer. UsageError names what breaks."""
+        self._check_params()
+        return self._geometry(tuple(shape))
+
     def _image_shape(self, n_features: int | None = None) -> tuple[int, int, int]:
         shape = getattr(self, "input_shape_", None) or self.input_shape
         if shape is None:

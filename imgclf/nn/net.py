@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..base import TrainedClassifier
 from ..errors import UsageError
-from ..validation import (TrainedClassifier, check_array, check_fitted, check_labels, check_n_features,
-                          check_random_state, encode_labels)
+from ..validation import check_array, check_fitted, check_labels, check_n_features, check_random_state, encode_labels
 from . import layers
 
 LOSSES = ("softmax", "svm")
@@ -53,6 +53,10 @@ class NeuralNet(TrainedClassifier):
         self.ema = ema
 
     # -- validation ------------------------------------------------------------------------------
+    def hidden_sizes(self) -> tuple[int, ...]:
+        """The hidden layer sizes `hidden` stands for, e.g. (500,) for hidden=500; UsageError if invalid."""
+        return self._hidden()
+
     def _hidden(self) -> tuple[int, ...]:
         h = self.hidden
         if isinstance(h, (int, np.integer)):

@@ -14,7 +14,8 @@ A trainable model provides:
 The Solver shuffles with its own Generator, applies augmentation to raw image batches, steps the
 optimiser, evaluates per epoch, keeps the best-validation weights, stops early (`patience`) or on a
 non-finite loss, writes checkpoints, and on SIGINT (`stop_signal=True`) finishes the current step,
-writes a checkpoint and returns with `stopped="interrupted"`.
+writes a checkpoint and returns with `stopped="interrupted"`. The Solver decides what a checkpoint
+holds and restores it; io/checkpoint.py names, writes, reads and prunes the files.
 
 With `ema=d` the Solver also keeps an exponential moving average of the weights and buffers, updated
 after every step with decay min(d, (1 + t) / (10 + t)) at step t (so the first steps are not anchored to
@@ -39,11 +40,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelFileError, UsageError
+from ..io import checkpoint
 from . import optim as optim_rules
 from . import schedules
-
-CHECKPOINT_FORMAT = "imgclf-checkpoint"
-CHECKPOINT_VERSION = 1
 
 
 @dataclass
@@ -76,25 +75,6 @@ def batched_predict(model, X: np.ndarray, batch: int = 1000) -> np.ndarray:
 
 def accuracy(model, X, y, batch: int = 1000) -> float:
     return float(np.mean(batched_predict(model, X, batch) == y)) if len(y) else float("nan")
-
-
-def checkpoint_name(epoch: int, step: int, val_acc: float | None) -> str:
-    """`ckpt_epoch003_val0.4512.npz` after an epoch; `ckpt_epoch003_step00120_val0.4512.npz` for a
-    checkpoint taken 120 steps into the next epoch (an interrupt). val is the latest val accuracy."""
-    val = "na" if val_acc is None or not np.isfinite(val_acc) else f"{val_acc:.4f}"
-    mid = f"_step{step:05d}" if step else ""
-    return f"ckpt_epoch{epoch:03d}{mid}_val{val}.npz"
-
-
-def read_checkpoint(path) -> tuple[dict, dict[str, np.ndarray]]:
-    """(meta, arrays) of a checkpoint file; ModelFileError for anything else."""
-    from ..io import npzfile
-
-    meta, arrays = npzfile.read(path, expect_format=CHECKPOINT_FORMAT, error=ModelFileError)
-    if meta.get("version") != CHECKPOINT_VERSION:
-        raise ModelFileError(f"{path}: unsupported checkpoint version {meta.get('version')!r} "
-                             f"(this imgclf reads {CHECKPOINT_VERSION})")
-    return meta, arrays
 
 
 class Solver:
@@ -217,9 +197,6 @@ class Solver:
             arrays["order"] = self.order
         arrays["train_sample"] = self.train_sample
         meta = {
-            "format": CHECKPOINT_FORMAT,
-            "kind": "checkpoint",
-            "version": CHECKPOINT_VERSION,
             "epoch": self.epoch,
             "iteration": self.iteration,
             "position": self.position if self.order is not None else 0,
@@ -243,38 +220,20 @@ class Solver:
 
     def save_checkpoint(self, path=None) -> Path:
         """Write the full training state atomically (to `path`, or a name in checkpoint_dir)."""
-        from ..io import npzfile
-
         if path is None:
             if self.checkpoint_dir is None:
                 raise UsageError("no checkpoint directory was given")
             last_val = self.result.history[-1]["val_acc"] if self.result.history else None
             step = self.position if self.order is not None else 0
-            path = self.checkpoint_dir / checkpoint_name(self.epoch, step, last_val)
-        path = Path(path)
-        meta, arrays = self._checkpoint_payload()
-        npzfile.write(path, arrays, meta)
+            path = self.checkpoint_dir / checkpoint.checkpoint_name(self.epoch, step, last_val)
+        path = checkpoint.write(path, *self._checkpoint_payload())
         self.result.checkpoint = str(path)
-        self._written.append(path)
-        self._prune()
+        self._written = checkpoint.prune(self._written + [path], self.keep_checkpoints, self.result.best_epoch)
         return path
-
-    def _prune(self) -> None:
-        """Keep the newest `keep_checkpoints` files this run wrote, and the best epoch's."""
-        if not self.keep_checkpoints or len(self._written) <= self.keep_checkpoints:
-            return
-        best = self.result.best_epoch
-        keep = set(self._written[-self.keep_checkpoints:])
-        for p in self._written[:-self.keep_checkpoints]:
-            if best is not None and p.name.startswith(f"ckpt_epoch{best:03d}_val"):
-                keep.add(p)
-            elif p not in keep:
-                p.unlink(missing_ok=True)
-        self._written = [p for p in self._written if p in keep]
 
     def load_checkpoint(self, source) -> dict:
         """Restore everything `save_checkpoint` wrote; the data and batch size must be the same."""
-        meta, arrays = read_checkpoint(source)
+        meta, arrays = checkpoint.read(source)
         if meta.get("n_train") != len(self.y_train) or meta.get("batch_size") != self.batch_size:
             raise ModelFileError(
                 f"{source}: checkpoint of a run on {meta.get('n_train')} training examples with batch size "
