@@ -290,14 +290,12 @@ def main():
     print(f"torch {torch.__version__}, numpy {np.__version__}, {args.threads} threads; load average before "
           f"{' '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} cores")
     print(f"peak float32 GEMM (numpy, 2048^3): {peak:.0f} GFLOP/s (torch.mm: {peak_gflops(use_torch=True):.0f}; "
-          f"the floor uses the faster, numpy's)")
-    rows = []
+          f"the floor uses numpy's)")
 
     def report(name, ours, peer, floor, gemms):
         print(f"{name:14s} {ours.wall:7.2f} {ours.cpu:7.2f} {peer[0].wall:7.2f} {peer[0].cpu:7.2f} {peer[1]:>6s} "
               f"{floor:7.2f} {gemms:7.2f}   {ours.t / peer[0].t:8.2f} {ours.t / floor:9.2f} "
               f"{ours.t / gemms:9.2f}", flush=True)
-        rows.append(name)
 
     header = (f"{'net':14s} {'imgclf':>7s} {'cpu':>7s} {'torch':>7s} {'cpu':>7s} {'layout':>6s} {'floor':>7s} "
               f"{'gemms':>7s}   {'ours/pt':>8s} {'ours/floor':>9s} {'ours/gemms':>9s}")
