@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 
 import click
@@ -10,18 +12,26 @@ import imgclf  # noqa: F401 - before anything loads numpy: sets the thread-spin 
 
 from .registry import COMMANDS, PACKAGE, LazyGroup
 
+
 class App(LazyGroup):
     """Runs commands with imgclf's error handling: one line and exit 2 for bad input, 1 otherwise."""
 
     def invoke(self, ctx):
         from imgclf.errors import ImgclfError
 
+        if sys.stdout is None:  # started with >&-: results must not vanish silently
+            sys.stdout = _ClosedStdout()
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            # The reader went away (`... | head -1`): what it wanted it has; end quietly. Python would
+            # otherwise complain again when it flushes stdout at exit.
+            _silence_stdout()
+            ctx.exit(1)
         except ImgclfError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {_one_line(exc)}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
@@ -34,8 +44,39 @@ class App(LazyGroup):
         except Exception as exc:  # noqa: BLE001 - the last line of defence for unexpected failures
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"Error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+            click.echo(f"Error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the traceback)",
+                       err=True)
             ctx.exit(1)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error is one line on stderr, even when a library's message has several (tarfile's does)."""
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text if len(text) <= 2000 else text[:2000] + " ..."
+
+
+class _ClosedStdout(io.TextIOBase):
+    """Stands in for a closed standard output: the first write is a usage error, not a lost result."""
+
+    def write(self, s):
+        from imgclf.errors import UsageError
+
+        raise UsageError("standard output is closed (>&-); redirect it to a file or /dev/null")
+
+    @property
+    def buffer(self):
+        return self
+
+    def fileno(self):
+        raise OSError("standard output is closed")
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 @click.group(cls=App, lazy=COMMANDS, package=PACKAGE, context_settings={"help_option_names": ["-h", "--help"]})

@@ -20,6 +20,11 @@ def _size(ctx, param, value):
             raise ValueError
     except ValueError:
         raise click.BadParameter(f"expected HxW such as 32x32, got {value!r}") from None
+    from imgclf import limits
+
+    side = limits.get("image_side")
+    if max(h, w) > side:
+        raise click.BadParameter(f"{value} exceeds the limit of {side} pixels a side ({limits.hint('image_side')})")
     return (h, w)
 
 

@@ -120,7 +120,9 @@ def model_settings(ctx: click.Context, options: dict, arch: dict, preprocess_spe
     params = dict(arch, **training_params(**options, **optim_settings))
     extra = {"preprocess": preprocess_spec, "seed": seed}
     if run["resume"]:
-        params, extra = resume_settings(ctx, run["resume"], options["epochs"])
+        stored, extra = resume_settings(ctx, run["resume"], options["epochs"])
+        # Settings a (hand-edited) checkpoint lacks keep the command's values; unknown ones are dropped.
+        params = {**params, **{k: v for k, v in stored.items() if k in params}}
         preprocess_spec, seed = extra.get("preprocess", preprocess_spec), extra.get("seed", seed)
         params.pop("random_state", None)
     return run, params, extra, preprocess_spec, seed
@@ -161,12 +163,17 @@ def resume_settings(ctx: click.Context, path: str, epochs: int) -> tuple[dict, d
 
     meta, _ = read_checkpoint(path)
     model = meta.get("model") or {}
-    if "hyperparameters" not in model:
+    if isinstance(model, dict) and "hyperparameters" not in model:
         raise ModelFileError(f"{path}: the checkpoint does not record its model's settings")
+    if not isinstance(model, dict) or not isinstance(model.get("hyperparameters"), dict):
+        raise ModelFileError(f"{path}: the checkpoint's 'model' field is malformed")
     params = {k: v for k, v in model["hyperparameters"].items() if not k.endswith("_")}
     if ctx.get_parameter_source("epochs") == ParameterSource.COMMANDLINE:
         params["epochs"] = epochs
-    return params, meta.get("extra") or {}
+    extra = meta.get("extra") or {}
+    if not isinstance(extra, dict):
+        raise ModelFileError(f"{path}: the checkpoint's 'extra' field is malformed")
+    return params, extra
 
 
 def fit_with_progress(ctx, model, ds, *, name: str, quiet: bool, checkpoint_dir=None, keep_checkpoints=3,
@@ -176,6 +183,8 @@ def fit_with_progress(ctx, model, ds, *, name: str, quiet: bool, checkpoint_dir=
     Ctrl-C finishes the current step, writes a checkpoint when --checkpoint-dir is set, prints how to
     resume and exits with status 130. A diverged run reports why and keeps its best epoch; with no
     finished epoch it fails (imgclf.errors.Diverged, exit 1)."""
+    import contextlib
+
     import numpy as np
 
     from imgclf.errors import Diverged
@@ -198,14 +207,21 @@ def fit_with_progress(ctx, model, ds, *, name: str, quiet: bool, checkpoint_dir=
             rep.log(f"epoch {info['epoch']:3d}/{model.epochs}  loss {info['loss']:.4f}  train {info['train_acc']:.4f}"
                     f"{val_txt}  lr {info['lr']:.3g}{ratio_txt}  {info['seconds']:.1f}s")
 
+        budget = contextlib.nullcontext()
         if resume:
             # Progress restarts from the checkpoint's iteration.
+            from imgclf import limits
             from imgclf.io.checkpoint import read as read_checkpoint
 
-            advance(read_checkpoint(resume)[0].get("iteration", 0))
-        model.fit(train.X, train.y, valid.X if valid is not None else None, valid.y if valid is not None else None,
-                  callback=callback, checkpoint_dir=checkpoint_dir, keep_checkpoints=keep_checkpoints, resume=resume,
-                  log=log_file, stop_signal=True, checkpoint_extra=checkpoint_extra)
+            meta, arrays = read_checkpoint(resume)
+            iteration = meta.get("iteration", 0)
+            advance(iteration if isinstance(iteration, int) else 0)
+            # A hand-edited checkpoint may not make the model allocate more weights than it holds.
+            budget = limits.parameter_budget(sum(a.size for k, a in arrays.items() if k.startswith("param/")))
+        with budget:
+            model.fit(train.X, train.y, valid.X if valid is not None else None, valid.y if valid is not None else None,
+                      callback=callback, checkpoint_dir=checkpoint_dir, keep_checkpoints=keep_checkpoints,
+                      resume=resume, log=log_file, stop_signal=True, checkpoint_extra=checkpoint_extra)
     result = model.result_
     if result.stopped == "interrupted":
         if result.checkpoint:

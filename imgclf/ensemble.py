@@ -17,6 +17,18 @@ VOTING = ("auto", "soft", "hard")
 
 
 class Ensemble:
+    """Combine trained models: average their class probabilities, or let them vote.
+
+    Parameters
+    ----------
+    members : sequence of ModelBundle, default=()
+        The trained models, each with its own preprocessing chain (`storage.load_model` gives one per
+        model file). They must share the class names and the raw input shape.
+    voting : {"auto", "soft", "hard"}, default="auto"
+        "soft" averages `predict_proba` (every member must have it); "hard" takes the majority label (ties
+        to the smallest); "auto" is soft when every member gives probabilities, else hard.
+    """
+
     kind = "ensemble"
 
     def __init__(self, members=(), voting="auto"):

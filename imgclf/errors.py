@@ -29,6 +29,10 @@ class UnsafePickleError(DataError):
     """A pickle asked for something outside the small allow-list CIFAR batches need."""
 
 
+class WriteError(ImgclfError, OSError):
+    """Output could not be written (a full disk, a closed pipe's neighbour, no permission)."""
+
+
 class DownloadError(ImgclfError):
     """A download failed, was truncated or did not match its checksum."""
 

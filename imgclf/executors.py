@@ -65,6 +65,11 @@ def make_executor(jobs: int = 1, scheduler: str | None = None, retries: int = 1)
         return DaskExecutor(scheduler, retries=retries)
     if jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {jobs}")
+    from . import limits
+
+    if jobs > limits.get("workers"):
+        raise UsageError(f"--jobs {jobs} asks for more worker processes than the limit of {limits.get('workers')} "
+                         f"(the core count by default; set IMGCLF_MAX_WORKERS={jobs} to force it)")
     if jobs == 1:
         return SerialExecutor()
     return ProcessExecutor(jobs, retries=retries)
@@ -306,10 +311,31 @@ def parse_scheduler(spec: str) -> tuple[str, object]:
                 raise ValueError
         except ValueError:
             raise UsageError(f"--scheduler local:N needs a worker count >= 1, got {spec!r}") from None
+        from . import limits
+
+        if n > limits.get("workers"):
+            raise UsageError(f"--scheduler local:{n} asks for more worker processes than the limit of "
+                             f"{limits.get('workers')} (the core count by default; set IMGCLF_MAX_WORKERS={n} "
+                             "to force it)")
         return "local", n
-    if "://" in spec or ":" in spec:
-        return "address", spec
-    raise UsageError(f"--scheduler expects tcp://HOST:PORT or local:N, got {spec!r}")
+    return "address", _check_address(spec)
+
+
+_SCHEMES = ("tcp", "tls", "ws", "wss", "inproc", "ucx")
+
+
+def _check_address(spec: str) -> str:
+    """tcp://HOST:PORT (or HOST:PORT, or another Dask comm scheme), with a port in range."""
+    import urllib.parse
+
+    url = urllib.parse.urlsplit(spec if "://" in spec else f"tcp://{spec}")
+    try:
+        port = url.port
+    except ValueError:
+        port = None
+    if url.scheme not in _SCHEMES or not url.hostname or port is None or url.path not in ("", "/"):
+        raise UsageError(f"--scheduler expects tcp://HOST:PORT or local:N, got {spec!r}")
+    return spec
 
 
 class DaskExecutor:
@@ -338,7 +364,7 @@ class DaskExecutor:
         else:
             try:
                 self.client = dd.Client(target, timeout=connect_timeout)
-            except OSError as exc:
+            except (OSError, ValueError, TypeError) as exc:
                 raise UsageError(f"cannot reach the Dask scheduler at {target}: {exc}") from None
             self.description = f"Dask cluster at {target}"
         self.workers = max(1, len(self.client.scheduler_info().get("workers", {})))

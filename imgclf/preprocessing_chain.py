@@ -139,16 +139,27 @@ def chain_to_arrays(chain: list[Transform]) -> tuple[list[dict], dict[str, np.nd
 
 def chain_from_arrays(meta: list[dict], arrays: dict[str, np.ndarray]) -> list[Transform]:
     chain = []
+    if not isinstance(meta, list) or not all(isinstance(e, dict) for e in meta):
+        raise DataError("the stored chain ('transforms') must be a list of objects")
     for entry in meta:
         kind = entry.get("kind")
-        cls = TRANSFORMS.get(kind)
+        cls = TRANSFORMS.get(kind) if isinstance(kind, str) else None
         if cls is None:
             raise DataError(f"unknown transform {kind!r} in the stored chain")
+        names, params = entry.get("arrays", {}), entry.get("params", {})
+        if not isinstance(names, dict) or not isinstance(params, dict) or \
+                not all(isinstance(v, str) for v in names.values()):
+            raise DataError(f"stored {kind} transform: 'arrays' and 'params' must be objects")
         try:
-            arrs = {name: arrays[key] for name, key in entry.get("arrays", {}).items()}
+            arrs = {name: arrays[key] for name, key in names.items()}
         except KeyError as exc:
             raise DataError(f"stored chain refers to a missing array {exc}") from None
-        chain.append(cls.from_arrays(entry.get("params", {}), arrs))
+        try:
+            chain.append(cls.from_arrays(params, arrs))
+        except (TypeError, ValueError, AttributeError, IndexError, KeyError) as exc:
+            if isinstance(exc, DataError):
+                raise
+            raise DataError(f"stored {kind} transform is malformed ({type(exc).__name__}: {exc})") from None
     return chain
 
 

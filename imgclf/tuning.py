@@ -157,6 +157,9 @@ def parse_param(spec: str) -> tuple[str, Range | Choice]:
         values = tuple(_scalar(v) for v in body.split(",") if v.strip())
     if len(set(values)) != len(values):
         raise UsageError(f"--param {name}: repeated values in {body!r}")
+    flat = [x for v in values for x in (v if isinstance(v, tuple) else (v,))]
+    if any(isinstance(v, float) and not math.isfinite(v) for v in flat):
+        raise UsageError(f"--param {name}: values must be finite numbers, got {body!r}")
     return name, Choice(values)
 
 

@@ -292,7 +292,7 @@ def test_decompression_bomb_refused_by_pillow_check(tmp_path):
 
 
 def test_decompression_bomb_refused_by_our_pixel_limit(tmp_path):
-    # 6000 x 6000 = 36 Mpx: under Pillow's default warning threshold, over MAX_PIXELS.
+    # 6000 x 6000 = 36 Mpx: under Pillow's default warning threshold, over the image_pixels limit.
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_zeros(6000, 6000))
     with pytest.raises(DataError, match=r"6000x6000 is 36000000 pixels, over the limit .* decompression bomb"):
@@ -404,15 +404,15 @@ def test_real_image_folder_sample(real_data):
 
 def test_gzip_bomb_in_idx_is_refused(tmp_path, monkeypatch):
     write_idx(tmp_path / "m")
-    monkeypatch.setattr(mnist, "MAX_IDX_BYTES", 1000)
-    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz: inflates to more than 1000 bytes"):
+    monkeypatch.setenv("IMGCLF_MAX_INPUT_BYTES", "1000")
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz: more than 1000 bytes"):
         mnist.load_idx_dir(tmp_path / "m")
 
 
 def test_oversized_archive_member_is_not_read(tmp_path, monkeypatch):
     write_cifar_python(tmp_path / "src" / "cifar-10-batches-py")
     archive = tar_folder(tmp_path / "src" / "cifar-10-batches-py", tmp_path / "c.tar.gz")
-    monkeypatch.setattr(cifar, "MAX_MEMBER_BYTES", 1000)
+    monkeypatch.setenv("IMGCLF_MAX_MEMBER_BYTES", "1000")
     with pytest.raises(DataError, match=r"member 'cifar-10-batches-py/.*' declares \d+ bytes"):
         cifar.load_cifar_archive(archive)
 

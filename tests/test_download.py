@@ -307,7 +307,7 @@ def test_wrong_size_is_refused_before_downloading(server, cifar_archive, tmp_pat
 
 def test_extraction_size_is_capped(tmp_path, monkeypatch):
     archive = _tar(tmp_path / "big.tar.gz", [(_member("a"), b"x" * 600), (_member("b"), b"y" * 600)])
-    monkeypatch.setattr(download, "MAX_EXTRACTED_BYTES", 1000)
+    monkeypatch.setenv("IMGCLF_MAX_EXTRACT_BYTES", "1000")
     with pytest.raises(DataError, match=r"refusing to extract more than 1000 bytes \(reached at 'b'"):
         download.safe_extract(archive, tmp_path / "t")
     assert [p.name for p in (tmp_path / "t").iterdir()] == ["a"]

@@ -135,7 +135,8 @@ def tune(ctx, kind, trials, param_specs, refine, refine_trials, jobs, scheduler,
     """
     import time
 
-    from imgclf.errors import UsageError
+    from imgclf import limits
+    from imgclf.errors import ImgclfError, UsageError
     from imgclf.executors import make_executor
     from imgclf.preprocessing_chain import fit_chain, parse_chain_spec
     from imgclf.tuning import ESTIMATORS, SearchSpace, estimator_params, random_search
@@ -169,6 +170,7 @@ def tune(ctx, kind, trials, param_specs, refine, refine_trials, jobs, scheduler,
     arrays = {"X_train": train.X, "y_train": train.y, "X_val": valid.X, "y_val": valid.y}
 
     n_total = trials + refine * (refine_trials or trials)
+    limits.check("trials", n_total, "the number of trials (--trials + --refine x --refine-trials)")
     saver = _Saver(save_dir, kind, ds, seed) if save_dir else None
     with make_executor(jobs=jobs, scheduler=scheduler) as ex:
         rep.log(f"tune {kind}: {n_total} trials on {len(train)} training / {len(valid)} validation examples, "
@@ -227,6 +229,9 @@ def tune(ctx, kind, trials, param_specs, refine, refine_trials, jobs, scheduler,
     if result.interrupted:
         click.echo(f"Interrupted: {len(result.trials)} of {n_total} trials finished.", err=True)
         ctx.exit(130)
+    if result.trials and best is None:
+        first = min(result.trials, key=lambda t: t.index)
+        raise ImgclfError(f"every trial failed (trial {first.index}: {first.reason})")
 
 
 class _Saver:

@@ -20,6 +20,7 @@ import http.client
 import json
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 import urllib.error
@@ -29,14 +30,11 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from .. import config
+from .. import config, limits
 from ..errors import DataError, DownloadError, UsageError
 
 MANIFEST_PATH = Path(__file__).resolve().parents[2] / "data" / "manifest.json"
 CHUNK = 1 << 16
-# The official archives unpack to under 200 MB; anything declaring more is refused before it fills the
-# disk (a tar.gz of zeros is a few kilobytes per gigabyte).
-MAX_EXTRACTED_BYTES = 1 << 32
 TIMEOUT = 60  # seconds without a byte before giving up on a connection
 
 
@@ -211,6 +209,14 @@ def check_member(member: tarfile.TarInfo, dest: Path) -> str | None:
         return "its path climbs out with '..'"
     if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
         return "it is a device, fifo or other special file"
+    try:
+        return _check_paths(member, dest)
+    except (RuntimeError, OSError):  # Python < 3.13 says RuntimeError for a loop of links
+        return "its path runs through a loop of symbolic links"
+
+
+def _check_paths(member: tarfile.TarInfo, dest: Path) -> str | None:
+    name = member.name
     # resolve() follows links extracted earlier, so a link planted as a parent folder is caught too.
     where = (dest / name).resolve()
     if not _inside(where, dest):
@@ -242,9 +248,12 @@ def safe_extract(archive: Path, dest: Path) -> None:
                 if reason:
                     raise DataError(f"{archive}: refusing to extract {member.name!r}: {reason}")
                 total += member.size if member.isfile() else 0
-                if total > MAX_EXTRACTED_BYTES:
-                    raise DataError(f"{archive}: refusing to extract more than {MAX_EXTRACTED_BYTES} bytes "
-                                    f"(reached at {member.name!r}; not a dataset archive?)")
+                # The official archives unpack to under 200 MB; a tar.gz of zeros is a few kilobytes per
+                # gigabyte, so the declared sizes are capped before anything fills the disk.
+                if total > limits.get("extract_bytes"):
+                    raise DataError(f"{archive}: refusing to extract more than {limits.get('extract_bytes')} bytes "
+                                    f"(reached at {member.name!r}; not a dataset archive? "
+                                    f"{limits.hint('extract_bytes')})")
                 tar.extract(member, dest, **extra)
     except tarfile.FilterError as exc:
         raise DataError(f"{archive}: refusing to extract a member: {exc}") from None
@@ -320,6 +329,20 @@ def _stage_download(entry: Entry, staging: Path, url, progress, log) -> Path:
     return locate(tree, entry, entry.files[0].name)
 
 
+def _check_tree(folder: Path) -> None:
+    """A folder to import holds only regular files and folders, within the size ceiling: a symlink
+    could copy a file its user may not publish (or /dev/zero, which never ends) into the dataset."""
+    total = 0
+    for p in [folder, *folder.rglob("*")]:
+        st = p.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            raise DataError(f"{p}: refusing to import a symbolic link (copy the real files into the folder)")
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            raise DataError(f"{p}: refusing to import a device, FIFO or socket")
+        total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+        limits.check("extract_bytes", total, f"{folder}: the size of its files", DataError)
+
+
 def _stage_import(entry: Entry, source: Path, staging: Path, log) -> tuple[Path, list[str]]:
     if not source.exists():
         raise DataError(f"{source}: no such file or directory")
@@ -332,10 +355,11 @@ def _stage_import(entry: Entry, source: Path, staging: Path, log) -> tuple[Path,
         safe_extract(source, tree)
         return locate(tree, entry, str(source)), _compare(source, entry)
     found = locate(source, entry, str(source))
+    _check_tree(found)
     log(f"copying {found}")
     copy = tree / found.name
     # Contents only, not permissions: a copy of a read-only share must stay replaceable (--force).
-    shutil.copytree(found, copy, copy_function=shutil.copyfile)
+    shutil.copytree(found, copy, symlinks=True, copy_function=shutil.copyfile)  # never follow a late link
     for folder in [copy, *(p for p in copy.rglob("*") if p.is_dir())]:
         folder.chmod(0o755)
     return copy, _compare(found, entry)

@@ -7,7 +7,7 @@ the classes interleaved (the first image of every class, then the second ...), s
 the same arrays, and the validation tail and an `--n-train` head hold every class.
 
 Decompression bombs (a small file declaring a huge image) are refused before decoding: an image may
-have at most `MAX_PIXELS` pixels, and Pillow's own bomb warning and error are turned into DataError.
+have at most `limits.get("image_pixels")` pixels, and Pillow's own bomb warning and error are turned into DataError.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import limits
 from ..errors import DataError, UsageError
 
-MAX_PIXELS = 1 << 25  # 33.5 megapixels: far above any classifier input, far below a bomb
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"}
 _JUNK = {"thumbs.db", "desktop.ini"}
 MODES = ("rgb", "gray")
@@ -42,10 +42,10 @@ def _open(path: Path):
     except (OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
     w, h = img.size
-    if w * h > MAX_PIXELS:
+    if w * h > limits.get("image_pixels"):
         img.close()
-        raise DataError(f"{path}: {w}x{h} is {w * h} pixels, over the limit of {MAX_PIXELS} "
-                        "(refusing a likely decompression bomb)")
+        raise DataError(f"{path}: {w}x{h} is {w * h} pixels, over the limit of {limits.get('image_pixels')} "
+                        f"(refusing a likely decompression bomb; {limits.hint('image_pixels')})")
     return img
 
 

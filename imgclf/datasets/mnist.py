@@ -9,12 +9,14 @@ the folder name (`fashion` in it means Fashion-MNIST).
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from .. import limits
 from ..errors import DataError
 
 IMAGE_MAGIC = 2051
@@ -28,27 +30,28 @@ STEMS = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
-# MNIST's largest file is 47 MB; a gzip that inflates past this is refused (a gzip bomb costs a few
-# kilobytes and would otherwise fill the memory).
-MAX_IDX_BYTES = 1 << 30
 
 
 def read_idx_bytes(path: Path) -> bytes:
     """The decompressed bytes of an idx file (gzip recognised by its magic, not its name)."""
+    # MNIST's largest file is 47 MB; a gzip that inflates past the ceiling is refused (a gzip bomb
+    # costs a few kilobytes and would otherwise fill the memory).
+    limit = limits.get("input_bytes")
     try:
         with open(path, "rb") as f:
             if f.read(2) != _GZIP_MAGIC:
                 f.seek(0)
-                return f.read()
-            f.seek(0)
-            with gzip.GzipFile(fileobj=f) as gz:
-                data = gz.read(MAX_IDX_BYTES + 1)
+                data = limits.read_at_most(f, limit)
+            else:
+                f.seek(0)
+                with gzip.GzipFile(fileobj=f) as gz:
+                    data = limits.read_at_most(gz, limit)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(f"{path}: truncated or corrupt gzip file ({exc})") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    if len(data) > MAX_IDX_BYTES:
-        raise DataError(f"{path}: inflates to more than {MAX_IDX_BYTES} bytes (refusing a likely gzip bomb)")
+    if len(data) > limit:
+        raise DataError(f"{path}: more than {limit} bytes (refusing a likely gzip bomb; {limits.hint('input_bytes')})")
     return data
 
 
@@ -63,7 +66,8 @@ def _header(data: bytes, magic: int, ndim: int, what: str, source: str) -> tuple
             f"{magic} (0x{magic:08x})"
         )
     dims = struct.unpack(f">{ndim}I", data[4:head])
-    expected = head + int(np.prod(dims, dtype=np.int64))
+    # Python integers: a product of big dimensions must not wrap around (2^31 x 2^31 x 4 is 0 in int64).
+    expected = head + math.prod(dims)
     if len(data) != expected:
         shape = "x".join(str(d) for d in dims)
         state = "truncated" if len(data) < expected else "has trailing bytes"

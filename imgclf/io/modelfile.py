@@ -8,10 +8,12 @@ seed, writes atomically, and on load refuses unknown versions, foreign and trunc
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import limits
 from ..errors import ModelFileError
 from . import npzfile
 
@@ -99,20 +101,91 @@ def bundle_from_arrays(meta: dict, arrays: dict[str, np.ndarray], name: str) -> 
     """(the bundle without its chain, the encoded chain) from a file's meta and arrays."""
     if meta.get("version") != VERSION:
         raise ModelFileError(f"{name}: unsupported model format version {meta.get('version')!r} (this imgclf reads {VERSION})")
+    classes, input_shape = check_meta(meta, name)
+    check_arrays(arrays, name)
+    model_arrays = {k[len("model_"):]: v for k, v in arrays.items() if k.startswith("model_")}
     try:
         cls = model_class(meta["kind"])
-        model_arrays = {k[len("model_"):]: v for k, v in arrays.items() if k.startswith("model_")}
-        model = cls.from_arrays(meta.get("hyperparameters", {}), model_arrays)
-        bundle = ModelBundle(
-            model=model,
-            classes=[str(c) for c in meta["classes"]],
-            input_shape=tuple(int(v) for v in meta["input_shape"]),
-            history=meta.get("history") or [],
-            seed=meta.get("seed"),
-            extra=meta.get("extra") or {},
-        )
-        return bundle, (meta.get("transforms", []), arrays)
+        # The model's weights are allocated from its hyperparameters before the file's arrays replace
+        # them: they may not ask for more than the file holds.
+        with limits.parameter_budget(sum(a.size for a in model_arrays.values())):
+            model = cls.from_arrays(meta["hyperparameters"], model_arrays)
+        bundle = ModelBundle(model=model, classes=classes, input_shape=input_shape, history=meta["history"],
+                             seed=meta.get("seed"), extra=meta["extra"])
     except ModelFileError:
         raise
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise ModelFileError(f"{name}: malformed model file ({type(exc).__name__}: {exc})") from None
+    _check_labels(bundle, name)
+    _check_input_shape(bundle, meta["transforms"], name)
+    return bundle, (meta["transforms"], arrays)
+
+
+def _check_input_shape(bundle: ModelBundle, transforms: list[dict], name: str) -> None:
+    """`input_shape` is what raw images are resized to before the chain: it must be what the chain's
+    first step (or, with no chain, the model) takes, or every image would be resized for nothing."""
+    size = math.prod(bundle.input_shape)
+    if transforms:
+        takes = transforms[0].get("params", {}).get("input_shape_")
+        takes = math.prod(takes) if isinstance(takes, list) and all(type(v) is int for v in takes) else None
+    else:
+        takes = getattr(bundle.model, "n_features_in_", None)
+    if isinstance(takes, int) and takes != size:
+        raise ModelFileError(f"{name}: model file field 'input_shape' {list(bundle.input_shape)} holds {size} "
+                             f"values, but the model takes {takes}")
+
+
+# meta key -> (type, default); a missing optional entry gets its default, a wrong type is refused.
+_META_TYPES = {"kind": (str, None), "classes": (list, None), "input_shape": (list, None),
+               "hyperparameters": (dict, {}), "transforms": (list, []), "history": (list, []),
+               "extra": (dict, {})}
+
+
+def check_meta(meta: dict, name: str) -> tuple[list[str], tuple[int, ...]]:
+    """The metadata's types, classes and input shape, each refused with the field's name."""
+    for key, (kind, default) in _META_TYPES.items():
+        if meta.get(key) is None and default is not None:
+            meta[key] = type(default)()
+        if not isinstance(meta.get(key), kind):
+            raise ModelFileError(f"{name}: model file field {key!r} must be a {kind.__name__}, "
+                                 f"got {type(meta.get(key)).__name__}")
+    classes = meta["classes"]
+    if not classes or not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes):
+        raise ModelFileError(f"{name}: model file field 'classes' must be a non-empty list of distinct names")
+    shape = meta["input_shape"]
+    if not (1 <= len(shape) <= 3 and all(type(v) is int and v >= 1 for v in shape)):
+        raise ModelFileError(f"{name}: model file field 'input_shape' must be 1 to 3 sizes >= 1, got {shape!r}")
+    for v in shape[:2] if len(shape) == 3 else ():
+        limits.check("image_side", v, f"{name}: model file field 'input_shape' side", ModelFileError)
+    limits.check("array_elements", math.prod(shape), f"{name}: model file field 'input_shape' size", ModelFileError)
+    if not all(isinstance(t, dict) for t in meta["transforms"]):
+        raise ModelFileError(f"{name}: model file field 'transforms' must be a list of objects")
+    return list(classes), tuple(shape)
+
+
+def check_arrays(arrays: dict[str, np.ndarray], name: str) -> None:
+    """Weights are real numbers, finite; class lists are integers or text."""
+    for key, arr in arrays.items():
+        if arr.dtype.kind == "f":
+            if not np.isfinite(arr).all():
+                raise ModelFileError(f"{name}: array {key!r} contains NaN or infinite values")
+            # Finite is not enough: weights of 1e38 overflow every product (trained ones stay near 1).
+            if arr.size:
+                limits.check("feature_magnitude", int(np.abs(arr).max()), f"{name}: the largest value in "
+                             f"array {key!r}", ModelFileError)
+        elif arr.dtype.kind in "iu" or (arr.dtype.kind == "U" and key.endswith(("classes", "y_train"))):
+            continue
+        else:
+            raise ModelFileError(f"{name}: array {key!r} has dtype {arr.dtype}; model files hold real numbers")
+
+
+def _check_labels(bundle: ModelBundle, name: str) -> None:
+    """Integer labels a model predicts (kNN's stored labels, a linear model's classes) must index
+    the file's class list."""
+    n = len(bundle.classes)
+    for attr in ("_y", "y_train_", "classes_"):
+        values = getattr(bundle.model, attr, None)
+        if isinstance(values, np.ndarray) and values.dtype.kind in "iu" and values.size:
+            if values.min() < 0 or values.max() >= n:
+                raise ModelFileError(f"{name}: model labels ({attr.strip('_')}) range over "
+                                     f"{values.min()}..{values.max()}, but the file names {n} classes")

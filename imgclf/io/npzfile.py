@@ -9,13 +9,16 @@ import io
 import json
 import os
 import sys
+import math
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from .atomic import atomic_write_bytes
+from .. import limits
+from ..errors import DataError, ImgclfError
+from .atomic import atomic_write_bytes, write_all, write_stdout
 
 META_KEY = "meta"
 
@@ -34,48 +37,142 @@ def write(target, arrays: dict[str, np.ndarray], meta: dict) -> None:
     """Write to a path (atomically), to stdout for `-`, or to an open binary file object."""
     data = to_bytes(arrays, meta)
     if target in ("-", None):
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        write_stdout(data)
     elif hasattr(target, "write"):
-        target.write(data)
+        write_all(target, data, getattr(target, "name", "<stream>"))
     else:
         atomic_write_bytes(target, data)
 
 
-def read_source_bytes(source) -> tuple[bytes, str]:
-    """The raw bytes of a path, `-` (stdin) or a binary file object, and a name for messages."""
+def read_source_bytes(source, error=DataError) -> tuple[bytes, str]:
+    """The raw bytes of a path, `-` (stdin) or a binary file object, and a name for messages.
+
+    At most the input ceiling is read (limits.py): a stream that keeps coming is refused, not buffered.
+    """
+    limit = limits.get("input_bytes")
     if source == "-":
-        return sys.stdin.buffer.read(), "<stdin>"
-    if hasattr(source, "read"):
-        return source.read(), getattr(source, "name", "<stream>")
-    path = Path(source)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    return path.read_bytes(), str(path)
+        if sys.stdin is None:
+            raise error("standard input is closed; pipe a stream in or give a file name")
+        if is_terminal(sys.stdin):
+            raise error("`-` reads a pipeline stream from standard input, which is a terminal here; pipe one "
+                        "in (imgclf data export shapes | imgclf data info -) or give a file name")
+        stream, name = sys.stdin.buffer, "<stdin>"
+    elif hasattr(source, "read"):
+        stream, name = source, getattr(source, "name", "<stream>")
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise error(f"{path}: no such file")
+        try:
+            with open(path, "rb") as f:
+                limits.check("input_bytes", os.fstat(f.fileno()).st_size, f"{path}: the file size", error)
+                return f.read(), str(path)
+        except OSError as exc:
+            raise error(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = limits.read_at_most(stream, limit)
+    except OSError as exc:
+        raise error(f"{name}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise error(f"{name}: more than {limit} bytes ({limits.hint('input_bytes')})")
+    return data, name
 
 
 def read(source, expect_format: str | None = None, error=DataError) -> tuple[dict, dict[str, np.ndarray]]:
     """(meta, arrays) from an imgclf .npz; clear errors for empty, truncated or foreign files."""
-    data, name = read_source_bytes(source)
+    data, name = read_source_bytes(source, error)
     if not data:
         raise error(f"{name}: empty input (nothing was piped in?)")
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise error(f"{name}: not a readable imgclf .npz file ({exc})") from None
+    arrays = load_arrays(data, name, error)
     if META_KEY not in arrays:
         raise error(f"{name}: not an imgclf file (no {META_KEY!r} entry)")
+    meta = arrays.pop(META_KEY)
+    if meta.dtype.kind != "U" or meta.ndim != 0:
+        raise error(f"{name}: corrupt metadata (not a JSON string)")
+    limits.check("json_bytes", meta.nbytes // 4, f"{name}: the metadata's length", error)
     try:
-        meta = json.loads(str(arrays.pop(META_KEY)))
+        meta = json.loads(str(meta))
     except json.JSONDecodeError as exc:
         raise error(f"{name}: corrupt metadata ({exc})") from None
+    except RecursionError:
+        raise error(f"{name}: corrupt metadata (JSON nested too deeply)") from None
     if not isinstance(meta, dict):
         raise error(f"{name}: corrupt metadata")
     if expect_format is not None and meta.get("format") != expect_format:
         found = meta.get("format", "unknown")
         raise error(f"{name}: expected an {expect_format} file, found {found!r}")
     return meta, arrays
+
+
+# Minimum an .npz may inflate to whatever its size, and the ratio beyond that: imgclf writes its files
+# uncompressed, and real data compresses a few times at most, while deflate reaches 1000:1 on zeros.
+_INFLATE_FLOOR = 1 << 26
+_INFLATE_RATIO = 50
+
+
+def load_arrays(data: bytes, name: str, error=DataError) -> dict[str, np.ndarray]:
+    """Every array of an .npz held in `data`, each checked before it is allocated.
+
+    np.load would trust each member's .npy header and the zip's declared sizes: a few kilobytes could
+    ask for terabytes. Here the header's shape x itemsize must equal the member's size, the sizes must
+    add up within the ceiling and a bounded inflation of the input, and pickled (object) arrays are
+    refused (allow_pickle=False, always).
+    """
+    if data[:4] != b"PK\x03\x04":
+        raise error(f"{name}: not a readable imgclf .npz file (no zip header)")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+            if not infos or min(i.header_offset for i in infos) != 0 or data[-22:-18] != b"PK\x05\x06":
+                raise error(f"{name}: not one .npz file (concatenated streams, or trailing bytes)")
+            declared = sum(i.file_size for i in infos)
+            limits.check("input_bytes", declared, f"{name}: the arrays' total size", error)
+            if declared > max(_INFLATE_FLOOR, _INFLATE_RATIO * len(data)):
+                raise error(f"{name}: declares {declared} bytes of arrays in {len(data)} bytes of file "
+                            "(refusing a likely zip bomb)")
+            arrays = {}
+            for info in infos:
+                key = info.filename[:-4] if info.filename.endswith(".npy") else None
+                if not key or key in arrays:
+                    raise error(f"{name}: unexpected member {info.filename!r} (not an imgclf .npz file)")
+                with zf.open(info) as f:
+                    arrays[key] = _read_npy(f, info, name, error)
+            return arrays
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, NotImplementedError,
+            RuntimeError, zlib.error) as exc:  # RuntimeError: an "encrypted" member
+        if isinstance(exc, ImgclfError):
+            raise
+        # zipfile quotes the raw bytes of a damaged name in its message: a few hundred characters do.
+        raise error(f"{name}: not a readable imgclf .npz file ({str(exc)[:200]})") from None
+
+
+def _read_npy(f, info: zipfile.ZipInfo, name: str, error) -> np.ndarray:
+    from numpy.lib import format as npy
+
+    version = npy.read_magic(f)
+    read_header = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
+    if read_header is None:
+        raise error(f"{name}: {info.filename} has an unsupported .npy version {version}")
+    try:
+        shape, fortran, dtype = read_header(f)
+    except Exception as exc:  # noqa: BLE001 - numpy parses the header with ast: SyntaxError, TokenError ...
+        raise error(f"{name}: {info.filename} has a malformed .npy header ({type(exc).__name__})") from None
+    if dtype.hasobject or dtype.kind not in "biufcUS" or dtype.names is not None:
+        raise error(f"{name}: {info.filename} has dtype {dtype}; imgclf files hold plain numbers and text")
+    count = math.prod(shape)
+    limits.check("array_elements", count, f"{name}: {info.filename}'s element count", error)
+    size = count * dtype.itemsize
+    if size != info.file_size - f.tell():
+        raise error(f"{name}: {info.filename} declares shape {shape} of {dtype} ({size} bytes) but holds "
+                    f"{info.file_size - f.tell()} bytes (truncated or forged)")
+    out = np.empty(count, dtype=dtype)
+    got = f.readinto(memoryview(out.view(np.uint8)))
+    if got != size:
+        raise error(f"{name}: {info.filename} is truncated")
+    if dtype.kind == "U" and size and out.view(np.dtype(dtype.byteorder + "u4")).max() > 0x10FFFF:
+        # numpy would hand these to Python's str, which fails with a SystemError.
+        raise error(f"{name}: {info.filename} holds text that is not Unicode")
+    return out.reshape(shape, order="F" if fortran else "C")
 
 
 def is_terminal(stream) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import limits
 from ..datasets.base import SPLITS, Dataset, Split
 from ..errors import DataError
 from . import npzfile
@@ -40,6 +41,18 @@ def dataset_to_arrays(ds: Dataset, chain: Chain) -> tuple[dict, dict[str, np.nda
     return meta, arrays
 
 
+def _check_values(X: np.ndarray, name: str) -> None:
+    """Float features are finite and of a sane size: 1e38 is finite, but its square is not, and every
+    distance or score computed from it would be inf or NaN."""
+    if X.dtype.kind != "f" or X.size == 0:
+        return
+    lo, hi = float(X.min()), float(X.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        bad = int(np.count_nonzero(~np.isfinite(X)))
+        raise DataError(f"{name} contains {bad} NaN or infinite value{'s' if bad != 1 else ''}")
+    limits.check("feature_magnitude", int(max(-lo, hi)), f"{name}: the largest absolute value", DataError)
+
+
 def write(ds: Dataset, target, chain: Chain) -> None:
     meta, arrays = dataset_to_arrays(ds, chain)
     npzfile.write(target, arrays, meta)
@@ -54,11 +67,15 @@ def read(source) -> tuple[Dataset, Chain]:
 def dataset_from_arrays(meta: dict, arrays: dict[str, np.ndarray], name: str) -> tuple[Dataset, Chain]:
     if meta.get("version") != VERSION:
         raise DataError(f"{name}: unsupported pipeline format version {meta.get('version')!r} (this imgclf reads {VERSION})")
-    try:
-        classes = [str(c) for c in meta["classes"]]
-        image_shape = tuple(int(v) for v in meta["image_shape"])
-    except (KeyError, TypeError, ValueError):
-        raise DataError(f"{name}: pipeline metadata lacks classes or image_shape") from None
+    classes, image_shape = meta.get("classes"), meta.get("image_shape")
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)
+            and len(set(classes)) == len(classes)):
+        raise DataError(f"{name}: pipeline metadata field 'classes' must be a non-empty list of distinct names")
+    if not (isinstance(image_shape, list) and 1 <= len(image_shape) <= 3
+            and all(type(v) is int and 1 <= v <= limits.get("image_side") for v in image_shape)):
+        raise DataError(f"{name}: pipeline metadata field 'image_shape' must be 1 to 3 sizes from 1 to "
+                        f"{limits.get('image_side')}, got {image_shape!r}")
+    image_shape = tuple(image_shape)
     splits = {}
     for key in SPLITS:
         has_x, has_y = f"X_{key}" in arrays, f"y_{key}" in arrays
@@ -70,8 +87,14 @@ def dataset_from_arrays(meta: dict, arrays: dict[str, np.ndarray], name: str) ->
                 raise DataError(f"{name}: X_{key} must be uint8 or float (N, ...), got {X.dtype} {X.shape}")
             if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
                 raise DataError(f"{name}: y_{key} must be a 1-d integer array")
+            if len(y) != len(X):
+                raise DataError(f"{name}: X_{key} holds {len(X)} rows but y_{key} {len(y)} labels")
             if len(y) and (y.min() < 0 or y.max() >= len(classes)):
                 raise DataError(f"{name}: labels in y_{key} outside 0..{len(classes) - 1}")
+            if X.ndim == 4 and X.shape[1:] != image_shape:
+                raise DataError(f"{name}: X_{key} holds {'x'.join(map(str, X.shape[1:]))} images but the metadata "
+                                f"says image_shape {'x'.join(map(str, image_shape))}")
+            _check_values(X, f"{name}: X_{key}")
             splits[key] = Split(X, y.astype(np.int64))
     if not splits:
         raise DataError(f"{name}: the stream holds no split (expected X_train/y_train, X_test/y_test ...)")

@@ -26,6 +26,9 @@ class Augment:
         if X.ndim != 4:
             raise UsageError(f"--augment needs image data (N, H, W, C); these features have shape {X.shape[1:]} "
                              f"(a projection such as PCA removes the image layout)")
+        if self.crop > min(X.shape[1:3]):
+            raise UsageError(f"--augment crop:{self.crop} pads by more than the {X.shape[1]}x{X.shape[2]} images "
+                             "themselves; use a padding of at most their side")
         n = len(X)
         flips = rng.random(n) < 0.5
         offsets = rng.integers(0, 2 * self.crop + 1, size=(2, n))

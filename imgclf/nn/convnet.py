@@ -66,6 +66,46 @@ def parse_filters(filters) -> list[tuple[int, int]]:
 
 
 class ConvNet(NeuralNet):
+    """A small convolutional net: stages of [conv -> [batch norm] -> activation] x K -> max pool, then a
+    fully-connected head as in NeuralNet. Images (N, H, W, C) are standardised per channel with the
+    training set's statistics, so raw uint8 images can be given.
+
+    Parameters
+    ----------
+    filters : sequence of int or str, default=(32, 64)
+        The filters of each stage's convolutions; an entry "FxK" stacks K convolutions of F filters before
+        the stage's pool, e.g. ("32x2", "64x2"). A string "32x2,64x2" works too.
+    filter_size : int, default=3
+        The convolutions' square size (stride 1, zero-padded to keep the size).
+    hidden : int or sequence of int, default=256
+        The head's hidden layers; 0, None or () for none.
+    pool : int, default=2
+        Max pooling pool x pool with stride pool after each stage; 1 for none.
+    batchnorm : bool, default=False
+        Batch normalisation after every convolution (spatial) and hidden layer.
+    dropout : float, default=0.0
+        Inverted dropout in the head's hidden layers, in [0, 1).
+    activation : str, default="relu"
+        "relu", "leaky_relu[:SLOPE]", "tanh", "sigmoid" or "elu[:ALPHA]".
+    init : str, default="he"
+        Weight initialisation: "he", "xavier" or "normal:STD".
+    batch_size : int, default=64
+        Rows per step.
+    loss, reg, optim, lr, optim_options, lr_schedule, epochs, augment, patience, train_acc_sample, dtype
+        As in NeuralNet, with the same defaults.
+    input_shape : tuple of int, default=None
+        (H, W, C) to fold (N, D) rows into images; None: rows are read as 1x1 images with D channels.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seeds initialisation, shuffling, augmentation and dropout; the same seed gives the same model.
+
+    Attributes
+    ----------
+    params_, buffers_ : dict of ndarray
+        The trained parameters (W{i}, b{i}, gamma{i}, beta{i}, layer by layer) and batch-norm statistics.
+    classes_, history_, stopped_
+        As in NeuralNet.
+    """
+
     kind = "convnet"
 
     def __init__(self, filters=(32, 64), filter_size=3, hidden=256, pool=2, batchnorm=False, dropout=0.0,
@@ -148,6 +188,8 @@ class ConvNet(NeuralNet):
         """The (H, W, C) after every convolution layer (after its pool); clear errors when it breaks."""
         H, W, C = shape
         fs, pad = int(self.filter_size), (int(self.filter_size) - 1) // 2
+        if fs > max(3, H, W):  # a bigger filter sees only zero padding, at a quadratic cost
+            raise UsageError(f"filter_size {fs} is larger than the {H}x{W} images")
         out = []
         from ..kernels.im2col import output_size
         from ..kernels.pool import pool_geometry

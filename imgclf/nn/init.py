@@ -25,7 +25,10 @@ def parse(spec: str) -> tuple[str, float | None]:
 
 def weight(spec: str, fan_in: int, fan_out: int, rng: np.random.Generator, dtype=np.float32) -> np.ndarray:
     """A (fan_in, fan_out) weight matrix drawn from N(0, std^2) for the chosen scheme."""
+    from .. import limits
+
     name, std = parse(spec)
+    limits.spend_parameters(int(fan_in) * int(fan_out), f"a {fan_in}x{fan_out} weight matrix")
     if name == "he":
         std = np.sqrt(2.0 / fan_in)
     elif name == "xavier":

@@ -25,6 +25,61 @@ OPTIMS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 
 
 class NeuralNet(TrainedClassifier):
+    """A fully-connected net: hidden layers of affine -> [batch norm] -> activation -> [dropout], then
+    an affine output layer and the loss. `hidden=(500,)` is the two-layer net.
+
+    Parameters
+    ----------
+    hidden : int or sequence of int, default=(500,)
+        The hidden layers' sizes, e.g. 500 or (1024, 512).
+    activation : str, default="relu"
+        "relu", "leaky_relu[:SLOPE]", "tanh", "sigmoid" or "elu[:ALPHA]".
+    batchnorm : bool, default=False
+        Batch normalisation in every hidden layer (running statistics at prediction time).
+    dropout : float, default=0.0
+        Inverted dropout: the probability of zeroing a hidden unit in training, in [0, 1).
+    init : str, default="he"
+        Weight initialisation: "he" (std sqrt(2/fan_in)), "xavier" (std sqrt(1/fan_in)) or "normal:STD".
+    loss : {"softmax", "svm"}, default="softmax"
+        The data loss on the output scores (cross-entropy, or the multiclass hinge).
+    reg : float, default=1e-4
+        L2 penalty reg * sum(W**2) over the weight matrices (not biases or batch-norm parameters).
+    optim : {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"}, default="adam"
+        The update rule (imgclf/nn/optim.py).
+    lr : float, default=1e-3
+        The base learning rate.
+    optim_options : dict, default=None
+        The update rule's settings, e.g. {"beta1": 0.9, "beta2": 0.999} or {"momentum": 0.95}.
+    lr_schedule : str, default=None
+        "step:F[:E]" (times F every E epochs), "exp:K", "inv:K" or "none"/None (constant).
+    epochs : int, default=10
+        Passes over the training set; the best epoch's weights are kept.
+    batch_size : int, default=200
+        Rows per step.
+    augment : str, default=None
+        Training-time augmentation of image batches: "flip" (horizontal, probability 1/2), "crop:P" (pad by
+        P, crop back at random), both as "flip,crop:4", or None/"none". Needs (N, H, W, C) images.
+    patience : int, default=None
+        Stop when the validation score has not improved for this many epochs (None: run every epoch).
+    train_acc_sample : int, default=1000
+        Training rows the per-epoch training accuracy is measured on.
+    dtype : {"float32", "float64"}, default="float32"
+        Weights and activations; float64 is for gradient checks.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seeds initialisation, shuffling, augmentation and dropout; the same seed gives the same model.
+
+    Attributes
+    ----------
+    params_, buffers_ : dict of ndarray
+        The trained parameters (W1, b1, ..., gamma{i}, beta{i}) and batch-norm running statistics.
+    classes_ : ndarray
+        The class labels, sorted; `predict` returns them.
+    history_ : list of dict
+        One record per epoch (loss, train and validation accuracy, learning rate, seconds).
+    stopped_ : str or None
+        Why training ended early ("early stop: ...", "diverged: ...", "interrupted"), None when it ran out.
+    """
+
     kind = "net"
 
     def __init__(self, hidden=(500,), activation="relu", batchnorm=False, dropout=0.0, init="he", loss="softmax",

@@ -78,6 +78,60 @@ def accuracy(model, X, y, batch: int = 1000) -> float:
 
 
 class Solver:
+    """Train one model (see the module docstring for what it must provide) on one training set.
+
+    Parameters
+    ----------
+    model : object
+        The model to train; its `params_` are updated in place.
+    X_train : ndarray of shape (N, ...)
+        Training inputs as the model's `prepare` takes them (batches are gathered by row).
+    y_train : ndarray of shape (N,)
+        Class indices 0..C-1 (int64).
+    X_val, y_val : ndarray, default=None
+        Validation data, scored after every epoch; the best-scoring epoch's weights are kept. Without it,
+        the accuracy on a fixed sample of the training rows chooses the best epoch.
+    optim : str, default="sgd"
+        The update rule: "sgd", "momentum", "nesterov", "adagrad", "rmsprop" or "adam" (imgclf/nn/optim.py).
+    lr : float, default=1e-3
+        The base learning rate.
+    optim_options : dict, default=None
+        The update rule's settings, e.g. {"momentum": 0.95} or {"beta1": 0.9, "beta2": 0.999}.
+    lr_schedule : str, default=None
+        How the learning rate changes per epoch: "step:F[:E]" (times F every E epochs), "exp:K", "inv:K"
+        or "none" (imgclf/nn/schedules.py). None: times `lr_decay` every epoch.
+    lr_decay : float, default=1.0
+        The per-epoch factor when `lr_schedule` is None.
+    epochs : int, default=10
+        Passes over the training set.
+    iters : int, default=None
+        Stop after this many steps instead (the epochs then run as far as needed).
+    batch_size : int, default=200
+        Rows per step (at most N; an epoch is N // batch_size steps).
+    augment : callable, default=None
+        `augment(X_batch, rng) -> X_batch` applied to each raw batch before `prepare` (e.g.
+        `imgclf.nn.augment.parse("flip,crop:4")`).
+    patience : int, default=None
+        Stop early when the validation score has not improved for this many epochs.
+    rng : numpy.random.Generator, default=None
+        The run's only source of randomness (shuffling, augmentation, dropout); None: a Generator seeded 0.
+    train_acc_sample : int, default=1000
+        Training rows the per-epoch training accuracy is measured on (fixed for the run).
+    callback : callable, default=None
+        `callback(event, info)` with event "step" (epoch, iteration, loss) or "epoch" (the epoch's record).
+    checkpoint_dir : str or Path, default=None
+        Write a checkpoint into this folder after every epoch (and on an interrupt); docs/format.md.
+    keep_checkpoints : int, default=3
+        Keep the newest N checkpoints this run wrote and the best epoch's; 0 keeps all.
+    checkpoint_extra : dict, default=None
+        JSON stored in every checkpoint's `extra` (the CLI keeps its preprocessing spec and seed there).
+    log : str, Path or text file, default=None
+        Append one JSON line per epoch and per stop.
+    stop_signal : bool, default=False
+        On SIGINT, finish the current step, write a checkpoint and return with `stopped="interrupted"`
+        (a second SIGINT raises KeyboardInterrupt). Only in the main thread.
+    """
+
     def __init__(
         self,
         model,

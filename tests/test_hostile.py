@@ -1,0 +1,518 @@
+"""The hostile-input corpus: each case is a file (or option, or fault) an attacker or a clumsy user might
+give imgclf, and the outcome it must have: the exit status, the first line on stderr, no traceback, no
+file changed outside what the command may write, and, for the cases that used to cost memory, a peak
+measured in a subprocess under an address-space limit (RLIMIT_AS). The inputs are built at test time by
+tests/hostile.py; see docs/security.md for the threat model and the limits.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import resource
+import stat
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+import hostile as H
+from imgclf_cli.main import cli
+
+# Subprocess cases run under this address-space limit; a Python with numpy, numba and OpenBLAS reserves
+# about 0.6 GB of address space, so anything that allocates more than ~0.9 GB fails with MemoryError
+# (exit 1, which the expected exit 2 catches) instead of succeeding quietly.
+ADDRESS_SPACE = 3 << 29  # 1.5 GiB
+PEAK_RSS_MB = 400  # and the resident peak of a refused input must stay below this
+
+_PEAK_MAIN = """
+import atexit, os, sys
+def _peak():
+    with open("/proc/self/status") as f:
+        rss = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+    with open(os.environ["HOSTILE_PEAK_FILE"], "w") as out:
+        out.write(str(rss))
+atexit.register(_peak)
+from imgclf_cli.main import main
+sys.argv[0] = "imgclf"
+main()
+"""
+
+
+@dataclass
+class Case:
+    id: str
+    build: Callable[[Path], list[str]]  # writes its inputs under the folder, returns the argv
+    code: int
+    first: str  # regex the first line of stderr must match (search)
+    subprocess: bool = False  # run under RLIMIT_AS (memory cases, crashes, closed fds, terminals)
+    env: dict = field(default_factory=dict)
+    stdin: bytes | None = None
+    may_change: tuple[str, ...] = ()  # relative paths the command may write
+    preexec: Callable[[], None] | None = None
+    tty_stdin: bool = False  # a pseudo-terminal on stdin (with no one typing)
+
+
+def _model(kind="softmax", **kw):
+    def build(d):
+        H.write(d / "stream.npz", H.stream_bytes())
+        H.write(d / "m.npz", H.model_file(kind, **kw))
+        return ["predict", "-m", str(d / "m.npz"), str(d / "stream.npz")]
+    return build
+
+
+def _info(writer):
+    def build(d):
+        target = writer(d)
+        return ["data", "info", str(target)]
+    return build
+
+
+def _cifar(batch, meta=None):
+    return _info(lambda d: H.cifar_folder(d / "cifar", batch, meta))
+
+
+def _stream_info(data: bytes):
+    return _info(lambda d: H.write(d / "s.npz", data))
+
+
+def _private_device(d: Path) -> Path:
+    """A character device like /dev/null, made in the test's own folder (never one under /dev)."""
+    dev = d / "null"
+    try:
+        os.mknod(dev, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except (PermissionError, OSError) as exc:
+        pytest.skip(f"cannot create a device node here ({exc})")
+    return dev
+
+
+def _export_to(target: Callable[[Path], Path]):
+    def build(d):
+        return ["data", "export", "shapes", "--n-train", "5", "--n-test", "5", "--val", "0", "-o", str(target(d))]
+    return build
+
+
+def _symlinked_output(d):
+    (d / "real").mkdir()
+    (d / "link.npz").symlink_to("real/target.npz")
+    return d / "link.npz"
+
+
+def _data_get_from(writer):
+    def build(d):
+        source = writer(d)
+        return ["data", "get", "mnist", "--from", str(source), "--dir", str(d / "dest"), "-q"]
+    return build
+
+
+def _mnist_with_link(d):
+    src = H.idx_folder(d / "src" / "mnist")
+    (d / "secret").write_text("root only")
+    (src / "notes.txt").symlink_to(d / "secret")
+    return src
+
+
+def _tar_loop(d):
+    return H.write(d / "loop.tar.gz", H.tar_bytes([
+        (H.member("m/a", tarfile.SYMTYPE, "b"), None), (H.member("m/b", tarfile.SYMTYPE, "a"), None),
+        (H.member("m/a/x"), b"x")]))
+
+
+def _resume(hidden, model=None):
+    def build(d):
+        from imgclf.io.checkpoint import FORMAT as CHECKPOINT_FORMAT, VERSION as CHECKPOINT_VERSION
+
+        H.write(d / "s.npz", H.stream_bytes(np.zeros((8, 2, 2, 3), np.uint8)))
+        meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "iteration": 0,
+                "model": model or {"kind": "net", "hyperparameters": {"hidden": hidden}}, "extra": {}}
+        H.write(d / "ck.npz", H.npz_bytes({"param/W1": np.zeros((12, 4), np.float32)}, meta))
+        return ["train", "twolayer", "--data", str(d / "s.npz"), "--resume", str(d / "ck.npz"), "-q"]
+    return build
+
+
+def _train(*args, shape=(8, 2, 2, 3)):
+    def build(d):
+        H.write(d / "s.npz", H.stream_bytes(np.zeros(shape, np.uint8)))
+        return ["-q", *args[:1], *args[1:], "--data", str(d / "s.npz")]
+    return build
+
+
+def _pixels(value):
+    X = np.zeros((4, 2, 2, 3), np.float32)
+    X[0, 0, 0, 0] = value
+    return H.stream_bytes(X)
+
+
+def _close(fd):
+    return lambda: os.close(fd)
+
+
+def _export_stdout(d):
+    return ["data", "export", "shapes", "--n-train", "5", "--n-test", "5", "--val", "0"]
+
+
+M = {"format": "imgclf-model", "version": 1, "kind": "softmax", "hyperparameters": {}, "classes": ["a"],
+     "input_shape": [2, 2, 3]}
+
+CASES = [
+    # -- memory safety ---------------------------------------------------------------------------------
+    Case("cifar-forged-object-dtype-segfault",
+         _cifar(H.forged_batch(H.forged_array((1, 3072), bytes(3072)),
+                               H.forged_array((1,), b"A" * 8, H.forged_dtype(b"O8", b"<")))),
+         2, r"refusing an array of dtype 'O8'", subprocess=True),
+    Case("cifar-object-flags-on-int-dtype",
+         _cifar(H.forged_batch(H.forged_array((1, 3072), bytes(3072)),
+                               H.forged_array((4,), [1, 2, 3, 4], H.forged_dtype(b"i8", b"<", flags=0x3F)))),
+         2, r"refusing an array whose data is not raw bytes", subprocess=True),
+    Case("cifar-buffer-shorter-than-shape",
+         _cifar(H.forged_batch(H.forged_array((1000, 3072), b""), H.int_list([0] * 1000))),
+         2, r"needs 3072000 bytes, but the pickle holds 0", subprocess=True),
+    Case("cifar-void-dtype-with-item-size",
+         _cifar(H.forged_batch(H.forged_array((1, 3072), bytes(3072), H.forged_dtype(b"V8", elsize=0)),
+                               H.int_list([0]))),
+         2, r"refusing an array of dtype 'V8'", subprocess=True),
+    Case("cifar-global-os-system",
+         _cifar(b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00trueq\x00\x85R."),
+         2, r"refusing to unpickle the global os\.system"),
+    # -- output: devices, links, directories -------------------------------------------------------------
+    Case("output-private-char-device", _export_to(_private_device), 0, r"^exported shapes"),
+    Case("output-symlink-writes-target", _export_to(_symlinked_output), 0, r"^exported shapes",
+         may_change=("real", "real/target.npz")),
+    Case("output-symlink-loop",
+         _export_to(lambda d: (d.joinpath("l1").symlink_to("l2"), d.joinpath("l2").symlink_to("l1"), d / "l1")[2]),
+         2, r"a loop of symbolic links"),
+    Case("output-is-directory", _export_to(lambda d: d), 2, r"is a directory"),
+    Case("knn-predictions-directory",
+         lambda d: ["knn", "--k", "1", "--data", str(H.write(d / "s.npz", H.stream_bytes())),
+                    "--predictions", str(d)],
+         2, r"is a directory"),
+    # -- data get --from -----------------------------------------------------------------------------------
+    Case("data-get-from-folder-with-symlink", _data_get_from(_mnist_with_link), 2,
+         r"refusing to import a symbolic link", may_change=("dest",)),
+    Case("data-get-from-tar-symlink-loop", _data_get_from(_tar_loop), 2,
+         r"refusing to extract 'm/a/x'", may_change=("dest",)),
+    # -- memory and time bounds ----------------------------------------------------------------------------
+    Case("cifar-declares-a-million-images",
+         _cifar(H.forged_batch(H.forged_array((1_000_000, 3072), b""), H.int_list([0]))),
+         2, r"element count is 3072000000, over the limit", subprocess=True),
+    Case("cifar-declares-300k-images",
+         _cifar(H.forged_batch(H.forged_array((300_000, 3072), b""), H.int_list([0]))),
+         2, r"needs 921600000 bytes, but the pickle holds 0", subprocess=True),
+    Case("cifar-billion-laughs-labels",
+         _cifar(H.forged_batch(H.forged_array((1, 3072), bytes(3072)), H.billion_laughs())),
+         2, r"1 images but 10 labels", subprocess=True),
+    Case("cifar-billion-laughs-labels-right-length",
+         _cifar(H.forged_batch(H.forged_array((10, 3072), bytes(30720)), H.billion_laughs())),
+         2, r"'labels' must be a list of integers, found a list", subprocess=True),
+    Case("tar-members-exceed-total",
+         _info(lambda d: H.write(d / "c.tar.gz", H.zeros_member_tar(4, 1 << 20))),
+         2, r"the batch members' total size is \d+, over the limit of 3000000", subprocess=True,
+         env={"IMGCLF_MAX_INPUT_BYTES": "3e6"}),
+    Case("npz-zip-bomb-128mb", lambda d: ["predict", "-m", str(H.write(d / "m.npz", H.zip_bomb_npz(M, 1 << 27))),
+                                          str(H.write(d / "s.npz", H.stream_bytes()))],
+         2, r"declares \d+ bytes of arrays in \d+ bytes of file \(refusing a likely zip bomb\)", subprocess=True),
+    Case("npz-zip-bomb-3gb", lambda d: ["predict", "-m", str(H.write(d / "m.npz",
+                                                                     H.zip_bomb_npz(M, 1 << 23, declare=3 << 30))),
+                                        str(H.write(d / "s.npz", H.stream_bytes()))],
+         2, r"declares 32212\d+ bytes of arrays in \d+ bytes of file \(refusing", subprocess=True),
+    Case("npy-header-declares-1e12", lambda d: ["predict", "-m", str(H.write(d / "m.npz", H.lying_header_npz(M))),
+                                                str(H.write(d / "s.npz", H.stream_bytes()))],
+         2, r"model_W\.npy's element count is 1000000000000, over the limit", subprocess=True),
+    Case("model-hidden-1e8", _model("net", meta_edit=H.set_path("hyperparameters.hidden", [100_000_000])),
+         2, r"ask for more weights than the file holds", subprocess=True),
+    Case("model-filters-1e6", _model("convnet", meta_edit=H.set_path("hyperparameters.filters", [1_000_000])),
+         2, r"ask for more weights than the file holds", subprocess=True),
+    Case("model-filter-size-1001", _model("convnet", meta_edit=H.set_path("hyperparameters.filter_size", 1001)),
+         2, r"more weights than the file holds|filter_size 1001 is larger", subprocess=True),
+    Case("model-n-features-1e10", _model("net", meta_edit=H.set_path("hyperparameters.n_features_in_", 10 ** 10)),
+         2, r"ask for more weights than the file holds", subprocess=True),
+    Case("model-input-shape-huge",
+         _model(meta_edit=H.set_path("input_shape", [100_000, 100_000, 3])),
+         2, r"'input_shape' side is 100000, over the limit of 8192", subprocess=True),
+    Case("model-input-shape-not-what-the-model-takes", _model(meta_edit=H.set_path("input_shape", [4000, 4000, 3])),
+         2, r"'input_shape' \[4000, 4000, 3\] holds 48000000 values, but the model takes 12"),
+    Case("convnet-input-shape-huge",
+         _model("convnet", meta_edit=H.set_path("hyperparameters.input_shape", [100_000, 100_000, 3])),
+         2, r"malformed model file|more weights than the file holds|cannot be", subprocess=True),
+    Case("resume-checkpoint-hidden-1e8", _resume([100_000_000]), 2,
+         r"(over the limit|more weights than the file holds)", subprocess=True),
+    Case("resume-checkpoint-model-not-a-dict", _resume([4], model=["x"]), 2, r"checkpoint's 'model' field"),
+    Case("option-tune-trials-1e9", _train("tune", "softmax", "--trials", "1000000000", "--val", "2"), 2,
+         r"number of trials .* is 1000000000, over the limit"),
+    Case("option-hidden-1e8", _train("train", "twolayer", "--hidden", "100000000", "--epochs", "1"), 2,
+         r"weight matrix is \d+, over the limit", subprocess=True),
+    Case("option-filter-size-1001",
+         _train("train", "convnet", "--filter-size", "1001", "--filters", "2", "--hidden", "4", "--epochs", "1"),
+         2, r"filter_size 1001 is larger than the 2x2 images", subprocess=True),
+    Case("option-size-100000",
+         lambda d: ["data", "info", str(d), "--size", "100000x100000"], 2,
+         r"exceeds the limit of 8192 pixels a side"),
+    Case("option-scheduler-local-1000", _train("tune", "softmax", "--val", "2", "--scheduler", "local:1000"), 2,
+         r"local:1000 asks for more worker processes than the limit"),
+    Case("option-jobs-1000", _train("tune", "softmax", "--val", "2", "--jobs", "1000"), 2,
+         r"--jobs 1000 asks for more worker processes"),
+    Case("mnist-idx-dims-overflow",
+         _info(lambda d: H.idx_folder(d / "mnist", image_dims=(1 << 31, 1 << 31, 4), image_payload=b"")),
+         2, r"the header promises 2147483648x2147483648x4 values", subprocess=True),
+    Case("data-info-stdin-is-a-terminal", lambda d: ["data", "info", "-"], 2,
+         r"reads a pipeline stream from standard input, which is a terminal", subprocess=True, tty_stdin=True),
+    # -- missing validation ----------------------------------------------------------------------------------
+    Case("model-nan-weights", _model(arrays_edit=lambda a: a["model_W"].__setitem__((0, 0), np.nan)), 2,
+         r"array 'model_W' contains NaN or infinite values"),
+    Case("model-inf-weights", _model("net", arrays_edit=lambda a: a["model_b1"].__setitem__(0, np.inf)), 2,
+         r"array 'model_b1' contains NaN or infinite values"),
+    Case("model-weights-1e38", _model(arrays_edit=lambda a: a["model_W"].__setitem__((0, 0), 1e38)), 2,
+         r"largest value in array 'model_W' is \d+, over the limit"),
+    Case("model-bool-weights", _model(arrays_edit=lambda a: a.update(model_W=a["model_W"] > 0)), 2,
+         r"array 'model_W' has dtype bool"),
+    Case("model-complex-weights", _model(arrays_edit=lambda a: a.update(model_W=a["model_W"] + 1j)), 2,
+         r"array 'model_W' has dtype complex"),
+    Case("model-string-weights", _model(arrays_edit=lambda a: a.update(model_W=a["model_W"].astype(str))), 2,
+         r"array 'model_W' has dtype <U"),
+    Case("model-empty-classes", _model(meta_edit=H.set_path("classes", [])), 2, r"field 'classes'"),
+    Case("model-non-string-classes", _model(meta_edit=H.set_path("classes", [1, 2, 3])), 2, r"field 'classes'"),
+    Case("model-knn-labels-out-of-range",
+         _model("knn", arrays_edit=lambda a: a["model_y_train"].__setitem__(0, 7)), 2,
+         r"model labels \(y_train\) range over 0\.\.7, but the file names 3 classes"),
+    Case("model-chain-not-a-list", _model(meta_edit=H.set_path("transforms", {"kind": "mean"})), 2,
+         r"field 'transforms' must be a list"),
+    Case("model-chain-of-numbers", _model(meta_edit=H.set_path("transforms", [1, 2])), 2,
+         r"field 'transforms' must be a list of objects"),
+    Case("model-chain-arrays-not-a-dict",
+         _model(meta_edit=H.set_path("transforms", [{"kind": "mean", "arrays": [1], "params": {}}])), 2,
+         r"'arrays' and 'params' must be objects"),
+    Case("model-hyperparameters-a-list", _model(meta_edit=H.set_path("hyperparameters", [1])), 2,
+         r"field 'hyperparameters' must be a dict"),
+    Case("cifar-float-labels", _cifar(H.batch_with_labels([1.7, 2.2])), 2,
+         r"'labels' must be a list of integers, found a float"),
+    Case("cifar-label-2-63", _cifar(H.batch_with_labels([2 ** 63, 0])), 2, r"labels must lie in 0\.\.9"),
+    Case("cifar-negative-label", _cifar(H.batch_with_labels([-1, 0])), 2, r"labels must lie in 0\.\.9"),
+    Case("stream-image-shape-mismatch", _stream_info(H.stream_bytes(image_shape=[32, 32, 3])), 2,
+         r"holds 2x2x3 images but the metadata says image_shape 32x32x3"),
+    Case("stream-duplicate-class-names", _stream_info(H.stream_bytes(classes=("a", "a", "b"))), 2,
+         r"field 'classes' must be a non-empty list of distinct names"),
+    Case("tar-not-a-tar-one-line", _info(lambda d: H.write(d / "bad.tar.gz", b"\x1f\x8b" + bytes(100))), 2,
+         r"truncated or corrupt archive"),
+    Case("stream-concatenated", lambda d: ["data", "info", "-"], 2, r"not one \.npz file \(concatenated",
+         stdin=H.stream_bytes() * 2),
+    Case("stream-pixels-1e38", _stream_info(_pixels(1e38)), 2, r"largest absolute value is \d+, over the limit"),
+    Case("stream-nan-pixels", _stream_info(_pixels(np.nan)), 2, r"contains 1 NaN or infinite value"),
+    Case("stream-labels-and-rows-differ",
+         _stream_info(H.stream_bytes(np.zeros((4, 2, 2, 3), np.uint8), np.zeros(3, np.int64))), 2,
+         r"holds 4 rows but y_train 3 labels"),
+    Case("augment-crop-larger-than-image",
+         _train("train", "twolayer", "--augment", "crop:5", "--epochs", "1", "--hidden", "4"), 2,
+         r"crop:5 pads by more than the 2x2 images"),
+    Case("tune-every-trial-fails",
+         _train("tune", "softmax", "--trials", "2", "--epochs", "1", "--param", "lr=1e30", "--param", "reg=1e30",
+                "--jobs", "1", "--val", "2"),
+         1, r"every trial failed"),
+    Case("tune-param-nan", _train("tune", "softmax", "--param", "lr=nan", "--val", "2"), 2,
+         r"values must be finite numbers"),
+    # -- exit codes and pipes ----------------------------------------------------------------------------------
+    Case("deeply-nested-json-meta",
+         _stream_info(H.npz_bytes({}, raw_meta='{"a":' * 100_000 + "1" + "}" * 100_000)), 2,
+         r"JSON nested too deeply"),
+    Case("meta-not-unicode", _stream_info(H.bad_unicode_npz()), 2, r"meta\.npy holds text that is not Unicode"),
+    Case("meta-not-a-string", _stream_info(H.npz_bytes({"X_train": np.zeros(3)}, raw_meta="[1, 2]")), 2,
+         r"corrupt metadata"),
+    Case("cifar-non-utf8-class-names",
+         _cifar(H.valid_batch(), H.meta_with_names([b"\xff\xfe"] * 10)), 2, r"a class name is not UTF-8 text"),
+    Case("scheduler-port-out-of-range",
+         _train("tune", "softmax", "--val", "2", "--scheduler", "tcp://localhost:99999"), 2,
+         r"--scheduler expects tcp://HOST:PORT"),
+    Case("scheduler-http-url", _train("tune", "softmax", "--val", "2", "--scheduler", "http://example.com:80/x"), 2,
+         r"--scheduler expects tcp://HOST:PORT"),
+    Case("stdin-closed", lambda d: ["data", "info", "-"], 2, r"standard input is closed", subprocess=True,
+         preexec=_close(0)),
+    Case("stdout-closed", _export_stdout, 2, r"standard output is closed", subprocess=True, preexec=_close(1)),
+]
+
+
+def _run_subprocess(case: Case, argv: list[str], d: Path, env: dict) -> tuple[int, str, int]:
+    peak_file = d.parent / f"{d.name}.peak"
+
+    def preexec():
+        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+        if case.preexec:
+            case.preexec()
+
+    full_env = dict(os.environ, HOSTILE_PEAK_FILE=str(peak_file), **env)
+    tty = os.openpty() if case.tty_stdin else None
+    try:
+        stdin = tty[1] if tty else (None if case.stdin is not None else subprocess.DEVNULL)
+        proc = subprocess.run([sys.executable, "-c", _PEAK_MAIN, *argv], input=case.stdin, stdin=stdin,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, preexec_fn=preexec,
+                              timeout=120)
+    finally:
+        for fd in tty or ():
+            os.close(fd)
+    peak_kb = int(peak_file.read_text()) if peak_file.exists() else -1
+    return proc.returncode, proc.stderr.decode(errors="replace"), peak_kb
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_hostile_input(case: Case, tmp_path, runner, monkeypatch):
+    d = tmp_path / "case"
+    d.mkdir()
+    argv = case.build(d)
+    before = H.snapshot(d)
+    if case.subprocess:
+        code, stderr, peak_kb = _run_subprocess(case, argv, d, case.env)
+        assert code >= 0, f"killed by signal {-code}: {stderr}"
+        assert 0 < peak_kb < PEAK_RSS_MB * 1024, f"peak resident memory {peak_kb} kB"
+    else:
+        for k, v in case.env.items():
+            monkeypatch.setenv(k, v)
+        result = runner.invoke(cli, argv, input=case.stdin)
+        code, stderr = result.exit_code, result.stderr
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+    lines = stderr.splitlines()
+    errors = [line for line in lines if line.startswith("Error")]
+    # The message: the first line, or for click's own usage errors the one after its "Usage:" lines.
+    first = errors[0] if errors and lines[0].startswith("Usage:") else (lines[0] if lines else "")
+    assert code == case.code, f"exit {code}, stderr: {stderr[-2000:]}"
+    assert "Traceback" not in stderr
+    assert re.search(case.first, first), f"first line of stderr: {first!r}"
+    if case.code:
+        assert len(errors) == 1, stderr
+    after = H.snapshot(d)
+    changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    allowed = {k for k in changed if any(k == m or k.startswith(m + "/") for m in case.may_change)}
+    assert changed == allowed, f"files changed: {sorted(changed - allowed)}"
+
+
+def test_device_output_stays_a_device(tmp_path, runner):
+    dev = _private_device(tmp_path)
+    result = runner.invoke(cli, _export_to(lambda d: dev)(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISCHR(dev.lstat().st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["null"]  # no temporary file left beside it
+
+
+def test_symlink_output_replaces_the_target_not_the_link(tmp_path, runner):
+    link = _symlinked_output(tmp_path)
+    result = runner.invoke(cli, _export_to(lambda d: link)(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and (tmp_path / "real" / "target.npz").stat().st_size > 0
+
+
+def test_fifo_output_is_written_in_place(tmp_path):
+    import threading
+
+    from imgclf.io.atomic import atomic_write_bytes
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    atomic_write_bytes(fifo, b"hello")
+    reader.join(10)
+    assert got == [b"hello"] and stat.S_ISFIFO(fifo.lstat().st_mode)
+
+
+# -- a full disk ---------------------------------------------------------------------------------------------
+def _enospc(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("where", ["write", "fsync"])
+def test_full_disk_on_save_keeps_the_old_file(tmp_path, runner, monkeypatch, where):
+    out = tmp_path / "out.npz"
+    out.write_bytes(b"old content")
+    if where == "fsync":
+        monkeypatch.setattr(os, "fsync", _enospc)
+    else:
+        real_fdopen = os.fdopen
+
+        class Full:
+            def __init__(self, f):
+                self.f = f
+
+            def __getattr__(self, name):
+                return getattr(self.f, name)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.f.close()
+
+            write = _enospc
+
+        monkeypatch.setattr(os, "fdopen", lambda *a, **k: Full(real_fdopen(*a, **k)))
+    result = runner.invoke(cli, _export_to(lambda d: out)(tmp_path))
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines() == [f"Error: cannot write {out}: No space left on device"]
+    assert out.read_bytes() == b"old content"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.npz"]  # the temporary file is gone
+
+
+def test_full_disk_on_stdout_is_exit_1(tmp_path, monkeypatch, capfd):
+    """A redirected stdout on a full disk: os.write fails part-way (after a short write)."""
+    from imgclf.errors import WriteError
+    from imgclf.io.atomic import write_stdout
+
+    calls = []
+
+    def short_then_full(fd, data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            return len(data) // 2
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", short_then_full)
+    with pytest.raises(WriteError, match="cannot write standard output: No space left on device"):
+        write_stdout(b"x" * 1000)
+    assert calls == [1000, 500]
+
+
+def test_short_write_to_a_file_object_is_an_error():
+    from imgclf.errors import WriteError
+    from imgclf.io.atomic import write_all
+
+    class Refusing:
+        def write(self, data):
+            return 0
+
+    with pytest.raises(WriteError, match="the write was refused"):
+        write_all(Refusing(), b"data", "sink")
+
+
+def test_head_closing_the_pipe_ends_quietly(tmp_path):
+    code = ("import subprocess, sys\n"
+            "p = subprocess.Popen([sys.executable, '-m', 'imgclf_cli.main', 'data', 'export', 'shapes'],"
+            " stdout=subprocess.PIPE, stderr=subprocess.PIPE)\n"
+            "p.stdout.read(10); p.stdout.close()\n"
+            "err = p.stderr.read(); p.wait()\n"
+            "sys.stdout.write(repr((p.returncode, err.decode())))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    returncode, stderr = eval(out.stdout)
+    assert "BrokenPipe" not in stderr and "Traceback" not in stderr and stderr == "", stderr
+    assert returncode == 1
+
+
+def test_limits_can_be_raised(monkeypatch, tmp_path):
+    """The ceilings are documented in one place and raised by environment variables or override()."""
+    from imgclf import limits
+    from imgclf.errors import UsageError
+
+    assert limits.get("trials") == 100_000
+    monkeypatch.setenv("IMGCLF_MAX_TRIALS", "2e6")
+    assert limits.get("trials") == 2_000_000
+    with limits.override(trials=5):
+        assert limits.get("trials") == 5
+    monkeypatch.setenv("IMGCLF_MAX_TRIALS", "lots")
+    with pytest.raises(UsageError, match="IMGCLF_MAX_TRIALS='lots'"):
+        limits.get("trials")
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "security.md").read_text()
+    for name in limits.CEILINGS:
+        assert f"IMGCLF_MAX_{name.upper()}" in doc
