@@ -208,7 +208,8 @@ def conv_gemm_epoch(n: int, batch: int = 64, steps: int = 40) -> float:
         H, C = H // 2, f
     dims = (H * H * C, CONV_HIDDEN, 10)
     for a, b in zip(dims, dims[1:]):
-        ops.append((rng.standard_normal((batch, a), dtype=np.float32), rng.standard_normal((a, b), dtype=np.float32), True))
+        x = rng.standard_normal((batch, a), dtype=np.float32)
+        ops.append((x, rng.standard_normal((a, b), dtype=np.float32), True))
     outs = [(a @ w, np.empty_like(w), np.empty_like(a)) for a, w, _ in ops]
 
     def step():
@@ -240,7 +241,8 @@ def _instrument(solver, trainee, table):
     from imgclf.nn import conv, layers
 
     for name, key in (("im2col", "im2col / col2im"), ("col2im", "im2col / col2im"),
-                      ("spatial_batchnorm_forward", "batchnorm (+relu)"), ("spatial_batchnorm_backward", "batchnorm (+relu)"),
+                      ("spatial_batchnorm_forward", "batchnorm (+relu)"),
+                      ("spatial_batchnorm_backward", "batchnorm (+relu)"),
                       ("max_pool_forward", "max pooling"), ("max_pool_backward", "max pooling")):
         setattr(conv, name, _wrap(table, key, getattr(conv, name)))
     for name, key in (("batchnorm_forward", "batchnorm (+relu)"), ("batchnorm_backward", "batchnorm (+relu)"),
@@ -325,7 +327,8 @@ def main():
         nchw = torch_conv(X, y, False)
         peer = (cl, "CL") if cl.t <= nchw.t else (nchw, "NCHW")
         floor = 2 * conv_macs() * (args.n // 64 * 64) / (peak * 1e9)
-        print(f"  (torch channels_last {cl.wall:.2f} s wall {cl.cpu:.2f} s cpu, NCHW {nchw.wall:.2f} s wall {nchw.cpu:.2f} s cpu; the net's forward+backward is "
+        print(f"  (torch channels_last {cl.wall:.2f} s wall {cl.cpu:.2f} s cpu, NCHW {nchw.wall:.2f} s wall "
+              f"{nchw.cpu:.2f} s cpu; the net's forward+backward is "
               f"{2 * conv_macs() / 1e6:.1f} MFLOP per image, {2 * conv_macs() * args.n / 1e12:.2f} TFLOP an epoch)")
         report("conv 32,64,128", ours, peer, floor, g)
     if "table" in only:

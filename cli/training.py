@@ -63,8 +63,8 @@ def training_options(defaults: dict):
             click.option("--augment", default=d["augment"], show_default=True, metavar="SPEC",
                          help="Training-time augmentation of image data: flip, crop:PAD, e.g. flip,crop:4; none; "
                               "auto = flip for colour images, none for grayscale (digits) or feature vectors."),
-            click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=d.get("label_smoothing", 0.0),
-                         show_default=True, help="Softmax target (1-e) onehot + e/classes instead of onehot."),
+            click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True),
+                         default=d.get("label_smoothing", 0.0), show_default=True, help="Softmax target (1-e) onehot + e/classes instead of onehot."),
             click.option("--ema", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=d.get("ema"),
                          help="Keep a moving average of the weights with this decay per step (e.g. 0.999); it is "
                               "what is evaluated, kept and saved."),

@@ -93,10 +93,19 @@ class ConvNet(NeuralNet):
         Rows per step.
     loss, reg, optim, lr, optim_options, lr_schedule, epochs, augment, patience, train_acc_sample, dtype
         As in NeuralNet, with the same defaults.
+    label_smoothing, ema
+        As in NeuralNet, with the same defaults.
     input_shape : tuple of int, default=None
         (H, W, C) to fold (N, D) rows into images; None: rows are read as 1x1 images with D channels.
     random_state : int, numpy.random.Generator or None, default=None
         Seeds initialisation, shuffling, augmentation and dropout; the same seed gives the same model.
+    tta : {None, "flip"}, default=None
+        Test-time augmentation: "flip" scores each image as the mean of its and its mirror image's scores.
+    bn_momentum : float, default=0.9
+        Batch norm's running statistics: running = m * running + (1 - m) * batch.
+    patch_whiten : bool, default=False
+        Initialise the first layer's filters as +/- the whitened leading principal directions of the
+        training images' patches (the filters beyond twice their number stay random).
 
     Attributes
     ----------

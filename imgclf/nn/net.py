@@ -51,7 +51,8 @@ class NeuralNet(TrainedClassifier):
     optim_options : dict, default=None
         The update rule's settings, e.g. {"beta1": 0.9, "beta2": 0.999} or {"momentum": 0.95}.
     lr_schedule : str, default=None
-        "step:F[:E]" (times F every E epochs), "exp:K", "inv:K" or "none"/None (constant).
+        "step:F[:E]" (times F every E epochs), "exp:K", "inv:K", "warmup:P[:S]" (per step: linear from S*lr
+        to lr over the first fraction P of the run, then linear to 0) or "none"/None (constant).
     epochs : int, default=10
         Passes over the training set; the best epoch's weights are kept.
     batch_size : int, default=200
@@ -67,6 +68,11 @@ class NeuralNet(TrainedClassifier):
         Weights and activations; float64 is for gradient checks.
     random_state : int, numpy.random.Generator or None, default=None
         Seeds initialisation, shuffling, augmentation and dropout; the same seed gives the same model.
+    label_smoothing : float, default=0.0
+        Softmax loss against (1 - e) onehot + e / classes instead of onehot, e in [0, 1).
+    ema : float, default=None
+        Keep a moving average of the weights (and batch-norm statistics) with this decay per step, e.g.
+        0.999; the average is what is scored per epoch, kept as the best and returned (imgclf/nn/solver.py).
 
     Attributes
     ----------

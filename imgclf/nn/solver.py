@@ -22,9 +22,9 @@ after every step with decay min(d, (1 + t) / (10 + t)) at step t (so the first s
 the random initialisation); the averaged weights are the ones evaluated, kept as the best epoch's and
 returned (weight averaging as in fast CIFAR-10 recipes; the live weights keep training).
 
-Resuming is exact: a checkpoint holds the weights, the optimiser state, the weight average, the Generator's state, the
-epoch's permutation and position, the history and the best weights, so a resumed run takes the very
-same steps as one that was never interrupted.
+Resuming is exact: a checkpoint holds the weights, the optimiser state, the weight average, the
+Generator's state, the epoch's permutation and position, the history and the best weights, so a resumed
+run takes the very same steps as one that was never interrupted.
 """
 
 from __future__ import annotations
@@ -98,8 +98,8 @@ class Solver:
     optim_options : dict, default=None
         The update rule's settings, e.g. {"momentum": 0.95} or {"beta1": 0.9, "beta2": 0.999}.
     lr_schedule : str, default=None
-        How the learning rate changes per epoch: "step:F[:E]" (times F every E epochs), "exp:K", "inv:K"
-        or "none" (imgclf/nn/schedules.py). None: times `lr_decay` every epoch.
+        How the learning rate changes per epoch: "step:F[:E]" (times F every E epochs), "exp:K", "inv:K",
+        per step "warmup:P[:S]", or "none" (imgclf/nn/schedules.py). None: times `lr_decay` every epoch.
     lr_decay : float, default=1.0
         The per-epoch factor when `lr_schedule` is None.
     epochs : int, default=10
@@ -130,6 +130,9 @@ class Solver:
     stop_signal : bool, default=False
         On SIGINT, finish the current step, write a checkpoint and return with `stopped="interrupted"`
         (a second SIGINT raises KeyboardInterrupt). Only in the main thread.
+    ema : float, default=None
+        Keep a moving average of the weights and buffers with this decay (see the module docstring); it is
+        scored, kept as the best and restored at the end, and checkpointed.
     """
 
     def __init__(
