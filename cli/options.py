@@ -11,7 +11,7 @@ import click
 from .console import reporter
 
 
-def _size(ctx, param, value):
+def parse_size(ctx, param, value):
     if value is None:
         return None
     try:
@@ -39,8 +39,8 @@ def data_options(func):
         click.option("--n-test", type=click.IntRange(min=1), default=None, help="Use the first N test images."),
         click.option("--val", type=click.IntRange(min=0), default=None,
                      help="Validation images taken from the end of the training set (default 1000, or a fifth "
-                          "of a small set; 0 for none)."),
-        click.option("--size", callback=_size, default=None, metavar="HxW", help="Resize image-folder data."),
+                          "of a small set; 0 for none). An image folder's val/ (or valid/) replaces them."),
+        click.option("--size", callback=parse_size, default=None, metavar="HxW", help="Resize image-folder data."),
         click.option("--color", type=click.Choice(["rgb", "gray"]), default=None,
                      help="Colour mode for image-folder data (default: as the majority of images)."),
     ]
@@ -87,7 +87,32 @@ def load_data(ctx: click.Context, data=None, n_train=None, n_test=None, val=None
                 rep.notice("no CIFAR-10 found; using the built-in `shapes` dataset (see `imgclf data get --help`)")
     if val is None:
         val = default_val
-    return load(data, val=val, n_train=n_train, n_test=n_test, size=size, mode=color)
+    ds = load(data, val=val, n_train=n_train, n_test=n_test, size=size, mode=color)
+    if ds.report is not None:
+        for line in folder_summary(ds.report):
+            rep.log(line)
+    return ds
+
+
+def folder_summary(report, examples: int = 3) -> list[str]:
+    """Lines telling what an image folder gave: images per split, sizes and modes, what was skipped and why."""
+    read = ", ".join(f"{k} {n}" for k, n in report.read.items())
+    subs = f" from {', '.join(f'{v}/' for v in report.sub_roots.values())}" if report.sub_roots else ""
+    sizes = ", ".join(f"{k} ({n})" for k, n in list(report.sizes.items())[:examples])
+    more = f" and {len(report.sizes) - examples} more" if len(report.sizes) > examples else ""
+    lines = [f"read {sum(report.read.values())} images{subs} in {report.root} ({read}); "
+             f"sizes {sizes}{more}; modes {', '.join(f'{k} ({n})' for k, n in report.modes.items())}"]
+    counts = report.skipped_counts()
+    if not counts:
+        return lines
+    lines.append(f"skipped {len(report.skipped)}: " + ", ".join(f"{n} {why}" for why, n in counts.items()))
+    for why in counts:
+        these = [s for s in report.skipped if s.reason == why]
+        for s in these[:examples]:
+            lines.append(f"  {why}: {s.path}" + (f" ({s.detail})" if s.detail else ""))
+        if len(these) > examples:
+            lines.append(f"  ... and {len(these) - examples} more {why}")
+    return lines
 
 
 def binary_output_target(output: str | None):

@@ -101,3 +101,34 @@ def save_png(image, path) -> None:
         image = Image.fromarray(image)
     with atomic_open(path, "wb") as f:
         image.save(f, format="PNG")
+
+
+def neighbor_grid(queries, neighbors, query_labels, neighbor_labels, matches=None, *, scale: int = 2,
+                  rescale: str = "none"):
+    """The kNN figure: one row per query, the query image first, then its k nearest images.
+
+    queries (n, H, W[, C]); neighbors (n, k, H, W[, C]); labels: n strings and n x k strings drawn under
+    the tiles; matches (n, k) booleans, if given, frame each neighbour green (same label) or red.
+    """
+    from PIL import ImageDraw
+
+    q = as_tiles(queries)
+    nb = np.asarray(neighbors)
+    if nb.ndim not in (4, 5) or nb.shape[0] != len(q) or nb.shape[2:4] != q.shape[1:3]:
+        raise UsageError(f"neighbors must be (n, k, H, W[, C]) matching queries {q.shape}, got {nb.shape}")
+    n, k = nb.shape[:2]
+    tiles = np.concatenate([q[:, None].astype(np.float64),
+                            as_tiles(nb.reshape((n * k,) + nb.shape[2:])).reshape((n, k) + q.shape[1:])], axis=1)
+    labels = [text for i in range(n) for text in [query_labels[i]] + list(neighbor_labels[i])]
+    pad = 1
+    img = grid(tiles.reshape((n * (k + 1),) + q.shape[1:]), k + 1, rescale=rescale, scale=scale, pad=pad,
+               labels=labels)
+    if matches is not None:
+        h, w = q.shape[1] * scale, q.shape[2] * scale
+        draw = ImageDraw.Draw(img)
+        for i in range(n):
+            for j in range(k):
+                x, y = pad + (j + 1) * (w + pad), pad + i * (h + pad + LABEL_HEIGHT)
+                colour = (0, 160, 0) if matches[i][j] else (220, 0, 0)
+                draw.rectangle([x, y, x + w - 1, y + h - 1], outline=colour, width=max(1, scale // 2))
+    return img

@@ -65,11 +65,18 @@ def test_wrong_magic(runner, tmp_path):
     assert "t10k-labels-idx1-ubyte: wrong magic number 2051" in line
 
 
-def test_non_image_file_in_folder(runner, tmp_path):
+def test_non_image_file_in_folder_is_skipped_and_said_on_stderr(runner, tmp_path):
     write_image_folder(tmp_path / "f")
     (tmp_path / "f" / "cat" / "list.csv").write_text("a,b\n")
-    line = one_line_error(runner.invoke(cli, ["data", "info", str(tmp_path / "f")]))
-    assert f"{tmp_path / 'f' / 'cat' / 'list.csv'}: not a readable image" in line
+    (tmp_path / "f" / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    res = runner.invoke(cli, ["data", "info", str(tmp_path / "f"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert f"read 6 images in {tmp_path / 'f'} (train 6)" in res.stderr
+    assert "skipped 2: 1 not an image, 1 unreadable" in res.stderr
+    assert "not an image: cat/list.csv\n" in res.stderr and "unreadable: dog/broken.png (" in res.stderr
+    report = json.loads(res.stdout)["read_report"]
+    assert report["skipped_counts"] == {"not an image": 1, "unreadable": 1}
+    assert runner.invoke(cli, ["-q", "data", "info", str(tmp_path / "f")]).stderr == ""
 
 
 def test_decompression_bomb_in_folder(runner, tmp_path):
@@ -265,3 +272,93 @@ def test_export_to_a_terminal_is_refused(tmp_path):
         os.close(leader)
     assert proc.returncode == 2
     assert "refusing to write binary .npz data to a terminal" in proc.stderr and "redirect" in proc.stderr
+
+
+# -- data audit ------------------------------------------------------------------------------------------
+def _audit_folder(root):
+    """train/ and test/ of random 6x6 PNGs with planted copies: exact and near, within and across splits."""
+    from PIL import Image
+
+    r = np.random.default_rng(4)
+    imgs = {}
+    for split, n in (("train", 6), ("test", 3)):
+        for c in ("ant", "bee"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                imgs[f"{split}/{c}/{i}.png"] = r.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+    imgs["train/bee/5.png"] = imgs["train/ant/0.png"]  # exact within train, conflicting labels
+    imgs["test/ant/2.png"] = imgs["train/ant/3.png"]  # exact leak
+    imgs["test/bee/1.png"] = np.clip(imgs["train/bee/2.png"].astype(int) + 2, 0, 255).astype(np.uint8)  # near leak
+    for rel, X in imgs.items():
+        Image.fromarray(X).save(root / rel)
+    (root / "test" / "bee" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+
+
+def test_audit_folder_json(runner, tmp_path):
+    _audit_folder(tmp_path / "f")
+    res = runner.invoke(cli, ["data", "audit", str(tmp_path / "f"), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["splits"] == {"train": 12, "test": 6}
+    assert out["exact"]["by_pair"] == {"train": 1, "test/train": 1} and out["exact"]["conflicting_labels"] == 1
+    files = [[m["file"] for m in g] for g in out["exact"]["list"]]
+    assert ["train/ant/0.png", "train/bee/5.png"] in files and ["train/ant/3.png", "test/ant/2.png"] in files
+    assert out["near_duplicates"]["by_pair"] == {"test/train": 1}
+    pair = out["near_duplicates"]["list"][0]
+    assert (pair["a"]["file"], pair["b"]["file"]) == ("test/bee/1.png", "train/bee/2.png")
+    assert pair["distance"] == pytest.approx(2, abs=0.1)
+    assert out["leakage"] == {"test": {"exact": 1, "near": 1}}
+    assert [s["path"] for s in out["unreadable"]] == ["test/bee/broken.png"]
+    assert out["class_counts"] == {"train": [6, 6], "test": [3, 3]}
+
+
+def test_audit_table_and_options(runner, tmp_path):
+    _audit_folder(tmp_path / "f")
+    res = runner.invoke(cli, ["data", "audit", "--data", str(tmp_path / "f"), "--metric", "l1", "--near", "1", "-q"])
+    assert res.exit_code == 0, res.output
+    assert "2 exact groups holding 4 images, 1 with conflicting labels; 0 near pairs (per-pixel l1 <= 1)" in res.stdout
+    assert "leakage: 1 test images are exact copies of earlier-split images, 0 more are near copies" in res.stdout
+    assert "unreadable: test/bee/broken.png" in res.stdout and res.stderr == ""
+    assert "train[0] train/ant/0.png label 0 = train[11] train/bee/5.png label 1" in res.stdout
+    res = runner.invoke(cli, ["data", "audit", str(tmp_path / "f"), "--cross-only", "--json", "-q"])
+    assert json.loads(res.stdout)["cross_only"] is True
+
+
+def test_audit_folder_of_mixed_sizes_and_a_stream(runner, tmp_path, small_stream):
+    write_image_folder(tmp_path / "m", classes=("a",), n=2, shape=(8, 8, 3))
+    write_image_folder(tmp_path / "m", classes=("b",), n=1, shape=(5, 7, 3))
+    res = runner.invoke(cli, ["data", "audit", str(tmp_path / "m"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert "comparing them at the most common size 8x8" in res.stderr
+    assert json.loads(res.stdout)["sizes"] == {"8x8": 2, "5x7": 1}
+    res = runner.invoke(cli, ["data", "audit", str(small_stream), "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["splits"] == {"train": 120, "val": 30, "test": 30}  # as stored: no validation split carved off
+    assert out["sizes"] == {"8x8": 180} and out["modes"] == {"RGB": 180}
+
+
+def test_audit_refuses_preprocessed_streams(runner, tmp_path, small_stream):
+    mean = tmp_path / "m.npz"
+    res = runner.invoke(cli, ["preprocess", "mean", "--data", str(small_stream), "-o", str(mean), "-q"])
+    assert res.exit_code == 0, res.output
+    line = one_line_error(runner.invoke(cli, ["data", "audit", str(mean)]))
+    assert "the audit compares raw 8-bit images" in line
+
+
+def test_audit_size_color_neighbors_examples_memory(runner, tmp_path):
+    _audit_folder(tmp_path / "f")
+    res = runner.invoke(cli, ["data", "audit", str(tmp_path / "f"), "--size", "3x3", "--color", "gray",
+                              "--neighbors", "1", "--memory", "64", "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["neighbors"] == 1 and out["exact"]["groups"] == 2
+    res = runner.invoke(cli, ["data", "audit", str(tmp_path / "f"), "--examples", "1", "-q"])
+    assert res.stdout.count(" = ") == 1  # one exact group listed of two
+    res = runner.invoke(cli, ["data", "audit", str(tmp_path / "f"), "--size", "3by3"])
+    assert res.exit_code == 2 and "expected HxW" in res.output
+
+
+def test_audit_help_has_examples(runner):
+    res = runner.invoke(cli, ["data", "audit", "--help"])
+    assert res.exit_code == 0 and "imgclf data audit cifar10 --cross-only" in res.output

@@ -235,7 +235,8 @@ def test_image_folder_with_train_and_test_sub_roots(tmp_path):
     write_image_folder(tmp_path / "d" / "test", classes=("dog",), n=2, seed=1)
     (tmp_path / "d" / "README.txt").write_text("ignored: not in a class folder")
     (tmp_path / "d" / "train" / "cat" / ".DS_Store").write_bytes(b"\x00junk")
-    Xtr, ytr, Xte, yte, classes = folder.load_image_folder(tmp_path / "d")
+    found = folder.load_image_folder(tmp_path / "d")
+    (Xtr, ytr), (Xte, yte), classes = found.splits["train"], found.splits["test"], found.classes
     assert classes == ["cat", "dog", "eel"]
     assert Xtr.shape == (12, 8, 8, 3) and Xte.shape == (2, 8, 8, 3)
     np.testing.assert_array_equal(ytr, [0, 1, 2] * 4)  # classes interleaved
@@ -249,12 +250,12 @@ def test_image_folder_resize_and_colour_modes(tmp_path):
     root = tmp_path / "d"
     write_image_folder(root, classes=("a", "b"), n=2, shape=(10, 12, 3))
     write_image_folder(root, classes=("c",), n=3, shape=(10, 12))  # gray: a minority
-    X, *_ = folder.load_image_folder(root)
+    X = folder.load_image_folder(root).splits["train"][0]
     assert X.shape == (7, 10, 12, 3)
-    X, *_ = folder.load_image_folder(root, size=(4, 6), mode="gray")
+    X = folder.load_image_folder(root, size=(4, 6), mode="gray").splits["train"][0]
     assert X.shape == (7, 4, 6, 1)
     write_image_folder(root, classes=("d", "e"), n=3, shape=(10, 12))  # now gray is the majority
-    X, *_ = folder.load_image_folder(root)
+    X = folder.load_image_folder(root).splits["train"][0]
     assert X.shape == (13, 10, 12, 1)
 
 
@@ -263,23 +264,30 @@ def test_image_folder_sizes_must_agree_without_size(tmp_path):
     write_image_folder(tmp_path / "d", classes=("b",), n=1, shape=(9, 8, 3))
     with pytest.raises(DataError, match=r"differ in size .* pass a size \(--size HxW\)"):
         folder.load_image_folder(tmp_path / "d")
-    assert folder.load_image_folder(tmp_path / "d", size=(5, 5))[0].shape == (2, 5, 5, 3)
+    assert folder.load_image_folder(tmp_path / "d", size=(5, 5)).splits["train"][0].shape == (2, 5, 5, 3)
 
 
-def test_non_image_file_is_reported_by_path(tmp_path):
-    write_image_folder(tmp_path / "d")
-    bad = tmp_path / "d" / "dog" / "notes.txt"
+def test_non_image_and_truncated_files_are_skipped_and_reported(tmp_path):
+    write_image_folder(tmp_path / "d", shape=(64, 64, 3))
+    (tmp_path / "d" / "dog" / "notes.txt").write_text("not an image")
+    (tmp_path / "d" / "dog" / "fake.jpg").write_text("not a jpeg either")
+    bad = tmp_path / "d" / "cat" / "001.png"
+    bad.write_bytes(bad.read_bytes()[:200])  # a valid header: found only when decoding
+    found = folder.load_image_folder(tmp_path / "d")
+    assert found.splits["train"][0].shape == (5, 64, 64, 3)
+    assert "cat/001.png" not in found.files["train"]
+    report = found.report
+    assert report.skipped_counts() == {"not an image": 1, "unreadable": 2}
+    why = {s.path: s.reason for s in report.skipped}
+    assert why == {"dog/notes.txt": "not an image", "dog/fake.jpg": "unreadable", "cat/001.png": "unreadable"}
+    assert report.read == {"train": 5} and report.class_counts == {"train": [2, 3]}
+
+
+def test_single_unreadable_image_is_an_error(tmp_path):
+    bad = tmp_path / "notes.txt"
     bad.write_text("not an image")
     with pytest.raises(DataError, match=rf"{bad}: not a readable image"):
-        folder.load_image_folder(tmp_path / "d")
-
-
-def test_truncated_image_is_reported_by_path(tmp_path):
-    write_image_folder(tmp_path / "d", shape=(64, 64, 3))
-    bad = tmp_path / "d" / "cat" / "001.png"
-    bad.write_bytes(bad.read_bytes()[:200])
-    with pytest.raises(DataError, match=rf"{bad}: "):
-        folder.load_image_folder(tmp_path / "d")
+        folder.load_image(bad)
 
 
 def test_decompression_bomb_refused_by_pillow_check(tmp_path):
@@ -397,7 +405,9 @@ def test_real_image_folder_sample(real_data):
     sample = real_data / "cifar10-jpeg-sample"
     if not sample.is_dir():
         pytest.skip(f"no cifar10-jpeg-sample under {real_data}")
-    Xtr, ytr, Xte, yte, classes = folder.load_image_folder(sample)
+    found = folder.load_image_folder(sample)
+    (Xtr, ytr), (Xte, yte), classes = found.splits["train"], found.splits["test"], found.classes
+    assert found.report.skipped_counts() == {"outside class folders": 1}  # SHA256SUMS
     assert Xtr.shape == (1000, 32, 32, 3) and Xte.shape == (500, 32, 32, 3)
     assert np.bincount(ytr).tolist() == [100] * 10 and classes == CIFAR_NAMES
 
@@ -438,7 +448,7 @@ def test_exif_orientation_is_applied(tmp_path):
     root.mkdir(parents=True)
     Image.fromarray(stored).save(root / "p.png", exif=exif)
     Image.fromarray(np.zeros((8, 4, 3), np.uint8)).save(root / "q.png")  # already upright, same size
-    X, *_ = folder.load_image_folder(tmp_path / "d")
+    X = folder.load_image_folder(tmp_path / "d").splits["train"][0]
     assert X.shape == (2, 8, 4, 3)
     # Turned a quarter clockwise: the white left half of the stored pixels is now the top half.
     assert X[0, 0, :, 0].tolist() == [255] * 4 and X[0, 7, :, 0].tolist() == [0] * 4

@@ -62,3 +62,18 @@ def test_save_png_is_atomic_and_readable(tmp_path):
     save_png(np.zeros((3, 3, 3), dtype=np.uint8), path)
     with Image.open(path) as im:
         assert im.size == (3, 3)
+
+
+def test_neighbor_grid_lays_out_rows_and_frames():
+    from imgclf.images import LABEL_HEIGHT, neighbor_grid
+
+    q = np.full((2, 4, 4, 3), 10, np.uint8)
+    nb = np.full((2, 3, 4, 4, 3), 200, np.uint8)
+    img = neighbor_grid(q, nb, ["a", "b"], [["a 1", "b 2", "a 3"]] * 2, [[True, False, True]] * 2, scale=2)
+    arr = np.asarray(img)
+    assert arr.shape == (2 * (8 + 1 + LABEL_HEIGHT) + 1, 4 * 9 + 1, 3)
+    assert tuple(arr[1 + 3, 1 + 3]) == (10, 10, 10)  # the query, unframed
+    assert tuple(arr[1, 1 + 9]) == (0, 160, 0) and tuple(arr[1, 1 + 18]) == (220, 0, 0)  # match, mismatch
+    assert tuple(arr[1 + 3, 1 + 9 + 3]) == (200, 200, 200)
+    with pytest.raises(UsageError, match="neighbors must be"):
+        neighbor_grid(q, nb[:1], ["a", "b"], [["x"] * 3])

@@ -52,7 +52,8 @@ def knn(ctx, k, metric, folds, k_values, plot, predictions, output, save_alias, 
     """Classify with k-nearest neighbours (exact L2 or L1 distance) and report accuracy.
 
     Fits on the training split (train+val, unless --val N keeps N images apart: then they are the
-    evaluation split) and scores the test split. Neighbours are ordered by distance, then by
+    evaluation split) and scores the test split; data with a val split but no test split (an image
+    folder with train/ and val/) is scored on val. Neighbours are ordered by distance, then by
     training index; ties in the vote go to the smallest label. Raw uint8 images give exact integer
     distances; preprocessed float data (a pipeline on stdin, or --preprocess) works too.
 
@@ -86,7 +87,10 @@ def knn(ctx, k, metric, folds, k_values, plot, predictions, output, save_alias, 
         raise UsageError("--predictions - and --json both want stdout; write the predictions to a file")
     rep = reporter(ctx, quiet)
     ds = load_data(ctx, data, n_train, n_test, val, size, color, default_val=0, quiet=quiet)
-    if not val:
+    # Validation images are for scoring only when asked for (--val N) or when there is nothing else to
+    # score (an image folder with train/ and val/ but no test/).
+    score_val = bool(val) or (ds.has("val") and not ds.has("test"))
+    if not score_val:
         ds = merge_val_into_train(ds)
     if preprocess_spec:
         from imgclf.preprocessing_chain import fit_chain, parse_chain_spec
@@ -95,7 +99,7 @@ def knn(ctx, k, metric, folds, k_values, plot, predictions, output, save_alias, 
     if not ds.has("train"):
         raise DataError("the data has no training images to search")
     train = ds.get("train")
-    split = "val" if val else "test"
+    split = "val" if score_val else "test"
     evaluate = ds.has(split)
     if not evaluate and not folds:
         raise DataError(f"the data has no {split} images to classify")

@@ -8,7 +8,28 @@ from ..console import reporter
 from ..options import quiet_option
 from ..predicting import class_name, model_inputs, scored
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+BATCH = 512  # images decoded and scored at a time: a folder of photos never sits in memory whole
+
+
+def _image_items(item: str, several: bool, rep):
+    """Yield (name, path) for one image input: a file as given, a folder walked (recursive, path order).
+
+    A file found in a folder is named by its path relative to that folder (prefixed by the folder
+    as given when there are several inputs); what the walk skips is said on stderr.
+    """
+    import os
+
+    from imgclf.datasets.folder import list_images
+
+    if not os.path.isdir(item):
+        yield item, item
+        return
+    found, skipped = list_images(item)
+    shown = ", ".join(f"{s.path} ({s.reason})" for s in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+    rep.log(f"{item}: {len(found)} images" + (f"; skipped {len(skipped)}: {shown}" if skipped else ""))
+    for path in found:
+        rel = path.relative_to(item).as_posix()
+        yield (f"{item.rstrip('/')}/{rel}" if several else rel), path
 
 
 def _read_inputs(bundle, inputs, split, rep):
@@ -16,7 +37,7 @@ def _read_inputs(bundle, inputs, split, rep):
     import numpy as np
 
     from imgclf import storage
-    from imgclf.datasets.folder import load_image
+    from imgclf.datasets.folder import UnreadableImage, load_image
     from imgclf.errors import DataError
 
     h, w, c = bundle.input_shape if len(bundle.input_shape) == 3 else (None, None, None)
@@ -31,6 +52,21 @@ def _read_inputs(bundle, inputs, split, rep):
             return out
         return None
 
+    def image_inputs(item):
+        for name, path in _image_items(item, len(inputs) > 1, rep):
+            if h is None:
+                raise DataError(f"{path}: this model takes features of shape {bundle.input_shape}, not images")
+            try:
+                images.append(load_image(path, size=(h, w), mode="gray" if c == 1 else "rgb"))
+            except UnreadableImage as exc:
+                if path == item:  # named on the command line: an error, not a skip
+                    raise
+                rep.log(f"skipped {name} (unreadable: {exc})")
+                continue
+            names.append(name)
+            if len(images) == BATCH:
+                yield flush()
+
     for item in inputs:
         if item == "-" or item.lower().endswith(".npz"):
             batch = flush()
@@ -43,10 +79,7 @@ def _read_inputs(bundle, inputs, split, rep):
             rep.log(f"{label}: {len(part)} rows of the {key} split")
             yield [f"{label}:{key}[{i}]" for i in range(len(part))], model_inputs(bundle, part.X, ds.transforms, label)
         else:
-            if h is None:
-                raise DataError(f"{item}: this model takes features of shape {bundle.input_shape}, not images")
-            images.append(load_image(item, size=(h, w), mode="gray" if c == 1 else "rgb"))
-            names.append(item)
+            yield from image_inputs(item)
     batch = flush()
     if batch:
         yield batch
@@ -68,17 +101,21 @@ def predict(ctx, model_path, inputs, top, fmt, split, quiet):
     """Label images with a saved model: one line per input.
 
     INPUT is an image file (PNG, JPEG, ...: converted to the model's colour mode and resized to its
-    input size), a pipeline .npz, or - for a stream on stdin. Raw images go through the model's own
-    preprocessing chain (e.g. its training mean), so give raw images, not preprocessed ones.
+    input size), a folder of images (read recursively in path order; hidden files, files that are not
+    images and unreadable images are skipped and listed on stderr), a pipeline .npz, or - for a stream
+    on stdin. Raw images go through the model's own preprocessing chain (e.g. its training mean), so
+    give raw images, not preprocessed ones.
 
-    Each line holds the input (path, or file:split[row] for streams), the predicted class name and, for
-    models with probabilities (softmax, nets), its probability; models with scores only (SVM) show the
-    score. --top N lists the N best classes.
+    Each line holds the input, the predicted class name and, for models with probabilities (softmax,
+    nets), its probability; models with scores only (SVM) show the score. --top N lists the N best
+    classes. The input is the path as given; an image found in a folder is named by its path relative
+    to the folder (FOLDER/path when there are several inputs); a stream row is file:split[row].
 
     \b
     Examples:
       imgclf predict -m softmax.npz cat.jpg dog.png
       imgclf predict -m softmax.npz photos/*.jpg --top 3 --format csv
+      imgclf predict -m softmax.npz ~/photos --format csv > labels.csv
       imgclf data export cifar10 --n-test 20 | imgclf predict -m svm.npz - --format jsonl
     """
     import json

@@ -34,6 +34,7 @@ class Dataset:
     image_shape: tuple[int, int, int]
     transforms: list = field(default_factory=list)
     name: str = ""
+    report: object = None  # what the reader read and skipped (datasets.folder.FolderReport), if it says
 
     def __post_init__(self):
         for key, split in self.splits.items():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import config
 from ..errors import DataError, UsageError
-from .base import Dataset, Split, check_images
+from .base import SPLITS, Dataset, Split, check_images
 from .splits import carve_val, make_splits, subsample
 
 
@@ -68,9 +68,9 @@ def detect_layout(path: Path) -> str:
 
 
 def read_raw(path: Path, *, size=None, mode=None):
-    """(X_train, y_train, X_test, y_test, classes) from a dataset on disk; X_test may be None."""
+    """(X_train, y_train, X_test, y_test, classes) from CIFAR or idx files on disk; X_test may be None."""
     layout = detect_layout(path)
-    if layout != "folder" and (size is not None or mode is not None):
+    if size is not None or mode is not None:
         raise UsageError(f"{path}: --size and --color apply to image folders only, not to {layout} data")
     if layout == "cifar-python":
         from .cifar import load_cifar_python
@@ -84,9 +84,8 @@ def read_raw(path: Path, *, size=None, mode=None):
     if layout == "idx":
         from .mnist import load_idx_dir
         return load_idx_dir(path)
-    if layout == "folder":
-        from .folder import load_image_folder
-        return load_image_folder(path, size=size, mode=mode)
+    if layout == "folder":  # its splits (val/ too) and report need more than this tuple: see `load`
+        raise DataError(f"{path}: an image folder, not CIFAR batches or idx files")
     raise DataError(f"{path}: a pipeline file is not a raw dataset")
 
 
@@ -147,6 +146,8 @@ def load(
             ds = carve_val(ds, val)
         ds.splits = subsample(ds.splits, n_train=n_train, n_test=n_test)
         return ds
+    if kind == "path" and detect_layout(path) == "folder":
+        return _load_folder(path, val=val, n_train=n_train, n_test=n_test, size=size, mode=mode)
     if kind == "shapes":
         from . import shapes
 
@@ -169,3 +170,28 @@ def load(
         n_train=n_train, n_test=n_test,
     )
     return Dataset(splits, list(classes), tuple(Xtr.shape[1:]), [], name)
+
+
+def _load_folder(path: Path, *, val, n_train, n_test, size, mode) -> Dataset:
+    """An image folder's splits: a val/ (or valid/) folder replaces the validation tail of train."""
+    from .folder import load_image_folder
+
+    found = load_image_folder(path, size=size, mode=mode)
+    name = os.path.basename(os.path.normpath(path))
+    # An empty sub-root (say val/ made but not filled) is no split; the report still shows it read 0.
+    parts = {k: Split(X, y) for k, (X, y) in found.splits.items() if len(y)}
+    if not parts:
+        raise DataError(f"{path}: no image could be read ({len(found.report.skipped)} files skipped)")
+    for part in parts.values():
+        check_images(part.X, part.y, len(found.classes), name)
+    train = parts.get("train")
+    if "val" in parts or train is None:
+        val = 0
+    elif val is None:
+        val = min(config.DEFAULT_VAL, len(train) // 5)
+    splits = make_splits(train, parts.get("test"), val=val, n_train=n_train, n_test=n_test)
+    if "val" in parts:
+        splits["val"] = parts["val"]
+        splits = {k: splits[k] for k in SPLITS if k in splits}
+    image_shape = next(iter(parts.values())).X.shape[1:]
+    return Dataset(splits, list(found.classes), tuple(image_shape), [], name, report=found.report)
