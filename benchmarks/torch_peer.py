@@ -112,7 +112,7 @@ def imgclf_fc(X, y, h):
     from imgclf.nn.net import NeuralNet
     from imgclf.nn.solver import Solver
 
-    net = NeuralNet(hidden=(h,), batch_size=200, optim="sgd", lr=1e-3, reg=1e-4, random_state=0)
+    net = NeuralNet(hidden=(h,), batch_size=200, optim="sgd", lr=1e-3, reg=1e-4, dropout=0.0, random_state=0)
     net.classes_ = np.arange(10)
     rng = np.random.default_rng(0)
     solver = Solver(net.initialize(X.shape[1], 10, rng), X, y, optim="sgd", lr=1e-3, epochs=1, batch_size=200, rng=rng)
@@ -252,7 +252,7 @@ def _instrument(solver, trainee, table):
     solver.rule = _wrap(table, "optimiser (Adam)", solver.rule)
     if solver.augment is not None:
         solver.augment = _wrap(table, "augmentation (flip, crop:4)", solver.augment)
-    trainee.prepare = _wrap(table, "standardise batch", trainee.prepare)
+    trainee.prepare_batch = _wrap(table, "standardise batch", trainee.prepare_batch)
     X = solver.X_train
     original = X.__class__
 

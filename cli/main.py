@@ -12,6 +12,22 @@ import imgclf  # noqa: F401 - before anything loads numpy: sets the thread-spin 
 
 from .registry import COMMANDS, PACKAGE, LazyGroup
 
+# Library parameter -> the option that sets it, where the option is not `--` + the name with dashes.
+FLAGS = {"source": "--from", "mode": "--color", "param": "--param"}
+
+
+def in_flags(exc) -> str:
+    """The library's message with the parameter it names (`exc.param`, named first in the message)
+    spelt as the command-line option that sets it: "batch_size must be >= 1" -> "--batch-size ..."."""
+    import re
+
+    message = str(exc)
+    param = getattr(exc, "param", None)
+    if not param:
+        return message
+    flag = FLAGS.get(param, "--" + param.replace("_", "-"))
+    return re.sub(rf"(?<![\w-]){re.escape(param)}(?![\w-])", flag, message, count=1)
+
 
 class App(LazyGroup):
     """Runs commands with imgclf's error handling: one line and exit 2 for bad input, 1 otherwise."""
@@ -31,7 +47,7 @@ class App(LazyGroup):
         except ImgclfError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"Error: {_one_line(exc)}", err=True)
+            click.echo(f"Error: {_one_line(in_flags(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)

@@ -61,6 +61,24 @@ def quiet_option(func):
     return click.option("-q", "--quiet", is_flag=True, help="No progress or logs on stderr.")(func)
 
 
+def capped_workers(rep, jobs: int = 1, scheduler: str | None = None) -> tuple[int, str | None]:
+    """--jobs and --scheduler local:N capped at the worker ceiling (the core count unless
+    IMGCLF_MAX_WORKERS raises it), with a note: more processes than cores only thrash. The library
+    refuses such counts outright; the CLI, which can tell the user, runs with the cap instead."""
+    from imgclf import limits
+
+    cap = limits.get("workers")
+    hint = "(the core count; set IMGCLF_MAX_WORKERS to force more)"
+    if jobs > cap:
+        rep.notice(f"--jobs {jobs} capped at {cap} worker processes {hint}")
+        jobs = cap
+    count = scheduler[len("local:"):] if scheduler and scheduler.startswith("local:") else ""
+    if count.isdigit() and int(count) > cap:  # anything malformed is the library's to refuse
+        rep.notice(f"--scheduler {scheduler} capped at local:{cap} {hint}")
+        scheduler = f"local:{cap}"
+    return jobs, scheduler
+
+
 def stdin_is_piped() -> bool:
     """True when stdin is a pipe or a non-empty redirected file (not a terminal, not /dev/null)."""
     try:

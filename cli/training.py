@@ -12,6 +12,8 @@ label_smoothing, ema`
 
 from __future__ import annotations
 
+import functools
+
 import click
 
 # Option name -> key in imgclf.nn.optim.DEFAULTS, and the optimisers it applies to.
@@ -22,22 +24,99 @@ _OPTIM_SETTINGS = {
     "decay_rate": ("decay_rate", ("rmsprop",)),
     "epsilon": ("epsilon", ("adagrad", "rmsprop", "adam")),
 }
+# The update rules of imgclf.nn.optim.RULES (a test keeps them equal; importing it would load numpy
+# into `--help`).
+OPTIMISERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 
-TRAINING_KEYS = ("optim", "lr", "lr_schedule", "reg", "epochs", "batch_size", "augment", "patience", "label_smoothing",
-                 "ema")
+TRAINING_KEYS = ("optim", "lr", "lr_schedule", "reg", "epochs", "batch_size", "augment", "patience", "class_weight",
+                 "label_smoothing", "ema")
 RUN_KEYS = ("momentum", "beta1", "beta2", "decay_rate", "epsilon", "checkpoint_dir", "keep_checkpoints", "resume",
             "log_file", "plot")
 
 
-def training_options(defaults: dict):
-    """Decorator adding the shared training options; `defaults` gives optim, lr, reg, epochs,
-    batch_size, augment (each kind measures its own)."""
-    d = {"optim": "adam", "lr": 1e-3, "reg": 1e-4, "epochs": 10, "batch_size": 200, "augment": None, **defaults}
+@functools.lru_cache(maxsize=None)
+def estimator_defaults(kind: str) -> dict:
+    """The constructor defaults of a kind's estimator (imgclf/kinds.py): the library owns the defaults
+    and the options show them. Read from the estimator's source, not by importing it, so that `--help`
+    never loads numpy; a test checks them against inspect.signature."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    from imgclf.kinds import ESTIMATORS
+
+    module, name = ESTIMATORS[kind].split(":")
+    tree = ast.parse(Path(importlib.util.find_spec(module).origin).read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name)
+    init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    args = [a.arg for a in init.args.args[1:]]
+    return {a: ast.literal_eval(d) for a, d in zip(args[len(args) - len(init.args.defaults):], init.args.defaults)}
+
+
+class AutoOr(click.ParamType):
+    """`auto` (the estimator works the value out from the data) or a value of `inner`."""
+
+    def __init__(self, inner: click.ParamType):
+        self.inner = inner
+        self.name = f"auto|{inner.name}"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        return self.inner.convert(value, param, ctx)
+
+
+def _class_weight(ctx, param, value):
+    if value is None or value in ("none", "balanced"):
+        return None if value == "none" else value
+    weights = {}
+    for part in value.split(","):
+        label, sep, weight = part.partition("=")
+        try:
+            if not sep or not label.strip():
+                raise ValueError
+            weights[label.strip()] = float(weight)
+            if not weights[label.strip()] >= 0:
+                raise ValueError
+        except ValueError:
+            msg = f"expected balanced or CLASS=WEIGHT,... (e.g. cat=2,dog=0.5), got {value!r}"
+            raise click.BadParameter(msg) from None
+    return weights
+
+
+def class_weight_option(func):
+    return click.option("--class-weight", callback=_class_weight, default=None, metavar="balanced|C=W,...",
+                        help="Weigh the loss of each class: balanced (n / (classes x count), for imbalanced "
+                             "data) or CLASS=WEIGHT pairs by class name or index (others weigh 1).")(func)
+
+
+def class_weights_for(spec, ds):
+    """--class-weight for the estimator: class names of the data -> their label indices."""
+    if not isinstance(spec, dict):
+        return spec
+    from imgclf.errors import UsageError
+
+    names = [str(c) for c in ds.classes]
+    out = {}
+    for label, weight in spec.items():
+        if label in names:
+            out[names.index(label)] = weight
+        elif label.isdigit() and int(label) < len(names):
+            out[int(label)] = weight
+        else:
+            raise UsageError(f"--class-weight names {label!r}, which is neither a class of the data "
+                             f"({', '.join(names)}) nor an index below {len(names)}")
+    return out
+
+
+def training_options(kind: str):
+    """Decorator adding the shared training options, their defaults those of `kind`'s estimator."""
+    d = estimator_defaults(kind)
 
     def wrap(func):
         opts = [
-            click.option("--optim", type=click.Choice(["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"]),
-                         default=d["optim"], show_default=True, help="Update rule."),
+            click.option("--optim", type=click.Choice(OPTIMISERS), default=d["optim"], show_default=True,
+                         help="Update rule."),
             click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=d["lr"], show_default=True,
                          help="Base learning rate."),
             click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=None,
@@ -50,26 +129,30 @@ def training_options(defaults: dict):
                          help="RMSprop's squared-gradient decay [default: 0.99]."),
             click.option("--epsilon", type=click.FloatRange(min=0, min_open=True), default=None,
                          help="Adagrad/RMSprop/Adam denominator guard [default: 1e-8]."),
-            click.option("--lr-schedule", default=d.get("lr_schedule"), show_default=True, metavar="SPEC",
+            click.option("--lr-schedule", default=d["lr_schedule"] or "none", show_default=True, metavar="SPEC",
                          help="Learning-rate schedule: step:F[:E] (times F every E epochs), exp:K "
                               "(lr0 e^-Kt), inv:K (lr0/(1+Kt)), warmup:P[:S] (per step: linear from S*lr0 to lr0 "
                               "over the first fraction P of the run, then linear to 0; default 0.2:0.2) or none."),
             click.option("--reg", type=click.FloatRange(min=0), default=d["reg"], show_default=True,
                          help="L2 strength: reg * sum(W^2) over the weight matrices."),
-            click.option("--epochs", type=click.IntRange(min=1), default=d["epochs"], show_default=True,
-                         help="Passes over the training split."),
+            click.option("--epochs", type=AutoOr(click.IntRange(min=1)), default=d["epochs"], show_default=True,
+                         help="Passes over the training split; auto: the measured number, stretched to at least "
+                              "600 steps (with an early stop) on small data."),
             click.option("--batch-size", type=click.IntRange(min=1), default=d["batch_size"], show_default=True,
                          help="Examples per step."),
-            click.option("--augment", default=d["augment"], show_default=True, metavar="SPEC",
+            click.option("--augment", default=d["augment"] or "none", show_default=True, metavar="SPEC",
                          help="Training-time augmentation of image data: flip, crop:PAD, e.g. flip,crop:4; none; "
-                              "auto = flip for colour images, none for grayscale (digits) or feature vectors."),
+                              "auto = the kind's choice for colour images, none for grayscale (digits) or "
+                              "feature vectors."),
             click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True),
-                         default=d.get("label_smoothing", 0.0), show_default=True, help="Softmax target (1-e) onehot + e/classes instead of onehot."),
+                         default=d.get("label_smoothing", 0.0), show_default=True,
+                         help="Softmax target (1-e) onehot + e/classes instead of onehot."),
             click.option("--ema", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=d.get("ema"),
                          help="Keep a moving average of the weights with this decay per step (e.g. 0.999); it is "
                               "what is evaluated, kept and saved."),
             click.option("--patience", type=click.IntRange(min=1), default=None,
                          help="Stop when val accuracy has not improved for this many epochs."),
+            class_weight_option,
             click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
                          help="Write a checkpoint (weights, optimiser and RNG state) every epoch: "
                               "ckpt_epochNNN_valA.AAAA.npz."),
@@ -90,8 +173,9 @@ def training_options(defaults: dict):
     return wrap
 
 
-def training_params(optim, lr, lr_schedule, reg, epochs, batch_size, augment, patience, momentum=None, beta1=None,
-                    beta2=None, decay_rate=None, epsilon=None, label_smoothing=0.0, ema=None, **_):
+def training_params(optim, lr, lr_schedule, reg, epochs, batch_size, augment, patience, class_weight=None,
+                    momentum=None, beta1=None, beta2=None, decay_rate=None, epsilon=None, label_smoothing=0.0, ema=None,
+                    **_):
     """The model's training hyperparameters from the shared options; settings of other optimisers
     than the chosen one are refused rather than silently ignored."""
     given = {"momentum": momentum, "beta1": beta1, "beta2": beta2, "decay_rate": decay_rate, "epsilon": epsilon}
@@ -106,7 +190,7 @@ def training_params(optim, lr, lr_schedule, reg, epochs, batch_size, augment, pa
     return {"optim": optim, "lr": lr, "optim_options": options or None,
             "lr_schedule": None if lr_schedule in (None, "", "none") else lr_schedule, "reg": reg, "epochs": epochs,
             "batch_size": batch_size, "augment": None if augment in (None, "", "none") else augment,
-            "patience": patience, "label_smoothing": label_smoothing or 0.0, "ema": ema}
+            "patience": patience, "class_weight": class_weight, "label_smoothing": label_smoothing or 0.0, "ema": ema}
 
 
 def model_settings(ctx: click.Context, options: dict, arch: dict, preprocess_spec, seed):
@@ -141,17 +225,6 @@ def load_training_data(ctx: click.Context, preprocess_spec, *, quiet: bool, **da
     if preprocess_spec and preprocess_spec.strip().lower() != "none":
         ds = fit_chain(parse_chain_spec(preprocess_spec), ds)
     return ds
-
-
-def resolve_augment(spec, ds, rep):
-    """`auto` -> flip for RGB images (natural photos look alike mirrored), none for grayscale images such
-    as digits (a mirrored 3 is no 3) and for feature vectors (PCA output has no image layout)."""
-    if spec != "auto":
-        return spec
-    shape = ds.get("train").X.shape
-    chosen = "flip" if len(shape) == 4 and shape[-1] == 3 else None
-    rep.log(f"augmentation: {chosen or 'none'} (auto)")
-    return chosen
 
 
 def resume_settings(ctx: click.Context, path: str, epochs: int) -> tuple[dict, dict]:
@@ -195,8 +268,10 @@ def fit_with_progress(ctx, model, ds, *, name: str, quiet: bool, checkpoint_dir=
     train, valid = ds.get("train"), ds.splits.get("val")
     steps = max(1, len(train) // min(model.batch_size, len(train)))
     rep.log(f"{name}: {len(train)} training examples, {int(np.prod(train.X.shape[1:]))} features, "
-            f"{len(ds.classes)} classes" + (f", {len(valid)} validation" if valid is not None else ""))
-    with rep.progress(f"train {name}", model.epochs * steps) as advance:
+            f"{len(ds.classes)} classes" + (f", {len(valid)} validation" if valid is not None else "")
+            + (f", augment {model.augment}" if model.augment not in (None, "none") else ""))
+    epochs = model.epochs_for(len(train))[0]
+    with rep.progress(f"train {name}", epochs * steps) as advance:
         def callback(event, info):
             if event == "step":
                 advance(status=f"epoch {info['epoch']}  loss {info['loss']:.4f}")
@@ -204,7 +279,7 @@ def fit_with_progress(ctx, model, ds, *, name: str, quiet: bool, checkpoint_dir=
             val_txt = f"  val {info['val_acc']:.4f}" if info["val_acc"] is not None else ""
             ratio = info["update_ratio"]
             ratio_txt = f"  update/weight {ratio:.1e}" if ratio is not None else ""
-            rep.log(f"epoch {info['epoch']:3d}/{model.epochs}  loss {info['loss']:.4f}  train {info['train_acc']:.4f}"
+            rep.log(f"epoch {info['epoch']:3d}/{epochs}  loss {info['loss']:.4f}  train {info['train_acc']:.4f}"
                     f"{val_txt}  lr {info['lr']:.3g}{ratio_txt}  {info['seconds']:.1f}s")
 
         budget = contextlib.nullcontext()
@@ -294,6 +369,7 @@ def report_result(ctx, model, ds, result, *, output, seed, as_json, quiet, t0, n
         "checkpoint": getattr(result, "checkpoint", None),
         "preprocess": [t.describe() for t in ds.transforms],
         "hyperparameters": model.get_params(),
+        "augmentation": getattr(model, "augment_", None),
         "history": model.history_,
     }
     if as_json:

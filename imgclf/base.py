@@ -3,8 +3,9 @@
 `Estimator` is the scikit-learn estimator idiom without importing scikit-learn: parameters are the
 constructor's arguments, stored unchanged; `get_params`/`set_params`/`repr` read the signature.
 `__sklearn_tags__` imports scikit-learn only when scikit-learn itself asks for the tags.
-`Classifier` adds `score`; `TrainedClassifier` the hyperparameters and learned scalars that the model
-file of every Solver-trained kind keeps.
+`Classifier` adds `score`; `TrainedClassifier` what every Solver-trained kind shares: the fit prologue
+(validation, label encoding, class weights, `epochs="auto"`), the Solver run, and the hyperparameters
+and learned scalars its model file keeps.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import inspect
 
 import numpy as np
 
-from .errors import ModelFileError, UsageError
-from .validation import check_labels
+from .errors import DataError, ModelFileError, UsageError
+from .validation import check_labels, class_weights, encode_labels, n_features
 
 
 # -- the estimator idiom -------------------------------------------------------------------------------
@@ -74,10 +75,81 @@ class Classifier(Estimator):
         return float(np.mean(pred == y))
 
 
+# `epochs="auto"`: a kind's measured number of epochs, but at least this many steps, so small data sets
+# (a few hundred rows: one or two steps per epoch) train as far as large ones; the extra epochs stop
+# once the score has not improved for a tenth of that many steps (at least 10 epochs).
+AUTO_MIN_STEPS = 600
+
+
 class TrainedClassifier(Classifier):
-    """A Solver-trained classifier: the metadata its model file shares with every other such kind."""
+    """A Solver-trained classifier: the fit prologue, the Solver run and the model-file metadata every
+    such kind shares. Subclasses set `_AUTO_EPOCHS` (what `epochs="auto"` means on large data)."""
 
     _FILE_LEARNED = ("n_features_in_", "stopped_", "best_epoch_")
+    _AUTO_EPOCHS = 10
+
+    def check_params(self):
+        """Validate the parameters now, before any data is converted (fit does it too); UsageError names
+        the bad parameter. Returns self."""
+        self._check_params()
+        return self
+
+    # -- fit -------------------------------------------------------------------------------------------
+    def _fit_data(self, X, y, X_val, y_val, features):
+        """(X, codes, X_val, val codes) through `features(X, name, min_samples)`; learns classes_.
+        Validation labels the training set lacks are coded -1 (never predicted, so counted wrong)."""
+        X = features(X, "X", 1)
+        self.classes_, codes = encode_labels(check_labels(y, len(X)), min_classes=2)
+        Xv = yv = None
+        if X_val is not None and y_val is not None and len(y_val):
+            Xv = features(X_val, "X_val", 0)
+            if n_features(Xv) != n_features(X):
+                raise DataError(f"X_val has {n_features(Xv)} features, X has {n_features(X)}")
+            yv = self._encode(check_labels(y_val, len(Xv), "y_val"))
+        return X, codes, Xv, yv
+
+    def _encode(self, y) -> np.ndarray:
+        """Labels to indices into classes_; -1 for labels the model has never seen."""
+        y = np.asarray(y)
+        idx = np.clip(np.searchsorted(self.classes_, y), 0, len(self.classes_) - 1)
+        return np.where(self.classes_[idx] == y, idx, -1).astype(np.int64)
+
+    def _class_weights(self, codes: np.ndarray) -> np.ndarray | None:
+        """Per-class loss weights from `class_weight` (None, "balanced" or {label: weight}), or None."""
+        return class_weights(getattr(self, "class_weight", None), self.classes_, codes)
+
+    def epochs_for(self, n_train: int) -> tuple[int, int | None]:
+        """(epochs, patience) for the Solver: `epochs="auto"` is `_AUTO_EPOCHS`, stretched to at least
+        AUTO_MIN_STEPS steps on small data with an early stop for the stretch (unless patience is set)."""
+        patience = getattr(self, "patience", None)
+        if not (isinstance(self.epochs, str) and self.epochs == "auto"):
+            if not isinstance(self.epochs, (int, np.integer)) or isinstance(self.epochs, bool) or self.epochs < 1:
+                raise UsageError(f"epochs must be an integer >= 1 or 'auto', got {self.epochs!r}", param="epochs")
+            return int(self.epochs), patience
+        steps = max(1, n_train // max(1, min(int(self.batch_size), n_train)))
+        epochs = max(self._AUTO_EPOCHS, -(-AUTO_MIN_STEPS // steps))
+        if epochs > self._AUTO_EPOCHS and patience is None:
+            patience = max(10, -(-AUTO_MIN_STEPS // (10 * steps)))
+        return epochs, patience
+
+    def _run_solver(self, solver, resume=None):
+        """Train; keep the Solver's result. A run that diverged before any epoch finished has no
+        weights worth keeping: `Diverged`. Otherwise `stopped_` says why a run ended early."""
+        if resume is not None:
+            solver.load_checkpoint(resume)
+        self.result_ = solver.train()
+        self.history_ = self.result_.history
+        self.stopped_ = self.result_.stopped
+        self.best_epoch_ = self.result_.best_epoch
+        if self.stopped_ and self.stopped_.startswith("diverged") and self.best_epoch_ is None:
+            from .errors import Diverged
+
+            raise Diverged(f"training {self.stopped_}")
+        return self
+
+    def predict_codes(self, X) -> np.ndarray:
+        """Class indices 0..C-1 of a batch of data `fit` has validated (the Solver's accuracy)."""
+        return np.argmax(self._scores(self.prepare_batch(X)), axis=1)
 
     def _file_params(self) -> dict:
         """JSON-able hyperparameters plus the learned scalars a model file keeps."""

@@ -4,6 +4,8 @@ import os
 from pathlib import Path
 
 DEFAULT_MEMORY_MB = 1024
+# The kNN distance metrics, one list for the estimator, its kernels and the CLI.
+METRICS = ("l2", "l1")
 DEFAULT_VAL = 1000
 DEFAULT_SEED = 0
 

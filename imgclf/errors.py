@@ -12,9 +12,17 @@ class ImgclfError(Exception):
 
 
 class UsageError(ImgclfError, ValueError):
-    """A parameter or argument is invalid."""
+    """A parameter or argument is invalid.
+
+    `param` names the parameter at fault as the library spells it (`batch_size`), so a front end can
+    say it in its own words (the CLI: `--batch-size`); messages use the same name.
+    """
 
     exit_code = 2
+
+    def __init__(self, *args, param: str | None = None):
+        super().__init__(*args)
+        self.param = param
 
 
 class DataError(UsageError):

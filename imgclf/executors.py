@@ -32,7 +32,7 @@ from .errors import UsageError
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 MAX_RESHARES = 3  # times a Dask map scatters its data again after losing every replica
-DASK_MISSING = "--scheduler needs Dask, which is not installed: pip install 'imgclf[dask]'"
+DASK_MISSING = "scheduler needs Dask, which is not installed: pip install 'imgclf[dask]'"
 
 
 @dataclass
@@ -64,12 +64,13 @@ def make_executor(jobs: int = 1, scheduler: str | None = None, retries: int = 1)
     if scheduler:
         return DaskExecutor(scheduler, retries=retries)
     if jobs < 1:
-        raise UsageError(f"--jobs must be >= 1, got {jobs}")
+        raise UsageError(f"jobs must be >= 1, got {jobs}", param="jobs")
     from . import limits
 
     if jobs > limits.get("workers"):
-        raise UsageError(f"--jobs {jobs} asks for more worker processes than the limit of {limits.get('workers')} "
-                         f"(the core count by default; set IMGCLF_MAX_WORKERS={jobs} to force it)")
+        raise UsageError(f"jobs {jobs} asks for more worker processes than the limit of {limits.get('workers')} "
+                         f"(the core count by default; set IMGCLF_MAX_WORKERS={jobs} to force it)",
+                         param="jobs")
     if jobs == 1:
         return SerialExecutor()
     return ProcessExecutor(jobs, retries=retries)
@@ -298,7 +299,7 @@ def _import_dask():
     try:
         import dask.distributed as dd
     except ImportError:
-        raise UsageError(DASK_MISSING) from None
+        raise UsageError(DASK_MISSING, param="scheduler") from None
     return dd
 
 
@@ -310,13 +311,13 @@ def parse_scheduler(spec: str) -> tuple[str, object]:
             if n < 1:
                 raise ValueError
         except ValueError:
-            raise UsageError(f"--scheduler local:N needs a worker count >= 1, got {spec!r}") from None
+            raise UsageError(f"scheduler local:N needs a worker count >= 1, got {spec!r}", param="scheduler") from None
         from . import limits
 
         if n > limits.get("workers"):
-            raise UsageError(f"--scheduler local:{n} asks for more worker processes than the limit of "
+            raise UsageError(f"scheduler local:{n} asks for more worker processes than the limit of "
                              f"{limits.get('workers')} (the core count by default; set IMGCLF_MAX_WORKERS={n} "
-                             "to force it)")
+                             "to force it)", param="scheduler")
         return "local", n
     return "address", _check_address(spec)
 
@@ -334,7 +335,7 @@ def _check_address(spec: str) -> str:
     except ValueError:
         port = None
     if url.scheme not in _SCHEMES or not url.hostname or port is None or url.path not in ("", "/"):
-        raise UsageError(f"--scheduler expects tcp://HOST:PORT or local:N, got {spec!r}")
+        raise UsageError(f"scheduler expects tcp://HOST:PORT or local:N, got {spec!r}", param="scheduler")
     return spec
 
 

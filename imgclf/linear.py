@@ -20,22 +20,35 @@ import numpy as np
 
 from .base import TrainedClassifier
 from .blas import blas_threads
-from .errors import Diverged, ModelFileError, UsageError
+from .errors import ModelFileError, UsageError
 from .losses import softmax, softmax_loss, svm_loss
-from .validation import check_array, check_fitted, check_labels, check_n_features, check_random_state, encode_labels
+from .validation import (check_array, check_fitted, check_n_features, check_random_state,
+                         rescale_u8)
+
+
+def _is_auto(value) -> bool:
+    return isinstance(value, str) and value == "auto"
 
 
 class LinearClassifier(TrainedClassifier):
-    """Shared machinery; subclasses set `kind`, `_data_loss` and their own defaults.
+    """Shared machinery; subclasses set `kind`, `_data_loss`, `_AUTO_LR`, `_AUTO_REG`.
 
-    The defaults (reg, lr, epochs) were measured on CIFAR-10 raw pixels with mean subtraction
-    (49000/1000/10000): they reach test accuracy 0.39 (SVM) / 0.40 (softmax) in 10 epochs.
+    `lr="auto"` and `reg="auto"` (the defaults) scale with the data: lr = _AUTO_LR / s and
+    reg = _AUTO_REG * s, with s the mean squared norm of the training rows (the bias trick's 1
+    included). Rescaling the features by a factor then rescales the learned W by its inverse and
+    leaves the predictions as they were, so one default serves raw pixels, standardised or whitened
+    features and small tabular data alike (`lr_`, `reg_` hold the values used). The constants were
+    measured on CIFAR-10 raw pixels with mean subtraction (49000/1000/10000, s = 1.23e7: lr 9.8e-8 /
+    2.9e-7, reg 980 / 98); docs/linear.md has the figures. `epochs="auto"` is 10 epochs, and at least
+    600 steps on small data (imgclf.base.AUTO_MIN_STEPS).
     """
 
     kind = "linear"
+    _AUTO_LR = 1.2
+    _AUTO_REG = 8e-5
 
-    def __init__(self, reg=1e3, lr=1e-7, epochs=10, iters=None, batch_size=200, lr_decay=0.95,
-                 bias_trick=True, weight_scale=1e-4, optim="sgd", random_state=None):
+    def __init__(self, reg="auto", lr="auto", epochs="auto", iters=None, batch_size=200, lr_decay=0.95,
+                 bias_trick=True, weight_scale=1e-4, optim="sgd", class_weight=None, random_state=None):
         self.reg = reg
         self.lr = lr
         self.epochs = epochs
@@ -45,18 +58,24 @@ class LinearClassifier(TrainedClassifier):
         self.bias_trick = bias_trick
         self.weight_scale = weight_scale
         self.optim = optim
+        self.class_weight = class_weight
         self.random_state = random_state
 
     # -- validation ------------------------------------------------------------------------------
     def _check_params(self) -> None:
-        for name in ("reg",):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float, np.number)) and np.isfinite(v) and v >= 0):
-                raise UsageError(f"{name} must be a number >= 0, got {v!r}")
-        for name in ("lr", "weight_scale", "lr_decay"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float, np.number)) and np.isfinite(v) and v > 0):
-                raise UsageError(f"{name} must be a number > 0, got {v!r}")
+        if not _is_auto(self.reg):
+            _check_number(self.reg, "reg", "a number >= 0 or 'auto'", strict=False)
+        if not _is_auto(self.lr):
+            _check_number(self.lr, "lr", "a number > 0 or 'auto'")
+        for name in ("weight_scale", "lr_decay"):
+            _check_number(getattr(self, name), name, "a number > 0")
+        if not isinstance(self.batch_size, (int, np.integer)) or isinstance(self.batch_size, bool) \
+                or self.batch_size < 1:
+            raise UsageError(f"batch_size must be an integer >= 1, got {self.batch_size!r}", param="batch_size")
+        from .nn.optim import RULES
+
+        if self.optim not in RULES:
+            raise UsageError(f"unknown optimiser {self.optim!r}; choose from {', '.join(RULES)}", param="optim")
 
     @staticmethod
     def _as_features(X, name: str = "X", min_samples: int = 0) -> np.ndarray:
@@ -73,7 +92,21 @@ class LinearClassifier(TrainedClassifier):
         check_n_features(self, X)
         return X
 
-    # -- the model -------------------------------------------------------------------------------
+    def _scale(self, X: np.ndarray) -> float:
+        """Mean squared norm of the centred rows (bias feature included), on an evenly spaced sample of
+        <= 2000 rows (training centres the features, see `fit`)."""
+        sample = X[::max(1, len(X) // 2000)].astype(np.float64)
+        sample -= sample.mean(axis=0)
+        return float(np.einsum("ij,ij->", sample, sample) / len(sample)) + (1.0 if self.bias_trick else 0.0)
+
+    def rates_for(self, X) -> tuple[float, float]:
+        """(lr, reg) a fit on X trains with: the numbers given, or the "auto" values for X's scale."""
+        if _is_auto(self.lr) or _is_auto(self.reg):
+            scale = self._scale(np.asarray(X).reshape(len(X), -1))
+        lr = self._AUTO_LR / scale if _is_auto(self.lr) else float(self.lr)
+        return lr, self._AUTO_REG * scale if _is_auto(self.reg) else float(self.reg)
+
+    # -- the model (the Solver protocol, imgclf/nn/solver.py) ------------------------------------
     def initialize(self, n_features: int, n_classes: int, rng: np.random.Generator, dtype=np.float32):
         """Fresh small random weights (zero bias) for n_features -> n_classes, without training."""
         self._check_params()
@@ -85,6 +118,11 @@ class LinearClassifier(TrainedClassifier):
         else:
             self.params_ = {"W": W, "b": np.zeros(n_classes, dtype)}
         self.n_features_in_ = n_features
+        if not _is_auto(self.reg):
+            self.reg_ = float(self.reg)
+        elif not hasattr(self, "reg_"):
+            self.reg_ = 0.0  # "auto" is resolved on the training data in fit
+
         return self
 
     def _split(self) -> tuple[np.ndarray, np.ndarray]:
@@ -97,33 +135,55 @@ class LinearClassifier(TrainedClassifier):
     def _scores(self, X: np.ndarray) -> np.ndarray:
         W, b = self._split()
         scores = X @ W
-        scores += b
+        scores += self._bias(W, b)
         return scores
 
-    def loss(self, X: np.ndarray, y: np.ndarray, mode: str = "train", rng=None) -> tuple[float, dict]:
-        """Objective and gradients for prepared features X (N, D) and encoded labels y (0..C-1)."""
-        data_loss, dscores = self._data_loss(self._scores(X), y)
+    def _bias(self, W, b):
+        """The bias the raw features take: in training, b - centre @ W (the model sees x - centre)."""
+        centre = getattr(self, "_centre", None)
+        return b if centre is None else b - centre @ W
+
+    def _sample_weight(self, y):
+        weights = getattr(self, "_weights", None)
+        return None if weights is None else weights[y]
+
+    def loss_and_grads(self, X: np.ndarray, y: np.ndarray, mode: str = "train", rng=None,
+                       l2: bool = True) -> tuple[float, dict]:
+        """Objective and gradients for prepared features X (N, D) and encoded labels y (0..C-1); the
+        penalty reg_ * sum W^2 is always included (the Solver folds no L2 term for linear models)."""
+        data_loss, dscores = self._data_loss(self._scores(X), y, self._sample_weight(y))
         grads, dW, db = self._new_grads()
         np.matmul(X.T, dscores, out=dW)
         db[...] = dscores.sum(axis=0)
+        self._centre_gradient(dW, db)
         return data_loss + self._add_penalty(dW), grads
 
-    def loss_rows(self, X: np.ndarray, idx: np.ndarray, y: np.ndarray, work: dict | None = None) -> tuple[float, dict]:
-        """`loss(X[idx], y)` without materialising X[idx]: for float32 features and weights the fused
-        kernel (imgclf/kernels/linear.py) reads the rows in place. `work` caches its buffers."""
-        if X.dtype != np.float32 or self.params_["W"].dtype != np.float32 or X.ndim != 2:
-            return self.loss(X[idx], y)
+    def _centre_gradient(self, dW, db) -> None:
+        """(x - c)^T dS = x^T dS - c (sum dS): the weight gradient of centred features, in place."""
+        centre = getattr(self, "_centre", None)
+        if centre is not None:
+            dW -= np.outer(centre, db).astype(dW.dtype, copy=False)
+
+    def loss_rows(self, X: np.ndarray, idx: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
+        """`loss_and_grads(X[idx], y)` without materialising X[idx]: for float32 features and weights
+        the fused kernel (imgclf/kernels/linear.py) reads the rows in place. Class weights take the
+        gather path (the kernel has no per-row weights)."""
+        if X.dtype != np.float32 or self.params_["W"].dtype != np.float32 or X.ndim != 2 \
+                or getattr(self, "_weights", None) is not None:
+            return self.loss_and_grads(X[idx], y)
         import numba
 
         from .kernels import linear as kernel
 
         W, b = self._split()
-        work = {} if work is None else work
-        if "G" not in work:
+        work = self.__dict__.setdefault("_work", {})  # the kernel's per-thread buffers, reused across steps
+        if "G" not in work or work["G"].shape[1:] != W.T.shape:
             work["G"] = np.empty((numba.get_num_threads(),) + W.T.shape, np.float32)
         kind, delta = self._kernel_loss()
         grads, dW, db = self._new_grads()
-        data_loss, penalty = kernel.loss_grad_rows(X, idx, y, W, b, kind, delta, self.reg, work["G"], dW, db)
+        bias = np.ascontiguousarray(self._bias(W, b), dtype=np.float32)
+        data_loss, penalty = kernel.loss_grad_rows(X, idx, y, W, bias, kind, delta, self.reg_, work["G"], dW, db)
+        self._centre_gradient(dW, db)
         return data_loss + penalty, grads
 
     def _new_grads(self) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -136,7 +196,7 @@ class LinearClassifier(TrainedClassifier):
 
     def _add_penalty(self, dW: np.ndarray) -> float:
         """Add the L2 gradient 2 reg W to dW; return the penalty reg sum W^2 (bias excluded)."""
-        reg = self.reg
+        reg = self.reg_
         if not reg:
             return 0.0
         W, _ = self._split()
@@ -145,10 +205,11 @@ class LinearClassifier(TrainedClassifier):
         w = W.ravel()
         return reg * float(np.dot(w, w))
 
-    def prepare(self, X) -> np.ndarray:
-        """Raw X to the features `loss` takes, in the dtype of the parameters."""
-        X = self._as_features(X)
-        return X.astype(self.params_["W"].dtype, copy=False)
+    def prepare_batch(self, X) -> np.ndarray:
+        """A batch to the (N, D) features `loss_and_grads` takes, in the dtype of the parameters (a
+        no-op on the float32 rows `fit` prepared)."""
+        X = np.asarray(X)
+        return X.reshape(len(X), -1).astype(self.params_["W"].dtype, copy=False)
 
     # -- public API ------------------------------------------------------------------------------
     def fit(self, X, y, X_val=None, y_val=None, callback=None):
@@ -161,40 +222,35 @@ class LinearClassifier(TrainedClassifier):
         from .nn.solver import Solver
 
         self._check_params()
-        X = self._as_features(X, min_samples=1)
-        self.classes_, y_enc = encode_labels(check_labels(y, len(X)), min_classes=2)
-        Xv = yv = None
-        if X_val is not None and y_val is not None and len(y_val):
-            Xv = self._as_features(X_val, "X_val")
-            if Xv.shape[1] != X.shape[1]:
-                raise UsageError(f"X_val has {Xv.shape[1]} features, X has {X.shape[1]}")
-            yv = self._encode(y_val)
+        X, y_enc, Xv, yv = self._fit_data(X, y, X_val, y_val, self._as_features)
+        self.lr_, self.reg_ = self.rates_for(X)
+        # Training sees the features centred (SGD on raw pixels, all positive, zig-zags along the mean
+        # direction), without a centred copy: the bias absorbs -centre @ W in the scores and the weight
+        # gradient takes a rank-one correction; at the end the bias is folded, so the model is x W + b
+        # on the raw features like any other.
+        self._centre = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+        epochs, patience = self.epochs_for(len(X))
         rng = check_random_state(self.random_state)
         self.initialize(X.shape[1], len(self.classes_), rng)
+        self._weights = self._class_weights(y_enc)
         solver = Solver(
-            _Trainee(self), X, y_enc.astype(np.int64), Xv, yv,
-            optim=self.optim, lr=self.lr, lr_decay=self.lr_decay, epochs=self.epochs, iters=self.iters,
-            batch_size=self.batch_size, rng=rng, callback=callback,
+            self, X, y_enc, Xv, yv,
+            optim=self.optim, lr=self.lr_, lr_decay=self.lr_decay, epochs=epochs, iters=self.iters,
+            batch_size=self.batch_size, patience=patience, rng=rng, callback=callback, class_weights=self._weights,
         )
         # Overflow is caught as a non-finite loss by the Solver; numpy's warnings would only add noise.
         # The steps run in numba's threads (the fused kernel); BLAS only scores the per-epoch accuracy
         # samples, on one thread, because OpenBLAS's workers spin for a while after each product and
         # held back the next epoch's kernel threads (measured: 0.19-0.22 s epochs instead of 0.13 s).
-        with np.errstate(over="ignore", invalid="ignore"), blas_threads(1):
-            result = solver.train()
-        self.history_ = result.history
-        self.stopped_ = result.stopped
-        self.best_epoch_ = result.best_epoch
-        if result.stopped and result.stopped.startswith("diverged") and result.best_epoch is None:
-            raise Diverged(f"training {result.stopped}")
-        return self
-
-    def _encode(self, y) -> np.ndarray:
-        """Labels to indices into classes_; -1 for labels the model has never seen."""
-        y = np.asarray(y)
-        idx = np.searchsorted(self.classes_, y)
-        idx = np.clip(idx, 0, len(self.classes_) - 1)
-        return np.where(self.classes_[idx] == y, idx, -1).astype(np.int64)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"), blas_threads(1):
+                self._run_solver(solver)
+            W, b = self._split()
+            b[...] = self._bias(W, b)
+            return self
+        finally:
+            for scratch in ("_work", "_weights", "_centre"):
+                self.__dict__.pop(scratch, None)
 
     def decision_function(self, X) -> np.ndarray:
         """Class scores (N, C), columns in the order of `classes_`; with two classes scikit-learn's
@@ -217,16 +273,14 @@ class LinearClassifier(TrainedClassifier):
             raise UsageError(f"the weights have {self.n_features_in_} inputs, which cannot be shown as "
                              f"{'x'.join(map(str, shape))} images (was the chain a projection such as PCA?)")
         W, _ = self._split()
-        T = W.T.astype(np.float64)
-        lo = T.min(axis=1, keepdims=True)
-        span = T.max(axis=1, keepdims=True) - lo
-        T = (T - lo) * (255.0 / np.where(span > 0, span, 1))
-        return np.rint(T).astype(np.uint8).reshape((-1,) + shape), list(self.classes_)
+        return rescale_u8(W.T).reshape((-1,) + shape), list(self.classes_)
 
     # -- model files -----------------------------------------------------------------------------
     def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
         self._check_fitted()
         params = self._file_params()
+        if isinstance(params.get("class_weight"), dict):  # JSON keys are strings; labels are matched as strings
+            params["class_weight"] = {str(k): float(v) for k, v in params["class_weight"].items()}
         arrays = dict(self.params_)
         arrays["classes"] = np.asarray(self.classes_)
         return params, arrays
@@ -252,29 +306,10 @@ class LinearClassifier(TrainedClassifier):
         return model
 
 
-class _Trainee:
-    """The estimator as the Solver sees it: features already prepared once in `fit` (so no batch is
-    converted twice), labels encoded as 0..C-1, predictions as indices.
-
-    `loss_rows` is the Solver's shortcut past the batch gather: the fused kernel of
-    imgclf/kernels/linear.py reads the batch's rows from the training set in place."""
-
-    def __init__(self, model: LinearClassifier):
-        self.model = model
-        self.params_ = model.params_
-        self._work = {}  # the fused kernel's per-thread gradient buffers, reused across steps
-
-    def prepare(self, X):
-        return X
-
-    def loss(self, X, y, mode="train", rng=None):
-        return self.model.loss(X, y, mode, rng)
-
-    def loss_rows(self, X, idx, y):
-        return self.model.loss_rows(X, idx, y, self._work)
-
-    def predict(self, X):
-        return np.argmax(self.model._scores(X), axis=1)
+def _check_number(v, name: str, what: str, strict: bool = True) -> None:
+    ok = isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and np.isfinite(v)
+    if not (ok and (v > 0 if strict else v >= 0)):
+        raise UsageError(f"{name} must be {what}, got {v!r}", param=name)
 
 
 class LinearSVM(LinearClassifier):
@@ -282,22 +317,21 @@ class LinearSVM(LinearClassifier):
 
     kind = "svm"
 
-    def __init__(self, reg=1e3, lr=1e-7, epochs=10, iters=None, batch_size=200, lr_decay=0.95,
+    def __init__(self, reg="auto", lr="auto", epochs="auto", iters=None, batch_size=200, lr_decay=0.95,
                  delta=1.0, squared_hinge=False, bias_trick=True, weight_scale=1e-4, optim="sgd",
-                 random_state=None):
+                 class_weight=None, random_state=None):
         super().__init__(reg=reg, lr=lr, epochs=epochs, iters=iters, batch_size=batch_size, lr_decay=lr_decay,
                          bias_trick=bias_trick, weight_scale=weight_scale, optim=optim,
-                         random_state=random_state)
+                         class_weight=class_weight, random_state=random_state)
         self.delta = delta
         self.squared_hinge = squared_hinge
 
     def _check_params(self) -> None:
         super()._check_params()
-        if not (isinstance(self.delta, (int, float, np.number)) and np.isfinite(self.delta) and self.delta > 0):
-            raise UsageError(f"delta must be a number > 0, got {self.delta!r}")
+        _check_number(self.delta, "delta", "a number > 0")
 
-    def _data_loss(self, scores, y):
-        return svm_loss(scores, y, delta=self.delta, squared=bool(self.squared_hinge))
+    def _data_loss(self, scores, y, sample_weight=None):
+        return svm_loss(scores, y, delta=self.delta, squared=bool(self.squared_hinge), sample_weight=sample_weight)
 
     def _kernel_loss(self) -> tuple[int, float]:
         from .kernels.linear import HINGE, SQUARED_HINGE
@@ -310,13 +344,17 @@ class SoftmaxClassifier(LinearClassifier):
 
     kind = "softmax"
 
-    def __init__(self, reg=1e2, lr=3e-7, epochs=10, iters=None, batch_size=200, lr_decay=0.95, bias_trick=True,
-                 weight_scale=1e-4, optim="sgd", random_state=None):
-        super().__init__(reg=reg, lr=lr, epochs=epochs, iters=iters, batch_size=batch_size, lr_decay=lr_decay,
-                         bias_trick=bias_trick, weight_scale=weight_scale, optim=optim, random_state=random_state)
+    _AUTO_LR = 3.6
+    _AUTO_REG = 8e-6
 
-    def _data_loss(self, scores, y):
-        return softmax_loss(scores, y)
+    def __init__(self, reg="auto", lr="auto", epochs="auto", iters=None, batch_size=200, lr_decay=0.95,
+                 bias_trick=True, weight_scale=1e-4, optim="sgd", class_weight=None, random_state=None):
+        super().__init__(reg=reg, lr=lr, epochs=epochs, iters=iters, batch_size=batch_size, lr_decay=lr_decay,
+                         bias_trick=bias_trick, weight_scale=weight_scale, optim=optim,
+                         class_weight=class_weight, random_state=random_state)
+
+    def _data_loss(self, scores, y, sample_weight=None):
+        return softmax_loss(scores, y, sample_weight=sample_weight)
 
     def _kernel_loss(self) -> tuple[int, float]:
         from .kernels.linear import SOFTMAX

@@ -38,15 +38,33 @@ def _check(scores, y) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(scores, dtype=dtype), y.astype(np.int64, copy=False)
 
 
-def svm_loss(scores, y, delta: float = 1.0, squared: bool = False) -> tuple[float, np.ndarray]:
-    """Mean multiclass hinge loss and its gradient on the scores.
+def _weighted(result, rows, weight) -> tuple[float, np.ndarray]:
+    """(mean loss, dscores) of the unweighted kernel -> those of (1/N) sum_i weight_i L_i."""
+    if weight is None:
+        return result
+    _, dscores = result
+    weight = np.asarray(weight, dtype=dscores.dtype)
+    dscores *= weight[:, None]
+    return float(np.mean(weight * rows())), dscores
+
+
+def svm_loss(scores, y, delta: float = 1.0, squared: bool = False, sample_weight=None) -> tuple[float, np.ndarray]:
+    """Mean multiclass hinge loss and its gradient on the scores; with `sample_weight` (N,) the mean of
+    weight_i * L_i (class weights arrive this way).
 
     At a kink (a margin exactly 0) the subgradient 0 is used, as `max(0, m) > 0` is false there.
     """
     from .kernels import loss
 
     scores, y = _check(scores, y)
-    return loss.loss_rows(scores, y, loss.SQUARED_HINGE if squared else loss.HINGE, delta)
+
+    def rows():
+        m = np.maximum(0, scores - scores[np.arange(len(y)), y][:, None] + delta)
+        m[np.arange(len(y)), y] = 0
+        return (m * m if squared else m).sum(axis=1)
+
+    return _weighted(loss.loss_rows(scores, y, loss.SQUARED_HINGE if squared else loss.HINGE, delta), rows,
+                     sample_weight)
 
 
 def softmax(scores) -> np.ndarray:
@@ -60,9 +78,10 @@ def softmax(scores) -> np.ndarray:
     return z
 
 
-def softmax_loss(scores, y, smoothing: float = 0.0) -> tuple[float, np.ndarray]:
+def softmax_loss(scores, y, sample_weight=None, smoothing: float = 0.0) -> tuple[float, np.ndarray]:
     """Mean softmax cross-entropy and its gradient on the scores: (p - onehot(y)) / N; with label
-    `smoothing` e the target is (1 - e) onehot(y) + e / C, the gradient (p - target) / N.
+    `smoothing` e the target is (1 - e) onehot(y) + e / C, the gradient (p - target) / N; with
+    `sample_weight` (N,) the mean of weight_i * L_i.
 
     Probabilities below the dtype's smallest normal number are flushed to 0 in the gradient (see
     imgclf/kernels/loss.py)."""
@@ -71,15 +90,18 @@ def softmax_loss(scores, y, smoothing: float = 0.0) -> tuple[float, np.ndarray]:
     scores, y = _check(scores, y)
     if not (0.0 <= smoothing < 1.0):
         raise UsageError(f"label smoothing must be in [0, 1), got {smoothing!r}")
-    data_loss, dscores = loss.loss_rows(scores, y, loss.SOFTMAX)
-    if not smoothing:
-        return data_loss, dscores
-    # The smoothed part, e * mean_j(-log p_j) = e * (logsumexp - mean_j s_j), on the small (N, C) scores.
-    n, c = scores.shape
-    s64 = scores.astype(np.float64)
-    m = s64.max(axis=1)
-    lse = m + np.log(np.exp(s64 - m[:, None]).sum(axis=1))
-    uniform = float(np.mean(lse - s64.mean(axis=1)))
-    dscores[np.arange(n), y] += dscores.dtype.type(smoothing / n)
-    dscores -= dscores.dtype.type(smoothing / (n * c))
-    return (1.0 - smoothing) * data_loss + smoothing * uniform, dscores
+
+    def rows():
+        # With smoothing e, L_i = (1 - e) (lse - s_{y_i}) + e (lse - mean_j s_j), on the small (N, C) scores.
+        z = scores.astype(np.float64) - scores.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(z).sum(axis=1))
+        return (1.0 - smoothing) * (lse - z[np.arange(len(y)), y]) + smoothing * (lse - z.mean(axis=1))
+
+    result = loss.loss_rows(scores, y, loss.SOFTMAX)
+    if smoothing:
+        n, c = scores.shape
+        dscores = result[1]
+        dscores[np.arange(n), y] += dscores.dtype.type(smoothing / n)
+        dscores -= dscores.dtype.type(smoothing / (n * c))
+        result = (float(np.mean(rows())), dscores)
+    return _weighted(result, rows, sample_weight)

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .base import Classifier
-from .config import DEFAULT_MEMORY_MB
+from .config import DEFAULT_MEMORY_MB, METRICS
 from .errors import UsageError
 from .validation import check_array, check_fitted, check_labels, check_n_features, encode_labels, n_features
 
-METRICS = ("l2", "l1")
 
 
 def _rows(X, name: str = "X", min_samples: int = 0) -> np.ndarray:

@@ -6,8 +6,9 @@
 
 A model kind joins by adding a `Case` to `CASES`: a factory building an untrained model with fresh
 parameters, the expected initial loss, and the hyperparameters that make the checks meaningful. The
-model must follow the Solver protocol (`params_`, `prepare`, `loss`, `fit`, `score`) and `prepare(X)`
-must cast to the dtype of its parameters, so that float64 parameters give a float64 gradient check.
+model must follow the Solver protocol (imgclf/nn/solver.py: `params_`, `prepare_batch`, `loss_and_grads`,
+`fit`, `score`) and `prepare_batch(X)` must cast to the dtype of its parameters, so that float64
+parameters give a float64 gradient check.
 """
 
 from __future__ import annotations
@@ -57,13 +58,15 @@ def _convnet(input_shape, n_classes, rng, **params):
 # The two-layer net's checks use every part of the layer stack: batch norm and dropout in the
 # gradient check, small weights (normal:0.001) for the initial loss, no regularisation to overfit.
 _TWOLAYER_GRAD = {"hidden": (7,), "reg": 0.05, "batchnorm": True, "dropout": 0.2, "dtype": "float64"}
-_TWOLAYER_OVERFIT = {"hidden": (100,), "reg": 0.0, "lr": 1e-3, "epochs": 60, "batch_size": 20, "dropout": 0.0}
+_TWOLAYER_OVERFIT = {"hidden": (100,), "reg": 0.0, "lr": 1e-3, "epochs": 60, "batch_size": 20, "dropout": 0.0,
+                     "lr_schedule": None, "augment": None}
 
 # Convnet: two stages (the first of two convolutions) with spatial batch norm on 4x4x3 inputs. The
 # fully-connected head has no hidden layer there: a batch norm right after the convolutions would make
 # some conv-layer gradients exactly 0, where a relative error means nothing.
 _CONVNET_GRAD = {"filters": ("3x2", 4), "hidden": 0, "reg": 0.05, "batchnorm": True, "dtype": "float64"}
-_CONVNET_OVERFIT = {"filters": (8, 16), "hidden": 32, "reg": 0.0, "lr": 1e-3, "epochs": 40, "batch_size": 20}
+_CONVNET_OVERFIT = {"filters": (8, 16), "hidden": 32, "reg": 0.0, "lr": 1e-3, "epochs": 40, "batch_size": 20,
+                    "augment": None}
 
 # Adam's per-weight step sizes make one setting work whatever the feature scale (raw or normalised).
 _LINEAR_OVERFIT = {"reg": 0.0, "optim": "adam", "lr": 1e-3, "epochs": 50, "batch_size": 20, "lr_decay": 1.0}
@@ -97,13 +100,13 @@ def grad_check(kind: str, *, input_shape=(4, 4, 3), n_classes: int = 5, n_exampl
     X = rng.standard_normal((n_examples,) + tuple(input_shape))
     y = rng.integers(0, n_classes, n_examples)
     model.params_ = {k: np.asarray(v, dtype=np.float64) for k, v in model.params_.items()}
-    Xp = model.prepare(X)
+    Xp = model.prepare_batch(X)
     seed = int(rng.integers(2**31))
 
     def objective(params):
         model.params_ = params
         # A fresh generator per call: stochastic layers (dropout) see the same masks every time.
-        return model.loss(Xp, y, mode="train", rng=np.random.default_rng(seed))
+        return model.loss_and_grads(Xp, y, mode="train", rng=np.random.default_rng(seed))
 
     _, grads = objective(model.params_)
     return check_gradients(lambda p: objective(p)[0], model.params_, grads, n_checks=n_checks, rng=rng)
@@ -115,7 +118,7 @@ def initial_loss(kind: str, X: np.ndarray, y: np.ndarray, n_classes: int,
     rng = rng if rng is not None else np.random.default_rng(0)
     c = case(kind)
     model = c.build(tuple(X.shape[1:]), n_classes, rng, **c.no_reg_params)
-    loss, _ = model.loss(model.prepare(X), np.asarray(y, dtype=np.int64), mode="train", rng=rng)
+    loss, _ = model.loss_and_grads(model.prepare_batch(X), np.asarray(y, dtype=np.int64), mode="train", rng=rng)
     return float(loss), float(c.expected_loss(n_classes))
 
 

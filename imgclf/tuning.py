@@ -30,16 +30,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import kinds
 from .errors import Diverged, Interrupted, UsageError
 
-# CLI model kind -> "module:Class" of the estimator a trial fits.
-ESTIMATORS = {
-    "softmax": "imgclf.linear:SoftmaxClassifier",
-    "svm": "imgclf.linear:LinearSVM",
-    "twolayer": "imgclf.nn.net:NeuralNet",
-    "convnet": "imgclf.nn.convnet:ConvNet",
-    "knn": "imgclf.neighbors:KNNClassifier",
-}
+# Model kind -> "module:Class" of the estimator a trial fits (the kinds of imgclf/kinds.py that train).
+ESTIMATORS = {k: kinds.ESTIMATORS[k] for k in kinds.TRAINED + ("knn",)}
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _INT = re.compile(r"^[+-]?\d+$")
@@ -133,22 +128,22 @@ def parse_param(spec: str) -> tuple[str, Range | Choice]:
     name, sep, body = spec.partition("=")
     name = name.strip().replace("-", "_")
     if not sep or not _NAME.match(name) or not body.strip():
-        raise UsageError(f"--param expects NAME=LOW:HIGH[:log], NAME=A,B,C or NAME=VALUE, got {spec!r}")
+        raise UsageError(f"param expects NAME=LOW:HIGH[:log], NAME=A,B,C or NAME=VALUE, got {spec!r}", param="param")
     if ":" in body:
         parts = body.split(":")
         log = parts[-1].strip().lower() == "log"
         if log:
             parts = parts[:-1]
         if len(parts) != 2:
-            raise UsageError(f"--param {name}: a range is LOW:HIGH or LOW:HIGH:log, got {body!r}")
+            raise UsageError(f"param {name}: a range is LOW:HIGH or LOW:HIGH:log, got {body!r}", param="param")
         try:
             low, high = (_number(p) for p in parts)
         except ValueError:
-            raise UsageError(f"--param {name}: range bounds must be numbers, got {body!r}") from None
+            raise UsageError(f"param {name}: range bounds must be numbers, got {body!r}", param="param") from None
         if not low < high:
-            raise UsageError(f"--param {name}: the low bound must be below the high bound, got {body!r}")
+            raise UsageError(f"param {name}: the low bound must be below the high bound, got {body!r}", param="param")
         if log and low <= 0:
-            raise UsageError(f"--param {name}: a log range needs positive bounds, got {body!r}")
+            raise UsageError(f"param {name}: a log range needs positive bounds, got {body!r}", param="param")
         integer = all(_INT.match(p.strip()) for p in parts)
         return name, Range(float(low), float(high), log, integer)
     if "|" in body:  # choices that are themselves lists: hidden=500|1024,512
@@ -156,10 +151,10 @@ def parse_param(spec: str) -> tuple[str, Range | Choice]:
     else:
         values = tuple(_scalar(v) for v in body.split(",") if v.strip())
     if len(set(values)) != len(values):
-        raise UsageError(f"--param {name}: repeated values in {body!r}")
+        raise UsageError(f"param {name}: repeated values in {body!r}", param="param")
     flat = [x for v in values for x in (v if isinstance(v, tuple) else (v,))]
     if any(isinstance(v, float) and not math.isfinite(v) for v in flat):
-        raise UsageError(f"--param {name}: values must be finite numbers, got {body!r}")
+        raise UsageError(f"param {name}: values must be finite numbers, got {body!r}", param="param")
     return name, Choice(values)
 
 
@@ -188,7 +183,7 @@ class SearchSpace:
         for spec in specs:
             name, dist = parse_param(spec)
             if name in params:
-                raise UsageError(f"--param {name} given twice")
+                raise UsageError(f"param {name} given twice", param="param")
             params[name] = dist
         return cls(params)
 
@@ -347,9 +342,9 @@ def random_search(estimator: str, space: SearchSpace, data, executor, *, trials:
     the result holds the trials that finished and `interrupted=True`.
     """
     if trials < 1:
-        raise UsageError(f"--trials must be >= 1, got {trials}")
+        raise UsageError(f"trials must be >= 1, got {trials}", param="trials")
     if refine < 0:
-        raise UsageError(f"--refine must be >= 0, got {refine}")
+        raise UsageError(f"refine must be >= 0, got {refine}", param="refine")
     fixed = dict(fixed or {})
     check_names(estimator, list(space.params) + list(fixed))
     result = SearchResult([], [])

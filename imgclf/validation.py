@@ -18,11 +18,37 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class NotFittedError(UsageError, AttributeError):
-    """predict/transform/score before fit (an AttributeError too, as scikit-learn expects)."""
+    """predict/transform/score before fit (an AttributeError too, as scikit-learn expects). What is
+    raised is also scikit-learn's NotFittedError when scikit-learn is installed (see `sklearn_flavour`)."""
 
 
 class DataConversionWarning(UserWarning):
-    """The input had to be reshaped (a column vector y given where one label per row is expected)."""
+    """The input had to be reshaped (a column vector y given where one label per row is expected);
+    also scikit-learn's DataConversionWarning when scikit-learn is installed."""
+
+
+_FLAVOURED: dict = {}
+
+
+def sklearn_flavour(cls):
+    """`cls`, or where scikit-learn is installed a subclass of both `cls` and scikit-learn's class of
+    the same name in sklearn.exceptions, so that code written for scikit-learn catches imgclf's errors
+    and warnings. The library never imports scikit-learn otherwise: it is looked for
+    (importlib.util.find_spec) and imported only when such an error or warning is raised."""
+    if cls not in _FLAVOURED:
+        import importlib.util
+
+        flavoured = cls
+        if importlib.util.find_spec("sklearn") is not None:
+            try:
+                from sklearn import exceptions
+
+                flavoured = type(cls.__name__, (cls, getattr(exceptions, cls.__name__)),
+                                 {"__module__": cls.__module__, "__doc__": cls.__doc__})
+            except (ImportError, AttributeError, TypeError):  # a broken or unusual installation
+                pass
+        _FLAVOURED[cls] = flavoured
+    return _FLAVOURED[cls]
 
 
 # -- X -------------------------------------------------------------------------------------------------
@@ -88,7 +114,7 @@ def check_n_features(estimator, X: np.ndarray, name: str = "X") -> None:
 
 def check_fitted(estimator, attribute: str) -> None:
     if not hasattr(estimator, attribute):
-        raise NotFittedError(f"this {type(estimator).__name__} is not fitted yet; call fit first")
+        raise sklearn_flavour(NotFittedError)(f"this {type(estimator).__name__} is not fitted yet; call fit first")
 
 
 # -- y -------------------------------------------------------------------------------------------------
@@ -99,7 +125,7 @@ def check_labels(y, n_samples: int, name: str = "y") -> np.ndarray:
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         warnings.warn("A column-vector y was passed when a 1d array was expected; it was flattened",
-                      DataConversionWarning, stacklevel=3)
+                      sklearn_flavour(DataConversionWarning), stacklevel=3)
         y = y.ravel()
     if y.ndim != 1 or len(y) != n_samples:
         raise DataError(f"{name} must be a 1-d array of {n_samples} labels, one label per row of X, "
@@ -142,6 +168,42 @@ def check_X_y(X, y, *, min_samples: int = 1, min_classes: int = 1):
     y = check_labels(y, len(X))
     classes, codes = encode_labels(y, min_classes)
     return X, classes, codes
+
+
+def class_weights(spec, classes: np.ndarray, codes: np.ndarray) -> np.ndarray | None:
+    """(C,) weights of the classes for `class_weight` = None, "balanced" (n / (C * count), scikit-learn's
+    rule) or a dict {label: weight} (labels not named weigh 1); None when every weight would be 1."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        if spec != "balanced":
+            raise UsageError(f"class_weight must be None, 'balanced' or a dict {{label: weight}}, got {spec!r}",
+                             param="class_weight")
+        counts = np.bincount(codes, minlength=len(classes)).astype(np.float64)
+        return len(codes) / (len(classes) * np.maximum(counts, 1))
+    if not isinstance(spec, dict):
+        raise UsageError(f"class_weight must be None, 'balanced' or a dict {{label: weight}}, got {spec!r}",
+                         param="class_weight")
+    w = np.ones(len(classes))
+    known = {str(c): i for i, c in enumerate(classes.tolist())}
+    for label, weight in spec.items():
+        i = known.get(str(label))
+        if i is None:
+            raise UsageError(f"class_weight names the class {label!r}, which is not in the training labels "
+                             f"({', '.join(map(str, classes.tolist()))})", param="class_weight")
+        if not (isinstance(weight, (int, float, np.number)) and np.isfinite(weight) and weight >= 0):
+            raise UsageError(f"class_weight for {label!r} must be a finite number >= 0, got {weight!r}",
+                             param="class_weight")
+        w[i] = float(weight)
+    return w
+
+
+def rescale_u8(T: np.ndarray) -> np.ndarray:
+    """Each row of T stretched to 0..255 on its own and rounded to uint8 (weights shown as images)."""
+    T = T.reshape(len(T), -1).astype(np.float64)
+    lo = T.min(axis=1, keepdims=True)
+    span = T.max(axis=1, keepdims=True) - lo
+    return np.rint((T - lo) * (255.0 / np.where(span > 0, span, 1))).astype(np.uint8)
 
 
 def check_random_state(seed) -> np.random.Generator:

@@ -18,14 +18,14 @@ def test_check_grad_passes(runner, kind):
 def test_check_grad_fails_with_exit_1_on_a_wrong_gradient(runner, monkeypatch):
     from imgclf.linear import LinearSVM
 
-    real = LinearSVM.loss
+    real = LinearSVM.loss_and_grads
 
     def wrong(self, X, y, mode="train", rng=None):
         loss, grads = real(self, X, y, mode, rng)
         grads["W"] = -grads["W"]
         return loss, grads
 
-    monkeypatch.setattr(LinearSVM, "loss", wrong)
+    monkeypatch.setattr(LinearSVM, "loss_and_grads", wrong)
     res = runner.invoke(cli, ["check", "grad", "svm"])
     assert res.exit_code == 1
     assert "wrong" in res.stdout and "FAILED" in res.stderr

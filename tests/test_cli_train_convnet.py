@@ -116,7 +116,8 @@ def test_auto_augment_flips_and_crops_colour_images_only(runner, small_stream, t
     fast = [a for a in FAST if a not in ("--augment", "none")]
     result = runner.invoke(cli, ["train", "convnet", "--data", str(small_stream), *fast, "--epochs", "1", "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["hyperparameters"]["augment"] == "flip,crop:4"
+    out = json.loads(result.stdout)
+    assert out["hyperparameters"]["augment"] == "auto" and out["augmentation"] == "flip,crop:1"  # 8x8 images
     from conftest import make_images
     from imgclf import storage
     from imgclf.datasets.base import Dataset, Split
@@ -128,7 +129,7 @@ def test_auto_augment_flips_and_crops_colour_images_only(runner, small_stream, t
     result = runner.invoke(cli, ["train", "convnet", "--data", str(gray), *fast, "--epochs", "1", "--json"])
     assert result.exit_code == 0, result.output
     d = json.loads(result.stdout)
-    assert d["hyperparameters"]["augment"] is None
+    assert d["augmentation"] is None
 
 
 def test_presets_on_the_built_in_shapes_are_reproducible_and_flags_win(runner):

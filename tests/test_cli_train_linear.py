@@ -87,9 +87,9 @@ def test_divergence_later_keeps_the_best_epoch(runner, small_stream, tmp_path, m
 
     real, calls = SoftmaxClassifier.loss_rows, []
 
-    def nan_from_step_9(self, X, idx, y, work=None):
+    def nan_from_step_9(self, X, idx, y):
         calls.append(1)
-        loss, grads = real(self, X, idx, y, work)
+        loss, grads = real(self, X, idx, y)
         return (float("nan") if len(calls) >= 9 else loss), grads
 
     monkeypatch.setattr(SoftmaxClassifier, "loss_rows", nan_from_step_9)
@@ -111,12 +111,3 @@ def test_real_cifar_subset(runner, cifar_dir):
     out = json.loads(res.output)
     assert out["n_train"] == 3000 and out["n_eval"] == 500
     assert out["accuracy"] > 0.2
-
-
-def test_cli_defaults_are_the_estimator_defaults():
-    from imgclf.linear import LinearSVM, SoftmaxClassifier
-    from imgclf_cli.commands.train_linear import DEFAULTS
-
-    for cls in (LinearSVM, SoftmaxClassifier):
-        params = cls().get_params()
-        assert {k: params[k] for k in DEFAULTS[cls.kind]} == DEFAULTS[cls.kind]

@@ -33,7 +33,7 @@ def test_json_result_model_file_log_and_plot(runner, small_stream, tmp_path):
     from imgclf import storage
 
     bundle = storage.load_model(out)
-    assert bundle.kind == "net" and len(bundle.chain) == 2
+    assert bundle.kind == "twolayer" and len(bundle.chain) == 2
     assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [1, 2, 3]
     from PIL import Image
 
@@ -114,7 +114,8 @@ def test_auto_augment_flips_colour_images_only(runner, small_stream, tmp_path):
     fast = [a for a in FAST if a not in ("--augment", "none")]
     result = runner.invoke(cli, ["train", "twolayer", "--data", str(small_stream), *fast, "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["hyperparameters"]["augment"] == "flip"
+    out = json.loads(result.stdout)
+    assert out["hyperparameters"]["augment"] == "auto" and out["augmentation"] == "flip"
     from imgclf import storage
     from imgclf.datasets.base import Dataset, Split
 
@@ -126,7 +127,7 @@ def test_auto_augment_flips_colour_images_only(runner, small_stream, tmp_path):
                    gray)
     result = runner.invoke(cli, ["train", "twolayer", "--data", str(gray), *fast, "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["hyperparameters"]["augment"] is None
+    assert json.loads(result.stdout)["augmentation"] is None
 
 
 def test_label_smoothing_and_weight_averaging_options(runner, small_stream):

@@ -55,7 +55,7 @@ def test_same_seed_same_trials_whatever_the_jobs(runner, small_stream):
 def test_failed_trials_are_listed_and_the_search_goes_on(runner, small_stream):
     res = tune(runner, small_stream, "--trials", "6", "--param", "batch_size=0,50", "--seed", "1", "-q")
     assert res.exit_code == 0, res.output
-    assert "failed: UsageError: --batch-size must be >= 1" in res.stdout
+    assert "failed: UsageError: batch_size must be an integer >= 1" in res.stdout  # --param speaks parameter names
     out = tune_json(runner, small_stream, "--trials", "6", "--param", "batch_size=0,50", "--seed", "1", "-q")
     statuses = {t["params"]["batch_size"]: t["status"] for t in out["trials"]}
     assert statuses == {0: "failed", 50: "ok"}

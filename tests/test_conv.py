@@ -235,3 +235,22 @@ def test_layers_match_naive_without_jit():
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=root, timeout=300)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("fs,pad,dilation", [(3, 1, 1), (5, 2, 1), (1, 0, 1), (3, 2, 2)])
+def test_one_pixel_maps_take_the_single_tap_path(fs, pad, dilation):
+    """Feature rows read as 1x1 images: the convolution is the product with the one tap that meets the
+    pixel (no im2col); forward and backward against the naive reference."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 1, 1, 4))
+    w = rng.standard_normal((fs, fs, 4, 5))
+    b = rng.standard_normal(5)
+    out, cache = conv.conv_forward(x, w, b, 1, pad, dilation)
+    assert cache[-1] == pad // dilation
+    np.testing.assert_allclose(out, conv_forward_naive(x, w, b, 1, pad, dilation), rtol=1e-12, atol=1e-12)
+    dout = rng.standard_normal(out.shape)
+    dx, grads = conv.conv_backward(dout, cache)
+    ref_dx, ref_dw, ref_db = conv_backward_naive(dout, x, w, 1, pad, dilation)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grads["w"], ref_dw, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grads["b"], ref_db, rtol=1e-12, atol=1e-12)

@@ -88,8 +88,9 @@ def test_grey_images_and_flat_rows_with_input_shape():
     flat = ConvNet(filters=(4,), hidden=8, epochs=2, batch_size=30, random_state=0, input_shape=(6, 6, 1))
     flat.fit(X.reshape(90, -1), y)
     np.testing.assert_array_equal(flat.predict(X.reshape(90, -1)), m.predict(X))
-    with pytest.raises(UsageError, match="input_shape"):
-        ConvNet(filters=(4,)).fit(X.reshape(90, -1), y)
+    # Without input_shape, rows are 1x1 images of 36 channels: nothing to pool, the filters see each row whole.
+    rows = ConvNet(filters=(4,), hidden=8, epochs=2, batch_size=30, random_state=0).fit(X.reshape(90, -1), y)
+    assert rows.input_shape_ == (1, 1, 36) and rows.params_["W1"].shape == (3, 3, 36, 4)
 
 
 def test_predicts_in_chunks_with_bounded_buffers(monkeypatch):

@@ -262,7 +262,7 @@ def test_image_folder_resize_and_colour_modes(tmp_path):
 def test_image_folder_sizes_must_agree_without_size(tmp_path):
     write_image_folder(tmp_path / "d", classes=("a",), n=1, shape=(8, 8, 3))
     write_image_folder(tmp_path / "d", classes=("b",), n=1, shape=(9, 8, 3))
-    with pytest.raises(DataError, match=r"differ in size .* pass a size \(--size HxW\)"):
+    with pytest.raises(DataError, match=r"size must be given: the images differ .* pass HxW"):
         folder.load_image_folder(tmp_path / "d")
     assert folder.load_image_folder(tmp_path / "d", size=(5, 5)).splits["train"][0].shape == (2, 5, 5, 3)
 

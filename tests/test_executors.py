@@ -52,13 +52,13 @@ def test_make_executor_and_scheduler_specs(monkeypatch):
     monkeypatch.setenv("IMGCLF_MAX_WORKERS", "3")
     assert isinstance(make_executor(jobs=1), SerialExecutor)
     assert isinstance(make_executor(jobs=2), ProcessExecutor)
-    with pytest.raises(UsageError, match="--jobs must be >= 1"):
+    with pytest.raises(UsageError, match="^jobs must be >= 1"):
         make_executor(jobs=0)
     assert parse_scheduler("local:3") == ("local", 3)
     assert parse_scheduler("tcp://10.0.0.1:8786") == ("address", "tcp://10.0.0.1:8786")
     for bad in ("local:0", "local:x", "nowhere", "local:4", "tcp://host", "tcp://host:99999", "http://h:1",
                 "tcp://h:1/x"):
-        with pytest.raises(UsageError, match="--scheduler"):
+        with pytest.raises(UsageError, match="^scheduler"):
             parse_scheduler(bad)
 
 

@@ -66,7 +66,7 @@ def test_loss_rows_equals_loss_of_gathered_rows(rng, cls, name, opts, bias_trick
         model.params_["b"][...] = rng.standard_normal(3)
     idx = rng.permutation(50)[:21]
     loss_f, grads_f = model.loss_rows(X, idx, y[idx])
-    loss_g, grads_g = model.loss(X[idx], y[idx])
+    loss_g, grads_g = model.loss_and_grads(X[idx], y[idx])
     assert loss_f == pytest.approx(loss_g, rel=1e-5)
     assert grads_f.keys() == grads_g.keys()
     for k in grads_f:

@@ -29,7 +29,7 @@ def _model_loss(cls, W, X, y, reg, bias_trick=True, **kw):
     else:
         m.params_["W"][...] = W[:-1]
         m.params_["b"][...] = W[-1]
-    return m.loss(X, y)
+    return m.loss_and_grads(X, y)
 
 
 @pytest.mark.parametrize("squared", [False, True])

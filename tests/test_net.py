@@ -26,12 +26,13 @@ CONFIGS = [
 def test_whole_net_gradient_check_float64(params, rng):
     net = NeuralNet(dtype="float64", reg=0.05, **params)
     trainee = net.initialize(12, 4, rng)
+    assert trainee is net
     X = rng.standard_normal((9, 12))
     y = rng.integers(0, 4, 9)
 
     def objective(p):
         trainee.params_ = p
-        return trainee.loss(X, y, mode="train", rng=np.random.default_rng(11))
+        return trainee.loss_and_grads(X, y, mode="train", rng=np.random.default_rng(11))
 
     _, grads = objective(net.params_)
     report = check_gradients(lambda p: objective(p)[0], dict(net.params_), grads, n_checks=15, rng=rng)
@@ -120,3 +121,49 @@ def test_sanity_checks_for_twolayer():
     assert abs(measured - expected) < 0.05
     _, acc = sanity.overfit("twolayer", X, y)
     assert acc == 1.0
+
+
+def test_model_files_from_before_the_dense_block_predict_as_they_did(tmp_path):
+    """A `net` file written before issue 15 (no layout_, no input standardisation, batch norm after the
+    ReLU, b{i} kept) loads and scores exactly as its own layer order says; saved again, it stays so."""
+    from imgclf import storage
+    from imgclf.io.modelfile import ModelBundle
+
+    rng = np.random.default_rng(3)
+    sizes = (12, 6, 5, 3)
+    arrays = {"classes": np.array([0, 1, 2])}
+    for i in range(1, 4):
+        arrays[f"W{i}"] = rng.standard_normal((sizes[i - 1], sizes[i])).astype(np.float32)
+        arrays[f"b{i}"] = rng.standard_normal(sizes[i]).astype(np.float32)
+    for i in (1, 2):
+        arrays[f"gamma{i}"] = rng.random(sizes[i]).astype(np.float32) + 0.5
+        arrays[f"beta{i}"] = rng.standard_normal(sizes[i]).astype(np.float32)
+        arrays[f"running_mean{i}"] = rng.standard_normal(sizes[i]).astype(np.float32)
+        arrays[f"running_var{i}"] = rng.random(sizes[i]).astype(np.float32) + 0.1
+    params = {**NeuralNet(hidden=(6, 5), batchnorm=True).get_params(), "hidden": [6, 5], "n_features_in_": 12,
+              "stopped_": None, "best_epoch_": 3}
+    for new in ("class_weight",):  # parameters the old estimator did not have
+        params.pop(new)
+    old = NeuralNet.from_arrays(params, arrays)
+    X = rng.standard_normal((7, 12)).astype(np.float32)
+    h = X.astype(np.float64)
+    for i in (1, 2):
+        h = np.maximum(h @ arrays[f"W{i}"] + arrays[f"b{i}"], 0)
+        h = (h - arrays[f"running_mean{i}"]) / np.sqrt(arrays[f"running_var{i}"] + 1e-5) * arrays[f"gamma{i}"] \
+            + arrays[f"beta{i}"]
+    expected = h @ arrays["W3"] + arrays["b3"]
+    np.testing.assert_allclose(old.decision_function(X), expected, rtol=1e-5, atol=1e-5)
+    storage.save_model(ModelBundle(old, ["a", "b", "c"], (12,), []), tmp_path / "again.npz")
+    again = storage.load_model(tmp_path / "again.npz").model
+    np.testing.assert_array_equal(again.decision_function(X), old.decision_function(X))
+    with pytest.raises(ValueError, match="evaluated, never trained"):
+        old.loss_and_grads(old.prepare_batch(X), np.array([0, 1, 2, 0, 1, 2, 0]))
+    assert "b1" not in NeuralNet(hidden=(6,), batchnorm=True).initialize(12, 3, rng).params_  # today's layout
+
+
+def test_net_standardises_its_input():
+    X, y = _data()
+    net = NeuralNet(hidden=(20,), epochs=3, batch_size=40, random_state=0).fit(X * 1000 + 5, y)
+    ref = NeuralNet(hidden=(20,), epochs=3, batch_size=40, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(net.predict(X * 1000 + 5), ref.predict(X))
+    assert net.input_mean_.shape == (48,)

@@ -72,7 +72,7 @@ def test_checkpoint_contents_names_and_pruning(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # no leftovers of the atomic writes
     meta, arrays = read_checkpoint(tmp_path / names[-1])
     assert meta["kind"] == "checkpoint" and meta["epoch"] == 5
-    assert meta["model"]["kind"] == "net" and meta["model"]["hyperparameters"]["hidden"] == [12]
+    assert meta["model"]["kind"] == "twolayer" and meta["model"]["hyperparameters"]["hidden"] == [12]
     assert {"param/W1", "best/W1", "opt/W1/m", "opt/W1/v", "buffer/running_mean1", "train_sample"} <= set(arrays)
     assert meta["optim_state"]["W1"]["t"] == 5 * 6
     assert meta["rng"]["bit_generator"] == "PCG64"
@@ -106,16 +106,16 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
             self.params_ = inner.params_
             self.buffers_ = inner.buffers_
 
-        def prepare(self, X):
-            return self.inner.prepare(X)
+        def prepare_batch(self, X):
+            return self.inner.prepare_batch(X)
 
-        def loss(self, X, y, mode="train", rng=None):
+        def loss_and_grads(self, X, y, mode="train", rng=None, l2=True):
             calls["n"] += 1
-            loss, grads = self.inner.loss(X, y, mode, rng)
+            loss, grads = self.inner.loss_and_grads(X, y, mode, rng)
             return (float("nan") if calls["n"] == 7 else loss), grads
 
-        def predict(self, X):
-            return self.inner.predict(X)
+        def predict_codes(self, X):
+            return self.inner.predict_codes(X)
 
     net.classes_ = np.arange(4)
     trainee = net.initialize(48, 4, np.random.default_rng(0))
@@ -153,7 +153,7 @@ def test_solver_validation():
     net = NeuralNet(hidden=(3,))
     net.classes_ = np.arange(4)
     t = net.initialize(48, 4, np.random.default_rng(0))
-    for kwargs, msg in [({"batch_size": 0}, "batch-size"), ({"epochs": 0}, "epochs"), ({"patience": 0}, "patience"),
+    for kwargs, msg in [({"batch_size": 0}, "batch_size"), ({"epochs": 0}, "epochs"), ({"patience": 0}, "patience"),
                         ({"keep_checkpoints": -1}, "keep_checkpoints"), ({"optim": "x"}, "unknown optimiser")]:
         with pytest.raises(UsageError, match=msg):
             Solver(t, X, y, **kwargs)
@@ -163,7 +163,7 @@ def test_solver_validation():
 
 def test_l2_folded_into_the_update_matches_l2_in_the_loss():
     """The Solver folds the net's L2 term into the optimiser pass; a view of the same net without
-    `l2_` gets it inside loss(): the same losses and weights up to float32 rounding."""
+    `l2_penalties` gets it inside loss_and_grads(): the same losses and weights up to float32 rounding."""
     X, y = _data()
 
     class Unfolded:
@@ -171,14 +171,14 @@ def test_l2_folded_into_the_update_matches_l2_in_the_loss():
             self.inner = inner
             self.params_, self.buffers_ = inner.params_, inner.buffers_
 
-        def prepare(self, X):
-            return self.inner.prepare(X)
+        def prepare_batch(self, X):
+            return self.inner.prepare_batch(X)
 
-        def loss(self, X, y, mode="train", rng=None):
-            return self.inner.loss(X, y, mode, rng)
+        def loss_and_grads(self, X, y, mode="train", rng=None, l2=True):
+            return self.inner.loss_and_grads(X, y, mode, rng)
 
-        def predict(self, X):
-            return self.inner.predict(X)
+        def predict_codes(self, X):
+            return self.inner.predict_codes(X)
 
     results = []
     for wrap in (lambda t: t, Unfolded):

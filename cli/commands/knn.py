@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import click
+from imgclf.config import METRICS
 
 from ..console import emit_json, emit_table, reporter
-from ..options import data_options, json_option, load_data, quiet_option
+from ..options import capped_workers, data_options, json_option, load_data, quiet_option
 
 DEFAULT_K_VALUES = "1,3,5,8,10,12,15,20,50,100"
 
@@ -22,7 +23,7 @@ def _k_values(ctx, param, value):
 
 @click.command()
 @click.option("--k", "k", type=int, default=5, show_default=True, help="Number of neighbours that vote.")
-@click.option("--metric", type=click.Choice(["l2", "l1"], case_sensitive=False), default="l2", show_default=True,
+@click.option("--metric", type=click.Choice(METRICS, case_sensitive=False), default="l2", show_default=True,
               help="Distance: l2 (Euclidean) or l1 (Manhattan).")
 @click.option("--cv", "folds", type=click.IntRange(min=2), default=None, metavar="N",
               help="Cross-validate k with N consecutive folds of the training split, then evaluate the best k.")
@@ -115,6 +116,8 @@ def knn(ctx, k, metric, folds, k_values, plot, predictions, output, save_alias, 
             from functools import partial
 
             from imgclf.executors import map_folds
+
+            _, scheduler = capped_workers(rep, scheduler=scheduler)
 
             mapper = partial(map_folds, scheduler=scheduler)
         with rep.progress(f"{folds}-fold cross-validation", total=len(train)) as advance:

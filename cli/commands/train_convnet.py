@@ -6,21 +6,11 @@ import click
 
 from ..console import reporter
 from ..options import data_options, json_option, quiet_option, seed_option
-from ..training import (fit_with_progress, load_training_data, model_settings, report_result,
-                        save_curves, training_options)
+from ..training import (class_weights_for, estimator_defaults, fit_with_progress, load_training_data,
+                        model_settings, report_result, save_curves, training_options)
 
-# Chosen by measurement on CIFAR-10 (49000/1000/10000): docs/recipes.md.
-DEFAULTS = {"optim": "adam", "lr": 1e-3, "reg": 1e-4, "epochs": 10, "batch_size": 64, "augment": "auto"}
-
-
-def _auto_augment(spec, feature_shape, rep):
-    """`auto` for a convnet: flips and 4-pixel crops for colour images (CIFAR-like photos), none for
-    grayscale ones (a mirrored digit is another digit)."""
-    if spec != "auto":
-        return spec
-    chosen = "flip,crop:4" if len(feature_shape) == 3 and feature_shape[-1] == 3 else None
-    rep.log(f"augmentation: {chosen or 'none'} (auto)")
-    return chosen
+# The estimator's defaults (imgclf.nn.convnet.ConvNet), measured on CIFAR-10 (49000/1000/10000): docs/recipes.md.
+D = estimator_defaults("convnet")
 
 
 def _filters(ctx, param, value):
@@ -63,31 +53,32 @@ def _apply_preset(ctx, name, params):
                    "(15 minutes), both the 32,64,128 batch-norm net with one-cycle warm-up, label smoothing, "
                    "weight averaging, patch-whitening init and flip test-time augmentation. Options given "
                    "on the command line override its settings.")
-@click.option("--filters", callback=_filters, default="32,64", show_default=True, metavar="F[xK],...",
+@click.option("--filters", callback=_filters, default=",".join(map(str, D["filters"])), show_default=True,
+              metavar="F[xK],...",
               help="Filters per stage; each stage is K convolutions (default 1) then a pool. "
                    "32,64 is conv32-pool-conv64-pool; 32x2,64x2 is conv32-conv32-pool-conv64-conv64-pool.")
-@click.option("--filter-size", type=click.IntRange(min=1), default=3, show_default=True,
+@click.option("--filter-size", type=click.IntRange(min=1), default=D["filter_size"], show_default=True,
               help="Square filter size; stride 1 with 'same' zero padding.")
-@click.option("--hidden", callback=_hidden, default="256", show_default=True, metavar="H[,H...]",
+@click.option("--hidden", callback=_hidden, default=str(D["hidden"]), show_default=True, metavar="H[,H...]",
               help="Fully-connected hidden layers after the convolutions (0 for none).")
-@click.option("--pool", type=click.IntRange(min=1), default=2, show_default=True,
+@click.option("--pool", type=click.IntRange(min=1), default=D["pool"], show_default=True,
               help="Max-pooling window and stride after each stage (1: no pooling).")
-@click.option("--batchnorm/--no-batchnorm", default=False, show_default=True,
+@click.option("--batchnorm/--no-batchnorm", default=D["batchnorm"], show_default=True,
               help="Batch normalisation after every convolution (spatial) and hidden layer, before the ReLU.")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=D["dropout"], show_default=True,
               help="Dropout probability on the hidden fully-connected layers.")
-@click.option("--activation", default="relu", show_default=True, metavar="NAME",
+@click.option("--activation", default=D["activation"], show_default=True, metavar="NAME",
               help="relu, leaky_relu[:SLOPE], tanh, sigmoid or elu[:ALPHA].")
-@click.option("--init", default="he", show_default=True, metavar="SCHEME",
+@click.option("--init", default=D["init"], show_default=True, metavar="SCHEME",
               help="Weight initialisation: he, xavier or normal:STD.")
-@click.option("--patch-whiten/--no-patch-whiten", default=False, show_default=True,
+@click.option("--patch-whiten/--no-patch-whiten", default=D["patch_whiten"], show_default=True,
               help="Initialise the first layer's filters as +/- the whitened principal directions of the "
                    "training images' patches.")
-@click.option("--bn-momentum", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True,
-              help="Batch norm's running statistics: running = m * running + (1 - m) * batch.")
-@click.option("--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
+@click.option("--bn-momentum", type=click.FloatRange(0, 1, max_open=True), default=D["bn_momentum"],
+              show_default=True, help="Batch norm's running statistics: running = m * running + (1 - m) * batch.")
+@click.option("--tta", type=click.Choice(["none", "flip"]), default=D["tta"] or "none", show_default=True,
               help="Test-time augmentation: flip scores each image as the mean over it and its mirror image.")
-@training_options(DEFAULTS)
+@training_options("convnet")
 @click.option("--preprocess", "preprocess_spec", default="none", show_default=True, metavar="CHAIN",
               help="Preprocessing fitted on the training split and stored in the model (the net already "
                    "standardises each channel itself); it must keep the image layout (no pca).")
@@ -106,7 +97,8 @@ def convnet(ctx, preset, filters, filter_size, hidden, pool, batchnorm, dropout,
     Convolutions run as im2col (numba) + one BLAS GEMM on NHWC images; the number of input channels
     comes from the data (3 for CIFAR-10, 1 for MNIST). The net standardises each input channel with the
     training set's statistics, so raw images need no --preprocess. --augment auto (the default) means
-    flip,crop:4 for colour images and none for grayscale ones. The validation split picks the best
+    flips and random crops of up to an eighth of the size (crop:4 on 32x32) for colour images and none
+    for grayscale ones. The validation split picks the best
     epoch, whose weights are kept and saved; the test split is scored. Training options, checkpoints,
     --resume, Ctrl-C, early stopping, curves and NaN stop work as for `imgclf train twolayer`.
 
@@ -140,7 +132,7 @@ def convnet(ctx, preset, filters, filter_size, hidden, pool, batchnorm, dropout,
     if len(ds.feature_shape) != 3:
         raise UsageError(f"a convnet needs images; the data are {ds.feature_shape} features (was the chain a "
                          f"projection such as pca?)")
-    params["augment"] = _auto_augment(params["augment"], ds.feature_shape, rep)
+    params["class_weight"] = class_weights_for(params.get("class_weight"), ds)
     model = ConvNet(random_state=seed, **params)
     model.check_input_shape(ds.feature_shape)  # a bad filter/pool geometry fails before any data conversion
     name = "convnet " + ",".join(map(str, model.filters))

@@ -6,38 +6,36 @@ import click
 
 from ..console import reporter
 from ..options import data_options, json_option, quiet_option, seed_option
-from ..training import load_training_data, report_result
-
-# The estimators' own defaults (kept equal by a test), measured on CIFAR-10 (49000/1000/10000, mean
-# subtraction): see docs/linear.md.
-DEFAULTS = {
-    "svm": {"reg": 1e3, "lr": 1e-7, "epochs": 10},
-    "softmax": {"reg": 1e2, "lr": 3e-7, "epochs": 10},
-}
-
+from ..training import (AutoOr, class_weight_option, class_weights_for, estimator_defaults, load_training_data,
+                        report_result)
 
 
 def common_options(kind: str):
-    d = DEFAULTS[kind]
+    # The estimator's defaults (imgclf.linear), measured on CIFAR-10 (49000/1000/10000): docs/linear.md.
+    d = estimator_defaults(kind)
 
     def wrap(func):
         opts = [
-            click.option("--reg", type=click.FloatRange(min=0), default=d["reg"], show_default=True,
-                         help="L2 regularisation strength on W (not the bias)."),
-            click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=d["lr"], show_default=True,
-                         help="SGD learning rate."),
-            click.option("--epochs", type=click.IntRange(min=1), default=d["epochs"], show_default=True,
-                         help="Passes over the training split."),
+            click.option("--reg", type=AutoOr(click.FloatRange(min=0)), default=d["reg"], show_default=True,
+                         help="L2 regularisation strength on W (not the bias); auto scales with the mean squared "
+                              "norm of the training rows."),
+            click.option("--lr", type=AutoOr(click.FloatRange(min=0, min_open=True)), default=d["lr"],
+                         show_default=True, help="SGD learning rate; auto: inversely proportional to the mean "
+                                                 "squared norm of the training rows (any feature scale)."),
+            click.option("--epochs", type=AutoOr(click.IntRange(min=1)), default=d["epochs"], show_default=True,
+                         help="Passes over the training split; auto: 10, stretched to at least 600 steps (with "
+                              "an early stop) on small data."),
             click.option("--iters", type=click.IntRange(min=1), default=None,
                          help="Stop after this many SGD steps instead (overrides --epochs)."),
-            click.option("--batch-size", type=click.IntRange(min=1), default=200, show_default=True,
+            click.option("--batch-size", type=click.IntRange(min=1), default=d["batch_size"], show_default=True,
                          help="Examples per SGD step."),
-            click.option("--lr-decay", type=click.FloatRange(min=0, max=1, min_open=True), default=0.95,
+            click.option("--lr-decay", type=click.FloatRange(min=0, max=1, min_open=True), default=d["lr_decay"],
                          show_default=True, help="Multiply the learning rate by this after every epoch."),
-            click.option("--bias-trick/--no-bias-trick", default=True, show_default=True,
+            click.option("--bias-trick/--no-bias-trick", default=d["bias_trick"], show_default=True,
                          help="Fold the bias into W as an extra row (a constant-1 feature), or keep a separate b."),
-            click.option("--weight-scale", type=click.FloatRange(min=0, min_open=True), default=1e-4,
+            click.option("--weight-scale", type=click.FloatRange(min=0, min_open=True), default=d["weight_scale"],
                          show_default=True, help="Standard deviation of the random initial weights."),
+            class_weight_option,
             click.option("--preprocess", "preprocess_spec", default="mean", show_default=True, metavar="CHAIN",
                          help="Preprocessing fitted on the training split and stored in the model, e.g. "
                               "mean, mean,normalize, or none."),
@@ -67,12 +65,14 @@ def run(ctx, kind, model_params, *, preprocess_spec, output, seed, as_json, quie
     train = ds.get("train")
     valid = ds.splits.get("val")
     cls = LinearSVM if kind == "svm" else SoftmaxClassifier
+    model_params["class_weight"] = class_weights_for(model_params.get("class_weight"), ds)
     model = cls(random_state=seed, **model_params)
     rep.log(f"{kind}: {len(train)} training examples, {int(np.prod(train.X.shape[1:]))} features, "
             f"{len(ds.classes)} classes" + (f", {len(valid)} validation" if valid is not None else ""))
 
+    model.check_params()
     steps = max(1, len(train) // min(model_params["batch_size"], len(train)))
-    total = model_params["iters"] or model_params["epochs"] * steps
+    total = model_params["iters"] or model.epochs_for(len(train))[0] * steps
     with rep.progress(f"train {kind}", total) as advance:
         def callback(event, info):
             if event == "step":
@@ -91,11 +91,12 @@ def run(ctx, kind, model_params, *, preprocess_spec, output, seed, as_json, quie
 
 @click.command()
 @common_options("svm")
-@click.option("--delta", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+@click.option("--delta", type=click.FloatRange(min=0, min_open=True), default=estimator_defaults("svm")["delta"],
+              show_default=True,
               help="Hinge margin.")
 @click.option("--squared-hinge", is_flag=True, help="Use max(0, margin)^2 instead of max(0, margin).")
-def svm(ctx, reg, lr, epochs, iters, batch_size, lr_decay, bias_trick, weight_scale, preprocess_spec, output,
-        delta, squared_hinge, seed, as_json, quiet, data, n_train, n_test, val, size, color):
+def svm(ctx, reg, lr, epochs, iters, batch_size, lr_decay, bias_trick, weight_scale, class_weight, preprocess_spec,
+        output, delta, squared_hinge, seed, as_json, quiet, data, n_train, n_test, val, size, color):
     """Train a linear multiclass SVM (Weston-Watkins hinge) with minibatch SGD.
 
     L_i = sum_{j != y_i} max(0, s_j - s_{y_i} + delta)   (squared with --squared-hinge)
@@ -115,19 +116,20 @@ def svm(ctx, reg, lr, epochs, iters, batch_size, lr_decay, bias_trick, weight_sc
       imgclf train svm
       imgclf train svm --reg 1e3 --lr 1e-7 --epochs 20 -o svm.npz
       imgclf train svm --squared-hinge --delta 0.5 --json
+      imgclf train svm --data mnist --class-weight balanced
       imgclf data export cifar10 | imgclf preprocess mean | imgclf train svm --preprocess none
     """
     run(ctx, "svm", dict(reg=reg, lr=lr, epochs=epochs, iters=iters, batch_size=batch_size, lr_decay=lr_decay,
                          delta=delta, squared_hinge=squared_hinge, bias_trick=bias_trick,
-                         weight_scale=weight_scale),
+                         weight_scale=weight_scale, class_weight=class_weight),
         preprocess_spec=preprocess_spec, output=output, seed=seed, as_json=as_json, quiet=quiet,
         data=data, n_train=n_train, n_test=n_test, val=val, size=size, color=color)
 
 
 @click.command()
 @common_options("softmax")
-def softmax(ctx, reg, lr, epochs, iters, batch_size, lr_decay, bias_trick, weight_scale, preprocess_spec, output,
-            seed, as_json, quiet, data, n_train, n_test, val, size, color):
+def softmax(ctx, reg, lr, epochs, iters, batch_size, lr_decay, bias_trick, weight_scale, class_weight,
+            preprocess_spec, output, seed, as_json, quiet, data, n_train, n_test, val, size, color):
     """Train a softmax (multinomial logistic regression) classifier with minibatch SGD.
 
     L_i = -s_{y_i} + log sum_j exp(s_j)   (computed after subtracting max_j s_j)
@@ -150,7 +152,8 @@ def softmax(ctx, reg, lr, epochs, iters, batch_size, lr_decay, bias_trick, weigh
       imgclf predict -m softmax.npz cat.png --top 3
     """
     run(ctx, "softmax", dict(reg=reg, lr=lr, epochs=epochs, iters=iters, batch_size=batch_size,
-                             lr_decay=lr_decay, bias_trick=bias_trick, weight_scale=weight_scale),
+                             lr_decay=lr_decay, bias_trick=bias_trick, weight_scale=weight_scale,
+                             class_weight=class_weight),
         preprocess_spec=preprocess_spec, output=output, seed=seed, as_json=as_json, quiet=quiet,
         data=data, n_train=n_train, n_test=n_test, val=val, size=size, color=color)
 

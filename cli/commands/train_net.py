@@ -6,13 +6,11 @@ import click
 
 from ..console import reporter
 from ..options import data_options, json_option, quiet_option, seed_option
-from ..training import (fit_with_progress, load_training_data, model_settings, report_result,
-                        resolve_augment, save_curves, training_options)
+from ..training import (class_weights_for, estimator_defaults, fit_with_progress, load_training_data,
+                        model_settings, report_result, save_curves, training_options)
 
-# Chosen by measurement on CIFAR-10 (49000/1000/10000): docs/recipes.md.
-DEFAULTS = {"optim": "adam", "lr": 1e-3, "reg": 1e-4, "epochs": 8, "batch_size": 200, "augment": "auto",
-            "lr_schedule": "step:0.9"}
-MODEL_DEFAULTS = {"hidden": "500", "activation": "relu", "dropout": 0.2, "init": "he", "preprocess": "mean:channel,normalize:channel"}
+# The estimator's defaults (imgclf.nn.net.NeuralNet), measured on CIFAR-10 (49000/1000/10000): docs/recipes.md.
+D = estimator_defaults("twolayer")
 
 
 def _hidden(ctx, param, value):
@@ -26,22 +24,23 @@ def _hidden(ctx, param, value):
 
 
 @click.command()
-@click.option("--hidden", callback=_hidden, default=MODEL_DEFAULTS["hidden"], show_default=True, metavar="H[,H...]",
+@click.option("--hidden", callback=_hidden, default=",".join(map(str, D["hidden"])), show_default=True,
+              metavar="H[,H...]",
               help="Hidden layer sizes: 500 is a two-layer net, 1024,512 a three-layer one.")
-@click.option("--activation", default=MODEL_DEFAULTS["activation"], show_default=True, metavar="NAME",
+@click.option("--activation", default=D["activation"], show_default=True, metavar="NAME",
               help="relu, leaky_relu[:SLOPE], tanh, sigmoid or elu[:ALPHA].")
-@click.option("--batchnorm/--no-batchnorm", default=False, show_default=True,
-              help="Batch normalisation after each hidden activation.")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=MODEL_DEFAULTS["dropout"],
+@click.option("--batchnorm/--no-batchnorm", default=D["batchnorm"], show_default=True,
+              help="Batch normalisation in each hidden layer, between the affine layer and the activation.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=D["dropout"],
               show_default=True, help="Probability of dropping a hidden unit in training (inverted dropout).")
-@click.option("--init", default=MODEL_DEFAULTS["init"], show_default=True, metavar="SCHEME",
+@click.option("--init", default=D["init"], show_default=True, metavar="SCHEME",
               help="Weight initialisation: he, xavier or normal:STD.")
-@click.option("--loss", type=click.Choice(["softmax", "svm"]), default="softmax", show_default=True,
+@click.option("--loss", type=click.Choice(["softmax", "svm"]), default=D["loss"], show_default=True,
               help="Loss on the class scores.")
-@training_options(DEFAULTS)
-@click.option("--preprocess", "preprocess_spec", default=MODEL_DEFAULTS["preprocess"], show_default=True,
+@training_options("twolayer")
+@click.option("--preprocess", "preprocess_spec", default="none", show_default=True,
               metavar="CHAIN", help="Preprocessing fitted on the training split and stored in the model, e.g. "
-                                    "mean,normalize, mean:channel,normalize:channel, or none.")
+                                    "mean,normalize or pca:100 (the net standardises its input itself).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, metavar="MODEL.npz",
               help="Save the best-validation model (with its preprocessing chain) here.")
 @data_options
@@ -51,12 +50,14 @@ def _hidden(ctx, param, value):
 @click.pass_context
 def twolayer(ctx, hidden, activation, batchnorm, dropout, init, loss, preprocess_spec, output, seed, as_json, quiet,
              data, n_train, n_test, val, size, color, **options):
-    """Train a fully-connected net: affine - activation - [batchnorm] - [dropout] - ... - affine - loss.
+    """Train a fully-connected net: affine - [batchnorm] - activation - [dropout] - ... - affine - loss.
 
     The training split (49000 of CIFAR-10's 50000 by default) is fitted, the validation split (the
     last 1000) picks the best epoch, whose weights are kept and saved; the test split is scored.
     Each epoch logs the loss, the accuracy on a fixed training sample and on val, the learning rate
-    and the first layer's update/weight ratio (about 1e-3 is healthy). Everything is float32.
+    and the first layer's update/weight ratio (about 1e-3 is healthy). Everything is float32. The net
+    standardises its input with the training split's statistics (per channel of images), so raw pixels
+    and any features need no --preprocess; with no flags it is `imgclf.nn.net.NeuralNet()`.
 
     Ctrl-C finishes the current step, writes a checkpoint (with --checkpoint-dir) and exits with
     status 130; --resume CKPT continues exactly where it stopped (same final weights as a run that
@@ -70,7 +71,7 @@ def twolayer(ctx, hidden, activation, batchnorm, dropout, init, loss, preprocess
       imgclf train twolayer --optim momentum --momentum 0.95 --lr 1e-2 --lr-schedule step:0.5:5
       imgclf train twolayer --checkpoint-dir ckpt --log train.jsonl --plot curves.png
       imgclf train twolayer --resume ckpt/ckpt_epoch003_step00120_val0.4510.npz
-      imgclf train twolayer --data mnist --hidden 500 --preprocess mean,normalize
+      imgclf train twolayer --data mnist --class-weight 0=2,1=0.5
       imgclf data export cifar10 | imgclf preprocess mean | imgclf train twolayer --preprocess none
     """
     import time
@@ -83,7 +84,7 @@ def twolayer(ctx, hidden, activation, batchnorm, dropout, init, loss, preprocess
     t0 = time.perf_counter()
     ds = load_training_data(ctx, preprocess_spec, quiet=quiet, data=data, n_train=n_train, n_test=n_test, val=val,
                             size=size, color=color)
-    params["augment"] = resolve_augment(params["augment"], ds, rep)
+    params["class_weight"] = class_weights_for(params.get("class_weight"), ds)
     model = NeuralNet(random_state=seed, **params)
     hidden = model.hidden_sizes()
     name = "twolayer" if len(hidden) == 1 else f"net {','.join(map(str, hidden))}"

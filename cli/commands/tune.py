@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import click
+from imgclf.kinds import TRAINED
 
 from ..console import emit_json, format_table, reporter
-from ..options import data_options, json_option, load_data, quiet_option, seed_option
+from ..options import capped_workers, data_options, json_option, load_data, quiet_option, seed_option
 
-KINDS = ("softmax", "svm", "twolayer", "convnet", "knn")
+KINDS = TRAINED + ("knn",)  # imgclf/kinds.py
 ENSEMBLE_TOP = 5  # trials in the suggested ensemble (on CIFAR-10 five gained more than three: docs/tuning.md)
 
 # Searched when no --param is given: around the train command's defaults (a decade each way for the
@@ -27,25 +28,28 @@ def command_for(kind: str) -> tuple[click.Command, str]:
     return load_command(TRAIN_COMMANDS[kind]), f"imgclf train {kind}"
 
 
-def train_defaults(kind: str, cmd: click.Command, known: dict) -> tuple[dict, str | None]:
-    """(estimator parameters, preprocessing spec) that the plain training command uses, read from its
-    options, so a trial with nothing searched is exactly `imgclf train KIND`."""
+def train_defaults(cmd: click.Command) -> str | None:
+    """The preprocessing spec of the plain training command. Its estimator parameters are the
+    estimator's own defaults (the library owns them; `imgclf train KIND` with no flags uses them too),
+    so a trial with nothing searched is exactly the plain command."""
     ctx = click.Context(cmd)
-    values = {p.name: p.process_value(ctx, p.default) for p in cmd.params
-              if isinstance(p, click.Option) and not p.multiple and p.name not in ("data", "seed")}
-    if "optim" in values:
-        from ..training import training_params
-
-        values.update(training_params(**values))
-    # None means "not set" on the command line: the estimator's own default applies.
-    params = {k: v for k, v in values.items() if k in known and k != "random_state" and v is not None}
-    return params, values.get("preprocess_spec")
+    return next((p.process_value(ctx, p.default) for p in cmd.params if p.name == "preprocess_spec"), None)
 
 
-def default_space(kind: str, fixed: dict) -> list[str]:
+def default_space(kind: str, estimator: str, X) -> list[str]:
+    """Around the estimator's defaults (inspect.signature; "auto" rates as they come out on X): a decade
+    each way for the learning rate, two for the regularisation, plus the usual architecture choices."""
+    import inspect
+
+    from imgclf.tuning import estimator_class
+
+    cls = estimator_class(estimator)
+    defaults = {n: p.default for n, p in inspect.signature(cls.__init__).parameters.items()}
+    if hasattr(cls, "rates_for"):
+        defaults["lr"], defaults["reg"] = cls().rates_for(X)
     specs = []
     for name, decades in (("lr", 1), ("reg", 2)):
-        v = fixed.get(name)
+        v = defaults.get(name)
         if isinstance(v, (int, float)) and v > 0:
             specs.append(f"{name}={v / 10 ** decades:.3g}:{v * 10 ** decades:.3g}:log")
     return specs + EXTRA_DEFAULT_SPACE.get(kind, [])
@@ -146,14 +150,12 @@ def tune(ctx, kind, trials, param_specs, refine, refine_trials, jobs, scheduler,
     estimator = ESTIMATORS[kind]
     known = estimator_params(estimator)
     cmd, base = command_for(kind)
-    fixed, default_chain = train_defaults(kind, cmd, known)
+    fixed, default_chain = {}, train_defaults(cmd)
     if epochs is not None:
         if "epochs" not in known:
             raise UsageError(f"{kind} has no epochs to set")
         fixed["epochs"] = epochs
-    space = SearchSpace.parse(param_specs or default_space(kind, fixed))
-    for name in space.params:
-        fixed.pop(name, None)
+    space = SearchSpace.parse(param_specs) if param_specs else None
 
     ds = load_data(ctx, data, n_train, n_test, val, size, color, quiet=quiet)
     if not ds.has("train") or not ds.has("val"):
@@ -162,16 +164,17 @@ def tune(ctx, kind, trials, param_specs, refine, refine_trials, jobs, scheduler,
     chain_spec = preprocess_spec if preprocess_spec is not None else default_chain
     if chain_spec and chain_spec.strip().lower() != "none":
         ds = fit_chain(parse_chain_spec(chain_spec), ds)
-    if fixed.get("augment") == "auto":
-        from ..training import resolve_augment
-
-        fixed["augment"] = resolve_augment("auto", ds, rep)
     train, valid = ds.get("train"), ds.get("val")
+    if space is None:
+        space = SearchSpace.parse(default_space(kind, estimator, train.X))
+    for name in space.params:
+        fixed.pop(name, None)
     arrays = {"X_train": train.X, "y_train": train.y, "X_val": valid.X, "y_val": valid.y}
 
     n_total = trials + refine * (refine_trials or trials)
     limits.check("trials", n_total, "the number of trials (--trials + --refine x --refine-trials)")
     saver = _Saver(save_dir, kind, ds, seed) if save_dir else None
+    jobs, scheduler = capped_workers(rep, jobs, scheduler)
     with make_executor(jobs=jobs, scheduler=scheduler) as ex:
         rep.log(f"tune {kind}: {n_total} trials on {len(train)} training / {len(valid)} validation examples, "
                 f"{ex.description}; searching {', '.join(f'{n}={d}' for n, d in space.describe().items())}")

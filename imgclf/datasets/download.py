@@ -121,7 +121,8 @@ def file_digest(path: Path, algorithm: str) -> str:
 def _check_url(url: str) -> None:
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in ("http", "https"):
-        raise UsageError(f"{url}: only http:// and https:// URLs are downloaded (use --from PATH for local files)")
+        raise UsageError(f"url {url}: only http:// and https:// URLs are downloaded (import local files with source)",
+                         param="url")
 
 
 def fetch(url: str, dest: Path, spec: FileSpec, progress=_no_progress) -> None:
@@ -181,7 +182,7 @@ def _urls(entry: Entry, spec: FileSpec, url: str | None) -> list[str]:
 def _fetch_any(urls: list[str], dest: Path, spec: FileSpec, progress, log) -> None:
     """Try each mirror in turn; the last failure is raised when none works."""
     if not urls:
-        raise UsageError(f"the manifest lists no URL for {spec.name}; pass --url")
+        raise UsageError(f"url: the manifest lists none for {spec.name}; pass one", param="url")
     for i, url in enumerate(urls):
         log(f"downloading {url}")
         try:
@@ -373,7 +374,7 @@ def get(name: str, dest_dir=None, *, url: str | None = None, source=None, force:
     """
     entry = lookup(name, manifest)
     if url is not None and source is not None:
-        raise UsageError("--url and --from exclude each other")
+        raise UsageError("url and source exclude each other", param="url")
     progress = progress or _no_progress
     log = log or (lambda message: None)
     dest_dir = Path(dest_dir if dest_dir is not None else config.default_download_dir()).absolute()

@@ -379,8 +379,8 @@ def load_image_folder(path, *, size: tuple[int, int] | None = None, mode: str | 
         odd = next((item for item in items if item[2] != size), None)
         if odd is not None:
             (h0, w0), (h1, w1) = size, odd[2]
-            raise DataError(f"images differ in size ({items[0][0]} is {h0}x{w0}, {odd[0]} is {h1}x{w1}; "
-                            f"{len(report.sizes)} sizes in all); pass a size (--size HxW) to resize them all")
+            raise DataError(f"size must be given: the images differ ({items[0][0]} is {h0}x{w0}, {odd[0]} is "
+                            f"{h1}x{w1}; {len(report.sizes)} sizes in all); pass HxW to resize them all", param="size")
     walk = _Walk(Path(report.root))
     splits, files = {}, {}
     for split, (split_items, labels) in listing.items():

@@ -71,7 +71,7 @@ def read_raw(path: Path, *, size=None, mode=None):
     """(X_train, y_train, X_test, y_test, classes) from CIFAR or idx files on disk; X_test may be None."""
     layout = detect_layout(path)
     if size is not None or mode is not None:
-        raise UsageError(f"{path}: --size and --color apply to image folders only, not to {layout} data")
+        raise UsageError(f"size and mode apply to image folders only, not to {layout} data ({path})", param="size")
     if layout == "cifar-python":
         from .cifar import load_cifar_python
         return load_cifar_python(path)
@@ -137,7 +137,7 @@ def load(
     kind, path = resolve(spec)
     is_stream = kind == "stdin" or (kind == "path" and path.suffix.lower() == ".npz" and path.is_file())
     if (is_stream or kind == "shapes") and (size is not None or mode is not None):
-        raise UsageError(f"--size and --color apply to image folders only, not to {spec!r}")
+        raise UsageError(f"size and mode apply to image folders only, not to {spec!r}", param="size")
     if is_stream:
         from ..storage import read_stream
 

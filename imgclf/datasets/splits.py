@@ -16,7 +16,7 @@ from .base import Dataset, Split
 def _check_count(name: str, value, allow_zero: bool = False) -> None:
     low = 0 if allow_zero else 1
     if value is not None and (not isinstance(value, (int, np.integer)) or value < low):
-        raise UsageError(f"{name} must be an integer >= {low}, got {value!r}")
+        raise UsageError(f"{name} must be an integer >= {low}, got {value!r}", param=name)
 
 
 def make_splits(
@@ -28,14 +28,14 @@ def make_splits(
     n_test: int | None = None,
 ) -> dict[str, Split]:
     """Cut `val` rows off the end of `train`, then keep the first `n_train` / `n_test` rows."""
-    _check_count("--val", val, allow_zero=True)
-    _check_count("--n-train", n_train)
-    _check_count("--n-test", n_test)
+    _check_count("val", val, allow_zero=True)
+    _check_count("n_train", n_train)
+    _check_count("n_test", n_test)
     splits: dict[str, Split] = {}
     if train is not None:
         n_val = val or 0
         if n_val >= len(train):
-            raise UsageError(f"--val {n_val} leaves no training images (the training set has {len(train)})")
+            raise UsageError(f"val {n_val} leaves no training images (the training set has {len(train)})", param="val")
         cut = len(train) - n_val
         splits["train"] = Split(train.X[:cut], train.y[:cut])
         if n_val:

@@ -7,7 +7,6 @@ seed, writes atomically, and on load refuses unknown versions, foreign and trunc
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass, field
 
@@ -20,15 +19,6 @@ from . import npzfile
 FORMAT = "imgclf-model"
 VERSION = 1
 
-# kind -> "module:Class"; imported only when a file of that kind is loaded.
-MODEL_CLASSES = {
-    "knn": "imgclf.neighbors:KNNClassifier",
-    "svm": "imgclf.linear:LinearSVM",
-    "softmax": "imgclf.linear:SoftmaxClassifier",
-    "net": "imgclf.nn.net:NeuralNet",
-    "convnet": "imgclf.nn.convnet:ConvNet",
-    "ensemble": "imgclf.ensemble:Ensemble",
-}
 
 
 @dataclass
@@ -55,11 +45,10 @@ class ModelBundle:
 
 
 def model_class(kind: str):
-    spec = MODEL_CLASSES.get(kind)
-    if spec is None:
-        raise ModelFileError(f"unknown model kind {kind!r} (known: {', '.join(MODEL_CLASSES)})")
-    module, name = spec.split(":")
-    return getattr(importlib.import_module(module), name)
+    """The class of a model file's kind (imgclf/kinds.py; old names such as "net" included)."""
+    from ..kinds import estimator_class
+
+    return estimator_class(kind)
 
 
 Chain = tuple[list, dict[str, np.ndarray]]  # (JSON step descriptions, arrays keyed transform{i}_{name})

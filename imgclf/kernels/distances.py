@@ -23,12 +23,11 @@ import numpy as np
 import numba
 from numba import njit, prange
 
-from ..config import DEFAULT_MEMORY_MB
+from ..config import DEFAULT_MEMORY_MB, METRICS
 from ..errors import UsageError
 from .simd import TILE_C, TILE_R, VEC, _sad_tile, has_avx2
 from .topk import EMPTY, _after, _push, empty_heaps, sort_heaps
 
-METRICS = ("l2", "l1")
 _UNIT = 2.0 ** -24  # float32 unit roundoff
 _SLACK = 1e-12  # relative allowance for the float64 arithmetic around the bound
 _TILE_BYTES = 384 * 1024  # training rows per L1 tile: a few hundred KB stays in a core's L2 cache

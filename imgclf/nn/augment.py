@@ -24,11 +24,11 @@ class Augment:
         from ..kernels.augment import flip_crop
 
         if X.ndim != 4:
-            raise UsageError(f"--augment needs image data (N, H, W, C); these features have shape {X.shape[1:]} "
-                             f"(a projection such as PCA removes the image layout)")
+            raise UsageError(f"augment needs image data (N, H, W, C); these features have shape {X.shape[1:]} "
+                             f"(a projection such as PCA removes the image layout)", param="augment")
         if self.crop > min(X.shape[1:3]):
-            raise UsageError(f"--augment crop:{self.crop} pads by more than the {X.shape[1]}x{X.shape[2]} images "
-                             "themselves; use a padding of at most their side")
+            raise UsageError(f"augment crop:{self.crop} pads by more than the {X.shape[1]}x{X.shape[2]} images "
+                             "themselves; use a padding of at most their side", param="augment")
         n = len(X)
         flips = rng.random(n) < 0.5
         offsets = rng.integers(0, 2 * self.crop + 1, size=(2, n))
@@ -58,5 +58,6 @@ def parse(spec: str | None) -> Augment | None:
             if crop < 0:
                 raise UsageError(f"bad augmentation {part!r}: PAD must be >= 0")
         else:
-            raise UsageError(f"unknown augmentation {part!r}; use flip, crop:PAD (e.g. --augment flip,crop:4)")
+            raise UsageError(f"augment: unknown augmentation {part!r}; use flip, crop:PAD (e.g. flip,crop:4)",
+                             param="augment")
     return Augment(flip, crop)

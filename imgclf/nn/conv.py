@@ -68,27 +68,47 @@ def conv_forward(x, w, b, stride: int = 1, pad: int = 0, dilation: int = 1, work
     Wo = output_size(W, KW, stride, pad, dilation, "convolution width")
     dtype = np.result_type(x.dtype, w.dtype)
     x = np.ascontiguousarray(x, dtype=dtype)
-    buf = workspace.get("cols", (N * Ho * Wo, KH * KW * C), dtype) if workspace is not None else None
-    cols = im2col(x, KH, KW, stride, pad, dilation, out=buf)
-    out = cols @ w.reshape(KH * KW * C, F).astype(dtype, copy=False)
+    tap = _single_tap(H, W, Ho, Wo, KH, KW, pad, dilation)
+    if tap is not None:
+        # A 1x1 map (feature rows read as images): one filter tap meets the pixel, the others only padding,
+        # so the convolution is the product with that tap, without im2col (the same numbers).
+        cols = x.reshape(N, C)
+        out = cols @ w[tap, tap].astype(dtype, copy=False)
+    else:
+        buf = workspace.get("cols", (N * Ho * Wo, KH * KW * C), dtype) if workspace is not None else None
+        cols = im2col(x, KH, KW, stride, pad, dilation, out=buf)
+        out = cols @ w.reshape(KH * KW * C, F).astype(dtype, copy=False)
     if b is not None:
         out += b.astype(dtype, copy=False)
-    return out.reshape(N, Ho, Wo, F), (x.shape, cols, w, b is not None, stride, pad, dilation, workspace)
+    return out.reshape(N, Ho, Wo, F), (x.shape, cols, w, b is not None, stride, pad, dilation, workspace, tap)
+
+
+def _single_tap(H, W, Ho, Wo, KH, KW, pad, dilation) -> int | None:
+    """The filter tap (t, t) that alone meets a 1x1 input at a 1x1 output, or None."""
+    if H == W == Ho == Wo == 1 and KH == KW and pad % dilation == 0 and pad // dilation < KH:
+        return pad // dilation
+    return None
 
 
 def conv_backward(dout, cache, need_dx: bool = True):
     """Gradients (dx, {"w", "b"}); dx is None when `need_dx` is false (the first layer needs none)."""
-    x_shape, cols, w, has_bias, stride, pad, dilation, workspace = cache
+    x_shape, cols, w, has_bias, stride, pad, dilation, workspace, tap = cache
     KH, KW, C, F = w.shape
     d2 = np.ascontiguousarray(dout, dtype=cols.dtype).reshape(-1, F)
     if d2.shape[0] != cols.shape[0]:
         raise UsageError(f"convolution backward: upstream gradient {dout.shape} does not match the forward pass")
-    dw = (cols.T @ d2).reshape(w.shape).astype(w.dtype, copy=False)
+    if tap is not None:
+        dw = np.zeros_like(w)
+        dw[tap, tap] = cols.T @ d2
+    else:
+        dw = (cols.T @ d2).reshape(w.shape).astype(w.dtype, copy=False)
     grads = {"w": dw}
     if has_bias:
         grads["b"] = d2.sum(axis=0).astype(w.dtype, copy=False)
     dx = None
-    if need_dx:
+    if need_dx and tap is not None:
+        dx = (d2 @ w[tap, tap].astype(cols.dtype, copy=False).T).reshape(x_shape)
+    elif need_dx:
         w2 = w.reshape(KH * KW * C, F).astype(cols.dtype, copy=False)
         dcols = workspace.get("dcols", cols.shape, cols.dtype) if workspace is not None else None
         dcols = np.matmul(d2, w2.T, out=dcols)

@@ -32,13 +32,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UsageError
-from . import conv, layers
-from .net import NeuralNet, _Trainee
+from ..validation import rescale_u8
+from . import conv, dense, layers
+from .net import NeuralNet
 
 # Images per forward pass at prediction time: bounds the im2col buffers (KH*KW times a layer's input).
 PREDICT_CHUNK = 250
-# Images used to estimate the per-channel input statistics.
-STATS_SAMPLE = 10000
 # Images whose patches estimate the patch covariance of `patch_whiten` (500 give 450,000 3x3 patches).
 WHITEN_SAMPLE = 500
 # Added to the patch covariance's eigenvalues (the channels are standardised, so the total is KxKxC).
@@ -91,8 +90,15 @@ class ConvNet(NeuralNet):
         Weight initialisation: "he", "xavier" or "normal:STD".
     batch_size : int, default=64
         Rows per step.
-    loss, reg, optim, lr, optim_options, lr_schedule, epochs, augment, patience, train_acc_sample, dtype
+    loss, reg, optim, lr, optim_options, patience, train_acc_sample, dtype, class_weight
         As in NeuralNet, with the same defaults.
+    lr_schedule : str, default=None
+        As in NeuralNet (constant by default).
+    epochs : int or "auto", default="auto"
+        As in NeuralNet; "auto" is 10 on large data.
+    augment : str, default="auto"
+        As in NeuralNet; "auto" is flips and random crops of up to an eighth of the image size (crop:4 on
+        32x32) for colour images, none for grey ones.
     label_smoothing, ema
         As in NeuralNet, with the same defaults.
     input_shape : tuple of int, default=None
@@ -116,12 +122,14 @@ class ConvNet(NeuralNet):
     """
 
     kind = "convnet"
+    _AUTO_EPOCHS = 10
+    _LEGACY_LAYOUT = dense.BN_BEFORE_ACTIVATION  # the convnet's head always normalised before the activation
 
     def __init__(self, filters=(32, 64), filter_size=3, hidden=256, pool=2, batchnorm=False, dropout=0.0,
                  activation="relu", init="he", loss="softmax", reg=1e-4, optim="adam", lr=1e-3, optim_options=None,
-                 lr_schedule=None, epochs=10, batch_size=64, augment=None, patience=None, train_acc_sample=1000,
-                 dtype="float32", input_shape=None, random_state=None, label_smoothing=0.0, ema=None, tta=None,
-                 bn_momentum=0.9, patch_whiten=False):
+                 lr_schedule=None, epochs="auto", batch_size=64, augment="auto", patience=None, train_acc_sample=1000,
+                 dtype="float32", input_shape=None, class_weight=None, random_state=None, label_smoothing=0.0,
+                 ema=None, tta=None, bn_momentum=0.9, patch_whiten=False):
         self.filters = filters
         self.filter_size = filter_size
         self.pool = pool
@@ -133,13 +141,14 @@ class ConvNet(NeuralNet):
                          loss=loss, reg=reg, optim=optim, lr=lr, optim_options=optim_options,
                          lr_schedule=lr_schedule, epochs=epochs, batch_size=batch_size, augment=augment,
                          patience=patience, train_acc_sample=train_acc_sample, dtype=dtype,
-                         random_state=random_state, label_smoothing=label_smoothing, ema=ema)
+                         class_weight=class_weight, random_state=random_state, label_smoothing=label_smoothing,
+                         ema=ema)
 
     # -- validation ------------------------------------------------------------------------------
-    def _hidden(self) -> tuple[int, ...]:
+    def hidden_sizes(self) -> tuple[int, ...]:
         if self.hidden in (0, None, ()):
             return ()
-        return super()._hidden()
+        return super().hidden_sizes()
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -186,11 +195,14 @@ class ConvNet(NeuralNet):
         raise UsageError(f"{name} must be (N, H, W, C) images or (N, D) rows, got shape {X.shape}")
 
     # -- architecture ----------------------------------------------------------------------------
-    def _conv_layers(self) -> list[tuple[int, bool]]:
-        """(filters, pool after it) for every convolution, in order."""
+    def _conv_layers(self, shape=None) -> list[tuple[int, bool]]:
+        """(filters, pool after it) for every convolution, in order. Feature rows read as 1x1 images
+        have no spatial layout: nothing to pool there, so `pool` applies to real images only."""
+        shape = shape if shape is not None else getattr(self, "input_shape_", None)
+        pooled = self.pool > 1 and (shape is None or tuple(shape[:2]) != (1, 1))
         out = []
         for f, k in parse_filters(self.filters):
-            out += [(f, False)] * (k - 1) + [(f, self.pool > 1)]
+            out += [(f, False)] * (k - 1) + [(f, pooled)]
         return out
 
     def _geometry(self, shape) -> list[tuple[int, int, int]]:
@@ -203,7 +215,7 @@ class ConvNet(NeuralNet):
         from ..kernels.im2col import output_size
         from ..kernels.pool import pool_geometry
 
-        for i, (f, pooled) in enumerate(self._conv_layers(), 1):
+        for i, (f, pooled) in enumerate(self._conv_layers(shape), 1):
             try:
                 H = output_size(H, fs, 1, pad, 1, "convolution height")
                 W = output_size(W, fs, 1, pad, 1, "convolution width")
@@ -211,14 +223,15 @@ class ConvNet(NeuralNet):
                     H, W = pool_geometry((1, H, W, f), int(self.pool), int(self.pool))
             except UsageError as exc:
                 fold = " or give input_shape=(H, W, C) to fold (N, D) rows into images" if shape[:2] == (1, 1) else ""
-                raise UsageError(f"convolution layer {i} of filters={self.filters!r} on {'x'.join(map(str, shape))} "
-                                 f"images: {exc} (use fewer pooling stages or --pool 1{fold})") from None
+                raise UsageError(f"pool: convolution layer {i} of filters={self.filters!r} on "
+                                 f"{'x'.join(map(str, shape))} "
+                                 f"images: {exc} (use fewer pooling stages or pool 1{fold})", param="pool") from None
             C = f
             out.append((H, W, C))
         return out
 
-    def initialize(self, n_features: int, n_classes: int, rng: np.random.Generator) -> _Trainee:
-        """Fresh parameters for images of `input_shape_` and n_classes outputs; returns the Solver's view."""
+    def initialize(self, n_features: int, n_classes: int, rng: np.random.Generator):
+        """Fresh parameters for images of `input_shape_` and n_classes outputs; returns the estimator."""
         from . import init
 
         self._check_params()
@@ -232,25 +245,25 @@ class ConvNet(NeuralNet):
             self.params_[f"W{i}"] = init.weight(self.init, fs * fs * C, f, rng, dt).reshape(fs, fs, C, f)
             self._add_bias_or_batchnorm(i, f, dt)
             C = f
-        patches = self.__dict__.pop("_whiten_images", None)
-        if self.patch_whiten and patches is not None:
-            W1 = self.params_["W1"]
-            W1[...] = self._whitening_filters(patches, W1.reshape(-1, W1.shape[3])).reshape(W1.shape)
         H, W, C = self._geometry(self.input_shape_)[-1]
-        sizes = (H * W * C,) + self._hidden() + (n_classes,)
-        for j in range(1, len(sizes)):
-            k = i + j
-            self.params_[f"W{k}"] = init.weight(self.init, sizes[j - 1], sizes[j], rng, dt)
-            if j < len(sizes) - 1:
-                self._add_bias_or_batchnorm(k, sizes[j], dt)
-            else:
-                self.params_[f"b{k}"] = np.zeros(sizes[j], dt)
+        sizes = (H * W * C,) + self.hidden_sizes() + (n_classes,)
+        for j in range(1, len(sizes) - 1):
+            dense.add_params(self.params_, self.buffers_, i + j, sizes[j - 1], sizes[j], self.init, self.batchnorm,
+                             rng, dt)
+        self._add_output(i + len(sizes) - 1, sizes[-2], n_classes, rng, dt)
         self.n_features_in_ = int(np.prod(self.input_shape_))
-        if getattr(self, "input_mean_", None) is None:
-            self.input_mean_ = np.zeros(self.input_shape_[2], dt)
-            self.input_scale_ = np.ones(self.input_shape_[2], dt)
+        if getattr(self, "input_mean_", None) is None or len(self.input_mean_) != self._stats_size():
+            self.input_mean_, self.input_scale_ = None, None
         self.classes_ = getattr(self, "classes_", np.arange(n_classes))
-        return _Trainee(self)
+        return self
+
+    def _stats_size(self) -> int:
+        return int(self.input_shape_[2])
+
+    def _auto_augment(self, size) -> str:
+        # flips and random crops shifting by up to an eighth of the image: CIFAR-10's measured 4 pixels
+        crop = min(size) // 8
+        return f"flip,crop:{crop}" if crop else "flip"
 
     def _whitening_filters(self, images, W) -> np.ndarray:
         """(K*K*C, F) filters: +/- the top F/2 whitened principal directions of the images' KxK patches;
@@ -276,10 +289,7 @@ class ConvNet(NeuralNet):
         if not self.batchnorm:
             self.params_[f"b{i}"] = np.zeros(size, dt)
         else:
-            self.params_[f"gamma{i}"] = np.ones(size, dt)
-            self.params_[f"beta{i}"] = np.zeros(size, dt)
-            self.buffers_[f"running_mean{i}"] = np.zeros(size, dt)
-            self.buffers_[f"running_var{i}"] = np.ones(size, dt)
+            dense.add_batchnorm(self.params_, self.buffers_, i, size, dt)
 
     @property
     def n_layers(self) -> int:
@@ -297,61 +307,51 @@ class ConvNet(NeuralNet):
         return ws.setdefault(i, conv.Workspace())
 
     # -- the model the Solver trains ---------------------------------------------------------------
-    def prepare(self, X) -> np.ndarray:
-        """Raw batch to contiguous standardised (N, H, W, C) images in the weights' dtype."""
+    def prepare(self, X, dtype=None) -> np.ndarray:
+        """Raw batch to contiguous standardised (N, H, W, C) images in the weights' dtype (or `dtype`)."""
         X = self._images(X)
         if tuple(X.shape[1:]) != tuple(self.input_shape_):
             raise UsageError(f"images of shape {X.shape[1:]}, the net expects {tuple(self.input_shape_)}")
-        return self._as_input(X)
+        return self.prepare_batch(X, dtype)
 
-    def _as_input(self, X) -> np.ndarray:
+    def prepare_batch(self, X, dtype=None) -> np.ndarray:
         """`prepare` without the checks, for batches of data `fit` has validated as a whole."""
-        dt = self.params_["W1"].dtype
+        dt = np.dtype(dtype or self.params_["W1"].dtype)
         out = np.array(X.reshape((len(X),) + tuple(self.input_shape_)), dtype=dt, order="C", copy=True)
-        out -= self.input_mean_.astype(dt, copy=False)
-        out *= self.input_scale_.astype(dt, copy=False)
-        return out
+        return self._standardise(out)
 
-    def _bn(self, i, h, mode, fn, **kwargs):
-        return fn(h, self.params_[f"gamma{i}"], self.params_[f"beta{i}"], self.buffers_[f"running_mean{i}"],
-                  self.buffers_[f"running_var{i}"], mode, momentum=float(self.bn_momentum), **kwargs)
+    def _bn(self, i, h, mode, fn, P, B, **kwargs):
+        return fn(h, P[f"gamma{i}"], P[f"beta{i}"], B[f"running_mean{i}"], B[f"running_var{i}"], mode,
+                  momentum=float(self.bn_momentum), **kwargs)
 
-    def _forward(self, X, mode, rng):
+    def _forward(self, X, mode, rng, state=None):
         act, alpha = getattr(self, "_act", None) or layers.parse_activation(self.activation)
+        P, B = state or (self.params_, self.buffers_)
         pad = (int(self.filter_size) - 1) // 2
         h, caches = X, []
         convs = self._conv_layers()
         for i, (_, pooled) in enumerate(convs, 1):
-            W, ws = self.params_[f"W{i}"], self._workspace(i)
+            W, ws = P[f"W{i}"], self._workspace(i)
             c_act = None
             if self.batchnorm:
                 # conv - bn - relu, the bn and the relu fused; other activations follow separately
                 h, c_conv = conv.conv_forward(h, W, None, 1, pad, 1, ws)
-                h, c_bn = self._bn(i, h, mode, conv.spatial_batchnorm_forward, relu=act == "relu")
+                h, c_bn = self._bn(i, h, mode, conv.spatial_batchnorm_forward, P, B, relu=act == "relu")
                 if act != "relu":
                     h, c_act = layers.activation_forward(h, act, alpha)
             else:
-                h, c_conv = conv.conv_act_forward(h, W, self.params_[f"b{i}"], act, alpha, 1, pad, 1, ws)
+                h, c_conv = conv.conv_act_forward(h, W, P[f"b{i}"], act, alpha, 1, pad, 1, ws)
                 c_bn = None
             c_pool = None
             if pooled:
                 h, c_pool = conv.max_pool_forward(h, int(self.pool))
             caches.append((c_conv, c_bn, c_act, c_pool))
         # h stays (N, H, W, C): the affine layers flatten it and hand back gradients in this shape.
-        p = float(self.dropout) if mode == "train" else 0.0
         L = self.n_layers
         for i in range(len(convs) + 1, L):
-            W = self.params_[f"W{i}"]
-            if self.batchnorm:
-                h, c1 = layers.affine_forward(h, W, W.dtype.type(0))
-                h, c2 = self._bn(i, h, mode, layers.batchnorm_forward)
-                h, c3 = layers.activation_forward(h, act, alpha)
-                h, c4 = layers.dropout_forward(h, p, mode, rng)
-                caches.append((c1, c2, c3, c4))
-            else:
-                h, c1 = layers.affine_act_forward(h, W, self.params_[f"b{i}"], act, alpha, p, mode, rng)
-                caches.append((c1,))
-        scores, c = layers.affine_forward(h, self.params_[f"W{L}"], self.params_[f"b{L}"])
+            h, c = dense.forward(h, i, P, B, act, alpha, float(self.dropout), mode, rng)
+            caches.append(c)
+        scores, c = layers.affine_forward(h, P[f"W{L}"], P[f"b{L}"])
         caches.append(c)
         return scores, caches
 
@@ -361,21 +361,11 @@ class ConvNet(NeuralNet):
         scores, caches = self._forward(X, mode, rng)
         data_loss, dh = self._data_loss(scores, y)
         L, n_conv = self.n_layers, len(self._conv_layers())
-        grads = {}
         dh, g = layers.affine_backward(dh, caches[-1])
-        grads[f"W{L}"], grads[f"b{L}"] = g["w"], g["b"]
+        grads = {f"W{L}": g["w"], f"b{L}": g["b"]}
         for i in range(L - 1, n_conv, -1):
-            cache = caches[i - 1]
-            if self.batchnorm:
-                dh, _ = layers.dropout_backward(dh, cache[3])
-                dh, _ = layers.activation_backward(dh, cache[2])
-                dh, g = layers.batchnorm_backward(dh, cache[1])
-                grads[f"gamma{i}"], grads[f"beta{i}"] = g["gamma"], g["beta"]
-                dh, g = layers.affine_backward(dh, cache[0])
-            else:
-                dh, g = layers.affine_act_backward(dh, cache[0])
-                grads[f"b{i}"] = g["b"]
-            grads[f"W{i}"] = g["w"]
+            dh, g = dense.backward(dh, caches[i - 1])
+            grads.update(g)
         for i in range(n_conv, 0, -1):
             c_conv, c_bn, c_act, c_pool = caches[i - 1]
             if c_pool is not None:
@@ -392,42 +382,51 @@ class ConvNet(NeuralNet):
             grads[f"W{i}"] = g["w"]
         return data_loss + (self._add_l2(grads) if l2 else 0.0), grads
 
-    def _scores(self, Xp) -> np.ndarray:
+    def _scores(self, Xp, state=None) -> np.ndarray:
         if self.tta == "flip":
             # Test-time augmentation: the mean of the image's and its mirror image's scores.
-            out = self._plain_scores(Xp)
-            out += self._plain_scores(np.ascontiguousarray(Xp[:, :, ::-1]))
+            out = self._plain_scores(Xp, state)
+            out += self._plain_scores(np.ascontiguousarray(Xp[:, :, ::-1]), state)
             out *= out.dtype.type(0.5)
             return out
-        return self._plain_scores(Xp)
+        return self._plain_scores(Xp, state)
 
-    def _plain_scores(self, Xp) -> np.ndarray:
+    def _plain_scores(self, Xp, state=None) -> np.ndarray:
         if len(Xp) <= PREDICT_CHUNK:
-            return self._forward(Xp, "test", None)[0]
-        return np.concatenate([self._forward(Xp[i:i + PREDICT_CHUNK], "test", None)[0]
+            return self._forward(Xp, "test", None, state)[0]
+        return np.concatenate([self._forward(Xp[i:i + PREDICT_CHUNK], "test", None, state)[0]
                                for i in range(0, len(Xp), PREDICT_CHUNK)])
 
     # -- public API ------------------------------------------------------------------------------
-    def fit(self, X, y, X_val=None, y_val=None, **kwargs):
-        """As NeuralNet.fit, on images; also learns the per-channel input mean and scale."""
+    def fit(self, X, y, X_val=None, y_val=None, *, callback=None, checkpoint_dir=None, keep_checkpoints=3,
+            resume=None, log=None, stop_signal=False, checkpoint_extra=None):
+        """As NeuralNet.fit, on images ((N, D) rows are folded by `input_shape`, else 1x1 images)."""
+        from .solver import Solver
+
         self._check_params()
         self.input_shape_ = None
-        X = self._images(X, min_samples=1)
-        self.input_shape_ = tuple(int(v) for v in X.shape[1:])
+        X, y_enc, Xv, yv = self._fit_data(X, y, X_val, y_val, self._fit_images)
         self._geometry(self.input_shape_)
-        if X_val is not None:
-            X_val = self._images(X_val, "X_val")
-        rng = np.random.default_rng(0)
-        sample = X if len(X) <= STATS_SAMPLE else X[np.sort(rng.choice(len(X), STATS_SAMPLE, replace=False))]
-        sample = sample.reshape(-1, X.shape[3]).astype(np.float64)
-        std = sample.std(axis=0)
-        self.input_mean_ = sample.mean(axis=0).astype(self.dtype)
-        self.input_scale_ = (1.0 / np.where(std > 1e-8, std, 1.0)).astype(self.dtype)
+        return self._fit_prepared(X, y_enc, Xv, yv, callback=callback, checkpoint_dir=checkpoint_dir,
+                                  keep_checkpoints=keep_checkpoints, resume=resume, log=log,
+                                  stop_signal=stop_signal, checkpoint_extra=checkpoint_extra, solver_cls=Solver)
+
+    def _learn_input_stats(self, X):
+        super()._learn_input_stats(X)
         if self.patch_whiten:
-            # The standardised images whose patches `initialize` whitens (it takes and drops them).
+            # The first layer's filters from the standardised training images' patches.
+            rng = np.random.default_rng(0)
             pick = X if len(X) <= WHITEN_SAMPLE else X[np.sort(rng.choice(len(X), WHITEN_SAMPLE, replace=False))]
-            self._whiten_images = (pick.astype(np.float64) - self.input_mean_) * self.input_scale_
-        return super().fit(X, y, X_val, y_val, **kwargs)
+            images = (pick.astype(np.float64) - self.input_mean_) * self.input_scale_
+            W1 = self.params_["W1"]
+            W1[...] = self._whitening_filters(images, W1.reshape(-1, W1.shape[3])).reshape(W1.shape)
+
+    def _fit_images(self, X, name, min_samples):
+        """Training images fix input_shape_ before the validation rows are folded by it."""
+        X = self._images(X, name, min_samples)
+        if name == "X":
+            self.input_shape_ = tuple(int(v) for v in X.shape[1:])
+        return X
 
     def weight_images(self, input_shape=None) -> tuple[np.ndarray, list]:
         """First-layer filters as small images (F, KH, KW, C), each rescaled to 0..255, labelled by index."""
@@ -435,11 +434,7 @@ class ConvNet(NeuralNet):
         W = np.moveaxis(self.params_["W1"].astype(np.float64), 3, 0)
         if input_shape is not None and int(input_shape[-1]) != W.shape[3]:
             raise UsageError(f"the first layer's filters have {W.shape[3]} channels, the images {input_shape[-1]}")
-        flat = W.reshape(len(W), -1)
-        lo = flat.min(axis=1, keepdims=True)
-        span = flat.max(axis=1, keepdims=True) - lo
-        flat = (flat - lo) * (255.0 / np.where(span > 0, span, 1))
-        return np.rint(flat).astype(np.uint8).reshape(W.shape), [str(i) for i in range(len(W))]
+        return rescale_u8(W).reshape(W.shape), [str(i) for i in range(len(W))]
 
     # -- model files -----------------------------------------------------------------------------
     def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
@@ -447,8 +442,6 @@ class ConvNet(NeuralNet):
         # The file records the image shape as the hyperparameter, so loading rebuilds the same layers.
         params["input_shape"] = list(self.input_shape_)
         params["filters"] = [f"{f}x{k}" if k > 1 else f for f, k in parse_filters(self.filters)]
-        arrays["input_mean"] = np.asarray(self.input_mean_)
-        arrays["input_scale"] = np.asarray(self.input_scale_)
         return params, arrays
 
     @classmethod
@@ -459,9 +452,6 @@ class ConvNet(NeuralNet):
         if isinstance(params.get("input_shape"), list):
             params["input_shape"] = tuple(params["input_shape"])
         model = super().from_arrays(params, arrays)
-        for name in ("input_mean", "input_scale"):
-            arr = arrays.get(name)
-            if arr is None or arr.shape != (model.input_shape_[2],):
-                raise UsageError(f"convnet model file: {name} is missing or of the wrong shape")
-            setattr(model, f"{name}_", np.asarray(arr, dtype=model.dtype))
+        if model.input_mean_ is None:
+            raise UsageError("convnet model file: input_mean is missing or of the wrong shape")
         return model

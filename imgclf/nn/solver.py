@@ -1,16 +1,20 @@
 """The one training loop, shared by linear classifiers and nets.
 
-A trainable model provides:
+A trainable model (every estimator's `initialize(n_features, n_classes, rng)` returns one: the estimator
+itself, no adapter) provides:
   - `params_`: dict name -> float array, updated in place by the optimiser;
   - `buffers_` (optional): dict of non-trained state arrays (e.g. batch-norm running statistics);
-  - `prepare(X) -> array`: raw batch (uint8 images or float features) to the model's input dtype/layout;
-  - `loss(Xp, y, mode="train", rng=None) -> (loss, grads)` with grads keyed like params_;
-  - `predict(X)` on raw X;
-  - `to_arrays()` (optional): its JSON hyperparameters go into checkpoints, so a run can be rebuilt;
-  - `l2_` (optional): dict param name -> reg for an L2 penalty reg * sum(w^2) that the Solver folds into
-    the optimiser's pass over w (then it calls `loss(..., l2=False)` for the data term alone and adds
-    the penalty of the weights before the step to the reported loss: the same numbers, two fewer
-    passes over the largest arrays per step).
+  - `prepare_batch(X) -> array`: a batch of the training data (validated as a whole by `fit`) to the
+    model's input dtype/layout;
+  - `loss_and_grads(Xp, y, mode="train", rng=None, l2=True) -> (loss, grads)`, grads keyed like params_,
+    y encoded as 0..C-1;
+  - `predict_codes(X) -> (N,) int`: class indices 0..C-1 of a batch of the training data;
+  - `loss_rows(X, idx, y)` (optional): `loss_and_grads(prepare_batch(X[idx]), y)` without the gather;
+  - `kind` and `to_arrays()` (optional): recorded in checkpoints, so a run can be rebuilt;
+  - `l2_penalties()` (optional): dict param name -> reg for an L2 penalty reg * sum(w^2) that the Solver
+    folds into the optimiser's pass over w (then it calls `loss_and_grads(..., l2=False)` for the data
+    term alone and adds the penalty of the weights before the step to the reported loss: the same
+    numbers, two fewer passes over the largest arrays per step).
 The Solver shuffles with its own Generator, applies augmentation to raw image batches, steps the
 optimiser, evaluates per epoch, keeps the best-validation weights, stops early (`patience`) or on a
 non-finite loss, writes checkpoints, and on SIGINT (`stop_signal=True`) finishes the current step,
@@ -70,11 +74,27 @@ class TrainResult:
 
 
 def batched_predict(model, X: np.ndarray, batch: int = 1000) -> np.ndarray:
-    return np.concatenate([model.predict(X[i:i + batch]) for i in range(0, len(X), batch)]) if len(X) else np.empty(0, np.int64)
+    """Class indices of `model.predict_codes` over X in batches."""
+    if not len(X):
+        return np.empty(0, np.int64)
+    return np.concatenate([model.predict_codes(X[i:i + batch]) for i in range(0, len(X), batch)])
 
 
 def accuracy(model, X, y, batch: int = 1000) -> float:
     return float(np.mean(batched_predict(model, X, batch) == y)) if len(y) else float("nan")
+
+
+def accuracies(model, X, y, class_weights=None, batch: int = 1000) -> tuple[float, float]:
+    """(accuracy, class-weighted accuracy sum_i w[y_i] [correct_i] / sum_i w[y_i]); labels the
+    training set lacks (-1) weigh 1. Without class weights both are the plain accuracy."""
+    if not len(y):
+        return float("nan"), float("nan")
+    correct = batched_predict(model, X, batch) == y
+    plain = float(np.mean(correct))
+    if class_weights is None:
+        return plain, plain
+    w = np.where(y >= 0, np.asarray(class_weights, np.float64)[np.maximum(y, 0)], 1.0)
+    return plain, float(np.sum(w * correct) / np.sum(w)) if np.sum(w) > 0 else plain
 
 
 class Solver:
@@ -85,7 +105,7 @@ class Solver:
     model : object
         The model to train; its `params_` are updated in place.
     X_train : ndarray of shape (N, ...)
-        Training inputs as the model's `prepare` takes them (batches are gathered by row).
+        Training inputs as the model's `prepare_batch` takes them (batches are gathered by row).
     y_train : ndarray of shape (N,)
         Class indices 0..C-1 (int64).
     X_val, y_val : ndarray, default=None
@@ -117,6 +137,9 @@ class Solver:
         The run's only source of randomness (shuffling, augmentation, dropout); None: a Generator seeded 0.
     train_acc_sample : int, default=1000
         Training rows the per-epoch training accuracy is measured on (fixed for the run).
+    class_weights : array of float, default=None
+        Per-class weights (index = encoded label): the best epoch is then the one with the best
+        class-weighted accuracy, the measure a class-weighted loss optimises.
     callback : callable, default=None
         `callback(event, info)` with event "step" (epoch, iteration, loss) or "epoch" (the epoch's record).
     checkpoint_dir : str or Path, default=None
@@ -155,6 +178,7 @@ class Solver:
         patience: int | None = None,
         rng: np.random.Generator | None = None,
         train_acc_sample: int = 1000,
+        class_weights=None,
         callback=None,
         checkpoint_dir=None,
         keep_checkpoints: int = 3,
@@ -164,15 +188,16 @@ class Solver:
         ema: float | None = None,
     ):
         if batch_size < 1:
-            raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+            raise UsageError(f"batch_size must be >= 1, got {batch_size}", param="batch_size")
         if epochs < 1 and iters is None:
-            raise UsageError(f"--epochs must be >= 1, got {epochs}")
+            raise UsageError(f"epochs must be >= 1, got {epochs}", param="epochs")
         if iters is not None and iters < 1:
-            raise UsageError(f"--iters must be >= 1, got {iters}")
+            raise UsageError(f"iters must be >= 1, got {iters}", param="iters")
         if patience is not None and patience < 1:
-            raise UsageError(f"--patience must be >= 1, got {patience}")
+            raise UsageError(f"patience must be >= 1, got {patience}", param="patience")
         if keep_checkpoints < 0:
-            raise UsageError(f"keep_checkpoints must be >= 0 (0 keeps all), got {keep_checkpoints}")
+            raise UsageError(f"keep_checkpoints must be >= 0 (0 keeps all), got {keep_checkpoints}",
+                             param="keep_checkpoints")
         if len(y_train) == 0:
             raise UsageError("the training split is empty")
         if ema is not None and not (isinstance(ema, (int, float)) and 0 < ema < 1):
@@ -195,6 +220,7 @@ class Solver:
         self.patience = patience
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.callback = callback
+        self.class_weights = class_weights
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.keep_checkpoints = keep_checkpoints
         self.checkpoint_extra = checkpoint_extra or {}
@@ -204,7 +230,8 @@ class Solver:
         n_sample = min(train_acc_sample, len(y_train))
         self.train_sample = np.sort(self.rng.choice(len(y_train), n_sample, replace=False))
         self.configs = {name: dict(self.base_config) for name in model.params_}
-        self.l2 = {k: float(v) for k, v in (getattr(model, "l2_", None) or {}).items() if v}
+        penalties = model.l2_penalties() if hasattr(model, "l2_penalties") else {}
+        self.l2 = {k: float(v) for k, v in penalties.items() if v}
         for name, reg in self.l2.items():
             self.configs[name]["l2"] = 2 * reg
         self.result = TrainResult()
@@ -271,8 +298,7 @@ class Solver:
         }
         if hasattr(self.model, "to_arrays"):
             params, _ = self.model.to_arrays()
-            meta["model"] = {"kind": getattr(getattr(self.model, "model", self.model), "kind", None),
-                             "hyperparameters": params}
+            meta["model"] = {"kind": getattr(self.model, "kind", None), "hyperparameters": params}
         return meta, arrays
 
     def save_checkpoint(self, path=None) -> Path:
@@ -339,11 +365,9 @@ class Solver:
             Xb = self.X_train[idx]
             if self.augment is not None:
                 Xb = self.augment(Xb, self.rng)
-            Xp = self.model.prepare(Xb)
-            if self.l2:
-                loss, grads = self.model.loss(Xp, self.y_train[idx], mode="train", rng=self.rng, l2=False)
-            else:
-                loss, grads = self.model.loss(Xp, self.y_train[idx], mode="train", rng=self.rng)
+            Xp = self.model.prepare_batch(Xb)
+            loss, grads = self.model.loss_and_grads(Xp, self.y_train[idx], mode="train", rng=self.rng,
+                                                    l2=not self.l2)
         if not np.isfinite(loss):
             return float(loss), None
         first = next(iter(self.model.params_))
@@ -464,16 +488,21 @@ class Solver:
             live = self._snapshot()
             self._restore(self.ema_state)
         idx = self.train_sample
-        train_acc = accuracy(self.model, self.X_train[idx], self.y_train[idx])
+        # With class weights the best epoch is the one with the best class-weighted accuracy, the
+        # measure the weighted loss optimises; the history records plain accuracies.
+        train_acc, score = accuracies(self.model, self.X_train[idx], self.y_train[idx], self.class_weights)
         val_acc = None
         if self.X_val is not None and len(self.y_val):
-            val_acc = accuracy(self.model, self.X_val, self.y_val)
+            val_acc, score = accuracies(self.model, self.X_val, self.y_val, self.class_weights)
         rec = EpochRecord(self.epoch, loss, train_acc, val_acc, lr, ratio, seconds)
         res.history.append(rec.as_dict())
-        score = val_acc if val_acc is not None else train_acc
         if res.best_val_acc is None or score > res.best_val_acc:
             res.best_val_acc, res.best_epoch = score, self.epoch
             self.best_state = self._snapshot()
+            if self.patience is not None and score >= 1.0:
+                # Nothing can beat a perfect score, so no later epoch would be kept: with early stopping
+                # on, waiting `patience` epochs for an improvement would only cost time.
+                res.stopped = f"early stop: perfect score at epoch {self.epoch}"
         elif self.patience is not None and self.epoch - res.best_epoch >= self.patience:
             res.stopped = f"early stop: no val improvement for {self.patience} epochs (best {res.best_val_acc:.4f} at epoch {res.best_epoch})"
         if live is not None:
