@@ -131,5 +131,10 @@ def test_label_smoothing_matches_the_smoothed_cross_entropy_and_passes_gradcheck
                              n_checks=45, rng=rng)
     assert report.ok and report.max_rel_error < 1e-6
     assert softmax_loss(scores, y, smoothing=0.0)[0] == softmax_loss(scores, y)[0]
+    w = rng.random(9) + 0.5  # with sample (class) weights: the mean of weight_i * L_i
+    loss_w, d_w = softmax_loss(scores, y, sample_weight=w, smoothing=e)
+    assert loss_w == pytest.approx(float(-(w * (target * logp).sum(axis=1)).mean()), rel=1e-12)
+    assert check_gradients(lambda p: softmax_loss(p["s"], y, sample_weight=w, smoothing=e)[0], {"s": scores},
+                           {"s": d_w}, n_checks=45, rng=rng).ok
     with pytest.raises(UsageError, match="label smoothing"):
         softmax_loss(scores, y, smoothing=1.0)
