@@ -77,6 +77,7 @@ def _apply_preset(ctx, name, params):
 @click.option("--bn-momentum", type=click.FloatRange(0, 1, max_open=True), default=D["bn_momentum"],
               show_default=True, help="Batch norm's running statistics: running = m * running + (1 - m) * batch.")
 @click.option("--tta", type=click.Choice(["none", "flip"]), default=D["tta"] or "none", show_default=True,
+              callback=lambda ctx, param, value: None if value == "none" else value,
               help="Test-time augmentation: flip scores each image as the mean over it and its mirror image.")
 @training_options("convnet")
 @click.option("--preprocess", "preprocess_spec", default="none", show_default=True, metavar="CHAIN",
@@ -121,7 +122,7 @@ def convnet(ctx, preset, filters, filter_size, hidden, pool, batchnorm, dropout,
 
     arch = dict(filters=filters, filter_size=filter_size, hidden=hidden, pool=pool, batchnorm=batchnorm,
                 dropout=dropout, activation=activation, init=init, patch_whiten=patch_whiten,
-                bn_momentum=bn_momentum, tta=None if tta == "none" else tta)
+                bn_momentum=bn_momentum, tta=tta)
     run, params, extra, preprocess_spec, seed = model_settings(ctx, options, arch, preprocess_spec, seed)
     if preset and not run["resume"]:
         params = _apply_preset(ctx, preset, params)
