@@ -5,7 +5,8 @@ with a rich progress bar, one log line per epoch, and the Ctrl-C behaviour.
 A model used here follows the NeuralNet contract: `fit(X, y, X_val, y_val, *, callback, checkpoint_dir,
 keep_checkpoints, resume, log, stop_signal, checkpoint_extra)` passing them to imgclf.nn.solver.Solver, and afterwards `result_` (the
 Solver's TrainResult), `history_`, `stopped_`, `best_epoch_`. Its constructor takes the training
-hyperparameters `optim, lr, optim_options, lr_schedule, reg, epochs, batch_size, augment, patience`
+hyperparameters `optim, lr, optim_options, lr_schedule, reg, epochs, batch_size, augment, patience,
+label_smoothing, ema`
 (what `training_params(**options)` returns).
 """
 
@@ -27,7 +28,8 @@ _OPTIM_SETTINGS = {
 # into `--help`).
 OPTIMISERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 
-TRAINING_KEYS = ("optim", "lr", "lr_schedule", "reg", "epochs", "batch_size", "augment", "patience", "class_weight")
+TRAINING_KEYS = ("optim", "lr", "lr_schedule", "reg", "epochs", "batch_size", "augment", "patience", "class_weight",
+                 "label_smoothing", "ema")
 RUN_KEYS = ("momentum", "beta1", "beta2", "decay_rate", "epsilon", "checkpoint_dir", "keep_checkpoints", "resume",
             "log_file", "plot")
 
@@ -128,8 +130,9 @@ def training_options(kind: str):
             click.option("--epsilon", type=click.FloatRange(min=0, min_open=True), default=None,
                          help="Adagrad/RMSprop/Adam denominator guard [default: 1e-8]."),
             click.option("--lr-schedule", default=d["lr_schedule"] or "none", show_default=True, metavar="SPEC",
-                         help="Per-epoch learning-rate schedule: step:F[:E] (times F every E epochs), exp:K "
-                              "(lr0 e^-Kt), inv:K (lr0/(1+Kt)) or none."),
+                         help="Learning-rate schedule: step:F[:E] (times F every E epochs), exp:K "
+                              "(lr0 e^-Kt), inv:K (lr0/(1+Kt)), warmup:P[:S] (per step: linear from S*lr0 to lr0 "
+                              "over the first fraction P of the run, then linear to 0; default 0.2:0.2) or none."),
             click.option("--reg", type=click.FloatRange(min=0), default=d["reg"], show_default=True,
                          help="L2 strength: reg * sum(W^2) over the weight matrices."),
             click.option("--epochs", type=AutoOr(click.IntRange(min=1)), default=d["epochs"], show_default=True,
@@ -141,6 +144,12 @@ def training_options(kind: str):
                          help="Training-time augmentation of image data: flip, crop:PAD, e.g. flip,crop:4; none; "
                               "auto = the kind's choice for colour images, none for grayscale (digits) or "
                               "feature vectors."),
+            click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True),
+                         default=d.get("label_smoothing", 0.0), show_default=True,
+                         help="Softmax target (1-e) onehot + e/classes instead of onehot."),
+            click.option("--ema", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=d.get("ema"),
+                         help="Keep a moving average of the weights with this decay per step (e.g. 0.999); it is "
+                              "what is evaluated, kept and saved."),
             click.option("--patience", type=click.IntRange(min=1), default=None,
                          help="Stop when val accuracy has not improved for this many epochs."),
             class_weight_option,
@@ -165,7 +174,8 @@ def training_options(kind: str):
 
 
 def training_params(optim, lr, lr_schedule, reg, epochs, batch_size, augment, patience, class_weight=None,
-                    momentum=None, beta1=None, beta2=None, decay_rate=None, epsilon=None, **_):
+                    momentum=None, beta1=None, beta2=None, decay_rate=None, epsilon=None, label_smoothing=0.0, ema=None,
+                    **_):
     """The model's training hyperparameters from the shared options; settings of other optimisers
     than the chosen one are refused rather than silently ignored."""
     given = {"momentum": momentum, "beta1": beta1, "beta2": beta2, "decay_rate": decay_rate, "epsilon": epsilon}
@@ -180,7 +190,7 @@ def training_params(optim, lr, lr_schedule, reg, epochs, batch_size, augment, pa
     return {"optim": optim, "lr": lr, "optim_options": options or None,
             "lr_schedule": None if lr_schedule in (None, "", "none") else lr_schedule, "reg": reg, "epochs": epochs,
             "batch_size": batch_size, "augment": None if augment in (None, "", "none") else augment,
-            "patience": patience, "class_weight": class_weight}
+            "patience": patience, "class_weight": class_weight, "label_smoothing": label_smoothing or 0.0, "ema": ema}
 
 
 def model_settings(ctx: click.Context, options: dict, arch: dict, preprocess_spec, seed):

@@ -8,6 +8,8 @@ and the nets share them.
 Multiclass SVM (Weston-Watkins):   L_i = sum_{j != y_i} max(0, s_j - s_{y_i} + delta)      (hinge)
                                    L_i = sum_{j != y_i} max(0, s_j - s_{y_i} + delta)^2    (squared)
 Softmax cross-entropy:             L_i = -s_{y_i} + log sum_j exp(s_j)
+  with label smoothing e:          L_i = (1 - e) (-log p_{y_i}) + e mean_j (-log p_j)
+                                   (the target is (1 - e) onehot(y_i) + e / C)
 computed after subtracting max_j s_j from each row, which leaves L_i unchanged and keeps exp() from
 overflowing.
 """
@@ -76,17 +78,30 @@ def softmax(scores) -> np.ndarray:
     return z
 
 
-def softmax_loss(scores, y, sample_weight=None) -> tuple[float, np.ndarray]:
-    """Mean softmax cross-entropy and its gradient on the scores: (p - onehot(y)) / N.
+def softmax_loss(scores, y, sample_weight=None, smoothing: float = 0.0) -> tuple[float, np.ndarray]:
+    """Mean softmax cross-entropy and its gradient on the scores: (p - onehot(y)) / N; with label
+    `smoothing` e the target is (1 - e) onehot(y) + e / C, the gradient (p - target) / N; with
+    `sample_weight` (N,) the mean of weight_i * L_i.
 
     Probabilities below the dtype's smallest normal number are flushed to 0 in the gradient (see
     imgclf/kernels/loss.py)."""
     from .kernels import loss
 
     scores, y = _check(scores, y)
+    if not (0.0 <= smoothing < 1.0):
+        raise UsageError(f"label smoothing must be in [0, 1), got {smoothing!r}")
 
     def rows():
+        # With smoothing e, L_i = (1 - e) (lse - s_{y_i}) + e (lse - mean_j s_j), on the small (N, C) scores.
         z = scores.astype(np.float64) - scores.max(axis=1, keepdims=True)
-        return np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]
+        lse = np.log(np.exp(z).sum(axis=1))
+        return (1.0 - smoothing) * (lse - z[np.arange(len(y)), y]) + smoothing * (lse - z.mean(axis=1))
 
-    return _weighted(loss.loss_rows(scores, y, loss.SOFTMAX), rows, sample_weight)
+    result = loss.loss_rows(scores, y, loss.SOFTMAX)
+    if smoothing:
+        n, c = scores.shape
+        dscores = result[1]
+        dscores[np.arange(n), y] += dscores.dtype.type(smoothing / n)
+        dscores -= dscores.dtype.type(smoothing / (n * c))
+        result = (float(np.mean(rows())), dscores)
+    return _weighted(result, rows, sample_weight)

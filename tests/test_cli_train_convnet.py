@@ -130,3 +130,39 @@ def test_auto_augment_flips_and_crops_colour_images_only(runner, small_stream, t
     assert result.exit_code == 0, result.output
     d = json.loads(result.stdout)
     assert d["augmentation"] is None
+
+
+def test_presets_on_the_built_in_shapes_are_reproducible_and_flags_win(runner):
+    from imgclf.nn.presets import PRESETS, preset
+
+    small = ["--data", "shapes", "--n-train", "120", "--n-test", "40", "--val", "40", "--filters", "4,8", "--hidden",
+             "8", "--epochs", "2", "--json", "-q"]
+    runs = []
+    for _ in range(2):
+        result = runner.invoke(cli, ["train", "convnet", "--preset", "fast", *small])
+        assert result.exit_code == 0, result.output
+        runs.append(json.loads(result.stdout))
+    hp = runs[0]["hyperparameters"]
+    recipe = preset("convnet", "fast")
+    for key in ("label_smoothing", "ema", "tta", "patch_whiten", "lr_schedule", "optim", "augment", "batchnorm"):
+        assert hp[key] == recipe[key], key
+    assert hp["filters"] == [4, 8] and hp["hidden"] == [8] and hp["epochs"] == 2  # command-line flags win
+    assert runs[0]["accuracy"] == runs[1]["accuracy"] and runs[0]["history"] == [
+        dict(h, seconds=runs[0]["history"][i]["seconds"]) for i, h in enumerate(runs[1]["history"])]
+    assert set(PRESETS["convnet"]) == {"fast", "best"}
+    result = runner.invoke(cli, ["train", "convnet", "--preset", "slow", *small])
+    assert result.exit_code == 2 and "slow" in result.output
+
+
+def test_airbench_options_reach_the_model(runner, small_stream):
+    result = runner.invoke(cli, ["train", "convnet", "--data", str(small_stream), *FAST, "--batchnorm", "--json",
+                                 "--tta", "flip", "--bn-momentum", "0.6", "--patch-whiten", "--label-smoothing",
+                                 "0.1", "--ema", "0.9", "--optim", "nesterov", "--lr", "0.02", "--lr-schedule",
+                                 "warmup:0.3"])
+    assert result.exit_code == 0, result.output
+    d = json.loads(result.stdout)
+    hp = d["hyperparameters"]
+    assert (hp["tta"], hp["bn_momentum"], hp["patch_whiten"], hp["label_smoothing"], hp["ema"]) == \
+        ("flip", 0.6, True, 0.1, 0.9)
+    assert d["accuracy"] > 0.6
+    assert d["history"][-1]["lr"] < d["history"][0]["lr"]  # warm-up then linear decay towards 0

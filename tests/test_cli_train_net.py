@@ -128,3 +128,13 @@ def test_auto_augment_flips_colour_images_only(runner, small_stream, tmp_path):
     result = runner.invoke(cli, ["train", "twolayer", "--data", str(gray), *fast, "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["augmentation"] is None
+
+
+def test_label_smoothing_and_weight_averaging_options(runner, small_stream):
+    result = runner.invoke(cli, ["train", "twolayer", "--data", str(small_stream), "--hidden", "16", "--epochs", "2",
+                                 "--label-smoothing", "0.1", "--ema", "0.9", "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    hp = json.loads(result.stdout)["hyperparameters"]
+    assert hp["label_smoothing"] == 0.1 and hp["ema"] == 0.9
+    result = runner.invoke(cli, ["train", "twolayer", "--data", str(small_stream), "--ema", "1"])
+    assert result.exit_code == 2

@@ -40,6 +40,8 @@ def _model_check(model, X, y, seed=3):
     (8, dict(filters=(3, 4), hidden=0, batchnorm=True)),
     (6, dict(filters=(3,), hidden=0, batchnorm=True, activation="tanh", pool=3)),
     (5, dict(filters=(2,), hidden=4, filter_size=5, loss="svm", pool=1)),
+    (8, dict(filters=("3x2", 4), hidden=5, dropout=0.3, label_smoothing=0.2)),
+    (8, dict(filters=(3, 4), hidden=0, batchnorm=True, bn_momentum=0.6)),
 ])
 def test_whole_model_gradient_check(size, kw):
     X, y = make_images(6, n_classes=3, shape=(size, size, 3), seed=1)
@@ -145,3 +147,51 @@ def test_im2col_buffers_are_reused_across_minibatches():
     _, caches2 = m._forward(m.prepare(X[20:]), "train", rng)
     for layer in range(2):
         assert caches2[layer][0][0][1] is caches1[layer][0][0][1]  # conv_act cache -> conv cache -> cols
+
+
+def test_flip_tta_scores_are_the_mean_over_the_image_and_its_mirror():
+    X, y = make_images(40, n_classes=2, shape=(8, 8, 3), seed=4)
+    m = ConvNet(filters=(3,), hidden=4, batchnorm=True, epochs=1, batch_size=10, random_state=0).fit(X, y)
+    plain = m.decision_function(X)
+    mirrored = m.decision_function(X[:, :, ::-1])
+    m.tta = "flip"
+    np.testing.assert_allclose(m.decision_function(X), (plain + mirrored) / 2, rtol=1e-5, atol=1e-6)
+    with pytest.raises(UsageError, match="tta"):
+        ConvNet(tta="rotate").fit(X, y)
+
+
+def test_bn_momentum_sets_the_running_statistics_decay():
+    X, y = make_images(20, n_classes=2, shape=(8, 8, 3), seed=4)
+    runs = {}
+    for mom in (0.9, 0.0):
+        m = ConvNet(filters=(3,), hidden=0, batchnorm=True, bn_momentum=mom, epochs=1, batch_size=20, random_state=0)
+        m.fit(X, y)
+        runs[mom] = m.buffers_["running_mean1"].copy()
+        if mom == 0.0:  # one step with momentum 0: the running mean is the batch's own mean
+            m2 = ConvNet(filters=(3,), hidden=0, batchnorm=True, random_state=0)
+            m2._check_params()
+            m2.input_shape_ = X.shape[1:]
+            m2.input_mean_, m2.input_scale_ = m.input_mean_, m.input_scale_
+            m2.initialize(192, 2, np.random.default_rng(0))
+    assert not np.allclose(runs[0.9], runs[0.0])
+    with pytest.raises(UsageError, match="bn_momentum"):
+        ConvNet(bn_momentum=1.0).fit(X, y)
+
+
+def test_patch_whitening_init_whitens_the_training_patches():
+    from imgclf.kernels.im2col import im2col
+    from imgclf.nn import convnet
+
+    X, y = make_images(60, n_classes=3, shape=(10, 10, 3), seed=6)
+    m = ConvNet(filters=(8,), hidden=0, batchnorm=True, patch_whiten=True, epochs=1, batch_size=60, lr=1e-12,
+                optim="sgd", random_state=0).fit(X, y)
+    W = m.params_["W1"].reshape(27, 8).astype(np.float64)
+    np.testing.assert_array_equal(W[:, :4], -W[:, 4:])
+    cols = im2col(((X.astype(np.float64) - m.input_mean_) * m.input_scale_), 3, 3)
+    cov = np.cov((cols @ W[:, :4]).T)
+    lam = np.linalg.eigvalsh(np.cov(cols.T))[::-1][:4]
+    # Unit variance up to the eps added to each eigenvalue, and uncorrelated.
+    np.testing.assert_allclose(np.diag(cov), lam / (lam + convnet.WHITEN_EPS), rtol=1e-3)
+    assert np.abs(cov - np.diag(np.diag(cov))).max() < 1e-3
+    again = ConvNet(**m.get_params()).fit(X, y)
+    np.testing.assert_array_equal(again.params_["W1"], m.params_["W1"])  # seeded: the same filters

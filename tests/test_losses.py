@@ -113,3 +113,28 @@ def test_initial_losses_near_ln_c_and_c_minus_1(rng):
 def test_bad_inputs_are_usage_errors(scores, y, msg):
     with pytest.raises(UsageError, match=msg.replace("(", r"\(").replace(")", r"\)")):
         softmax_loss(scores, y)
+
+
+def test_label_smoothing_matches_the_smoothed_cross_entropy_and_passes_gradcheck(rng):
+    scores = rng.standard_normal((9, 5)) * 3
+    y = rng.integers(0, 5, 9)
+    e = 0.2
+    loss, d = softmax_loss(scores, y, smoothing=e)
+    # Reference: cross-entropy against the target (1 - e) onehot + e / C, written out.
+    logp = scores - scores.max(axis=1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+    target = np.full(scores.shape, e / 5)
+    target[np.arange(9), y] += 1 - e
+    assert loss == pytest.approx(float(-(target * logp).sum(axis=1).mean()), rel=1e-12)
+    np.testing.assert_allclose(d, (np.exp(logp) - target) / 9, atol=1e-15)
+    report = check_gradients(lambda p: softmax_loss(p["s"], y, smoothing=e)[0], {"s": scores}, {"s": d},
+                             n_checks=45, rng=rng)
+    assert report.ok and report.max_rel_error < 1e-6
+    assert softmax_loss(scores, y, smoothing=0.0)[0] == softmax_loss(scores, y)[0]
+    w = rng.random(9) + 0.5  # with sample (class) weights: the mean of weight_i * L_i
+    loss_w, d_w = softmax_loss(scores, y, sample_weight=w, smoothing=e)
+    assert loss_w == pytest.approx(float(-(w * (target * logp).sum(axis=1)).mean()), rel=1e-12)
+    assert check_gradients(lambda p: softmax_loss(p["s"], y, sample_weight=w, smoothing=e)[0], {"s": scores},
+                           {"s": d_w}, n_checks=45, rng=rng).ok
+    with pytest.raises(UsageError, match="label smoothing"):
+        softmax_loss(scores, y, smoothing=1.0)

@@ -63,6 +63,17 @@ def test_schedules():
     for bad in ("step:2", "exp:-1", "cosine", "step:x"):
         with pytest.raises(UsageError):
             schedules.parse(bad)
+    for bad in ("warmup:1", "warmup:0.2:2", "warmup:0.1:0.2:3"):
+        with pytest.raises(UsageError):
+            schedules.parse(bad)
+
+
+def test_warmup_schedule_rises_then_falls_to_zero_per_step():
+    f = schedules.parse("warmup:0.25:0.2", epochs=8)
+    assert f.per_step and not getattr(schedules.parse("step:0.5"), "per_step", False)
+    assert [f(e) for e in (0, 1, 2, 5, 8)] == pytest.approx([0.2, 0.6, 1.0, 0.5, 0.0])
+    assert schedules.parse("warmup", epochs=10)(2) == pytest.approx(1.0)  # defaults: peak at 0.2, from 0.2
+    assert schedules.parse("warmup:0", epochs=4)(0) == 1.0  # no warm-up: linear decay only
 
 
 @pytest.mark.parametrize("rule", list(optim.RULES))

@@ -190,3 +190,54 @@ def test_l2_folded_into_the_update_matches_l2_in_the_loss():
         results.append((res.loss_history, net.params_["W1"].copy()))
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-4)
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-3, atol=1e-5)
+
+
+# Every new training state in play: the weight average (ema), the per-step warm-up schedule, label smoothing.
+AIRBENCH = dict(NET, optim="nesterov", lr=0.05, lr_schedule="warmup:0.3", ema=0.9, label_smoothing=0.2)
+
+
+@pytest.mark.parametrize("stop_at", [9, 6])
+def test_resume_is_bit_exact_with_weight_averaging_and_warmup(tmp_path, stop_at):
+    X, y = _data()
+    Xv, yv = _data(40, seed=5)
+    full = NeuralNet(**AIRBENCH).fit(X, y, Xv, yv)
+    first = NeuralNet(**AIRBENCH).fit(X, y, Xv, yv, checkpoint_dir=tmp_path, stop_signal=True,
+                                      callback=_interrupt_at(stop_at))
+    assert first.stopped_ == "interrupted"
+    meta, arrays = read_checkpoint(first.result_.checkpoint)
+    assert meta["ema"] == 0.9 and "ema/W1" in arrays and "ema/buffer:running_mean1" in arrays
+    resumed = NeuralNet(**AIRBENCH).fit(X, y, Xv, yv, resume=first.result_.checkpoint)
+    for k in full.params_:
+        np.testing.assert_array_equal(resumed.params_[k], full.params_[k], err_msg=k)
+    for k in full.buffers_:
+        np.testing.assert_array_equal(resumed.buffers_[k], full.buffers_[k], err_msg=k)
+    def same(h):  # wall time differs; the update ratio of an epoch resumed at its very end is not recorded
+        return {k: v for k, v in h.items() if k not in ("seconds", "update_ratio")}
+
+    assert [same(h) for h in resumed.history_] == [same(h) for h in full.history_]
+    assert resumed.result_.loss_history == full.result_.loss_history
+    with pytest.raises(ModelFileError, match="ema"):
+        NeuralNet(**{**AIRBENCH, "ema": 0.99}).fit(X, y, Xv, yv, resume=first.result_.checkpoint)
+
+
+def test_weight_average_is_what_is_scored_and_kept():
+    X, y = _data()
+    net = NeuralNet(hidden=(8,), epochs=1, batch_size=50, optim="sgd", lr=0.1, random_state=0)
+    trainee = net.initialize(48, 4, np.random.default_rng(0))
+    start = {k: v.copy() for k, v in net.params_.items()}
+    solver = Solver(trainee, X.reshape(len(X), -1), y, optim="sgd", lr=0.1, epochs=1, batch_size=50,
+                    rng=np.random.default_rng(0), ema=0.5)
+    live = []
+    solver.callback = lambda event, info: live.append({k: v.copy() for k, v in net.params_.items()}) \
+        if event == "step" else None
+    solver.train()
+    # The average by hand: decay min(0.5, (1 + t) / (10 + t)) after step t = 0, 1, 2, 3.
+    for k in start:
+        avg = start[k].astype(np.float32)
+        for t, w in enumerate(live):
+            d = np.float32(min(0.5, (1 + t) / (10 + t)))
+            avg = avg * d + np.float32(1 - d) * w[k]
+        np.testing.assert_allclose(net.params_[k], avg, rtol=1e-6, err_msg=k)
+        assert not np.array_equal(net.params_[k], live[-1][k])
+    with pytest.raises(UsageError, match="ema"):
+        Solver(trainee, X.reshape(len(X), -1), y, ema=1.0)

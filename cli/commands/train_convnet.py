@@ -34,7 +34,25 @@ def _hidden(ctx, param, value):
     return sizes
 
 
+def _apply_preset(ctx, name, params):
+    """`--preset NAME`: the library's recipe (imgclf/nn/presets.py) replaces the command's defaults; options
+    given on the command line still win."""
+    from click.core import ParameterSource
+
+    from imgclf.nn.presets import preset
+
+    for key, value in preset("convnet", name).items():
+        if ctx.get_parameter_source(key) != ParameterSource.COMMANDLINE:
+            params[key] = value
+    return params
+
+
 @click.command()
+@click.option("--preset", type=click.Choice(["fast", "best"]), default=None,
+              help="A measured recipe (docs/recipes.md): fast = 8 epochs (the 5-minute budget), best = 20 epochs "
+                   "(15 minutes), both the 32,64,128 batch-norm net with one-cycle warm-up, label smoothing, "
+                   "weight averaging, patch-whitening init and flip test-time augmentation. Options given "
+                   "on the command line override its settings.")
 @click.option("--filters", callback=_filters, default=",".join(map(str, D["filters"])), show_default=True,
               metavar="F[xK],...",
               help="Filters per stage; each stage is K convolutions (default 1) then a pool. "
@@ -53,6 +71,14 @@ def _hidden(ctx, param, value):
               help="relu, leaky_relu[:SLOPE], tanh, sigmoid or elu[:ALPHA].")
 @click.option("--init", default=D["init"], show_default=True, metavar="SCHEME",
               help="Weight initialisation: he, xavier or normal:STD.")
+@click.option("--patch-whiten/--no-patch-whiten", default=D["patch_whiten"], show_default=True,
+              help="Initialise the first layer's filters as +/- the whitened principal directions of the "
+                   "training images' patches.")
+@click.option("--bn-momentum", type=click.FloatRange(0, 1, max_open=True), default=D["bn_momentum"],
+              show_default=True, help="Batch norm's running statistics: running = m * running + (1 - m) * batch.")
+@click.option("--tta", type=click.Choice(["none", "flip"]), default=D["tta"] or "none", show_default=True,
+              callback=lambda ctx, param, value: None if value == "none" else value,
+              help="Test-time augmentation: flip scores each image as the mean over it and its mirror image.")
 @training_options("convnet")
 @click.option("--preprocess", "preprocess_spec", default="none", show_default=True, metavar="CHAIN",
               help="Preprocessing fitted on the training split and stored in the model (the net already "
@@ -64,8 +90,9 @@ def _hidden(ctx, param, value):
 @json_option
 @quiet_option
 @click.pass_context
-def convnet(ctx, filters, filter_size, hidden, pool, batchnorm, dropout, activation, init, preprocess_spec, output,
-            seed, as_json, quiet, data, n_train, n_test, val, size, color, **options):
+def convnet(ctx, preset, filters, filter_size, hidden, pool, batchnorm, dropout, activation, init, patch_whiten,
+            bn_momentum, tta, preprocess_spec, output, seed, as_json, quiet, data, n_train, n_test, val, size, color,
+            **options):
     """Train a convolutional net: [conv - [bn] - relu] x K - maxpool stages, affine - relu - [dropout], affine.
 
     Convolutions run as im2col (numba) + one BLAS GEMM on NHWC images; the number of input channels
@@ -82,6 +109,8 @@ def convnet(ctx, filters, filter_size, hidden, pool, batchnorm, dropout, activat
       imgclf train convnet --filters 32x2,64x2 --batchnorm --dropout 0.3 -o conv.npz
       imgclf train convnet --batchnorm --epochs 12 --lr-schedule step:0.7 --plot curves.png
       imgclf train convnet --data mnist --filters 16,32 --hidden 128 --epochs 3
+      imgclf train convnet --preset fast
+      imgclf train convnet --preset best --epochs 16
       imgclf train convnet --checkpoint-dir ckpt --log train.jsonl
       imgclf train convnet --resume ckpt/ckpt_epoch003_step01531_val0.6120.npz
       imgclf viz weights conv.npz
@@ -92,8 +121,11 @@ def convnet(ctx, filters, filter_size, hidden, pool, batchnorm, dropout, activat
     from imgclf.nn.convnet import ConvNet
 
     arch = dict(filters=filters, filter_size=filter_size, hidden=hidden, pool=pool, batchnorm=batchnorm,
-                dropout=dropout, activation=activation, init=init)
+                dropout=dropout, activation=activation, init=init, patch_whiten=patch_whiten,
+                bn_momentum=bn_momentum, tta=tta)
     run, params, extra, preprocess_spec, seed = model_settings(ctx, options, arch, preprocess_spec, seed)
+    if preset and not run["resume"]:
+        params = _apply_preset(ctx, preset, params)
     rep = reporter(ctx, quiet)
     t0 = time.perf_counter()
     ds = load_training_data(ctx, preprocess_spec, quiet=quiet, data=data, n_train=n_train, n_test=n_test, val=val,

@@ -15,6 +15,14 @@ on flat features, e.g. inside scikit-learn's tools). The net standardises
 its input per channel with the training set's mean and standard deviation, so raw uint8 images can be
 given directly.
 
+Training methods of fast CIFAR-10 recipes (airbench), each a parameter: `label_smoothing` and `ema`
+(weight averaging, evaluated and kept; imgclf/nn/solver.py) as for every net; `bn_momentum` (the
+running statistics' decay); `patch_whiten`, which initialises the first layer's filters as patch
+whitening: the leading F/2 principal directions of the training images' KxK patches (the Whitening
+transform of imgclf/preprocessing.py fitted on im2col rows), scaled by 1/sqrt(eigenvalue + eps), and their
+negatives, so after the ReLU the layer passes both signs of each whitened component; and `tta="flip"`,
+which scores each image as the mean of its own and its mirror image's class scores.
+
 Parameter names: W{i}, b{i} for every layer in order (convolution filters are (KH, KW, C, F)),
 gamma{i}, beta{i} and buffers running_mean{i}, running_var{i} for batch norm after layer i.
 """
@@ -30,6 +38,11 @@ from .net import NeuralNet
 
 # Images per forward pass at prediction time: bounds the im2col buffers (KH*KW times a layer's input).
 PREDICT_CHUNK = 250
+# Images whose patches estimate the patch covariance of `patch_whiten` (500 give 450,000 3x3 patches).
+WHITEN_SAMPLE = 500
+# Added to the patch covariance's eigenvalues (the channels are standardised, so the total is KxKxC).
+WHITEN_EPS = 1e-2
+TTA = (None, "flip")
 
 
 def parse_filters(filters) -> list[tuple[int, int]]:
@@ -86,10 +99,19 @@ class ConvNet(NeuralNet):
     augment : str, default="auto"
         As in NeuralNet; "auto" is flips and random crops of up to an eighth of the image size (crop:4 on
         32x32) for colour images, none for grey ones.
+    label_smoothing, ema
+        As in NeuralNet, with the same defaults.
     input_shape : tuple of int, default=None
         (H, W, C) to fold (N, D) rows into images; None: rows are read as 1x1 images with D channels.
     random_state : int, numpy.random.Generator or None, default=None
         Seeds initialisation, shuffling, augmentation and dropout; the same seed gives the same model.
+    tta : {None, "flip"}, default=None
+        Test-time augmentation: "flip" scores each image as the mean of its and its mirror image's scores.
+    bn_momentum : float, default=0.9
+        Batch norm's running statistics: running = m * running + (1 - m) * batch.
+    patch_whiten : bool, default=False
+        Initialise the first layer's filters as +/- the whitened leading principal directions of the
+        training images' patches (the filters beyond twice their number stay random).
 
     Attributes
     ----------
@@ -106,16 +128,21 @@ class ConvNet(NeuralNet):
     def __init__(self, filters=(32, 64), filter_size=3, hidden=256, pool=2, batchnorm=False, dropout=0.0,
                  activation="relu", init="he", loss="softmax", reg=1e-4, optim="adam", lr=1e-3, optim_options=None,
                  lr_schedule=None, epochs="auto", batch_size=64, augment="auto", patience=None, train_acc_sample=1000,
-                 dtype="float32", input_shape=None, class_weight=None, random_state=None):
+                 dtype="float32", input_shape=None, class_weight=None, random_state=None, label_smoothing=0.0,
+                 ema=None, tta=None, bn_momentum=0.9, patch_whiten=False):
         self.filters = filters
         self.filter_size = filter_size
         self.pool = pool
         self.input_shape = input_shape
+        self.tta = tta
+        self.bn_momentum = bn_momentum
+        self.patch_whiten = patch_whiten
         super().__init__(hidden=hidden, activation=activation, batchnorm=batchnorm, dropout=dropout, init=init,
                          loss=loss, reg=reg, optim=optim, lr=lr, optim_options=optim_options,
                          lr_schedule=lr_schedule, epochs=epochs, batch_size=batch_size, augment=augment,
                          patience=patience, train_acc_sample=train_acc_sample, dtype=dtype,
-                         class_weight=class_weight, random_state=random_state)
+                         class_weight=class_weight, random_state=random_state, label_smoothing=label_smoothing,
+                         ema=ema)
 
     # -- validation ------------------------------------------------------------------------------
     def hidden_sizes(self) -> tuple[int, ...]:
@@ -130,6 +157,12 @@ class ConvNet(NeuralNet):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
                 raise UsageError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.tta not in TTA:
+            raise UsageError(f"tta must be None or 'flip', got {self.tta!r}")
+        if not (isinstance(self.bn_momentum, (int, float, np.number)) and 0 <= self.bn_momentum < 1):
+            raise UsageError(f"bn_momentum must be in [0, 1), got {self.bn_momentum!r}")
+        if not isinstance(self.patch_whiten, (bool, np.bool_)):
+            raise UsageError(f"patch_whiten must be True or False, got {self.patch_whiten!r}")
 
     def check_input_shape(self, shape) -> list[tuple[int, int, int]]:
         """Check the parameters and that the layers fit images of `shape` (H, W, C), before any data is
@@ -232,6 +265,24 @@ class ConvNet(NeuralNet):
         crop = min(size) // 8
         return f"flip,crop:{crop}" if crop else "flip"
 
+    def _whitening_filters(self, images, W) -> np.ndarray:
+        """(K*K*C, F) filters: +/- the top F/2 whitened principal directions of the images' KxK patches;
+        the columns beyond 2 * min(F/2, K*K*C) keep their random initialisation."""
+        from ..kernels.im2col import im2col
+        from ..preprocessing import Whitening
+
+        fs = int(self.filter_size)
+        cols = im2col(np.ascontiguousarray(images, dtype=np.float64), fs, fs)
+        k = min(W.shape[1] // 2, cols.shape[1])
+        if k == 0:
+            return W
+        white = Whitening(dims=k, eps=WHITEN_EPS).fit(cols)
+        V = white.components_.astype(np.float64) / np.sqrt(white.explained_variance_ + WHITEN_EPS)[:, None]
+        out = W.copy()
+        out[:, :k] = V.T
+        out[:, k:2 * k] = -V.T
+        return out
+
     def _add_bias_or_batchnorm(self, i, size, dt):
         # A bias right before batch norm is cancelled by its mean subtraction (its gradient is exactly
         # 0), so layers followed by batch norm have beta instead of b.
@@ -269,9 +320,9 @@ class ConvNet(NeuralNet):
         out = np.array(X.reshape((len(X),) + tuple(self.input_shape_)), dtype=dt, order="C", copy=True)
         return self._standardise(out)
 
-    @staticmethod
-    def _bn(i, h, mode, fn, P, B, **kwargs):
-        return fn(h, P[f"gamma{i}"], P[f"beta{i}"], B[f"running_mean{i}"], B[f"running_var{i}"], mode, **kwargs)
+    def _bn(self, i, h, mode, fn, P, B, **kwargs):
+        return fn(h, P[f"gamma{i}"], P[f"beta{i}"], B[f"running_mean{i}"], B[f"running_var{i}"], mode,
+                  momentum=float(self.bn_momentum), **kwargs)
 
     def _forward(self, X, mode, rng, state=None):
         act, alpha = getattr(self, "_act", None) or layers.parse_activation(self.activation)
@@ -332,6 +383,15 @@ class ConvNet(NeuralNet):
         return data_loss + (self._add_l2(grads) if l2 else 0.0), grads
 
     def _scores(self, Xp, state=None) -> np.ndarray:
+        if self.tta == "flip":
+            # Test-time augmentation: the mean of the image's and its mirror image's scores.
+            out = self._plain_scores(Xp, state)
+            out += self._plain_scores(np.ascontiguousarray(Xp[:, :, ::-1]), state)
+            out *= out.dtype.type(0.5)
+            return out
+        return self._plain_scores(Xp, state)
+
+    def _plain_scores(self, Xp, state=None) -> np.ndarray:
         if len(Xp) <= PREDICT_CHUNK:
             return self._forward(Xp, "test", None, state)[0]
         return np.concatenate([self._forward(Xp[i:i + PREDICT_CHUNK], "test", None, state)[0]
@@ -350,6 +410,16 @@ class ConvNet(NeuralNet):
         return self._fit_prepared(X, y_enc, Xv, yv, callback=callback, checkpoint_dir=checkpoint_dir,
                                   keep_checkpoints=keep_checkpoints, resume=resume, log=log,
                                   stop_signal=stop_signal, checkpoint_extra=checkpoint_extra, solver_cls=Solver)
+
+    def _learn_input_stats(self, X):
+        super()._learn_input_stats(X)
+        if self.patch_whiten:
+            # The first layer's filters from the standardised training images' patches.
+            rng = np.random.default_rng(0)
+            pick = X if len(X) <= WHITEN_SAMPLE else X[np.sort(rng.choice(len(X), WHITEN_SAMPLE, replace=False))]
+            images = (pick.astype(np.float64) - self.input_mean_) * self.input_scale_
+            W1 = self.params_["W1"]
+            W1[...] = self._whitening_filters(images, W1.reshape(-1, W1.shape[3])).reshape(W1.shape)
 
     def _fit_images(self, X, name, min_samples):
         """Training images fix input_shape_ before the validation rows are folded by it."""

@@ -63,7 +63,8 @@ class NeuralNet(TrainedClassifier):
     optim_options : dict, default=None
         The update rule's settings, e.g. {"beta1": 0.9, "beta2": 0.999} or {"momentum": 0.95}.
     lr_schedule : str, default="step:0.9"
-        "step:F[:E]" (times F every E epochs), "exp:K", "inv:K" or "none"/None (constant).
+        "step:F[:E]" (times F every E epochs), "exp:K", "inv:K", "warmup:P[:S]" (per step: linear from S*lr
+        to lr over the first fraction P of the run, then linear to 0) or "none"/None (constant).
     epochs : int or "auto", default="auto"
         Passes over the training set; the best epoch's weights are kept. "auto": 8, and at least 600 steps
         on small data, with an early stop for the extra epochs (imgclf.base.AUTO_MIN_STEPS).
@@ -85,6 +86,11 @@ class NeuralNet(TrainedClassifier):
         epoch is then the one with the best class-weighted accuracy.
     random_state : int, numpy.random.Generator or None, default=None
         Seeds initialisation, shuffling, augmentation and dropout; the same seed gives the same model.
+    label_smoothing : float, default=0.0
+        Softmax loss against (1 - e) onehot + e / classes instead of onehot, e in [0, 1).
+    ema : float, default=None
+        Keep a moving average of the weights (and batch-norm statistics) with this decay per step, e.g.
+        0.999; the average is what is scored per epoch, kept as the best and returned (imgclf/nn/solver.py).
 
     The input is standardised with the training set's statistics (per channel of images, per feature
     of rows: `input_mean_`, `input_scale_`), so raw pixels and features of any scale need no
@@ -109,7 +115,7 @@ class NeuralNet(TrainedClassifier):
     def __init__(self, hidden=(500,), activation="relu", batchnorm=False, dropout=0.2, init="he", loss="softmax",
                  reg=1e-4, optim="adam", lr=1e-3, optim_options=None, lr_schedule="step:0.9", epochs="auto",
                  batch_size=200, augment="auto", patience=None, train_acc_sample=1000, dtype="float32",
-                 class_weight=None, random_state=None):
+                 class_weight=None, random_state=None, label_smoothing=0.0, ema=None):
         self.hidden = hidden
         self.activation = activation
         self.batchnorm = batchnorm
@@ -129,6 +135,8 @@ class NeuralNet(TrainedClassifier):
         self.dtype = dtype
         self.class_weight = class_weight
         self.random_state = random_state
+        self.label_smoothing = label_smoothing
+        self.ema = ema
 
     # -- validation ------------------------------------------------------------------------------
     def hidden_sizes(self) -> tuple[int, ...]:
@@ -164,6 +172,13 @@ class NeuralNet(TrainedClassifier):
             raise UsageError(f"batch_size must be an integer >= 1, got {self.batch_size!r}", param="batch_size")
         if self.dtype not in ("float32", "float64"):
             raise UsageError(f"dtype must be float32 or float64, got {self.dtype!r}", param="dtype")
+        if not (isinstance(self.label_smoothing, (int, float, np.number)) and 0 <= self.label_smoothing < 1):
+            raise UsageError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}",
+                             param="label_smoothing")
+        if self.label_smoothing and self.loss != "softmax":
+            raise UsageError("label_smoothing applies to the softmax loss only", param="label_smoothing")
+        if self.ema is not None and not (isinstance(self.ema, (int, float, np.number)) and 0 < self.ema < 1):
+            raise UsageError(f"ema must be a decay in (0, 1) (e.g. 0.999) or None, got {self.ema!r}", param="ema")
 
     def _features(self, X, name="X", min_samples=0) -> np.ndarray:
         """X validated, (N, D) or (N, H, W, C); float arrays keep their dtype until `prepare`."""
@@ -255,8 +270,10 @@ class NeuralNet(TrainedClassifier):
         from .. import losses
 
         weights = getattr(self, "_weights", None)
-        fn = losses.softmax_loss if self.loss == "softmax" else losses.svm_loss
-        return fn(scores, y, sample_weight=None if weights is None else weights[y])
+        sample_weight = None if weights is None else weights[y]
+        if self.loss == "softmax":
+            return losses.softmax_loss(scores, y, sample_weight, float(self.label_smoothing or 0.0))
+        return losses.svm_loss(scores, y, sample_weight=sample_weight)
 
     def loss_and_grads(self, X, y, mode="train", rng=None, l2=True):
         """(mean data loss + reg * sum W^2, grads keyed like params_) on a prepared batch; with
@@ -345,7 +362,8 @@ class NeuralNet(TrainedClassifier):
             self, X, y_enc, Xv, yv,
             optim=self.optim, lr=self.lr, optim_options=self.optim_options, lr_schedule=self.lr_schedule,
             epochs=epochs, batch_size=self.batch_size, augment=aug, patience=patience, rng=rng,
-            train_acc_sample=self.train_acc_sample, class_weights=self._weights, **solver_options,
+            train_acc_sample=self.train_acc_sample, class_weights=self._weights,
+            ema=float(self.ema) if self.ema else None, **solver_options,
         )
         # On small data a step's products are too small to share between BLAS threads: waking OpenBLAS's
         # second thread cost 20-40 ms per product on the busy 2-core machine (80 x 64 @ 64 x 256, the

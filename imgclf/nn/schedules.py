@@ -1,4 +1,5 @@
-"""Learning-rate schedules, evaluated once per epoch: lr(epoch) from the base rate."""
+"""Learning-rate schedules: lr(epoch) as a multiple of the base rate, evaluated once per epoch, except
+`warmup`, which is evaluated every step at the fractional epoch (its attribute `per_step` is True)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,27 @@ import math
 from ..errors import UsageError
 
 
-def parse(spec: str | None, default_decay: float = 1.0):
+class Warmup:
+    """Linear warm-up from `start` to 1 over the first `peak` fraction of the run, then linear decay to 0
+    at its end (the one-cycle shape of fast CIFAR-10 recipes such as airbench), per step."""
+
+    per_step = True
+
+    def __init__(self, peak: float, start: float, epochs: float):
+        self.peak, self.start, self.epochs = peak, start, float(epochs)
+
+    def __call__(self, epoch: float) -> float:
+        t = min(max(epoch / self.epochs, 0.0), 1.0)
+        if t < self.peak:
+            return self.start + (1.0 - self.start) * t / self.peak
+        return (1.0 - t) / (1.0 - self.peak)
+
+
+def parse(spec: str | None, default_decay: float = 1.0, epochs: int | None = None):
     """`step:0.95` (multiply by 0.95 every epoch; `step:0.5:10` every 10 epochs), `exp:0.1` (lr0*e^(-k*epoch)),
-    `inv:0.5` (lr0 / (1 + k*epoch)), `none`. Returns a function epoch -> multiplier."""
+    `inv:0.5` (lr0 / (1 + k*epoch)), `warmup:P[:S]` (per step: linear from S*lr0 (default 0.2) up to lr0 at
+    fraction P of the run (default 0.2), then linear down to 0 at the last of `epochs`), `none`.
+    Returns a function epoch -> multiplier."""
     if spec in (None, "", "none"):
         return lambda epoch: default_decay**epoch
     kind, _, rest = spec.partition(":")
@@ -33,4 +52,10 @@ def parse(spec: str | None, default_decay: float = 1.0):
         if k < 0:
             raise UsageError(f"bad schedule {spec!r}: inv:K with K >= 0")
         return lambda epoch: 1.0 / (1.0 + k * epoch)
-    raise UsageError(f"unknown learning-rate schedule {spec!r}; use step:F[:E], exp:K, inv:K or none")
+    if kind == "warmup":
+        peak = args[0] if args else 0.2
+        start = args[1] if len(args) > 1 else 0.2
+        if not (0 <= peak < 1 and 0 <= start <= 1) or len(args) > 2:
+            raise UsageError(f"bad schedule {spec!r}: warmup:P[:S] with 0 <= P < 1 and 0 <= S <= 1")
+        return Warmup(peak, start, epochs if epochs else 1)
+    raise UsageError(f"unknown learning-rate schedule {spec!r}; use step:F[:E], exp:K, inv:K, warmup:P[:S] or none")

@@ -21,9 +21,14 @@ non-finite loss, writes checkpoints, and on SIGINT (`stop_signal=True`) finishes
 writes a checkpoint and returns with `stopped="interrupted"`. The Solver decides what a checkpoint
 holds and restores it; io/checkpoint.py names, writes, reads and prunes the files.
 
-Resuming is exact: a checkpoint holds the weights, the optimiser state, the Generator's state, the
-epoch's permutation and position, the history and the best weights, so a resumed run takes the very
-same steps as one that was never interrupted.
+With `ema=d` the Solver also keeps an exponential moving average of the weights and buffers, updated
+after every step with decay min(d, (1 + t) / (10 + t)) at step t (so the first steps are not anchored to
+the random initialisation); the averaged weights are the ones evaluated, kept as the best epoch's and
+returned (weight averaging as in fast CIFAR-10 recipes; the live weights keep training).
+
+Resuming is exact: a checkpoint holds the weights, the optimiser state, the weight average, the
+Generator's state, the epoch's permutation and position, the history and the best weights, so a resumed
+run takes the very same steps as one that was never interrupted.
 """
 
 from __future__ import annotations
@@ -113,8 +118,8 @@ class Solver:
     optim_options : dict, default=None
         The update rule's settings, e.g. {"momentum": 0.95} or {"beta1": 0.9, "beta2": 0.999}.
     lr_schedule : str, default=None
-        How the learning rate changes per epoch: "step:F[:E]" (times F every E epochs), "exp:K", "inv:K"
-        or "none" (imgclf/nn/schedules.py). None: times `lr_decay` every epoch.
+        How the learning rate changes per epoch: "step:F[:E]" (times F every E epochs), "exp:K", "inv:K",
+        per step "warmup:P[:S]", or "none" (imgclf/nn/schedules.py). None: times `lr_decay` every epoch.
     lr_decay : float, default=1.0
         The per-epoch factor when `lr_schedule` is None.
     epochs : int, default=10
@@ -148,6 +153,9 @@ class Solver:
     stop_signal : bool, default=False
         On SIGINT, finish the current step, write a checkpoint and return with `stopped="interrupted"`
         (a second SIGINT raises KeyboardInterrupt). Only in the main thread.
+    ema : float, default=None
+        Keep a moving average of the weights and buffers with this decay (see the module docstring); it is
+        scored, kept as the best and restored at the end, and checkpointed.
     """
 
     def __init__(
@@ -177,6 +185,7 @@ class Solver:
         checkpoint_extra: dict | None = None,
         log=None,
         stop_signal: bool = False,
+        ema: float | None = None,
     ):
         if batch_size < 1:
             raise UsageError(f"batch_size must be >= 1, got {batch_size}", param="batch_size")
@@ -191,17 +200,21 @@ class Solver:
                              param="keep_checkpoints")
         if len(y_train) == 0:
             raise UsageError("the training split is empty")
+        if ema is not None and not (isinstance(ema, (int, float)) and 0 < ema < 1):
+            raise UsageError(f"ema must be a decay in (0, 1) or None, got {ema!r}")
         self.model = model
         self.X_train, self.y_train = X_train, y_train
         self.X_val, self.y_val = X_val, y_val
         self.optim_name = optim
         self.rule = optim_rules.RULES.get(optim)
         self.base_config = optim_rules.make_config(optim, lr, **(optim_options or {}))
-        self.schedule = schedules.parse(lr_schedule, lr_decay)
         self.lr = lr
         self.batch_size = min(batch_size, len(y_train))
         self.steps_per_epoch = max(1, len(y_train) // self.batch_size)
         self.epochs = epochs if iters is None else -(-iters // self.steps_per_epoch)
+        self.schedule = schedules.parse(lr_schedule, lr_decay, self.epochs)
+        self.ema = ema
+        self.ema_state = self._snapshot() if ema else None
         self.iters = iters
         self.augment = augment
         self.patience = patience
@@ -254,6 +267,8 @@ class Solver:
         arrays.update({f"buffer/{k}": v for k, v in getattr(self.model, "buffers_", {}).items()})
         if self.best_state is not None:
             arrays.update({f"best/{k}": v for k, v in self.best_state.items()})
+        if self.ema_state is not None:
+            arrays.update({f"ema/{k}": v for k, v in self.ema_state.items()})
         scalars = {}
         for name, config in self.configs.items():
             scalars[name] = {}
@@ -273,6 +288,7 @@ class Solver:
             "batch_size": self.batch_size,
             "optim": self.optim_name,
             "optim_state": scalars,
+            "ema": self.ema,
             "rng": self.rng.bit_generator.state,
             "history": res.history,
             "loss_history": res.loss_history,
@@ -308,6 +324,8 @@ class Solver:
                 f"options)")
         if meta.get("optim") != self.optim_name:
             raise ModelFileError(f"{source}: checkpoint of a run with optimiser {meta.get('optim')!r}, not {self.optim_name!r}")
+        if meta.get("ema") != self.ema:
+            raise ModelFileError(f"{source}: checkpoint of a run with ema={meta.get('ema')!r}, not {self.ema!r}")
         try:
             for store, prefix in ((self.model.params_, "param/"), (getattr(self.model, "buffers_", {}), "buffer/")):
                 for k, v in store.items():
@@ -317,6 +335,8 @@ class Solver:
                     v[...] = saved
             best = {k[5:]: v for k, v in arrays.items() if k.startswith("best/")}
             self.best_state = {k: v.copy() for k, v in best.items()} or None
+            if self.ema_state is not None:
+                self.ema_state = {k: arrays[f"ema/{k}"].copy() for k in self.ema_state}
             for name, config in self.configs.items():
                 config.update(meta["optim_state"][name])
                 for key in [k for k in arrays if k.startswith(f"opt/{name}/")]:
@@ -357,11 +377,23 @@ class Solver:
             config["learning_rate"] = lr
             self.rule(w, grads[name], config)
         loss += sum(reg * self.configs[name]["sum_sq"] for name, reg in self.l2.items())
+        if self.ema_state is not None:
+            self._ema_update()
         ratio = None
         if want_ratio:
             w = self.model.params_[first]
             ratio = float(np.linalg.norm(w - before) / (np.linalg.norm(before) + 1e-12))
         return float(loss), ratio
+
+    def _ema_update(self) -> None:
+        t = self.iteration  # steps before this one
+        d = min(self.ema, (1.0 + t) / (10.0 + t))
+        live = self.model.params_
+        buffers = getattr(self.model, "buffers_", {})
+        for k, avg in self.ema_state.items():
+            w = buffers[k[7:]] if k.startswith("buffer:") else live[k]
+            avg *= avg.dtype.type(d)
+            avg += avg.dtype.type(1.0 - d) * w
 
     def train(self) -> TrainResult:
         previous = self._install_handler()
@@ -390,7 +422,6 @@ class Solver:
         n = len(self.y_train)
         while self.epoch < self.epochs:
             t0 = time.perf_counter()
-            lr = self.lr * self.schedule(self.epoch)
             if self.order is None:
                 self.order = self.rng.permutation(n)
                 self.position = 0
@@ -399,6 +430,7 @@ class Solver:
                 if self.iters is not None and self.iteration >= self.iters:
                     break
                 s = self.position
+                lr = self._lr_at(s)
                 idx = self.order[s * self.batch_size:(s + 1) * self.batch_size]
                 loss, r = self._step(idx, lr, want_ratio=s == self.steps_per_epoch - 1)
                 if not np.isfinite(loss):
@@ -422,6 +454,7 @@ class Solver:
                 self._diverged(f"the weights became non-finite by iteration {self.iteration}")
                 return
             losses = res.loss_history[len(res.loss_history) - self.position:]
+            lr = self._lr_at(max(self.position - 1, 0))  # the last step's (per-step schedules change within an epoch)
             self.epoch += 1
             self.order = None
             self._end_epoch(float(np.mean(losses)) if losses else float("nan"), lr, ratio, time.perf_counter() - t0)
@@ -430,6 +463,12 @@ class Solver:
             if res.stopped:
                 self._log({"event": "stop", "reason": res.stopped})
                 return
+
+    def _lr_at(self, step: int) -> float:
+        """The learning rate of step `step` of the current epoch."""
+        if getattr(self.schedule, "per_step", False):
+            return self.lr * self.schedule(self.epoch + step / self.steps_per_epoch)
+        return self.lr * self.schedule(self.epoch)
 
     def _diverged(self, what: str) -> None:
         res = self.result
@@ -443,6 +482,11 @@ class Solver:
 
     def _end_epoch(self, loss, lr, ratio, seconds) -> None:
         res = self.result
+        live = None
+        if self.ema_state is not None:
+            # Score (and keep as the best) the averaged weights; training continues from the live ones.
+            live = self._snapshot()
+            self._restore(self.ema_state)
         idx = self.train_sample
         # With class weights the best epoch is the one with the best class-weighted accuracy, the
         # measure the weighted loss optimises; the history records plain accuracies.
@@ -461,6 +505,8 @@ class Solver:
                 res.stopped = f"early stop: perfect score at epoch {self.epoch}"
         elif self.patience is not None and self.epoch - res.best_epoch >= self.patience:
             res.stopped = f"early stop: no val improvement for {self.patience} epochs (best {res.best_val_acc:.4f} at epoch {res.best_epoch})"
+        if live is not None:
+            self._restore(live)
         self._log({"event": "epoch", "iteration": self.iteration, **rec.as_dict()})
         if self.callback:
             self.callback("epoch", rec.as_dict())
