@@ -15,19 +15,10 @@ machine with whatever else runs: only the ratios measured in this one run compar
 from __future__ import annotations
 
 import argparse
-import time
 
 import imgclf  # noqa: F401 - first: its thread defaults apply only before numpy and numba start their pools
 import numpy as np
-
-
-def best_time(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+from timing import best_time
 
 
 def load_images(n: int) -> tuple[np.ndarray, str]:
