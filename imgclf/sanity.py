@@ -101,15 +101,22 @@ def grad_check(kind: str, *, input_shape=(4, 4, 3), n_classes: int = 5, n_exampl
     y = rng.integers(0, n_classes, n_examples)
     model.params_ = {k: np.asarray(v, dtype=np.float64) for k, v in model.params_.items()}
     Xp = model.prepare_batch(X)
-    seed = int(rng.integers(2**31))
+    return check_model_gradients(model, Xp, y, n_checks=n_checks, rng=rng, seed=int(rng.integers(2**31)))
+
+
+def check_model_gradients(model, X: np.ndarray, y: np.ndarray, *, n_checks: int = 10,
+                          rng: np.random.Generator | None = None, seed: int = 0) -> GradReport:
+    """Check a Solver-protocol model's `loss_and_grads` on a prepared batch (X, y) at its current
+    `params_` against centred differences (the model's params_ are left as the checked values)."""
+    rng = rng if rng is not None else np.random.default_rng(0)
 
     def objective(params):
         model.params_ = params
         # A fresh generator per call: stochastic layers (dropout) see the same masks every time.
-        return model.loss_and_grads(Xp, y, mode="train", rng=np.random.default_rng(seed))
+        return model.loss_and_grads(X, y, mode="train", rng=np.random.default_rng(seed))
 
     _, grads = objective(model.params_)
-    return check_gradients(lambda p: objective(p)[0], model.params_, grads, n_checks=n_checks, rng=rng)
+    return check_gradients(lambda p: objective(p)[0], dict(model.params_), grads, n_checks=n_checks, rng=rng)
 
 
 def initial_loss(kind: str, X: np.ndarray, y: np.ndarray, n_classes: int,

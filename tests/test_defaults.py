@@ -11,7 +11,7 @@ import pytest
 
 from imgclf import ConvNet, LinearSVM, NeuralNet, SoftmaxClassifier
 from imgclf.errors import UsageError
-from imgclf.gradcheck import check_gradients
+from imgclf.sanity import check_model_gradients
 from imgclf.kinds import ESTIMATORS, TRAINED, estimator_class
 
 TRAINED_CLASSES = [LinearSVM, SoftmaxClassifier, NeuralNet, ConvNet]
@@ -144,13 +144,7 @@ def test_weighted_loss_gradients_check_numerically(loss):
     net.classes_ = np.arange(3)
     net.initialize(6, 3, rng)
     net._weights = np.array([0.5, 2.0, 3.0])
-
-    def objective(p):
-        net.params_ = p
-        return net.loss_and_grads(X, y)
-
-    _, grads = objective(net.params_)
-    report = check_gradients(lambda p: objective(p)[0], dict(net.params_), grads, n_checks=20, rng=rng)
+    report = check_model_gradients(net, X, y, n_checks=20, rng=rng)
     assert report.ok and report.max_rel_error < 1e-5, report.as_dict()
 
 

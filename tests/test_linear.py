@@ -160,20 +160,14 @@ def test_weight_images_are_per_template_rescaled():
 def test_training_centres_the_features_implicitly(cls):
     """Training on raw features sees them centred (bias -c @ W, weight gradient minus c (sum dS)): the
     gradient checks numerically, the fused kernel agrees, and the folded model predicts as trained."""
-    from imgclf.gradcheck import check_gradients
+    from imgclf.sanity import check_model_gradients
 
     rng = np.random.default_rng(0)
     X = (rng.standard_normal((40, 6)) + 5).astype(np.float64)
     y = rng.integers(0, 3, 40)
     m = cls(reg=0.1).initialize(6, 3, rng, dtype=np.float64)
     m._centre = X.mean(axis=0)
-
-    def objective(p):
-        m.params_ = p
-        return m.loss_and_grads(X, y)
-
-    _, grads = objective(m.params_)
-    report = check_gradients(lambda p: objective(p)[0], dict(m.params_), grads, n_checks=20, rng=rng)
+    report = check_model_gradients(m, X, y, n_checks=20, rng=rng)
     assert report.ok and report.max_rel_error < 1e-6, report.as_dict()
     m32 = cls(reg=0.1).initialize(6, 3, rng)
     m32._centre = X.mean(axis=0).astype(np.float32)

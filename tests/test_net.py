@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from imgclf.errors import UsageError
-from imgclf.gradcheck import check_gradients
+from imgclf.sanity import check_model_gradients
 from imgclf.nn.net import NeuralNet
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -29,13 +29,7 @@ def test_whole_net_gradient_check_float64(params, rng):
     assert trainee is net
     X = rng.standard_normal((9, 12))
     y = rng.integers(0, 4, 9)
-
-    def objective(p):
-        trainee.params_ = p
-        return trainee.loss_and_grads(X, y, mode="train", rng=np.random.default_rng(11))
-
-    _, grads = objective(net.params_)
-    report = check_gradients(lambda p: objective(p)[0], dict(net.params_), grads, n_checks=15, rng=rng)
+    report = check_model_gradients(net, X, y, n_checks=15, rng=rng, seed=11)
     assert report.ok and report.max_rel_error < 1e-5, report.as_dict()
 
 
