@@ -27,5 +27,10 @@ def estimator_class(kind: str, error=ModelFileError):
     spec = ESTIMATORS.get(ALIASES.get(kind, kind))
     if spec is None:
         raise error(f"unknown model kind {kind!r} (known: {', '.join(ESTIMATORS)})")
-    module, name = spec.split(":")
+    return load_class(spec)
+
+
+def load_class(spec: str):
+    """The class a "module:Name" spec names (specs, not classes, travel to worker processes)."""
+    module, _, name = spec.partition(":")
     return getattr(importlib.import_module(module), name)

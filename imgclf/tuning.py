@@ -21,7 +21,6 @@ diverges is recorded with its reason; the search goes on. An interrupted search 
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 import re
@@ -241,14 +240,9 @@ class Trial:
         return {k: v for k, v in self.__dict__.items() if k != "model"}
 
 
-def estimator_class(spec: str):
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def estimator_params(spec: str) -> dict:
     """The constructor parameters (with defaults) of an estimator class."""
-    return estimator_class(spec)().get_params()
+    return kinds.load_class(spec)().get_params()
 
 
 def check_names(spec: str, names) -> None:
@@ -266,7 +260,7 @@ def run_trial(spec: TrialSpec, data: dict) -> Trial:
     trial = Trial(spec.index, spec.round, dict(spec.params))
     t0 = time.perf_counter()
     try:
-        cls = estimator_class(spec.estimator)
+        cls = kinds.load_class(spec.estimator)
         est = cls(**{**spec.fixed, **spec.params})
         seed_name = next((n for n in ("random_state", "seed") if n in est.get_params()), None)
         if seed_name:

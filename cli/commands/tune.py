@@ -41,9 +41,9 @@ def default_space(kind: str, estimator: str, X) -> list[str]:
     each way for the learning rate, two for the regularisation, plus the usual architecture choices."""
     import inspect
 
-    from imgclf.tuning import estimator_class
+    from imgclf.kinds import load_class
 
-    cls = estimator_class(estimator)
+    cls = load_class(estimator)
     defaults = {n: p.default for n, p in inspect.signature(cls.__init__).parameters.items()}
     if hasattr(cls, "rates_for"):
         defaults["lr"], defaults["reg"] = cls().rates_for(X)
