@@ -1,10 +1,11 @@
-"""Linear classifiers f(x) = x W + b trained by minibatch SGD: the multiclass SVM and softmax.
+"""Linear classifiers f(x) = x W + b: the multiclass SVM and softmax, trained by minibatch SGD or by
+full-batch L-BFGS (`solver="lbfgs"`, imgclf/lbfgs.py).
 
 Objective, for a batch of N examples with D features and C classes:
 
     L(W, b) = (1/N) * sum_i L_i(x_i W + b, y_i)  +  reg * sum_{d<D, c<C} W[d, c]^2
 
-with L_i the hinge or cross-entropy of `imgclf.losses`. Only the weights are penalised, never the bias.
+with L_i the hinge (Weston-Watkins or one-vs-rest) or cross-entropy of `imgclf.losses`. Only the weights are penalised, never the bias.
 With the bias trick (`bias_trick=True`, the default) W has D+1 rows and its last row is b: the model is
 exactly x' W for x' = [x, 1], and that last row is left out of the penalty. The ones column is never
 materialised: scores are x W[:D] + W[D], so training reads the features in place.
@@ -21,7 +22,7 @@ import numpy as np
 from .base import TrainedClassifier
 from .blas import blas_threads
 from .errors import ModelFileError, UsageError
-from .losses import softmax, softmax_loss, svm_loss
+from .losses import ovr_svm_loss, softmax, softmax_loss, svm_loss
 from .validation import (check_array, check_fitted, check_n_features, check_random_state,
                          rescale_u8)
 
@@ -46,9 +47,16 @@ class LinearClassifier(TrainedClassifier):
     kind = "linear"
     _AUTO_LR = 1.2
     _AUTO_REG = 8e-5
+    # reg="auto" with solver="lbfgs": reg = _AUTO_REG_LBFGS * s. Coates, Lee and Ng's C = 100 on their
+    # standardised 1600-centroid features (s ~ 6400) is reg = 1 / (2C) = 0.005 = 7.8e-7 * 6400.
+    _AUTO_REG_LBFGS = 7.8e-7
+    LBFGS_MAX_ITER = 1000  # iters=None with solver="lbfgs", as in the paper
+    LBFGS_CHECK_EVERY = 10  # iterations between validation checks
+    LBFGS_PATIENCE = 20  # checks without a better validation accuracy before stopping
 
     def __init__(self, reg="auto", lr="auto", epochs="auto", iters=None, batch_size=200, lr_decay=0.95,
-                 bias_trick=True, weight_scale=1e-4, optim="sgd", class_weight=None, random_state=None):
+                 bias_trick=True, weight_scale=1e-4, solver="sgd", optim="sgd", class_weight=None,
+                 random_state=None):
         self.reg = reg
         self.lr = lr
         self.epochs = epochs
@@ -57,6 +65,7 @@ class LinearClassifier(TrainedClassifier):
         self.lr_decay = lr_decay
         self.bias_trick = bias_trick
         self.weight_scale = weight_scale
+        self.solver = solver
         self.optim = optim
         self.class_weight = class_weight
         self.random_state = random_state
@@ -74,6 +83,11 @@ class LinearClassifier(TrainedClassifier):
             raise UsageError(f"batch_size must be an integer >= 1, got {self.batch_size!r}", param="batch_size")
         from .nn.optim import RULES
 
+        if self.solver not in SOLVERS:
+            raise UsageError(f"unknown solver {self.solver!r}; choose from {', '.join(SOLVERS)}", param="solver")
+        if self.iters is not None and (not isinstance(self.iters, (int, np.integer)) or isinstance(self.iters, bool)
+                                       or self.iters < 1):
+            raise UsageError(f"iters must be an integer >= 1 or None, got {self.iters!r}", param="iters")
         if self.optim not in RULES:
             raise UsageError(f"unknown optimiser {self.optim!r}; choose from {', '.join(RULES)}", param="optim")
 
@@ -104,7 +118,8 @@ class LinearClassifier(TrainedClassifier):
         if _is_auto(self.lr) or _is_auto(self.reg):
             scale = self._scale(np.asarray(X).reshape(len(X), -1))
         lr = self._AUTO_LR / scale if _is_auto(self.lr) else float(self.lr)
-        return lr, self._AUTO_REG * scale if _is_auto(self.reg) else float(self.reg)
+        auto_reg = self._AUTO_REG_LBFGS if self.solver == "lbfgs" else self._AUTO_REG
+        return lr, auto_reg * scale if _is_auto(self.reg) else float(self.reg)
 
     # -- the model (the Solver protocol, imgclf/nn/solver.py) ------------------------------------
     def initialize(self, n_features: int, n_classes: int, rng: np.random.Generator, dtype=np.float32):
@@ -124,6 +139,12 @@ class LinearClassifier(TrainedClassifier):
             self.reg_ = 0.0  # "auto" is resolved on the training data in fit
 
         return self
+
+    def set_linear_weights(self, W: np.ndarray, b: np.ndarray) -> None:
+        """Set the weights (D, C) and bias (C,) in the layout of params_."""
+        weights, bias = self._split()
+        weights[...] = W
+        bias[...] = b
 
     def _split(self) -> tuple[np.ndarray, np.ndarray]:
         """(weights (D, C), bias (C,)) as views of the parameters."""
@@ -213,14 +234,21 @@ class LinearClassifier(TrainedClassifier):
 
     # -- public API ------------------------------------------------------------------------------
     def fit(self, X, y, X_val=None, y_val=None, callback=None):
-        """Train by minibatch SGD through `imgclf.nn.solver.Solver`; keep the best-validation weights.
+        """Train; keep the best-validation weights.
 
-        Without a validation set the best training-sample accuracy chooses the epoch. A non-finite loss
-        stops training: `stopped_` says why and the best weights so far are kept (if it happens before
-        the first epoch ends there are none, and `Diverged` is raised).
+        solver="sgd": minibatch SGD through `imgclf.nn.solver.Solver`. Without a validation set the best
+        training-sample accuracy chooses the epoch. A non-finite loss stops training: `stopped_` says why
+        and the best weights so far are kept (if it happens before the first epoch ends there are none,
+        and `Diverged` is raised).
+
+        solver="lbfgs": full-batch L-BFGS from zero weights on the same objective (imgclf/lbfgs.py), at
+        most `iters` iterations (None: LBFGS_MAX_ITER = 1000); `lr`, `epochs`, `batch_size`,
+        `lr_decay`, `weight_scale`, `optim` and `random_state` play no part. With validation data the
+        validation accuracy is scored every LBFGS_CHECK_EVERY iterations, the best check's weights are
+        kept and LBFGS_PATIENCE checks without improvement stop the run; without, the last iterate is
+        kept. `history_` has one record per check ("epoch" is the check's number, "iteration" the
+        L-BFGS iteration, "loss" the objective, "lr" None); `best_epoch_` the kept check.
         """
-        from .nn.solver import Solver
-
         self._check_params()
         X, y_enc, Xv, yv = self._fit_data(X, y, X_val, y_val, self._as_features)
         self.lr_, self.reg_ = self.rates_for(X)
@@ -229,10 +257,22 @@ class LinearClassifier(TrainedClassifier):
         # gradient takes a rank-one correction; at the end the bias is folded, so the model is x W + b
         # on the raw features like any other.
         self._centre = X.mean(axis=0, dtype=np.float64).astype(np.float32)
-        epochs, patience = self.epochs_for(len(X))
         rng = check_random_state(self.random_state)
         self.initialize(X.shape[1], len(self.classes_), rng)
         self._weights = self._class_weights(y_enc)
+        try:
+            if self.solver == "lbfgs":
+                return self._fit_lbfgs(X, y_enc, Xv, yv, callback)
+            return self._fit_sgd(X, y_enc, Xv, yv, rng, callback)
+        finally:
+            for scratch in ("_work", "_weights", "_centre"):
+                self.__dict__.pop(scratch, None)
+
+    def _fit_sgd(self, X, y_enc, Xv, yv, rng, callback):
+        """The sgd branch of `fit`, after the shared prologue (centre, initial params_, class weights)."""
+        from .nn.solver import Solver
+
+        epochs, patience = self.epochs_for(len(X))
         solver = Solver(
             self, X, y_enc, Xv, yv,
             optim=self.optim, lr=self.lr_, lr_decay=self.lr_decay, epochs=epochs, iters=self.iters,
@@ -242,15 +282,33 @@ class LinearClassifier(TrainedClassifier):
         # The steps run in numba's threads (the fused kernel); BLAS only scores the per-epoch accuracy
         # samples, on one thread, because OpenBLAS's workers spin for a while after each product and
         # held back the next epoch's kernel threads (measured: 0.19-0.22 s epochs instead of 0.13 s).
-        try:
-            with np.errstate(over="ignore", invalid="ignore"), blas_threads(1):
-                self._run_solver(solver)
-            W, b = self._split()
-            b[...] = self._bias(W, b)
-            return self
-        finally:
-            for scratch in ("_work", "_weights", "_centre"):
-                self.__dict__.pop(scratch, None)
+        with np.errstate(over="ignore", invalid="ignore"), blas_threads(1):
+            self._run_solver(solver)
+        W, b = self._split()
+        b[...] = self._bias(W, b)
+        return self
+
+    def _fit_lbfgs(self, X, y_enc, Xv, yv, callback):
+        """The lbfgs branch of `fit`, after the shared prologue (centre, initial params_, class weights)."""
+        from . import lbfgs
+
+        weights = self._weights
+        objective = lbfgs.LinearObjective(
+            X, y_enc, len(self.classes_), self._data_loss, self.reg_,
+            sample_weight=None if weights is None else weights[y_enc].astype(np.float32), centre=self._centre)
+        self.result_ = lbfgs.train(
+            self, objective, X, y_enc, Xv, yv, max_iter=self.iters or self.LBFGS_MAX_ITER,
+            check_every=self.LBFGS_CHECK_EVERY, patience=self.LBFGS_PATIENCE, class_weights=weights,
+            callback=callback)
+        self.history_, self.stopped_ = self.result_.history, self.result_.stopped
+        self.best_epoch_ = self.result_.best_epoch
+        if self.best_epoch_ is None:
+            from .errors import Diverged
+
+            raise Diverged(f"training {self.stopped_}")
+        W, b = self._split()
+        b[...] = self._bias(W, b)
+        return self
 
     def decision_function(self, X) -> np.ndarray:
         """Class scores (N, C), columns in the order of `classes_`; with two classes scikit-learn's
@@ -306,6 +364,10 @@ class LinearClassifier(TrainedClassifier):
         return model
 
 
+SOLVERS = ("sgd", "lbfgs")
+MULTICLASS = ("weston-watkins", "ovr")
+
+
 def _check_number(v, name: str, what: str, strict: bool = True) -> None:
     ok = isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and np.isfinite(v)
     if not (ok and (v > 0 if strict else v >= 0)):
@@ -313,30 +375,44 @@ def _check_number(v, name: str, what: str, strict: bool = True) -> None:
 
 
 class LinearSVM(LinearClassifier):
-    """Multiclass SVM (Weston-Watkins hinge with margin `delta`, optionally squared) + L2 on W."""
+    """Multiclass SVM with margin `delta`, optionally squared, + L2 on W.
+
+    multiclass="weston-watkins" (default): L_i = sum_{j != y_i} max(0, s_j - s_{y_i} + delta).
+    multiclass="ovr": one binary SVM per class against the rest, L_i = sum_j max(0, delta - t_ij s_j)
+    with t_ij = +1 for the true class and -1 otherwise. With squared_hinge=True and solver="lbfgs" that
+    is the L2-SVM of Coates, Lee and Ng (2011), whose 0.5 |W|^2 + C sum_i L_i / N is this objective
+    times 2C with reg = 1 / (2C) (their C = 100: reg = 0.005).
+    """
 
     kind = "svm"
 
     def __init__(self, reg="auto", lr="auto", epochs="auto", iters=None, batch_size=200, lr_decay=0.95,
-                 delta=1.0, squared_hinge=False, bias_trick=True, weight_scale=1e-4, optim="sgd",
-                 class_weight=None, random_state=None):
+                 delta=1.0, squared_hinge=False, multiclass="weston-watkins", bias_trick=True, weight_scale=1e-4,
+                 solver="sgd", optim="sgd", class_weight=None, random_state=None):
         super().__init__(reg=reg, lr=lr, epochs=epochs, iters=iters, batch_size=batch_size, lr_decay=lr_decay,
-                         bias_trick=bias_trick, weight_scale=weight_scale, optim=optim,
+                         bias_trick=bias_trick, weight_scale=weight_scale, solver=solver, optim=optim,
                          class_weight=class_weight, random_state=random_state)
         self.delta = delta
         self.squared_hinge = squared_hinge
+        self.multiclass = multiclass
 
     def _check_params(self) -> None:
         super()._check_params()
         _check_number(self.delta, "delta", "a number > 0")
+        if self.multiclass not in MULTICLASS:
+            raise UsageError(f"unknown multiclass loss {self.multiclass!r}; choose from {', '.join(MULTICLASS)}",
+                             param="multiclass")
 
     def _data_loss(self, scores, y, sample_weight=None):
-        return svm_loss(scores, y, delta=self.delta, squared=bool(self.squared_hinge), sample_weight=sample_weight)
+        loss = ovr_svm_loss if self.multiclass == "ovr" else svm_loss
+        return loss(scores, y, delta=self.delta, squared=bool(self.squared_hinge), sample_weight=sample_weight)
 
     def _kernel_loss(self) -> tuple[int, float]:
-        from .kernels.linear import HINGE, SQUARED_HINGE
+        from .kernels import linear as kernel
 
-        return (SQUARED_HINGE if self.squared_hinge else HINGE), float(self.delta)
+        if self.multiclass == "ovr":
+            return (kernel.OVR_SQUARED_HINGE if self.squared_hinge else kernel.OVR_HINGE), float(self.delta)
+        return (kernel.SQUARED_HINGE if self.squared_hinge else kernel.HINGE), float(self.delta)
 
 
 class SoftmaxClassifier(LinearClassifier):
@@ -346,11 +422,13 @@ class SoftmaxClassifier(LinearClassifier):
 
     _AUTO_LR = 3.6
     _AUTO_REG = 8e-6
+    _AUTO_REG_LBFGS = 7.8e-8  # provisional: the SVM's, scaled as the SGD constants are (8e-6 / 8e-5)
 
     def __init__(self, reg="auto", lr="auto", epochs="auto", iters=None, batch_size=200, lr_decay=0.95,
-                 bias_trick=True, weight_scale=1e-4, optim="sgd", class_weight=None, random_state=None):
+                 bias_trick=True, weight_scale=1e-4, solver="sgd", optim="sgd", class_weight=None,
+                 random_state=None):
         super().__init__(reg=reg, lr=lr, epochs=epochs, iters=iters, batch_size=batch_size, lr_decay=lr_decay,
-                         bias_trick=bias_trick, weight_scale=weight_scale, optim=optim,
+                         bias_trick=bias_trick, weight_scale=weight_scale, solver=solver, optim=optim,
                          class_weight=class_weight, random_state=random_state)
 
     def _data_loss(self, scores, y, sample_weight=None):

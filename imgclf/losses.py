@@ -7,6 +7,9 @@ and the nets share them.
 
 Multiclass SVM (Weston-Watkins):   L_i = sum_{j != y_i} max(0, s_j - s_{y_i} + delta)      (hinge)
                                    L_i = sum_{j != y_i} max(0, s_j - s_{y_i} + delta)^2    (squared)
+One-vs-rest SVM (C binary SVMs):   L_i = sum_j max(0, delta - t_ij s_j),  t_ij = +1 if j == y_i else -1
+                                   L_i = sum_j max(0, delta - t_ij s_j)^2                  (squared: the
+                                   L2-SVM of Coates, Lee & Ng 2011 and of LinearSVC's default loss)
 Softmax cross-entropy:             L_i = -s_{y_i} + log sum_j exp(s_j)
   with label smoothing e:          L_i = (1 - e) (-log p_{y_i}) + e mean_j (-log p_j)
                                    (the target is (1 - e) onehot(y_i) + e / C)
@@ -65,6 +68,23 @@ def svm_loss(scores, y, delta: float = 1.0, squared: bool = False, sample_weight
 
     return _weighted(loss.loss_rows(scores, y, loss.SQUARED_HINGE if squared else loss.HINGE, delta), rows,
                      sample_weight)
+
+
+def ovr_svm_loss(scores, y, delta: float = 1.0, squared: bool = False,
+                 sample_weight=None) -> tuple[float, np.ndarray]:
+    """Mean one-vs-rest hinge loss (each class its own binary SVM against all others) and its gradient
+    on the scores; `sample_weight` as in `svm_loss`. The subgradient at a kink is 0, as there."""
+    from .kernels import loss
+
+    scores, y = _check(scores, y)
+
+    def rows():
+        t = np.where(np.arange(scores.shape[1]) == y[:, None], 1.0, -1.0)
+        m = np.maximum(0, delta - t * scores)
+        return (m * m if squared else m).sum(axis=1)
+
+    kind = loss.OVR_SQUARED_HINGE if squared else loss.OVR_HINGE
+    return _weighted(loss.loss_rows(scores, y, kind, delta), rows, sample_weight)
 
 
 def softmax(scores) -> np.ndarray:

@@ -42,6 +42,36 @@ def svm_loss_naive(W, X, y, reg, delta=1.0, squared=False, bias_row=False):
     return loss, dW
 
 
+def ovr_svm_loss_naive(W, X, y, reg, delta=1.0, squared=False, bias_row=False, sample_weight=None):
+    """One-vs-rest hinge (sum over classes of max(0, delta - t_j s_j), t_j = +1 for the true class, -1
+    otherwise; squared if asked) averaged with optional per-row weights, + reg * sum(W^2); layout as
+    svm_loss_naive."""
+    n, d = X.shape
+    c = W.shape[1]
+    dW = np.zeros(W.shape, dtype=np.float64)
+    loss = 0.0
+    for i in range(n):
+        weight = 1.0 if sample_weight is None else float(sample_weight[i])
+        x = [float(v) for v in X[i]] + ([1.0] if bias_row else [])
+        for j in range(c):
+            t = 1.0 if j == y[i] else -1.0
+            score = sum(x[k] * float(W[k, j]) for k in range(len(x)))
+            margin = delta - t * score
+            if margin > 0:
+                loss += weight * (margin * margin if squared else margin)
+                slope = weight * (2 * margin if squared else 1.0)
+                for k in range(len(x)):
+                    dW[k, j] -= slope * t * x[k]
+    loss /= n
+    dW /= n
+    rows = d if bias_row else W.shape[0]
+    for k in range(rows):
+        for j in range(c):
+            loss += reg * float(W[k, j]) ** 2
+            dW[k, j] += 2 * reg * float(W[k, j])
+    return loss, dW
+
+
 def softmax_loss_naive(W, X, y, reg, bias_row=False):
     """Softmax cross-entropy + reg * sum(W^2) with loops, with the max-shift; same layout as svm_loss_naive."""
     n, d = X.shape

@@ -11,20 +11,25 @@ import pytest
 
 from imgclf.kernels import linear as kernel
 from imgclf.linear import LinearSVM, SoftmaxClassifier
-from reference import softmax_loss_naive, svm_loss_naive
+from reference import ovr_svm_loss_naive, softmax_loss_naive, svm_loss_naive
 
-CASES = [("softmax", {}), ("svm", {"delta": 1.0}), ("svm", {"delta": 0.5}), ("svm", {"delta": 1.0, "squared": True})]
+CASES = [("softmax", {}), ("svm", {"delta": 1.0}), ("svm", {"delta": 0.5}), ("svm", {"delta": 1.0, "squared": True}),
+         ("ovr", {"delta": 1.0}), ("ovr", {"delta": 0.5, "squared": True})]
 
 
 def _naive(name, W, X, y, reg, opts, bias_row=True):
     if name == "softmax":
         return softmax_loss_naive(W, X, y, reg, bias_row=bias_row)
+    if name == "ovr":
+        return ovr_svm_loss_naive(W, X, y, reg, bias_row=bias_row, **opts)
     return svm_loss_naive(W, X, y, reg, bias_row=bias_row, **opts)
 
 
 def _kind(name, opts):
     if name == "softmax":
         return kernel.SOFTMAX
+    if name == "ovr":
+        return kernel.OVR_SQUARED_HINGE if opts.get("squared") else kernel.OVR_HINGE
     return kernel.SQUARED_HINGE if opts.get("squared") else kernel.HINGE
 
 
@@ -54,12 +59,15 @@ def test_kernel_matches_naive_loops(rng, name, opts, n, reg):
 
 
 @pytest.mark.parametrize("cls,name,opts", [(SoftmaxClassifier, "softmax", {}), (LinearSVM, "svm", {}),
-                                          (LinearSVM, "svm", {"squared": True})])
+                                          (LinearSVM, "svm", {"squared": True}), (LinearSVM, "ovr", {}),
+                                          (LinearSVM, "ovr", {"squared": True})])
 @pytest.mark.parametrize("bias_trick", [True, False])
 def test_loss_rows_equals_loss_of_gathered_rows(rng, cls, name, opts, bias_trick):
     X = rng.standard_normal((50, 30)).astype(np.float32)
     y = rng.integers(0, 3, 50)
     extra = {"squared_hinge": True} if opts.get("squared") else {}
+    if name == "ovr":
+        extra["multiclass"] = "ovr"
     model = cls(reg=0.3, bias_trick=bias_trick, **extra).initialize(30, 3, rng)
     model.params_["W"][...] = 0.1 * rng.standard_normal(model.params_["W"].shape)
     if not bias_trick:
@@ -78,7 +86,7 @@ def test_kernel_without_jit_matches_naive_loops():
     code = """
 import sys, numpy as np
 sys.path.insert(0, {tests!r})
-from reference import softmax_loss_naive, svm_loss_naive
+from reference import ovr_svm_loss_naive, softmax_loss_naive, svm_loss_naive
 from imgclf.kernels import linear as k
 rng = np.random.default_rng(5)
 X = rng.standard_normal((12, 9)).astype(np.float32); y = rng.integers(0, 3, 12)
@@ -86,7 +94,10 @@ W = (0.1 * rng.standard_normal((10, 3))).astype(np.float32)
 idx = np.array([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 11])
 for kind, ref in [(k.SOFTMAX, lambda: softmax_loss_naive(W, X[idx], y[idx], 0.5, bias_row=True)),
                   (k.HINGE, lambda: svm_loss_naive(W, X[idx], y[idx], 0.5, bias_row=True)),
-                  (k.SQUARED_HINGE, lambda: svm_loss_naive(W, X[idx], y[idx], 0.5, squared=True, bias_row=True))]:
+                  (k.SQUARED_HINGE, lambda: svm_loss_naive(W, X[idx], y[idx], 0.5, squared=True, bias_row=True)),
+                  (k.OVR_HINGE, lambda: ovr_svm_loss_naive(W, X[idx], y[idx], 0.5, bias_row=True)),
+                  (k.OVR_SQUARED_HINGE, lambda: ovr_svm_loss_naive(W, X[idx], y[idx], 0.5, squared=True,
+                                                                   bias_row=True))]:
     G = np.zeros((2, 3, 9), np.float32); dW = np.zeros((10, 3), np.float32)
     data, penalty = k.loss_grad_rows(X, idx, y[idx], W[:-1], W[-1].copy(), kind, 1.0, 0.5, G, dW[:-1], dW[-1])
     rl, rdW = ref()

@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit, prange
 
 from .elementwise import _sum_sq
-from .loss import HINGE, SOFTMAX, SQUARED_HINGE, _row_loss  # noqa: F401 - the kinds are part of this API
+from .loss import HINGE, OVR_HINGE, OVR_SQUARED_HINGE, SOFTMAX, SQUARED_HINGE, _row_loss  # noqa: F401 - the kinds are part of this API
 
 R = 8  # rows per group: 8 x-chunks + a weight chunk + a gradient chunk fit in L1
 CHUNK = 512  # features per chunk

@@ -11,6 +11,8 @@ import numpy as np
 from numba import njit
 
 SOFTMAX, HINGE, SQUARED_HINGE = 0, 1, 2
+# One-vs-rest: C binary hinges, target +1 for the true class and -1 for the others (imgclf/losses.py).
+OVR_HINGE, OVR_SQUARED_HINGE = 3, 4
 
 
 @njit(cache=True, error_model="numpy")
@@ -37,6 +39,20 @@ def _row_loss(s, yi, kind, delta, inv_n, ds):
         ds[yi] -= inv_n
         return np.log(z) - np.float64(s[yi] - m)
     loss = 0.0
+    if kind == OVR_HINGE or kind == OVR_SQUARED_HINGE:
+        for c in range(C):
+            t = 1.0 if c == yi else -1.0
+            margin = delta - t * np.float64(s[c])
+            if margin > 0:
+                if kind == OVR_SQUARED_HINGE:
+                    loss += margin * margin
+                    ds[c] = -2 * t * margin * inv_n
+                else:
+                    loss += margin
+                    ds[c] = -t * inv_n
+            else:
+                ds[c] = 0.0
+        return loss
     total = 0.0
     for c in range(C):
         if c == yi:
