@@ -14,6 +14,14 @@ update; the per-epoch accuracy evaluation is not counted) is compared, in this o
   - scikit-learn's SGDClassifier(hinge), one epoch, and LogisticRegression (lbfgs, multinomial), time
     per iteration, when scikit-learn is installed (they run in float64: their own choice).
 The target is an epoch within 1.5x of the batched GEMM time. Timings are the best of --repeat runs.
+
+With --lbfgs FEATURES it measures instead one evaluation of the full-batch objective and gradient that
+solver="lbfgs" minimises (imgclf/lbfgs.py: row blocks, one read of X, two threads), on random float32
+data of 49000 x FEATURES (6400: the 1600-centroid k-means features; 16000: 4000 centroids), 10 classes,
+the one-vs-rest squared hinge, against in the same run:
+  - the naive evaluation: S = X W and dW = X^T dS as full-matrix GEMMs with the loss in between;
+  - the bare GEMMs alone, X W + X^T D (the faster of one BLAS thread and the default pool).
+    IMGCLF_DATA is not needed for it:  python benchmarks/linear.py --lbfgs 6400
 """
 
 from __future__ import annotations
@@ -68,13 +76,55 @@ def epoch_seconds(cls, X, y, epochs: int, batch: int, **params) -> float:
     return min(h["seconds"] for h in model.history_)
 
 
+def lbfgs_evaluation(features: int, n: int, repeat: int) -> None:
+    """Seconds per objective + gradient evaluation against the naive and the bare GEMMs (see --lbfgs)."""
+    from imgclf.lbfgs import LinearObjective
+    from imgclf.linear import LinearSVM
+    from imgclf.losses import ovr_svm_loss
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, features), dtype=np.float32)
+    y = rng.integers(0, 10, n)
+    model = LinearSVM(multiclass="ovr", squared_hinge=True)
+    w = 0.001 * rng.standard_normal(features * 10 + 10)
+    W = w[:-10].reshape(features, 10).astype(np.float32)
+    print(f"data: {n} x {features} random float32 ({X.nbytes / 1e9:.2f} GB), 10 classes, OvR squared hinge")
+
+    def bare():
+        S = X @ W
+        _ = X.T @ S
+
+    def naive():
+        S = X @ W
+        S += w[-10:].astype(np.float32)
+        _, dS = ovr_svm_loss(S, y, squared=True)
+        _ = X.T @ dS
+
+    objective = LinearObjective(X, y, 10, model._data_loss, 0.005, centre=X.mean(axis=0))
+    t_bare1 = best_time(lambda: _one_thread(bare), repeat)
+    t_bare_n = best_time(bare, repeat)
+    t_bare = min(t_bare1, t_bare_n)
+    t_naive = best_time(naive, repeat)
+    t_ours = best_time(lambda: objective(w), repeat)
+    print(f"bare GEMMs X W + X^T D:              {t_bare:8.3f} s   (1 BLAS thread {t_bare1:.3f}, default pool "
+          f"{t_bare_n:.3f})")
+    print(f"naive evaluation (two full GEMMs):   {t_naive:8.3f} s   {t_naive / t_bare:5.2f}x the bare GEMMs")
+    print(f"imgclf LinearObjective ({objective.workers} threads, {objective.rows}-row blocks): {t_ours:8.3f} s   "
+          f"{t_ours / t_bare:5.2f}x the bare GEMMs, {t_naive / t_ours:5.2f}x faster than naive")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=3, help="Epochs per model; the fastest counts.")
     ap.add_argument("--batch-size", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--n-train", type=int, default=None, help="Fewer training rows (default all 49000).")
+    ap.add_argument("--lbfgs", type=int, default=None, metavar="FEATURES",
+                    help="Time the L-BFGS objective evaluation on random data of this many features instead.")
     args = ap.parse_args()
+    if args.lbfgs:
+        lbfgs_evaluation(args.lbfgs, args.n_train or 49000, args.repeat)
+        return
 
     from imgclf.linear import LinearSVM, SoftmaxClassifier
 

@@ -7,8 +7,10 @@
 deterministically with scipy's L-BFGS-B (float64 optimiser state) from W = 0, as Coates, Lee and Ng
 trained their L2-SVM with minFunc. On k-means features (49000 x 6400 or x 16000 float32, 1.3-3.1 GB)
 an evaluation is two skinny GEMMs over the whole matrix, S = X W and G = X^T dS, both bound by reading
-X from memory. `LinearObjective` reads it once: it walks row blocks small enough (~1 MB) to stay in
-the core's L2 cache between the two products, scores, loss and dS of a block in between. Blocks are
+X from memory. `LinearObjective` reads it once: it walks row blocks small enough (4 MB; two threads'
+blocks stay in the 32 MB L3) to be still in cache for the second product, with the block's scores,
+loss and dS in between. Smaller blocks measured slower (per-block Python and loss overhead: 1 MB 1.24x,
+2 MB 0.86x, 4 MB 0.83x, 8 MB 0.84x the bare full-matrix GEMMs at 49000 x 6400; benchmarks/linear.py). Blocks are
 dealt to a fixed number of shares (`SHARES`), each with its own float64 accumulators, run on one
 Python thread per BLAS thread with a one-thread BLAS (imgclf.blas.run_on_threads) and summed in share
 order: the result depends neither on timing nor on the number of threads.
@@ -25,7 +27,7 @@ import time
 import numpy as np
 
 SHARES = 4  # fixed, so that 1, 2 or 4 threads sum the same partial results in the same order
-_BLOCK_BYTES = 1 << 20  # ~1 MB of features per block: stays in a 2 MB L2 between S = X W and X^T dS
+_BLOCK_BYTES = 4 << 20  # features per block; see the module docstring for the measured sizes
 _TRAIN_SAMPLE = 1000  # rows of the training set whose accuracy each check records
 
 
