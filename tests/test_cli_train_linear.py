@@ -111,3 +111,34 @@ def test_real_cifar_subset(runner, cifar_dir):
     out = json.loads(res.output)
     assert out["n_train"] == 3000 and out["n_eval"] == 500
     assert out["accuracy"] > 0.2
+
+
+def test_svm_lbfgs_ovr_squared_hinge_trains_and_saves(runner, small_stream, tmp_path):
+    out = tmp_path / "l2svm.npz"
+    res = runner.invoke(cli, ["train", "svm", "--data", str(small_stream), "--preprocess", "mean,normalize", "-q",
+                              "--solver", "lbfgs", "--multiclass", "ovr", "--squared-hinge", "--reg", "0.005",
+                              "--iters", "30", "--json", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.output)
+    assert rep["accuracy"] > 0.9
+    hyper = rep["hyperparameters"]
+    assert (hyper["solver"], hyper["multiclass"], hyper["squared_hinge"], hyper["iters"]) == ("lbfgs", "ovr", True, 30)
+    assert rep["history"][0]["iteration"] == 10 and rep["history"][-1]["iteration"] <= 30
+    assert rep["history"][rep["best_epoch"] - 1]["val_acc"] == rep["val_accuracy"]
+    from imgclf import storage
+
+    model = storage.load_model(out).model
+    assert (model.solver, model.multiclass, model.squared_hinge) == ("lbfgs", "ovr", True)
+
+
+def test_softmax_lbfgs_table_and_progress_lines(runner, small_stream):
+    res = runner.invoke(cli, ["train", "softmax", "--data", str(small_stream), "--preprocess", "mean,normalize",
+                              "--solver", "lbfgs", "--iters", "20"])
+    assert res.exit_code == 0, res.output
+    assert "iteration   10" in res.output and "accuracy" in res.output and " lr " not in res.output
+
+
+@pytest.mark.parametrize("args,flag", [(["--solver", "newton"], "--solver"), (["--multiclass", "crammer"], "--multiclass")])
+def test_bad_solver_and_multiclass_are_usage_errors(runner, small_stream, args, flag):
+    res = runner.invoke(cli, ["train", "svm", "--data", str(small_stream), "-q", *args])
+    assert res.exit_code == 2 and flag in res.output
