@@ -12,6 +12,17 @@ import numpy as np
 
 # -- linear classifier losses (imgclf.losses, imgclf.linear) ---------------------------------------------
 
+def _mean_plus_penalty(loss, dW, n, W, reg, rows):
+    """(loss / n + reg * sum of W[:rows]^2, dW / n + its gradient): the naive losses' common ending."""
+    loss /= n
+    dW /= n
+    for k in range(rows):
+        for j in range(W.shape[1]):
+            loss += reg * float(W[k, j]) ** 2
+            dW[k, j] += 2 * reg * float(W[k, j])
+    return loss, dW
+
+
 def svm_loss_naive(W, X, y, reg, delta=1.0, squared=False, bias_row=False):
     """Multiclass hinge + reg * sum(W^2) with loops, CS231n style; W is (D, C) or (D+1, C) with the bias
     as its last row when `bias_row` (then X is (N, D) and the bias row is not penalised)."""
@@ -32,14 +43,7 @@ def svm_loss_naive(W, X, y, reg, delta=1.0, squared=False, bias_row=False):
                 for k in range(len(x)):
                     dW[k, j] += slope * x[k]
                     dW[k, y[i]] -= slope * x[k]
-    loss /= n
-    dW /= n
-    rows = d if bias_row else W.shape[0]
-    for k in range(rows):
-        for j in range(c):
-            loss += reg * float(W[k, j]) ** 2
-            dW[k, j] += 2 * reg * float(W[k, j])
-    return loss, dW
+    return _mean_plus_penalty(loss, dW, n, W, reg, d if bias_row else W.shape[0])
 
 
 def ovr_svm_loss_naive(W, X, y, reg, delta=1.0, squared=False, bias_row=False, sample_weight=None):
@@ -62,14 +66,7 @@ def ovr_svm_loss_naive(W, X, y, reg, delta=1.0, squared=False, bias_row=False, s
                 slope = weight * (2 * margin if squared else 1.0)
                 for k in range(len(x)):
                     dW[k, j] -= slope * t * x[k]
-    loss /= n
-    dW /= n
-    rows = d if bias_row else W.shape[0]
-    for k in range(rows):
-        for j in range(c):
-            loss += reg * float(W[k, j]) ** 2
-            dW[k, j] += 2 * reg * float(W[k, j])
-    return loss, dW
+    return _mean_plus_penalty(loss, dW, n, W, reg, d if bias_row else W.shape[0])
 
 
 def softmax_loss_naive(W, X, y, reg, bias_row=False):
@@ -89,14 +86,7 @@ def softmax_loss_naive(W, X, y, reg, bias_row=False):
             p = exps[j] / total
             for k in range(len(x)):
                 dW[k, j] += (p - (j == y[i])) * x[k]
-    loss /= n
-    dW /= n
-    rows = d if bias_row else W.shape[0]
-    for k in range(rows):
-        for j in range(c):
-            loss += reg * float(W[k, j]) ** 2
-            dW[k, j] += 2 * reg * float(W[k, j])
-    return loss, dW
+    return _mean_plus_penalty(loss, dW, n, W, reg, d if bias_row else W.shape[0])
 
 
 # -- fully-connected layers, fused kernels, optimisers, augmentation (imgclf.nn, imgclf.kernels.elementwise) --
