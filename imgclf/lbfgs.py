@@ -113,8 +113,9 @@ class LinearObjective:
         return total
 
 
-def minimize(objective, x0: np.ndarray, max_iter: int, on_iteration=None):
-    """scipy's L-BFGS-B on objective(w) -> (f, grad) from x0, at most max_iter iterations.
+def minimize(objective, x0: np.ndarray, max_iter: int, on_iteration=None, corrections: int = 10):
+    """scipy's L-BFGS-B on objective(w) -> (f, grad) from x0, at most max_iter iterations, keeping
+    `corrections` update pairs (scipy's default 10; minFunc's, which the paper used, is 100).
 
     `on_iteration(iteration, x, f)` after every iteration; returning True stops the run there.
     Returns scipy's OptimizeResult (x, fun, nit, message).
@@ -129,11 +130,11 @@ def minimize(objective, x0: np.ndarray, max_iter: int, on_iteration=None):
             raise StopIteration
 
     return scipy_minimize(objective, x0, jac=True, method="L-BFGS-B", callback=callback,
-                          options={"maxiter": int(max_iter)})
+                          options={"maxiter": int(max_iter), "maxcor": int(corrections)})
 
 
 def train(model, objective: LinearObjective, X, y, X_val, y_val, *, max_iter: int, check_every: int,
-          patience: int, class_weights=None, callback=None):
+          patience: int, corrections: int = 10, class_weights=None, callback=None):
     """Minimise `objective` for `model` (a LinearClassifier whose params_ are set from each iterate)
     from zero weights. Returns the Solver's TrainResult; model.params_ hold the kept weights.
 
@@ -189,7 +190,7 @@ def train(model, objective: LinearObjective, X, y, X_val, y_val, *, max_iter: in
         return iteration % check_every == 0 and check(iteration, x, f)
 
     with np.errstate(over="ignore", invalid="ignore"):
-        opt = minimize(objective, np.zeros(d * c + c), max_iter, on_iteration)
+        opt = minimize(objective, np.zeros(d * c + c), max_iter, on_iteration, corrections)
         if not np.isfinite(opt.fun):
             result.stopped = f"diverged: the objective became {opt.fun}"
         elif state["last"] != opt.nit or not result.history:

@@ -42,6 +42,10 @@ class LinearClassifier(TrainedClassifier):
     measured on CIFAR-10 raw pixels with mean subtraction (49000/1000/10000, s = 1.23e7: lr 9.8e-8 /
     2.9e-7, reg 980 / 98); docs/linear.md has the figures. `epochs="auto"` is 10 epochs, and at least
     600 steps on small data (imgclf.base.AUTO_MIN_STEPS).
+
+    With solver="lbfgs", reg="auto" is _AUTO_REG_LBFGS * s instead (svm 7.8e-7: standardised
+    1600-centroid k-means features, s ~ 6400, get reg 0.005, Coates, Lee and Ng's C = 100 as
+    reg = 1 / (2C); softmax 7.8e-8, provisional). Not yet calibrated on the real features.
     """
 
     kind = "linear"
@@ -53,6 +57,7 @@ class LinearClassifier(TrainedClassifier):
     LBFGS_MAX_ITER = 1000  # iters=None with solver="lbfgs", as in the paper
     LBFGS_CHECK_EVERY = 10  # iterations between validation checks
     LBFGS_PATIENCE = 20  # checks without a better validation accuracy before stopping
+    LBFGS_CORRECTIONS = 10  # L-BFGS memory (scipy's default; minFunc's is 100: 2 x 100 x D x C float64)
 
     def __init__(self, reg="auto", lr="auto", epochs="auto", iters=None, batch_size=200, lr_decay=0.95,
                  bias_trick=True, weight_scale=1e-4, solver="sgd", optim="sgd", class_weight=None,
@@ -246,8 +251,9 @@ class LinearClassifier(TrainedClassifier):
         `lr_decay`, `weight_scale`, `optim` and `random_state` play no part. With validation data the
         validation accuracy is scored every LBFGS_CHECK_EVERY iterations, the best check's weights are
         kept and LBFGS_PATIENCE checks without improvement stop the run; without, the last iterate is
-        kept. `history_` has one record per check ("epoch" is the check's number, "iteration" the
-        L-BFGS iteration, "loss" the objective, "lr" None); `best_epoch_` the kept check.
+        kept. L-BFGS keeps LBFGS_CORRECTIONS (10) update pairs. `history_` has one record per check
+        ("epoch" is the check's number, "iteration" the L-BFGS iteration, "loss" the objective, "lr"
+        None); `best_epoch_` the kept check.
         """
         self._check_params()
         X, y_enc, Xv, yv = self._fit_data(X, y, X_val, y_val, self._as_features)
@@ -298,7 +304,8 @@ class LinearClassifier(TrainedClassifier):
             sample_weight=None if weights is None else weights[y_enc].astype(np.float32), centre=self._centre)
         self.result_ = lbfgs.train(
             self, objective, X, y_enc, Xv, yv, max_iter=self.iters or self.LBFGS_MAX_ITER,
-            check_every=self.LBFGS_CHECK_EVERY, patience=self.LBFGS_PATIENCE, class_weights=weights,
+            check_every=self.LBFGS_CHECK_EVERY, patience=self.LBFGS_PATIENCE,
+            corrections=self.LBFGS_CORRECTIONS, class_weights=weights,
             callback=callback)
         self.history_, self.stopped_ = self.result_.history, self.result_.stopped
         self.best_epoch_ = self.result_.best_epoch
