@@ -93,6 +93,24 @@ def _backward_dx(dout, out, x, a, b, c0, relu, dx):
                 d[c] = a[c] * dy + b[c] * xr[c] + c0[c]
 
 
+@njit(cache=True, inline="always")
+def _window_rows(x, nh, Ho):
+    """The two input rows under pooled row nh = n*Ho + i of (N, H, W, C) maps, as flat (W*C) views: the
+    channel loops then run unit-stride from index 0, without per-pixel view bookkeeping."""
+    n = nh // Ho
+    i = nh - n * Ho
+    W, C = x.shape[2], x.shape[3]
+    return x[n, 2 * i].reshape(W * C), x[n, 2 * i + 1].reshape(W * C)
+
+
+@njit(cache=True, inline="always")
+def _pooled_row(a, nh):
+    """Pooled row nh of (N, Ho, Wo, C) maps as a flat (Wo*C) view."""
+    Ho = a.shape[1]
+    n = nh // Ho
+    return a[n, nh - n * Ho].reshape(a.shape[2] * a.shape[3])
+
+
 @njit(parallel=True, cache=True)
 def _scale_shift_relu_pool2(x, scale, shift, out, arg):
     """out = 2x2 max of max(0, x*scale + shift), arg = the first winning window element (0..3)."""
@@ -100,11 +118,8 @@ def _scale_shift_relu_pool2(x, scale, shift, out, arg):
     Ho, Wo = H // 2, W // 2
     zero = out.dtype.type(0)
     for nh in prange(N * Ho):
-        n = nh // Ho
-        i = nh - n * Ho
-        # flat rows indexed from 0: unit-stride channel loops without per-pixel view bookkeeping
-        top, bottom = x[n, 2 * i].reshape(W * C), x[n, 2 * i + 1].reshape(W * C)
-        o, k = out[n, i].reshape(Wo * C), arg[n, i].reshape(Wo * C)
+        top, bottom = _window_rows(x, nh, Ho)
+        o, k = _pooled_row(out, nh), _pooled_row(arg, nh)
         for j in range(Wo):
             l, r, p = 2 * j * C, (2 * j + 1) * C, j * C
             for c in range(C):
@@ -135,10 +150,8 @@ def _pool2_backward_sums(dout, arg, x, scale, shift, mean, inv, sums):
     for k in prange(CHUNKS):
         s, q = part[k, 0], part[k, 1]
         for nh in range(k * step, min(rows, (k + 1) * step)):
-            n = nh // Ho
-            i = nh - n * Ho
-            top, bottom = x[n, 2 * i].reshape(W * C), x[n, 2 * i + 1].reshape(W * C)
-            g, a = dout[n, i].reshape(Wo * C), arg[n, i].reshape(Wo * C)
+            top, bottom = _window_rows(x, nh, Ho)
+            g, a = _pooled_row(dout, nh), _pooled_row(arg, nh)
             for j in range(Wo):
                 l, r, p = 2 * j * C, (2 * j + 1) * C, j * C
                 for c in range(C):
@@ -162,11 +175,9 @@ def _pool2_backward_dx(dout, arg, x, scale, shift, a, b, c0, dx):
     Ho, Wo = H // 2, W // 2
     zero = dx.dtype.type(0)
     for nh in prange(N * Ho):
-        n = nh // Ho
-        i = nh - n * Ho
-        top, bottom = x[n, 2 * i].reshape(W * C), x[n, 2 * i + 1].reshape(W * C)
-        dtop, dbottom = dx[n, 2 * i].reshape(W * C), dx[n, 2 * i + 1].reshape(W * C)
-        g, kk = dout[n, i].reshape(Wo * C), arg[n, i].reshape(Wo * C)
+        top, bottom = _window_rows(x, nh, Ho)
+        dtop, dbottom = _window_rows(dx, nh, Ho)
+        g, kk = _pooled_row(dout, nh), _pooled_row(arg, nh)
         for j in range(Wo):
             l, r, p = 2 * j * C, (2 * j + 1) * C, j * C
             for c in range(C):
