@@ -168,6 +168,14 @@ def _pool2_backward_sums(dout, arg, x, scale, shift, mean, inv, sums):
     sums[1] = part[:, 1].sum(axis=0)
 
 
+@njit(cache=True, inline="always")
+def _dx_at(d, xr, at, g, won, s, t, a, b, c0, zero):
+    """d[at] = a*dy + b*x + c0 for one window element: dy = g if it won the pool and passed the ReLU."""
+    v = xr[at]
+    dy = g if (won and v * s + t > 0) else zero
+    d[at] = a * dy + b * v + c0
+
+
 @njit(parallel=True, cache=True)
 def _pool2_backward_dx(dout, arg, x, scale, shift, a, b, c0, dx):
     """`_backward_dx` for the fused pool: dy is the pooled gradient at the winner, 0 elsewhere."""
@@ -181,19 +189,11 @@ def _pool2_backward_dx(dout, arg, x, scale, shift, a, b, c0, dx):
         for j in range(Wo):
             l, r, p = 2 * j * C, (2 * j + 1) * C, j * C
             for c in range(C):
-                gc, kc, s, t = g[p + c], kk[p + c], scale[c], shift[c]
-                v = top[l + c]
-                dy = gc if (kc == 0 and v * s + t > 0) else zero
-                dtop[l + c] = a[c] * dy + b[c] * v + c0[c]
-                v = top[r + c]
-                dy = gc if (kc == 1 and v * s + t > 0) else zero
-                dtop[r + c] = a[c] * dy + b[c] * v + c0[c]
-                v = bottom[l + c]
-                dy = gc if (kc == 2 and v * s + t > 0) else zero
-                dbottom[l + c] = a[c] * dy + b[c] * v + c0[c]
-                v = bottom[r + c]
-                dy = gc if (kc == 3 and v * s + t > 0) else zero
-                dbottom[r + c] = a[c] * dy + b[c] * v + c0[c]
+                gc, kc, s, t, ac, bc, cc = g[p + c], kk[p + c], scale[c], shift[c], a[c], b[c], c0[c]
+                _dx_at(dtop, top, l + c, gc, kc == 0, s, t, ac, bc, cc, zero)
+                _dx_at(dtop, top, r + c, gc, kc == 1, s, t, ac, bc, cc, zero)
+                _dx_at(dbottom, bottom, l + c, gc, kc == 2, s, t, ac, bc, cc, zero)
+                _dx_at(dbottom, bottom, r + c, gc, kc == 3, s, t, ac, bc, cc, zero)
 
 
 def _check(x, gamma, beta):
