@@ -243,7 +243,9 @@ def _instrument(solver, trainee, table):
     for name, key in (("im2col", "im2col / col2im"), ("col2im", "im2col / col2im"),
                       ("spatial_batchnorm_forward", "batchnorm (+relu)"),
                       ("spatial_batchnorm_backward", "batchnorm (+relu)"),
-                      ("max_pool_forward", "max pooling"), ("max_pool_backward", "max pooling")):
+                      ("max_pool_forward", "max pooling"), ("max_pool_backward", "max pooling"),
+                      ("bn_relu_pool_forward", "batchnorm + relu + pool (fused)"),
+                      ("bn_relu_pool_backward", "batchnorm + relu + pool (fused)")):
         setattr(conv, name, _wrap(table, key, getattr(conv, name)))
     for name, key in (("batchnorm_forward", "batchnorm (+relu)"), ("batchnorm_backward", "batchnorm (+relu)"),
                       ("activation_forward", "relu / dropout (fc)"), ("activation_backward", "relu / dropout (fc)"),

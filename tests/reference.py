@@ -364,6 +364,12 @@ def spatial_batchnorm_train_naive(x, gamma, beta, eps=1e-5):
     return out, mean, var
 
 
+def bn_relu_pool_train_naive(x, gamma, beta, eps=1e-5):
+    """Spatial batch norm, then ReLU, then 2x2 max pooling: the fused layer as its three naive parts."""
+    out, mean, var = spatial_batchnorm_train_naive(x, gamma, beta, eps)
+    return max_pool_forward_naive(np.maximum(out, 0), 2), mean, var
+
+
 # -- classic image features (imgclf.hog, imgclf.colorhist, imgclf.kmeans_features, imgclf.kmeans) -----------
 
 def hog_naive(images, cell=8, bins=9, block=2, norm="l2hys", signed=False):

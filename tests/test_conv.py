@@ -15,8 +15,8 @@ import pytest
 from imgclf.errors import UsageError
 from imgclf.gradcheck import check_gradients
 from imgclf.nn import conv
-from reference import (conv_backward_naive, conv_forward_naive, max_pool_backward_naive, max_pool_forward_naive,
-                       spatial_batchnorm_train_naive)
+from reference import (bn_relu_pool_train_naive, conv_backward_naive, conv_forward_naive, max_pool_backward_naive,
+                       max_pool_forward_naive, spatial_batchnorm_train_naive)
 
 # (H, W, C, F, K, stride, pad, dilation)
 CONV_CASES = [(5, 5, 3, 4, 3, 1, 1, 1), (6, 7, 2, 3, 3, 1, 0, 1), (7, 7, 2, 3, 3, 2, 1, 1),
@@ -196,13 +196,69 @@ def test_spatial_batchnorm_float32_statistics_are_accurate(rng):
     np.testing.assert_allclose(out.reshape(-1, 4).std(0), 1, atol=1e-3)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_bn_relu_pool_matches_the_three_layers(dtype, rng):
+    """The fused layer against the naive loops, and against batch norm + ReLU + pool in sequence: the
+    same outputs, running statistics and winners; the same gradients up to the sums' order."""
+    x = (rng.standard_normal((3, 6, 4, 5)) * 2 + 0.5).astype(dtype)
+    gamma, beta = rng.standard_normal(5).astype(dtype), rng.standard_normal(5).astype(dtype)
+    stats = [(np.zeros(5, dtype), np.ones(5, dtype)) for _ in range(2)]
+    out, cache = conv.bn_relu_pool_forward(x, gamma, beta, *stats[0], "train")
+    ref, mean, var = bn_relu_pool_train_naive(x, gamma, beta)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out, ref, **tol)
+    a, c_bn = conv.spatial_batchnorm_forward(x, gamma, beta, *stats[1], "train", relu=True)
+    pooled, c_pool = conv.max_pool_forward(a, 2)
+    np.testing.assert_array_equal(out, pooled)
+    np.testing.assert_array_equal(cache[1], c_pool[1])
+    for s0, s1 in zip(*stats):
+        np.testing.assert_array_equal(s0, s1)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dx, g = conv.bn_relu_pool_backward(dout, cache)
+    dx_ref, g_ref = conv.spatial_batchnorm_backward(conv.max_pool_backward(dout, c_pool)[0], c_bn)
+    assert dx.dtype == dtype and g["gamma"].dtype == dtype
+    np.testing.assert_allclose(dx, dx_ref, **tol)
+    for k in ("gamma", "beta"):
+        np.testing.assert_allclose(g[k], g_ref[k], **tol)
+    test_out, _ = conv.bn_relu_pool_forward(x, gamma, beta, *stats[0], "test")
+    np.testing.assert_array_equal(test_out, conv.max_pool_forward(
+        conv.spatial_batchnorm_forward(x, gamma, beta, *stats[0], "test", relu=True)[0], 2)[0])
+
+
+def test_fused_bn_relu_pool_gradient_check(rng):
+    x = rng.permutation(2 * 4 * 6 * 3).reshape(2, 4, 6, 3) / 10.0 - 1.5  # distinct values: no ties
+    params = {"x": x, "gamma": rng.standard_normal(3), "beta": rng.standard_normal(3)}
+
+    def fwd(q):
+        return conv.bn_relu_pool_forward(q["x"], q["gamma"], q["beta"], np.zeros(3), np.ones(3), "train")[0]
+
+    def grads(G):
+        dx, g = conv.bn_relu_pool_backward(G, conv.bn_relu_pool_forward(
+            x, params["gamma"], params["beta"], np.zeros(3), np.ones(3), "train")[1])
+        return {"x": dx, **g}
+
+    _linear_check(fwd, params, grads)
+    assert conv.fuses_bn_relu_pool((2, 4, 6, 3), 2) and not conv.fuses_bn_relu_pool((2, 5, 6, 3), 2)
+    assert not conv.fuses_bn_relu_pool((2, 6, 6, 3), 3)
+
+
+def test_fused_bn_relu_pool_ties_and_bad_input():
+    x = np.zeros((1, 4, 4, 2))  # every window ties at 0: the first element wins, no gradient passes the ReLU
+    out, cache = conv.bn_relu_pool_forward(x, np.ones(2), np.zeros(2), np.zeros(2), np.ones(2), "train")
+    assert not out.any() and not cache[1].any()
+    with pytest.raises(UsageError, match="even"):
+        conv.bn_relu_pool_forward(np.zeros((1, 3, 4, 2)), np.ones(2), np.zeros(2), np.zeros(2), np.ones(2), "train")
+    with pytest.raises(UsageError, match="does not match"):
+        conv.bn_relu_pool_backward(np.zeros((1, 1, 2, 2)), cache)
+
+
 def test_layers_match_naive_without_jit():
     """Pooling, batch norm and im2col kernels' Python source (NUMBA_DISABLE_JIT=1) on tiny inputs."""
     code = textwrap.dedent("""
         import numpy as np
         from imgclf.nn import conv
         from reference import conv_forward_naive, conv_backward_naive, max_pool_forward_naive, \\
-            max_pool_backward_naive, spatial_batchnorm_train_naive
+            max_pool_backward_naive, spatial_batchnorm_train_naive, bn_relu_pool_train_naive
         r = np.random.default_rng(0)
         x, w, b = r.standard_normal((2, 4, 4, 2)), r.standard_normal((3, 3, 2, 3)), r.standard_normal(3)
         out, cache = conv.conv_forward(x, w, b, 1, 1)
@@ -228,6 +284,15 @@ def test_layers_match_naive_without_jit():
             f = lambda z: np.sum(g * conv.spatial_batchnorm_forward(z, np.ones(2), np.zeros(2), np.zeros(2),
                                                                     np.ones(2), "train", relu=relu)[0])
             assert abs((f(xp) - f(xm)) / (2 * h) - dx[1, 2, 3, 1]) < 1e-6
+        gamma, beta = r.standard_normal(2), r.standard_normal(2)
+        p, c = conv.bn_relu_pool_forward(x, gamma, beta, np.zeros(2), np.ones(2), "train")
+        assert np.allclose(p, bn_relu_pool_train_naive(x, gamma, beta)[0])
+        g = r.standard_normal(p.shape)
+        dx, gr = conv.bn_relu_pool_backward(g, c)
+        o, cb = conv.spatial_batchnorm_forward(x, gamma, beta, np.zeros(2), np.ones(2), "train", relu=True)
+        dx_ref, gr_ref = conv.spatial_batchnorm_backward(max_pool_backward_naive(g, o, 2), cb)
+        assert np.allclose(dx, dx_ref) and np.allclose(gr["gamma"], gr_ref["gamma"])
+        assert np.allclose(gr["beta"], gr_ref["beta"])
         print("ok")
     """)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -7,6 +7,12 @@ the statistics (two in float64 would be safer for huge M; one with a shifted sum
 M ~ 10^5 float32 values) plus one fused pass `max(0, x*scale + shift)`; the backward pass is one
 pass of reductions and one pass writing dx, where numpy needs about a dozen full passes for the same
 work. Rows are split into a few chunks whose partial sums run in parallel.
+
+When a 2x2 max pool follows the ReLU (the convnet's stages), `forward_pool2`/`backward_pool2` fuse it
+too: the normalised map is never written, only its pooled maximum and which window element won, and
+the backward pass reads the pooled gradient directly instead of a scattered full-size copy (per stage
+5 passes over the full-size map instead of 12). The ReLU mask is recomputed from x with the same
+float32 scale and shift as the forward pass, so the gradients are those of the unfused layers.
 """
 
 from __future__ import annotations
@@ -87,6 +93,109 @@ def _backward_dx(dout, out, x, a, b, c0, relu, dx):
                 d[c] = a[c] * dy + b[c] * xr[c] + c0[c]
 
 
+@njit(cache=True, inline="always")
+def _window_rows(x, nh, Ho):
+    """The two input rows under pooled row nh = n*Ho + i of (N, H, W, C) maps, as flat (W*C) views: the
+    channel loops then run unit-stride from index 0, without per-pixel view bookkeeping."""
+    n = nh // Ho
+    i = nh - n * Ho
+    W, C = x.shape[2], x.shape[3]
+    return x[n, 2 * i].reshape(W * C), x[n, 2 * i + 1].reshape(W * C)
+
+
+@njit(cache=True, inline="always")
+def _pooled_row(a, nh):
+    """Pooled row nh of (N, Ho, Wo, C) maps as a flat (Wo*C) view."""
+    Ho = a.shape[1]
+    n = nh // Ho
+    return a[n, nh - n * Ho].reshape(a.shape[2] * a.shape[3])
+
+
+@njit(parallel=True, cache=True)
+def _scale_shift_relu_pool2(x, scale, shift, out, arg):
+    """out = 2x2 max of max(0, x*scale + shift), arg = the first winning window element (0..3)."""
+    N, H, W, C = x.shape
+    Ho, Wo = H // 2, W // 2
+    zero = out.dtype.type(0)
+    for nh in prange(N * Ho):
+        top, bottom = _window_rows(x, nh, Ho)
+        o, k = _pooled_row(out, nh), _pooled_row(arg, nh)
+        for j in range(Wo):
+            l, r, p = 2 * j * C, (2 * j + 1) * C, j * C
+            for c in range(C):
+                s, t = scale[c], shift[c]
+                # max(v, 0) first: a later element wins only if it is larger, ties go to the first
+                m, km = max(top[l + c] * s + t, zero), np.uint8(0)
+                v = top[r + c] * s + t
+                if v > m:
+                    m, km = v, np.uint8(1)
+                v = bottom[l + c] * s + t
+                if v > m:
+                    m, km = v, np.uint8(2)
+                v = bottom[r + c] * s + t
+                if v > m:
+                    m, km = v, np.uint8(3)
+                o[p + c] = m
+                k[p + c] = km
+
+
+@njit(parallel=True, cache=True)
+def _pool2_backward_sums(dout, arg, x, scale, shift, mean, inv, sums):
+    """`_backward_sums` for the fused pool: only each window's winner carries a gradient."""
+    N, H, W, C = x.shape
+    Ho, Wo = H // 2, W // 2
+    rows = N * Ho
+    part = np.zeros((CHUNKS, 2, C))
+    step = (rows + CHUNKS - 1) // CHUNKS
+    for k in prange(CHUNKS):
+        s, q = part[k, 0], part[k, 1]
+        for nh in range(k * step, min(rows, (k + 1) * step)):
+            top, bottom = _window_rows(x, nh, Ho)
+            g, a = _pooled_row(dout, nh), _pooled_row(arg, nh)
+            for j in range(Wo):
+                l, r, p = 2 * j * C, (2 * j + 1) * C, j * C
+                for c in range(C):
+                    # four plain loads and selects (no branches), so the channel loop vectorises
+                    kk = a[p + c]
+                    v = top[l + c]
+                    v = top[r + c] if kk == 1 else v
+                    v = bottom[l + c] if kk == 2 else v
+                    v = bottom[r + c] if kk == 3 else v
+                    dy = np.float64(g[p + c]) if v * scale[c] + shift[c] > 0 else 0.0
+                    s[c] += dy
+                    q[c] += dy * (np.float64(v) - mean[c]) * inv[c]
+    sums[0] = part[:, 0].sum(axis=0)
+    sums[1] = part[:, 1].sum(axis=0)
+
+
+@njit(cache=True, inline="always")
+def _dx_at(d, xr, at, g, won, s, t, a, b, c0, zero):
+    """d[at] = a*dy + b*x + c0 for one window element: dy = g if it won the pool and passed the ReLU."""
+    v = xr[at]
+    dy = g if (won and v * s + t > 0) else zero
+    d[at] = a * dy + b * v + c0
+
+
+@njit(parallel=True, cache=True)
+def _pool2_backward_dx(dout, arg, x, scale, shift, a, b, c0, dx):
+    """`_backward_dx` for the fused pool: dy is the pooled gradient at the winner, 0 elsewhere."""
+    N, H, W, C = x.shape
+    Ho, Wo = H // 2, W // 2
+    zero = dx.dtype.type(0)
+    for nh in prange(N * Ho):
+        top, bottom = _window_rows(x, nh, Ho)
+        dtop, dbottom = _window_rows(dx, nh, Ho)
+        g, kk = _pooled_row(dout, nh), _pooled_row(arg, nh)
+        for j in range(Wo):
+            l, r, p = 2 * j * C, (2 * j + 1) * C, j * C
+            for c in range(C):
+                gc, kc, s, t, ac, bc, cc = g[p + c], kk[p + c], scale[c], shift[c], a[c], b[c], c0[c]
+                _dx_at(dtop, top, l + c, gc, kc == 0, s, t, ac, bc, cc, zero)
+                _dx_at(dtop, top, r + c, gc, kc == 1, s, t, ac, bc, cc, zero)
+                _dx_at(dbottom, bottom, l + c, gc, kc == 2, s, t, ac, bc, cc, zero)
+                _dx_at(dbottom, bottom, r + c, gc, kc == 3, s, t, ac, bc, cc, zero)
+
+
 def _check(x, gamma, beta):
     if x.ndim != 2 or x.dtype not in (np.float32, np.float64) or not x.flags.c_contiguous:
         raise UsageError(f"batch norm kernels expect a C-contiguous float (M, C) array, got {x.dtype} {x.shape}")
@@ -97,14 +206,9 @@ def _check(x, gamma, beta):
         raise UsageError("batch norm of an empty batch is undefined")
 
 
-def forward(x, gamma, beta, running_mean, running_var, mode: str, momentum: float = 0.9, eps: float = 1e-5,
-            relu: bool = False):
-    """(out, stats) for x (M, C): out = [relu](gamma * (x - mu) / sqrt(var + eps) + beta).
-
-    Training uses the batch's mean and (biased) variance and updates the running averages in place
-    (running = momentum * running + (1 - momentum) * batch); otherwise the running statistics are used.
-    `stats` = (mean, inv) in float64, what the backward pass needs besides x and out."""
-    _check(x, gamma, beta)
+def _statistics(x, running_mean, running_var, mode, momentum, eps):
+    """(mean, inv) in float64 of x (M, C): the batch's in training (updating the running averages in
+    place: running = momentum * running + (1 - momentum) * batch), else the running statistics'."""
     M, C = x.shape
     if mode == "train":
         sums = np.empty((2, C))
@@ -121,12 +225,38 @@ def forward(x, gamma, beta, running_mean, running_var, mode: str, momentum: floa
     else:
         mean = running_mean.astype(np.float64)
         var = running_var.astype(np.float64)
-    inv = 1.0 / np.sqrt(var + eps)
+    return mean, 1.0 / np.sqrt(var + eps)
+
+
+def _affine(gamma, beta, mean, inv, dtype):
+    """The per-channel (scale, shift) of x*scale + shift = gamma*(x - mean)*inv + beta, in x's dtype."""
     scale = gamma * inv
+    return scale.astype(dtype), (beta - mean * scale).astype(dtype)
+
+
+def forward(x, gamma, beta, running_mean, running_var, mode: str, momentum: float = 0.9, eps: float = 1e-5,
+            relu: bool = False):
+    """(out, stats) for x (M, C): out = [relu](gamma * (x - mu) / sqrt(var + eps) + beta).
+
+    Training uses the batch's mean and (biased) variance and updates the running averages in place
+    (running = momentum * running + (1 - momentum) * batch); otherwise the running statistics are used.
+    `stats` = (mean, inv) in float64, what the backward pass needs besides x and out."""
+    _check(x, gamma, beta)
+    mean, inv = _statistics(x, running_mean, running_var, mode, momentum, eps)
     out = np.empty_like(x)
     with threads_for(x.size):
-        _scale_shift(x, scale.astype(x.dtype), (beta - mean * scale).astype(x.dtype), relu, out)
+        _scale_shift(x, *_affine(gamma, beta, mean, inv, x.dtype), relu, out)
     return out, (mean, inv)
+
+
+def _dx_coefficients(gamma, mean, inv, sums, M, dtype):
+    """dx = gamma*inv/M * (M*dy - dbeta - xhat*dgamma), with xhat = (x - mean)*inv, folded per column
+    into a*dy + b*x + c so the dx pass is one multiply-add chain per element."""
+    dbeta, dgamma = sums
+    a = gamma * inv
+    b = -a * inv * dgamma / M
+    c = -a * dbeta / M - b * mean
+    return a.astype(dtype), b.astype(dtype), c.astype(dtype)
 
 
 def backward(dout, x, out, stats, gamma, relu: bool = False):
@@ -137,13 +267,49 @@ def backward(dout, x, out, stats, gamma, relu: bool = False):
     sums = np.empty((2, C))
     with threads_for(x.size):
         _backward_sums(dout, out, x, mean, inv, relu, sums)
-    dbeta, dgamma = sums
-    # dx = gamma*inv/M * (M*dy - dbeta - xhat*dgamma), with xhat = (x - mean)*inv, folded per column
-    # into a*dy + b*x + c so the second pass is one multiply-add chain per element.
-    a = gamma * inv
-    b = -a * inv * dgamma / M
-    c = -a * dbeta / M - b * mean
     dx = np.empty_like(x)
     with threads_for(x.size):
-        _backward_dx(dout, out, x, a.astype(x.dtype), b.astype(x.dtype), c.astype(x.dtype), relu, dx)
-    return dx, dgamma.astype(gamma.dtype), dbeta.astype(gamma.dtype)
+        _backward_dx(dout, out, x, *_dx_coefficients(gamma, mean, inv, sums, M, x.dtype), relu, dx)
+    return dx, sums[1].astype(gamma.dtype), sums[0].astype(gamma.dtype)
+
+
+def _check_pool2(x):
+    if x.ndim != 4 or x.dtype not in (np.float32, np.float64) or not x.flags.c_contiguous:
+        raise UsageError(f"fused batch norm + pool expects C-contiguous float (N, H, W, C) maps, got {x.dtype} "
+                         f"{x.shape}")
+    if x.shape[1] % 2 or x.shape[2] % 2:
+        raise UsageError(f"fused 2x2 pooling needs even map sizes, got {x.shape[1]}x{x.shape[2]}")
+
+
+def forward_pool2(x, gamma, beta, running_mean, running_var, mode: str, momentum: float = 0.9, eps: float = 1e-5):
+    """Batch norm, ReLU and 2x2 max pooling of x (N, H, W, C) in two passes: (out, arg, stats).
+
+    out (N, H/2, W/2, C) is the pooled map, arg (uint8) which window element won (0..3, row-major, the
+    first on ties) and stats = (mean, inv, scale, shift) what `backward_pool2` needs besides x."""
+    _check_pool2(x)
+    _check(x.reshape(-1, x.shape[3]), gamma, beta)
+    N, H, W, C = x.shape
+    mean, inv = _statistics(x.reshape(-1, C), running_mean, running_var, mode, momentum, eps)
+    scale, shift = _affine(gamma, beta, mean, inv, x.dtype)
+    out = np.empty((N, H // 2, W // 2, C), x.dtype)
+    arg = np.empty(out.shape, np.uint8)
+    with threads_for(x.size):
+        _scale_shift_relu_pool2(x, scale, shift, out, arg)
+    return out, arg, (mean, inv, scale, shift)
+
+
+def backward_pool2(dout, arg, x, stats, gamma):
+    """(dx, dgamma, dbeta) of `forward_pool2` in training mode, from the pooled gradient dout."""
+    mean, inv, scale, shift = stats
+    N, H, W, C = x.shape
+    if dout.shape != arg.shape or dout.shape != (N, H // 2, W // 2, C):
+        raise UsageError(f"fused batch norm + pool backward: gradient {dout.shape} does not match the forward pass")
+    dout = np.ascontiguousarray(dout, dtype=x.dtype)
+    sums = np.empty((2, C))
+    with threads_for(x.size):
+        _pool2_backward_sums(dout, arg, x, scale, shift, mean, inv, sums)
+    dx = np.empty_like(x)
+    with threads_for(x.size):
+        _pool2_backward_dx(dout, arg, x, scale, shift, *_dx_coefficients(gamma, mean, inv, sums, N * H * W, x.dtype),
+                           dx)
+    return dx, sums[1].astype(gamma.dtype), sums[0].astype(gamma.dtype)

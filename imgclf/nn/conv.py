@@ -174,3 +174,30 @@ def spatial_batchnorm_backward(dout, cache):
     shape = dout.shape
     dx, dgamma, dbeta = batchnorm.backward(dout.reshape(x2.shape), x2, out, stats, gamma, relu)
     return dx.reshape(shape), {"gamma": dgamma, "beta": dbeta}
+
+
+def fuses_bn_relu_pool(shape, size: int) -> bool:
+    """Whether `bn_relu_pool_forward` applies: 2x2 pooling with stride 2 of even-sized maps."""
+    return pool.is_fast_2x2(shape, size, size)
+
+
+def bn_relu_pool_forward(x, gamma, beta, running_mean, running_var, mode: str, momentum: float = 0.9,
+                         eps: float = 1e-5):
+    """Spatial batch norm, ReLU and 2x2 max pooling as one layer: the same numbers as the three layers
+    in sequence, without writing the full-size normalised map (imgclf/kernels/batchnorm.py)."""
+    from ..kernels import batchnorm
+
+    if x.ndim != 4:
+        raise UsageError(f"spatial batch norm input must be images (N, H, W, C), got shape {x.shape}")
+    x = np.ascontiguousarray(x)
+    out, arg, stats = batchnorm.forward_pool2(x, gamma, beta, running_mean, running_var, mode, momentum, eps)
+    return out, (x, arg, stats, gamma)
+
+
+def bn_relu_pool_backward(dout, cache):
+    """Gradients of the training-mode forward pass from the pooled gradient: (dx, {"gamma", "beta"})."""
+    from ..kernels import batchnorm
+
+    x, arg, stats, gamma = cache
+    dx, dgamma, dbeta = batchnorm.backward_pool2(dout, arg, x, stats, gamma)
+    return dx, {"gamma": dgamma, "beta": dbeta}

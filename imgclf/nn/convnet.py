@@ -43,6 +43,8 @@ WHITEN_SAMPLE = 500
 # Added to the patch covariance's eigenvalues (the channels are standardised, so the total is KxKxC).
 WHITEN_EPS = 1e-2
 TTA = (None, "flip")
+# The pool entry of a layer's cache when batch norm, ReLU and pooling ran as one fused layer.
+FUSED_POOL = "bn+relu+pool"
 
 
 def parse_filters(filters) -> list[tuple[int, int]]:
@@ -332,17 +334,21 @@ class ConvNet(NeuralNet):
         convs = self._conv_layers()
         for i, (_, pooled) in enumerate(convs, 1):
             W, ws = P[f"W{i}"], self._workspace(i)
-            c_act = None
+            c_act, c_pool = None, None
             if self.batchnorm:
-                # conv - bn - relu, the bn and the relu fused; other activations follow separately
                 h, c_conv = conv.conv_forward(h, W, None, 1, pad, 1, ws)
+                if act == "relu" and pooled and conv.fuses_bn_relu_pool(h.shape, int(self.pool)):
+                    # bn, relu and 2x2 pool as one layer: the full-size normalised map is never written
+                    h, c_bn = self._bn(i, h, mode, conv.bn_relu_pool_forward, P, B)
+                    caches.append((c_conv, c_bn, None, FUSED_POOL))
+                    continue
+                # conv - bn - relu, the bn and the relu fused; other activations follow separately
                 h, c_bn = self._bn(i, h, mode, conv.spatial_batchnorm_forward, P, B, relu=act == "relu")
                 if act != "relu":
                     h, c_act = layers.activation_forward(h, act, alpha)
             else:
                 h, c_conv = conv.conv_act_forward(h, W, P[f"b{i}"], act, alpha, 1, pad, 1, ws)
                 c_bn = None
-            c_pool = None
             if pooled:
                 h, c_pool = conv.max_pool_forward(h, int(self.pool))
             caches.append((c_conv, c_bn, c_act, c_pool))
@@ -368,6 +374,12 @@ class ConvNet(NeuralNet):
             grads.update(g)
         for i in range(n_conv, 0, -1):
             c_conv, c_bn, c_act, c_pool = caches[i - 1]
+            if c_pool is FUSED_POOL:
+                dh, g = conv.bn_relu_pool_backward(dh, c_bn)
+                grads[f"gamma{i}"], grads[f"beta{i}"] = g["gamma"], g["beta"]
+                dh, g = conv.conv_backward(dh, c_conv, need_dx=i > 1)
+                grads[f"W{i}"] = g["w"]
+                continue
             if c_pool is not None:
                 dh, _ = conv.max_pool_backward(dh, c_pool)
             if c_bn is None:
