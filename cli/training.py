@@ -212,8 +212,10 @@ def model_settings(ctx: click.Context, options: dict, arch: dict, preprocess_spe
     return run, params, extra, preprocess_spec, seed
 
 
-def load_training_data(ctx: click.Context, preprocess_spec, *, quiet: bool, **data_options):
-    """Load --data with its splits and fit the --preprocess chain on the training split (`none`: no chain)."""
+def load_training_data(ctx: click.Context, preprocess_spec, *, seed: int, quiet: bool, **data_options):
+    """Load --data with its splits and fit the --preprocess chain on the training split (`none`: no chain).
+
+    --seed seeds the chain's random steps too (k-means features), unless the spec gives them a seed."""
     from imgclf.errors import UsageError
     from imgclf.preprocessing_chain import fit_chain, parse_chain_spec
 
@@ -223,7 +225,7 @@ def load_training_data(ctx: click.Context, preprocess_spec, *, quiet: bool, **da
     if not ds.has("train"):
         raise UsageError("the data has no training split to fit on")
     if preprocess_spec and preprocess_spec.strip().lower() != "none":
-        ds = fit_chain(parse_chain_spec(preprocess_spec), ds)
+        ds = fit_chain(parse_chain_spec(preprocess_spec, seed), ds)
     return ds
 
 

@@ -3,7 +3,7 @@
 fit: draw `patches` random p x p patches from the training images, normalise each (subtract its mean,
 divide by sqrt(variance + patch_eps)), learn a ZCA whitening of them (the `whiten` transform,
 zca=True, eps=zca_eps), and cluster the whitened patches into `centroids` centres (seeded Lloyd
-k-means on GEMMs, imgclf.kmeans).
+k-means on GEMMs, imgclf.kmeans; `init` 'gaussian', Coates et al.'s small random centres, or 'rows').
 
 transform: every p x p patch at `stride` (dense, stride 1 by default) is normalised and whitened the
 same way; its K features are the "triangle" activations f_k = max(0, mean_j(z_j) - z_k) with z_k its
@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import DataError, UsageError
+from .kmeans import INITS
 from .preprocessing import Transform, Whitening, _check_int
 
 _ZCA_ARRAYS = ("mean_", "components_", "explained_variance_", "explained_variance_ratio_")
@@ -45,7 +46,7 @@ class KMeansFeatures(Transform):
     _array_names = tuple(f"zca_{name}" for name in _ZCA_ARRAYS) + ("centroids_",)
 
     def __init__(self, centroids=1600, patch=6, stride=1, patches=100_000, iterations=10, patch_eps=10.0,
-                 zca_eps=0.1, random_state=0):
+                 zca_eps=0.1, init="gaussian", random_state=0):
         self.centroids = centroids
         self.patch = patch
         self.stride = stride
@@ -53,6 +54,7 @@ class KMeansFeatures(Transform):
         self.iterations = iterations
         self.patch_eps = patch_eps
         self.zca_eps = zca_eps
+        self.init = init
         self.random_state = random_state
 
     # -- parameters ------------------------------------------------------------------------------
@@ -69,8 +71,17 @@ class KMeansFeatures(Transform):
             raise UsageError(f"centroids ({self.centroids}) must not exceed the number of patches ({self.patches})")
         _check_positive("patch_eps", self.patch_eps)
         _check_positive("zca_eps", self.zca_eps)
+        if self.init not in INITS:
+            raise UsageError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
         if self.random_state is not None:
             _check_int("random_state", self.random_state, 0)
+
+    @classmethod
+    def from_arrays(cls, params, arrays):
+        # files written before `init` existed were fitted from K distinct patches: say so
+        if isinstance(params, dict) and "init" not in params:
+            params = {**params, "init": "rows"}
+        return super().from_arrays(params, arrays)
 
     @property
     def n_features_out_(self) -> int:
@@ -94,7 +105,7 @@ class KMeansFeatures(Transform):
             setattr(self, f"zca_{name}", getattr(zca, name))
         white = zca.transform(patches)
         del patches
-        self.centroids_, self.distortion_ = kmeans(white, self.centroids, self.iterations, rng)
+        self.centroids_, self.distortion_ = kmeans(white, self.centroids, self.iterations, rng, self.init)
 
     def _check_state(self):
         shape = tuple(self.input_shape_)

@@ -57,13 +57,30 @@ def test_color_histogram_matches_colorsys(space):
     np.testing.assert_allclose(got.sum(axis=1), 3 if space == "hsv" else 1, rtol=1e-5)
 
 
-def test_kmeans_matches_lloyd_loop():
+@pytest.mark.parametrize("init", ["gaussian", "rows"])
+def test_kmeans_matches_lloyd_loop(init):
     rng = np.random.default_rng(1)
     X = np.concatenate([rng.normal(c, 0.3, size=(40, 3)) for c in (-2, 0, 2)]).astype(np.float32)
-    C, history = kmeans(X, 4, 5, np.random.default_rng(7))
-    start = X[np.sort(np.random.default_rng(7).choice(len(X), size=4, replace=False))]
+    C, history = kmeans(X, 4, 5, np.random.default_rng(7), init=init)
+    if init == "gaussian":  # Coates et al.: randn(k, D) * 0.1
+        start = np.random.default_rng(7).standard_normal((4, 3)) * 0.1
+    else:
+        start = X[np.sort(np.random.default_rng(7).choice(len(X), size=4, replace=False))]
     np.testing.assert_allclose(C, kmeans_naive(X, start, 5), rtol=1e-5, atol=1e-5)
     assert len(history) == 5 and history[-1] <= history[0]
+    again, _ = kmeans(X, 4, 5, np.random.default_rng(7), init=init)
+    np.testing.assert_array_equal(C, again)  # same seed, same centroids
+
+
+def test_kmeans_empty_cluster_is_zeroed():
+    """Two far clusters, 3 centres: the Gaussian start near the origin leaves one centre empty -> zero."""
+    X = np.array([[10.0, 0], [10.1, 0], [-10.0, 0], [-10.1, 0]], dtype=np.float32)
+    start = np.random.default_rng(0).standard_normal((3, 2)) * 0.1
+    C, _ = kmeans(X, 3, 2, np.random.default_rng(0))
+    np.testing.assert_allclose(C, kmeans_naive(X, start, 2), atol=1e-5)
+    assert (np.abs(C).sum(axis=1) == 0).sum() >= 1
+    with pytest.raises(UsageError, match="init"):
+        kmeans(X, 2, 1, np.random.default_rng(0), init="kmeans++")
 
 
 def _fitted_kmeans(X, **kw):
@@ -92,12 +109,28 @@ def test_kmeans_features_seeded_and_whitened():
         KMeansFeatures().fit(X.reshape(6, -1))
     with pytest.raises(UsageError, match="centroids"):
         KMeansFeatures(centroids=500, patches=100).fit(X)
+    with pytest.raises(UsageError, match="init"):
+        KMeansFeatures(init="random").fit(X)
+    assert a.init == "gaussian" and a.to_arrays()[0]["init"] == "gaussian"
+    rows = _fitted_kmeans(X, init="rows")
+    assert not np.array_equal(rows.centroids_, a.centroids_)
+
+
+def test_kmeans_model_without_init_loads_as_rows():
+    """Files written before `init` existed were fitted from data rows: they load and say so."""
+    X = _images(n=4, h=10, w=10)
+    t = _fitted_kmeans(X, init="rows")
+    meta, arrays = chain_to_arrays([t])
+    del meta[0]["params"]["init"]
+    old = chain_from_arrays(meta, arrays)[0]
+    assert old.init == "rows"
+    np.testing.assert_array_equal(old.transform(X), t.transform(X))
 
 
 def test_chains_round_trip_bit_identical():
     X = _images(n=6, h=12, w=12)
     chain = parse_chain_spec("hog:cell=4:block=2+colorhist:bins=8,standardize")
-    first = parse_chain_spec("kmeans:5:patch=4:patches=200:iterations=3:seed=2,standardize:0.01")
+    first = parse_chain_spec("kmeans:5:patch=4:patches=200:iterations=3:init=rows:seed=2,standardize:0.01")
     for steps in (chain, first):
         out = X
         for t in steps:
@@ -106,7 +139,7 @@ def test_chains_round_trip_bit_identical():
         rebuilt = chain_from_arrays(meta, arrays)
         np.testing.assert_array_equal(apply_chain(rebuilt, X), out)
     assert isinstance(chain[0], FeatureUnion) and chain[0].transforms[1].bins == 8
-    assert first[0].random_state == 2 and first[1].eps == 0.01
+    assert first[0].random_state == 2 and first[0].init == "rows" and first[1].eps == 0.01
 
 
 def test_standardization_and_spec_errors():

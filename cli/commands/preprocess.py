@@ -250,11 +250,13 @@ def colorhist(ctx, data, n_train, n_test, val, size, color, bins, space, output,
               help="Random training patches k-means learns from.")
 @click.option("--iterations", type=click.IntRange(min=1), default=10, show_default=True,
               help="Lloyd iterations of k-means.")
+@click.option("--init", type=click.Choice(["gaussian", "rows"]), default="gaussian", show_default=True,
+              help="k-means start: small random centres (Coates et al.'s) or K distinct training patches.")
 @seed_option
 @output_option
 @quiet_option
 @click.pass_context
-def kmeans(ctx, data, n_train, n_test, val, size, color, centroids, patch, stride, patches, iterations, seed,
+def kmeans(ctx, data, n_train, n_test, val, size, color, centroids, patch, stride, patches, iterations, init, seed,
            output, quiet):
     """Single-layer k-means features (Coates, Lee & Ng 2011): 4 x K features per image.
 
@@ -274,7 +276,7 @@ def kmeans(ctx, data, n_train, n_test, val, size, color, centroids, patch, strid
     from imgclf.kmeans_features import KMeansFeatures
 
     step = KMeansFeatures(centroids=centroids, patch=patch, stride=stride, patches=patches, iterations=iterations,
-                          random_state=seed)
+                          init=init, random_state=seed)
     _fit_and_write(ctx, step, data, n_train, n_test, val, size, color, output, quiet)
 
 
