@@ -169,14 +169,25 @@ def fit_chain(transforms: list[Transform], dataset: Dataset, on_fit=None) -> Dat
         raise DataError("preprocessing needs a training split to fit on, and the data has none "
                         f"(splits present: {', '.join(dataset.splits) or 'none'})")
     splits = dict(dataset.splits)
+    given = [s.X for s in splits.values()]
     chain = list(dataset.transforms)
     for t in transforms:
         t.fit(splits["train"].X)
         if on_fit is not None:
             on_fit(t)
-        splits = {key: Split(t.transform(s.X), s.y) for key, s in splits.items()}
+        splits = {key: Split(_apply_step(t, s.X, given), s.y) for key, s in splits.items()}
         chain.append(t)
     return Dataset(splits, dataset.classes, dataset.image_shape, chain, dataset.name)
+
+
+def _apply_step(t: Transform, X: np.ndarray, given: list[np.ndarray]) -> np.ndarray:
+    """t.transform(X), written over X when the chain made X (it shares no memory with the `given`
+    input arrays) and the step can: standardize on 16000 k-means features then needs no second copy."""
+    if not any(np.may_share_memory(X, g) for g in given):
+        out = t._transform_inplace(t._check_input(X))
+        if out is not None:
+            return out
+    return t.transform(X)
 
 
 def apply_to_dataset(chain: list[Transform], dataset: Dataset) -> Dataset:
@@ -188,8 +199,9 @@ def apply_to_dataset(chain: list[Transform], dataset: Dataset) -> Dataset:
 
 
 def apply_chain(chain: list[Transform], X: np.ndarray) -> np.ndarray:
+    given = [X]
     for t in chain:
-        X = t.transform(X)
+        X = _apply_step(t, X, given)
     return X
 
 
