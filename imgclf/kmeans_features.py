@@ -25,7 +25,10 @@ from .kmeans import INITS
 from .preprocessing import Transform, Whitening, _check_int
 
 _ZCA_ARRAYS = ("mean_", "components_", "explained_variance_", "explained_variance_ratio_")
-_BLOCK_BYTES = 8 * 2**20  # activations per block and thread: large GEMMs, cache-friendly post-processing
+_BLOCK_BYTES = 4 * 2**20  # patches + whitened patches per block and thread (about 6 images)
+# Centroid products per chunk of patch rows: written by the GEMM and read back by the triangle pass while
+# they are still in this core's L2 (1 MiB here; the packed centroids stream past them). docs/features.md.
+_CHUNK_BYTES = 256 * 2**10
 
 
 def _check_positive(name: str, value) -> float:
@@ -136,10 +139,15 @@ class KMeansFeatures(Transform):
         from .blas import blas_thread_count
 
         rows, cols = self.grid()
-        step = max(1, _BLOCK_BYTES // (4 * rows * cols * len(self.centroids_)))
+        d = self.centroids_.shape[1]
+        step = max(1, _BLOCK_BYTES // (2 * 4 * rows * cols * d))
         starts = list(range(0, n, step))
         workers = max(1, min(blas_thread_count(), len(starts)))
         return step, [starts[w::workers] for w in range(workers)]
+
+    def chunk_rows(self) -> int:
+        """Patch rows per centroid GEMM: its (rows x K) float32 output stays in L2 for the triangle pass."""
+        return max(8, _CHUNK_BYTES // (4 * len(self.centroids_)) // 8 * 8)
 
     def _transform(self, X):
         from .blas import run_on_threads
@@ -150,25 +158,34 @@ class KMeansFeatures(Transform):
         return out
 
     def _extract_blocks(self, X, out, starts, step):
-        """Features of the images X[s:s + step] for each s in `starts`, written into out."""
+        """Features of the images X[s:s + step] for each s in `starts`, written into out.
+
+        Per block: its patches (numba) and their whitening (one GEMM); then, chunk by chunk of patch rows,
+        the centroid GEMM and the triangle pass that consumes its product while it is in L2.
+        """
         from .kernels.features import _dense_patches, _triangle_pool
 
         rows, cols = self.grid()
         per_image = rows * cols
         d = self._zca_matrix.shape[0]
         k = len(self._c2)
+        chunk = self.chunk_rows()
         patches = np.empty((step * per_image, d), dtype=np.float32)
         white = np.empty_like(patches)
-        products = np.empty((step * per_image, k), dtype=np.float32)
+        products = np.empty((chunk, k), dtype=np.float32)
         eps = np.float32(self.patch_eps)
         for s in starts:
             block = X[s:s + step]
             m = len(block) * per_image
+            dst = out[s:s + len(block)]
+            dst[:] = 0
             _dense_patches(block, self.patch, self.stride, eps, patches[:m])
             np.matmul(patches[:m], self._zca_matrix, out=white[:m])
             white[:m] -= self._zca_offset
-            np.matmul(white[:m], self._centroids_t, out=products[:m])
-            _triangle_pool(products[:m], white[:m], self._c2, rows, cols, out[s:s + len(block)])
+            for t in range(0, m, chunk):
+                rows_t = min(chunk, m - t)
+                np.matmul(white[t:t + rows_t], self._centroids_t, out=products[:rows_t])
+                _triangle_pool(products[:rows_t], white[t:t + rows_t], self._c2, rows, cols, t, dst)
 
     # -- pictures --------------------------------------------------------------------------------
     def filters(self) -> np.ndarray:
