@@ -33,8 +33,9 @@ def kmeans(X: np.ndarray, k: int, iterations: int, rng: np.random.Generator,
     `rng`, as Coates et al. do; 'rows' starts from k distinct rows of X. Each iteration assigns every row
     to its nearest centroid and moves each centroid to the mean of its rows. A centroid left with no row
     is set to zero, as Coates et al. do: it then scores 0 against every row, so it catches the rows far
-    from all other centres on the next iteration (docs/features.md compares it with moving it to a
-    random row).
+    from all other centres on the next iteration. Moving it to a random row instead scored the same on
+    the CIFAR-10 subset check (0.6440 against 0.6450, docs/features.md; only 3 of 1600 centres emptied,
+    all in the first iteration), so the simpler rule, which draws nothing from `rng`, stays.
     """
     from .kernels.features import _assign_accumulate
 

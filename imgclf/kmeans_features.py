@@ -9,11 +9,12 @@ transform: every p x p patch at `stride` (dense, stride 1 by default) is normali
 same way; its K features are the "triangle" activations f_k = max(0, mean_j(z_j) - z_k) with z_k its
 distance to centroid k; they are summed over the four quadrants of the image: 4K features per image.
 
-The extraction is three steps per block of images: patches (numba), the whitening GEMM (patches x
-D x D, D = p*p*C) and the centroid GEMM (patches x D x K, the bulk of the work), the distances,
-activations and pooling (numba). Blocks go to one Python thread per core with a one-thread BLAS,
-in a fixed order, so the output does not depend on timing (benchmarks/features.py times it against
-the bare centroid GEMM).
+The extraction, per block of images: patches (numba) and the whitening GEMM (patches x D x D,
+D = p*p*C); then per chunk of patch rows, the centroid GEMM (rows x D x K, the bulk of the work) and
+the distances, activations and pooling (numba), which read the chunk's product while it is still in
+L2 instead of from a product of the whole block. Blocks go to one Python thread per core with a
+one-thread BLAS, in a fixed order, so the output does not depend on timing (benchmarks/features.py
+times it against the bare centroid GEMM).
 """
 
 from __future__ import annotations
