@@ -107,6 +107,20 @@ def test_train_seed_reaches_the_kmeans_step(runner, stream16, tmp_path):
     assert rows.init == "rows" and not np.array_equal(rows.centroids_, a.centroids_)
 
 
+def test_preprocess_kmeans_options_show_the_library_defaults():
+    import inspect
+
+    import click
+
+    from imgclf.kmeans_features import KMeansFeatures
+
+    cmd = cli.commands["preprocess"].commands["kmeans"]
+    signature = inspect.signature(KMeansFeatures.__init__).parameters
+    shown = {opt.name: opt.default for opt in cmd.params if isinstance(opt, click.Option)}
+    for name in ("centroids", "patch", "stride", "patches", "iterations", "init"):
+        assert shown[name] == signature[name].default, name
+
+
 def test_viz_centroids(runner, stream16, tmp_path):
     feats = tmp_path / "km.npz"
     _run(runner, ["preprocess", "kmeans", "--data", str(stream16), *KMEANS, "-o", str(feats), "-q"])

@@ -6,6 +6,7 @@ import click
 
 from ..console import reporter
 from ..options import binary_output_target, data_options, load_data, quiet_option, seed_option
+from ..training import class_defaults
 
 
 def output_option(func):
@@ -239,18 +240,22 @@ def colorhist(ctx, data, n_train, n_test, val, size, color, bins, space, output,
                    quiet)
 
 
+KMEANS = class_defaults("imgclf.kmeans_features:KMeansFeatures")  # the library owns the defaults
+
+
 @preprocess.command("kmeans")
 @data_options
-@click.option("--centroids", type=click.IntRange(min=1), default=1600, show_default=True,
+@click.option("--centroids", type=click.IntRange(min=1), default=KMEANS["centroids"], show_default=True,
               help="Number of k-means centroids K (4K features per image).")
-@click.option("--patch", type=click.IntRange(min=2), default=6, show_default=True, help="Patch side in pixels.")
-@click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--patch", type=click.IntRange(min=2), default=KMEANS["patch"], show_default=True,
+              help="Patch side in pixels.")
+@click.option("--stride", type=click.IntRange(min=1), default=KMEANS["stride"], show_default=True,
               help="Step between the patches of the dense extraction.")
-@click.option("--patches", type=click.IntRange(min=2), default=100_000, show_default=True,
+@click.option("--patches", type=click.IntRange(min=2), default=KMEANS["patches"], show_default=True,
               help="Random training patches k-means learns from.")
-@click.option("--iterations", type=click.IntRange(min=1), default=10, show_default=True,
+@click.option("--iterations", type=click.IntRange(min=1), default=KMEANS["iterations"], show_default=True,
               help="Lloyd iterations of k-means.")
-@click.option("--init", type=click.Choice(["gaussian", "rows"]), default="gaussian", show_default=True,
+@click.option("--init", type=click.Choice(["gaussian", "rows"]), default=KMEANS["init"], show_default=True,
               help="k-means start: small random centres (Coates et al.'s) or K distinct training patches.")
 @seed_option
 @output_option
