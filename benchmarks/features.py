@@ -6,7 +6,7 @@ Run from the checkout (CIFAR-10 when IMGCLF_DATA finds it, random images otherwi
 For each K: fit KMeansFeatures(centroids=K) on the images (few patches and iterations: only the
 extraction is timed), then time, interleaved and best of --repeat, (a) `transform` of the images
 (patches, whitening GEMM, centroid GEMM, distances, triangle activations, pooling) and (b) the bare
-centroid GEMMs alone, (block x D) @ (D x K) over whole blocks of images on the same threads. Prints
+centroid GEMMs alone, one (729 x D) @ (D x K) per image on the same threads. Prints
 the GFLOP/s of both (2 * images * patches per image * D * K flops) and their ratio: how close
 extraction runs to the BLAS floor. `--chunk-kb 64 256 ...` times the extraction with each size of the
 L2-resident product chunk (imgclf.kmeans_features._CHUNK_BYTES) instead of the library's one. Then HOG
@@ -34,22 +34,24 @@ def load_images(n: int) -> tuple[np.ndarray, str]:
 
 
 def bare_gemm(t, n: int):
-    """A function running only the centroid GEMMs of t.transform on n images: same blocks, same threads."""
+    """A function running only the centroid GEMMs of t.transform on n images, one (patches of an image x
+    D) @ (D x K) product per image (a size BLAS runs at full speed) on the threads the extraction uses:
+    the floor, the same whatever blocks and chunks the library picks."""
     from imgclf.blas import run_on_threads
 
-    step, shares = t.block_plan(n)
+    _, shares = t.block_plan(n)
+    workers = len(shares)
     rows, cols = t.grid()
-    m = step * rows * cols
+    m = rows * cols
     rng = np.random.default_rng(1)
-    white = [rng.standard_normal((m, t.centroids_.shape[1])).astype(np.float32) for _ in shares]
-    products = [np.empty((m, len(t.centroids_)), dtype=np.float32) for _ in shares]
+    white = [rng.standard_normal((m, t.centroids_.shape[1])).astype(np.float32) for _ in range(workers)]
+    products = [np.empty((m, len(t.centroids_)), dtype=np.float32) for _ in range(workers)]
 
     def work(w):
-        for s in shares[w]:
-            k = min(step, n - s) * rows * cols
-            np.matmul(white[w][:k], t._centroids_t, out=products[w][:k])
+        for _ in range(w, n, workers):
+            np.matmul(white[w], t._centroids_t, out=products[w])
 
-    return lambda: run_on_threads(len(shares), work)
+    return lambda: run_on_threads(workers, work)
 
 
 def main():

@@ -272,9 +272,12 @@ class Standardization(Transform):
         X2 = _flat(X)
         mean = X2.mean(axis=0, dtype=np.float64)
         sq = np.zeros_like(mean)
-        step = _block_rows(X2.shape[1])
+        # one float64 work block of ~16 MB, squared in place (two 128 MB temporaries before: on small
+        # runs they, not the features, set the peak memory)
+        step = max(1, _block_rows(X2.shape[1]) // 8)
         for start in range(0, len(X2), step):
-            sq += np.square(np.subtract(X2[start:start + step], mean, dtype=np.float64)).sum(axis=0)
+            diff = np.subtract(X2[start:start + step], mean, dtype=np.float64)
+            sq += np.square(diff, out=diff).sum(axis=0)
         var = sq / len(X2)
         constant = var <= (1e-10 * np.maximum(np.abs(mean), np.finfo(np.float64).tiny)) ** 2
         self.mean_ = mean
