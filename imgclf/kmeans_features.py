@@ -12,7 +12,7 @@ distance to centroid k; they are summed over the four quadrants of the image: 4K
 The extraction, per block of images: patches (numba) and the whitening GEMM (patches x D x D,
 D = p*p*C); then per chunk of patch rows, the centroid GEMM (rows x D x K, the bulk of the work) and
 the distances, activations and pooling (numba), which read the chunk's product while it is still in
-L2 instead of from a product of the whole block. Blocks go to one Python thread per core with a
+cache instead of from a product of the whole block. Blocks go to one Python thread per core with a
 one-thread BLAS, in a fixed order, so the output does not depend on timing (benchmarks/features.py
 times it against the bare centroid GEMM).
 """
@@ -27,9 +27,11 @@ from .preprocessing import Transform, Whitening, _check_int
 
 _ZCA_ARRAYS = ("mean_", "components_", "explained_variance_", "explained_variance_ratio_")
 _BLOCK_BYTES = 4 * 2**20  # patches + whitened patches per block and thread (about 6 images)
-# Centroid products per chunk of patch rows: written by the GEMM and read back by the triangle pass while
-# they are still in this core's L2 (1 MiB here; the packed centroids stream past them). docs/features.md.
-_CHUNK_BYTES = 256 * 2**10
+# Centroid products per chunk of patch rows (640 rows at K = 1600, 256 at K = 4000), read back by the
+# triangle pass from this core's cache right after the GEMM wrote them. A whole block's product (28 MB per
+# thread) ran 1.2x slower; chunks that fit the 1 MiB L2 (64 rows) lost more in the GEMM (small M, the
+# centroids repacked on every call) than they gained. docs/features.md has the measurements.
+_CHUNK_BYTES = 4 * 2**20
 
 
 def _check_positive(name: str, value) -> float:
@@ -44,12 +46,16 @@ class KMeansFeatures(Transform):
 
     Input: images (N, H, W, C) on the 0..255 pixel scale (patch_eps=10 is in those units). Output:
     (N, 4 * centroids) float32. Put `standardize` after it for linear models.
+
+    Defaults: 400,000 patches as in the paper, 20 k-means iterations (the paper's 50 scored the same
+    on a CIFAR-10 subset at twice the fitting time; 100,000 patches scored about a point lower:
+    docs/features.md).
     """
 
     kind = "kmeans"
     _array_names = tuple(f"zca_{name}" for name in _ZCA_ARRAYS) + ("centroids_",)
 
-    def __init__(self, centroids=1600, patch=6, stride=1, patches=100_000, iterations=10, patch_eps=10.0,
+    def __init__(self, centroids=1600, patch=6, stride=1, patches=400_000, iterations=20, patch_eps=10.0,
                  zca_eps=0.1, init="gaussian", random_state=0):
         self.centroids = centroids
         self.patch = patch
@@ -147,7 +153,7 @@ class KMeansFeatures(Transform):
         return step, [starts[w::workers] for w in range(workers)]
 
     def chunk_rows(self) -> int:
-        """Patch rows per centroid GEMM: its (rows x K) float32 output stays in L2 for the triangle pass."""
+        """Patch rows per centroid GEMM: its (rows x K) float32 output is still in cache for the triangle pass."""
         return max(8, _CHUNK_BYTES // (4 * len(self.centroids_)) // 8 * 8)
 
     def _transform(self, X):
@@ -162,7 +168,7 @@ class KMeansFeatures(Transform):
         """Features of the images X[s:s + step] for each s in `starts`, written into out.
 
         Per block: its patches (numba) and their whitening (one GEMM); then, chunk by chunk of patch rows,
-        the centroid GEMM and the triangle pass that consumes its product while it is in L2.
+        the centroid GEMM and the triangle pass that consumes its product while it is in cache.
         """
         from .kernels.features import _dense_patches, _triangle_pool
 

@@ -13,7 +13,7 @@ Spec grammar (steps separated by commas):
   standardize | standardize:0.01   Standardization(eps=...)   (zero mean, unit variance per feature)
   hog[:cell=8][:bins=9][:block=2][:norm=l2hys][:signed]        HOG (imgclf.hog)
   colorhist[:bins=10][:space=hue|hsv]                           ColorHistogram (imgclf.colorhist)
-  kmeans[:1600][:patch=6][:stride=1][:patches=100000][:iterations=10][:init=gaussian|rows][:seed=0]
+  kmeans[:1600][:patch=6][:stride=1][:patches=400000][:iterations=20][:init=gaussian|rows][:seed=0]
                                    KMeansFeatures(centroids=1600, ...) (imgclf.kmeans_features)
 A count is a whole number; a fraction (0 < v <= 1, written with a dot) is a variance to keep.
 Steps joined by `+` run side by side on the same input and their features are concatenated

@@ -219,7 +219,7 @@ def _triangle_pool(products, white, c2, rows, cols, t0, out):
     distance of patch x to centroid k. out (images of the block, 4K), zeroed by the caller: quadrant
     (top-left, top-right, bottom-left, bottom-right) in out[:, q K:(q + 1) K]; the top and left halves
     take the middle row and column when the count is odd. The caller hands in row chunks small enough
-    that products stays in L2 between the GEMM that writes it and this pass.
+    that products is still in cache between the GEMM that writes it and this pass.
 
     The distance and activation loops have no reduction and no branch, and every operand is float32
     (a bare 2 or a division by K would widen them to float64, half the vector lanes and the slow
