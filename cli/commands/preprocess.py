@@ -276,7 +276,7 @@ def kmeans(ctx, data, n_train, n_test, val, size, color, centroids, patch, strid
       imgclf preprocess kmeans --data cifar10 --centroids 1600 | imgclf preprocess standardize --eps 0.01 \\
         | imgclf train svm --preprocess none --lr 1e-2 --reg 1e-5 --epochs 20 --lr-decay 0.9
       imgclf train svm --preprocess kmeans:1600,standardize:0.01 --lr 1e-2 --reg 1e-5 -o svm.npz
-      imgclf preprocess kmeans --data cifar10 --centroids 4000 --patches 200000 --seed 1 -o k4000.npz
+      imgclf preprocess kmeans --data cifar10 --centroids 4000 --iterations 50 --seed 1 -o k4000.npz
     """
     from imgclf.kmeans_features import KMeansFeatures
 
