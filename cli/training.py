@@ -37,15 +37,20 @@ RUN_KEYS = ("momentum", "beta1", "beta2", "decay_rate", "epsilon", "checkpoint_d
 @functools.lru_cache(maxsize=None)
 def estimator_defaults(kind: str) -> dict:
     """The constructor defaults of a kind's estimator (imgclf/kinds.py): the library owns the defaults
-    and the options show them. Read from the estimator's source, not by importing it, so that `--help`
-    never loads numpy; a test checks them against inspect.signature."""
+    and the options show them; a test checks them against inspect.signature."""
+    from imgclf.kinds import ESTIMATORS
+
+    return class_defaults(ESTIMATORS[kind])
+
+
+def class_defaults(target: str) -> dict:
+    """The constructor defaults of the class 'module:Name', read from its source, not by importing it,
+    so that `--help` never loads numpy."""
     import ast
     import importlib.util
     from pathlib import Path
 
-    from imgclf.kinds import ESTIMATORS
-
-    module, name = ESTIMATORS[kind].split(":")
+    module, name = target.split(":")
     tree = ast.parse(Path(importlib.util.find_spec(module).origin).read_text(encoding="utf-8"))
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name)
     init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
@@ -212,8 +217,10 @@ def model_settings(ctx: click.Context, options: dict, arch: dict, preprocess_spe
     return run, params, extra, preprocess_spec, seed
 
 
-def load_training_data(ctx: click.Context, preprocess_spec, *, quiet: bool, **data_options):
-    """Load --data with its splits and fit the --preprocess chain on the training split (`none`: no chain)."""
+def load_training_data(ctx: click.Context, preprocess_spec, *, seed: int, quiet: bool, **data_options):
+    """Load --data with its splits and fit the --preprocess chain on the training split (`none`: no chain).
+
+    --seed seeds the chain's random steps too (k-means features), unless the spec gives them a seed."""
     from imgclf.errors import UsageError
     from imgclf.preprocessing_chain import fit_chain, parse_chain_spec
 
@@ -223,7 +230,7 @@ def load_training_data(ctx: click.Context, preprocess_spec, *, quiet: bool, **da
     if not ds.has("train"):
         raise UsageError("the data has no training split to fit on")
     if preprocess_spec and preprocess_spec.strip().lower() != "none":
-        ds = fit_chain(parse_chain_spec(preprocess_spec), ds)
+        ds = fit_chain(parse_chain_spec(preprocess_spec, seed), ds)
     return ds
 
 

@@ -3,17 +3,18 @@
 fit: draw `patches` random p x p patches from the training images, normalise each (subtract its mean,
 divide by sqrt(variance + patch_eps)), learn a ZCA whitening of them (the `whiten` transform,
 zca=True, eps=zca_eps), and cluster the whitened patches into `centroids` centres (seeded Lloyd
-k-means on GEMMs, imgclf.kmeans).
+k-means on GEMMs, imgclf.kmeans; `init` 'gaussian', Coates et al.'s small random centres, or 'rows').
 
 transform: every p x p patch at `stride` (dense, stride 1 by default) is normalised and whitened the
 same way; its K features are the "triangle" activations f_k = max(0, mean_j(z_j) - z_k) with z_k its
 distance to centroid k; they are summed over the four quadrants of the image: 4K features per image.
 
-The extraction is three steps per block of images: patches (numba), the whitening GEMM (patches x
-D x D, D = p*p*C) and the centroid GEMM (patches x D x K, the bulk of the work), the distances,
-activations and pooling (numba). Blocks go to one Python thread per core with a one-thread BLAS,
-in a fixed order, so the output does not depend on timing (benchmarks/features.py times it against
-the bare centroid GEMM).
+The extraction, per block of images: patches (numba) and the whitening GEMM (patches x D x D,
+D = p*p*C); then per chunk of patch rows, the centroid GEMM (rows x D x K, the bulk of the work) and
+the distances, activations and pooling (numba), which read the chunk's product while it is still in
+cache instead of from a product of the whole block. Blocks go to one Python thread per core with a
+one-thread BLAS, in a fixed order, so the output does not depend on timing (benchmarks/features.py
+times it against the bare centroid GEMM).
 """
 
 from __future__ import annotations
@@ -21,10 +22,16 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import DataError, UsageError
+from .kmeans import INITS
 from .preprocessing import Transform, Whitening, _check_int
 
 _ZCA_ARRAYS = ("mean_", "components_", "explained_variance_", "explained_variance_ratio_")
-_BLOCK_BYTES = 8 * 2**20  # activations per block and thread: large GEMMs, cache-friendly post-processing
+_BLOCK_BYTES = 4 * 2**20  # patches + whitened patches per block and thread (about 6 images)
+# Centroid products per chunk of patch rows (640 rows at K = 1600, 256 at K = 4000), read back by the
+# triangle pass from this core's cache right after the GEMM wrote them. A whole block's product (28 MB per
+# thread) ran 1.2x slower; chunks that fit the 1 MiB L2 (64 rows) lost more in the GEMM (small M, the
+# centroids repacked on every call) than they gained. docs/features.md has the measurements.
+_CHUNK_BYTES = 4 * 2**20
 
 
 def _check_positive(name: str, value) -> float:
@@ -39,13 +46,17 @@ class KMeansFeatures(Transform):
 
     Input: images (N, H, W, C) on the 0..255 pixel scale (patch_eps=10 is in those units). Output:
     (N, 4 * centroids) float32. Put `standardize` after it for linear models.
+
+    Defaults: 400,000 patches as in the paper, 20 k-means iterations (the paper's 50 scored the same
+    on a CIFAR-10 subset at twice the fitting time; 100,000 patches scored about a point lower:
+    docs/features.md).
     """
 
     kind = "kmeans"
     _array_names = tuple(f"zca_{name}" for name in _ZCA_ARRAYS) + ("centroids_",)
 
-    def __init__(self, centroids=1600, patch=6, stride=1, patches=100_000, iterations=10, patch_eps=10.0,
-                 zca_eps=0.1, random_state=0):
+    def __init__(self, centroids=1600, patch=6, stride=1, patches=400_000, iterations=20, patch_eps=10.0,
+                 zca_eps=0.1, init="gaussian", random_state=0):
         self.centroids = centroids
         self.patch = patch
         self.stride = stride
@@ -53,6 +64,7 @@ class KMeansFeatures(Transform):
         self.iterations = iterations
         self.patch_eps = patch_eps
         self.zca_eps = zca_eps
+        self.init = init
         self.random_state = random_state
 
     # -- parameters ------------------------------------------------------------------------------
@@ -69,8 +81,17 @@ class KMeansFeatures(Transform):
             raise UsageError(f"centroids ({self.centroids}) must not exceed the number of patches ({self.patches})")
         _check_positive("patch_eps", self.patch_eps)
         _check_positive("zca_eps", self.zca_eps)
+        if self.init not in INITS:
+            raise UsageError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
         if self.random_state is not None:
             _check_int("random_state", self.random_state, 0)
+
+    @classmethod
+    def from_arrays(cls, params, arrays):
+        # files written before `init` existed were fitted from K distinct patches: say so
+        if isinstance(params, dict) and "init" not in params:
+            params = {**params, "init": "rows"}
+        return super().from_arrays(params, arrays)
 
     @property
     def n_features_out_(self) -> int:
@@ -94,7 +115,7 @@ class KMeansFeatures(Transform):
             setattr(self, f"zca_{name}", getattr(zca, name))
         white = zca.transform(patches)
         del patches
-        self.centroids_, self.distortion_ = kmeans(white, self.centroids, self.iterations, rng)
+        self.centroids_, self.distortion_ = kmeans(white, self.centroids, self.iterations, rng, self.init)
 
     def _check_state(self):
         shape = tuple(self.input_shape_)
@@ -125,10 +146,15 @@ class KMeansFeatures(Transform):
         from .blas import blas_thread_count
 
         rows, cols = self.grid()
-        step = max(1, _BLOCK_BYTES // (4 * rows * cols * len(self.centroids_)))
+        d = self.centroids_.shape[1]
+        step = max(1, _BLOCK_BYTES // (2 * 4 * rows * cols * d))
         starts = list(range(0, n, step))
         workers = max(1, min(blas_thread_count(), len(starts)))
         return step, [starts[w::workers] for w in range(workers)]
+
+    def chunk_rows(self) -> int:
+        """Patch rows per centroid GEMM: its (rows x K) float32 output is still in cache for the triangle pass."""
+        return max(8, _CHUNK_BYTES // (4 * len(self.centroids_)) // 8 * 8)
 
     def _transform(self, X):
         from .blas import run_on_threads
@@ -139,25 +165,34 @@ class KMeansFeatures(Transform):
         return out
 
     def _extract_blocks(self, X, out, starts, step):
-        """Features of the images X[s:s + step] for each s in `starts`, written into out."""
+        """Features of the images X[s:s + step] for each s in `starts`, written into out.
+
+        Per block: its patches (numba) and their whitening (one GEMM); then, chunk by chunk of patch rows,
+        the centroid GEMM and the triangle pass that consumes its product while it is in cache.
+        """
         from .kernels.features import _dense_patches, _triangle_pool
 
         rows, cols = self.grid()
         per_image = rows * cols
         d = self._zca_matrix.shape[0]
         k = len(self._c2)
+        chunk = self.chunk_rows()
         patches = np.empty((step * per_image, d), dtype=np.float32)
         white = np.empty_like(patches)
-        products = np.empty((step * per_image, k), dtype=np.float32)
+        products = np.empty((chunk, k), dtype=np.float32)
         eps = np.float32(self.patch_eps)
         for s in starts:
             block = X[s:s + step]
             m = len(block) * per_image
+            dst = out[s:s + len(block)]
+            dst[:] = 0
             _dense_patches(block, self.patch, self.stride, eps, patches[:m])
             np.matmul(patches[:m], self._zca_matrix, out=white[:m])
             white[:m] -= self._zca_offset
-            np.matmul(white[:m], self._centroids_t, out=products[:m])
-            _triangle_pool(products[:m], white[:m], self._c2, rows, cols, out[s:s + len(block)])
+            for t in range(0, m, chunk):
+                rows_t = min(chunk, m - t)
+                np.matmul(white[t:t + rows_t], self._centroids_t, out=products[:rows_t])
+                _triangle_pool(products[:rows_t], white[t:t + rows_t], self._c2, rows, cols, t, dst)
 
     # -- pictures --------------------------------------------------------------------------------
     def filters(self) -> np.ndarray:

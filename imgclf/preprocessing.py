@@ -106,6 +106,14 @@ class Transform(Estimator):
     def _derive(self) -> None:
         """Compute working arrays from the stored ones (after fit and after loading alike)."""
 
+    def _transform_inplace(self, X: np.ndarray) -> np.ndarray | None:
+        """The transform of checked input X written over X itself, or None when this step cannot.
+
+        Only the chain calls it, on arrays an earlier step of the chain produced (never the caller's
+        data): it spares one copy of the largest arrays (k-means features). Default: cannot.
+        """
+        return None
+
     # -- state -------------------------------------------------------------------------------------
     def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
         self._check_fitted()
@@ -264,9 +272,12 @@ class Standardization(Transform):
         X2 = _flat(X)
         mean = X2.mean(axis=0, dtype=np.float64)
         sq = np.zeros_like(mean)
-        step = _block_rows(X2.shape[1])
+        # one float64 work block of ~16 MB, squared in place (two 128 MB temporaries before: on small
+        # runs they, not the features, set the peak memory)
+        step = max(1, _block_rows(X2.shape[1]) // 8)
         for start in range(0, len(X2), step):
-            sq += np.square(np.subtract(X2[start:start + step], mean, dtype=np.float64)).sum(axis=0)
+            diff = np.subtract(X2[start:start + step], mean, dtype=np.float64)
+            sq += np.square(diff, out=diff).sum(axis=0)
         var = sq / len(X2)
         constant = var <= (1e-10 * np.maximum(np.abs(mean), np.finfo(np.float64).tiny)) ** 2
         self.mean_ = mean
@@ -284,14 +295,22 @@ class Standardization(Transform):
         self._inv32 = (1.0 / self.scale_).astype(np.float32)
 
     def _transform(self, X):
-        X2 = _flat(X)
-        out = np.empty(X2.shape, dtype=np.float32)
+        return self._standardize_into(X, np.empty(X.shape, dtype=np.float32))
+
+    def _transform_inplace(self, X):
+        if X.dtype != np.float32 or not X.flags.c_contiguous or not X.flags.writeable:
+            return None
+        return self._standardize_into(X, X)
+
+    def _standardize_into(self, X, out):
+        """out = (X - mean) / scale in float32, block by block (out may be X itself)."""
+        X2, out2 = _flat(X), out.reshape(len(out), -1)
         step = _block_rows(X2.shape[1])
         for start in range(0, len(X2), step):
-            block = out[start:start + step]
+            block = out2[start:start + step]
             np.subtract(X2[start:start + step], self._mean32, out=block, dtype=np.float32)
             block *= self._inv32
-        return out.reshape(X.shape)
+        return out
 
     def inverse_transform(self, X):
         X = self._check_input(X)

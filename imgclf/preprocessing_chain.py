@@ -13,7 +13,7 @@ Spec grammar (steps separated by commas):
   standardize | standardize:0.01   Standardization(eps=...)   (zero mean, unit variance per feature)
   hog[:cell=8][:bins=9][:block=2][:norm=l2hys][:signed]        HOG (imgclf.hog)
   colorhist[:bins=10][:space=hue|hsv]                           ColorHistogram (imgclf.colorhist)
-  kmeans[:1600][:patch=6][:stride=1][:patches=100000][:iterations=10][:seed=0]
+  kmeans[:1600][:patch=6][:stride=1][:patches=400000][:iterations=20][:init=gaussian|rows][:seed=0]
                                    KMeansFeatures(centroids=1600, ...) (imgclf.kmeans_features)
 A count is a whole number; a fraction (0 < v <= 1, written with a dot) is a variance to keep.
 Steps joined by `+` run side by side on the same input and their features are concatenated
@@ -45,7 +45,7 @@ _LAZY_TRANSFORMS = {
 
 SPEC_HELP = ("mean[:channel], normalize[:channel], pca[:DIMS|:FRACTION], whiten[:DIMS|:FRACTION], zca[:DIMS], "
              "standardize[:EPS], hog[:cell=8:bins=9:block=2:norm=l2hys:signed], colorhist[:bins=10:space=hue], "
-             "kmeans[:K:patch=6:stride=1:patches=N:iterations=N:seed=S]; join steps with + to concatenate")
+             "kmeans[:K:patch=6:stride=1:patches=N:iterations=N:init=gaussian:seed=S]; join steps with + to concatenate")
 
 # feature steps: spec name (= kind) -> ({option: (parameter, type)}, the option a bare value stands for)
 _FEATURE_STEPS = {
@@ -54,7 +54,8 @@ _FEATURE_STEPS = {
     "colorhist": ({"bins": ("bins", int), "space": ("space", str)}, "bins"),
     "kmeans": ({"centroids": ("centroids", int), "patch": ("patch", int), "stride": ("stride", int),
                 "patches": ("patches", int), "iterations": ("iterations", int), "seed": ("random_state", int),
-                "patch_eps": ("patch_eps", float), "zca_eps": ("zca_eps", float)}, "centroids"),
+                "patch_eps": ("patch_eps", float), "zca_eps": ("zca_eps", float), "init": ("init", str)},
+               "centroids"),
 }
 
 
@@ -90,10 +91,12 @@ def _size_arg(step: str, arg: str) -> dict:
                          f"fraction in (0, 1] after ':'") from None
 
 
-def _feature_step(step: str, name: str, arg: str) -> Transform:
-    """hog:cell=4:bins=9, kmeans:1600:seed=3 ...: options key=value separated by ':' (a flag alone is True)."""
+def _feature_step(step: str, name: str, arg: str, seed: int | None) -> Transform:
+    """hog:cell=4:bins=9, kmeans:1600:seed=3 ...: options key=value separated by ':' (a flag alone is True).
+
+    A step with randomness whose spec sets no seed gets `seed` (when not None) as its random_state."""
     options, bare = _FEATURE_STEPS[name]
-    kwargs = {}
+    kwargs = {} if seed is None or "seed" not in options else {"random_state": seed}
     for item in filter(None, (a.strip() for a in arg.split(":"))):
         key, eq, value = item.partition("=")
         key = key.strip().lower()
@@ -113,17 +116,17 @@ def _feature_step(step: str, name: str, arg: str) -> Transform:
     return transform_class(name)(**kwargs)
 
 
-def _parse_step(step: str) -> Transform:
+def _parse_step(step: str, seed: int | None) -> Transform:
     if "+" in step:
         parts = [p.strip() for p in step.split("+")]
         if any(not p for p in parts):
             raise UsageError(f"bad preprocessing step {step!r}: empty part around '+'")
-        return transform_class("union")([_parse_step(p) for p in parts])
+        return transform_class("union")([_parse_step(p, seed) for p in parts])
     name, _, arg = step.partition(":")
     name = name.strip().lower()
     arg = arg.strip()
     if name in _FEATURE_STEPS:
-        return _feature_step(step, name, arg)
+        return _feature_step(step, name, arg, seed)
     if name == "standardize":
         try:
             return Standardization(eps=float(arg)) if arg else Standardization()
@@ -142,14 +145,18 @@ def _parse_step(step: str) -> Transform:
     raise UsageError(f"unknown preprocessing step {step!r}; steps: {SPEC_HELP}")
 
 
-def parse_chain_spec(spec: str) -> list[Transform]:
-    """Unfitted transforms for a spec such as "mean,normalize,pca:144"."""
+def parse_chain_spec(spec: str, seed: int | None = None) -> list[Transform]:
+    """Unfitted transforms for a spec such as "mean,normalize,pca:144".
+
+    `seed` (a training command's --seed) becomes the random_state of every step that has one and whose
+    spec does not set it (`kmeans:1600` takes it, `kmeans:1600:seed=3` keeps 3); None keeps the steps'
+    own default."""
     if not isinstance(spec, str) or not spec.strip():
         raise UsageError(f"empty preprocessing spec; steps: {SPEC_HELP}")
     steps = [s.strip() for s in spec.split(",")]
     if any(not s for s in steps):
         raise UsageError(f"empty step in preprocessing spec {spec!r}")
-    return [_parse_step(s) for s in steps]
+    return [_parse_step(s, seed) for s in steps]
 
 
 def fit_chain(transforms: list[Transform], dataset: Dataset, on_fit=None) -> Dataset:
@@ -162,14 +169,25 @@ def fit_chain(transforms: list[Transform], dataset: Dataset, on_fit=None) -> Dat
         raise DataError("preprocessing needs a training split to fit on, and the data has none "
                         f"(splits present: {', '.join(dataset.splits) or 'none'})")
     splits = dict(dataset.splits)
+    given = [s.X for s in splits.values()]
     chain = list(dataset.transforms)
     for t in transforms:
         t.fit(splits["train"].X)
         if on_fit is not None:
             on_fit(t)
-        splits = {key: Split(t.transform(s.X), s.y) for key, s in splits.items()}
+        splits = {key: Split(_apply_step(t, s.X, given), s.y) for key, s in splits.items()}
         chain.append(t)
     return Dataset(splits, dataset.classes, dataset.image_shape, chain, dataset.name)
+
+
+def _apply_step(t: Transform, X: np.ndarray, given: list[np.ndarray]) -> np.ndarray:
+    """t.transform(X), written over X when the chain made X (it shares no memory with the `given`
+    input arrays) and the step can: standardize on 16000 k-means features then needs no second copy."""
+    if not any(np.may_share_memory(X, g) for g in given):
+        out = t._transform_inplace(t._check_input(X))
+        if out is not None:
+            return out
+    return t.transform(X)
 
 
 def apply_to_dataset(chain: list[Transform], dataset: Dataset) -> Dataset:
@@ -181,8 +199,9 @@ def apply_to_dataset(chain: list[Transform], dataset: Dataset) -> Dataset:
 
 
 def apply_chain(chain: list[Transform], X: np.ndarray) -> np.ndarray:
+    given = [X]
     for t in chain:
-        X = t.transform(X)
+        X = _apply_step(t, X, given)
     return X
 
 

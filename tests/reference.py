@@ -465,11 +465,11 @@ def kmeans_features_naive(images, centroids, zca_mean, zca_matrix, patch, stride
 
 
 def kmeans_naive(X, centroids, iterations):
-    """Lloyd's iterations from the given centroids with explicit distances (empty clusters keep their centre)."""
+    """Lloyd's iterations from the given centroids with explicit distances (an empty cluster's centre is
+    set to zero, as in Coates et al.'s run_kmeans.m)."""
     C = centroids.astype(np.float64).copy()
     for _ in range(iterations):
         labels = np.array([np.argmin([np.sum((x - c) ** 2) for c in C]) for x in X.astype(np.float64)])
         for j in range(len(C)):
-            if np.any(labels == j):
-                C[j] = X[labels == j].astype(np.float64).mean(axis=0)
+            C[j] = X[labels == j].astype(np.float64).mean(axis=0) if np.any(labels == j) else 0.0
     return C

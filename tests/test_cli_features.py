@@ -86,6 +86,41 @@ def test_kmeans_model_predicts_image_files_like_the_pipeline(runner, stream16, t
     assert '"accuracy"' in res.stdout
 
 
+def test_train_seed_reaches_the_kmeans_step(runner, stream16, tmp_path):
+    """`train --seed S --preprocess kmeans:...` seeds k-means with S unless the spec sets its own seed."""
+    def chain_of(spec, seed):
+        model = tmp_path / f"m{seed}_{len(spec)}.npz"
+        _run(runner, ["train", "svm", "--data", str(stream16), "--preprocess", spec, "--seed", str(seed),
+                      "--epochs", "1", "-o", str(model), "-q"])
+        return load_model(model).chain[0]
+
+    a, b, c = chain_of(KMEANS_SPEC, 5), chain_of(KMEANS_SPEC, 5), chain_of(KMEANS_SPEC, 6)
+    assert a.random_state == 5 and c.random_state == 6
+    np.testing.assert_array_equal(a.centroids_, b.centroids_)  # same seed, same result
+    assert not np.array_equal(a.centroids_, c.centroids_)
+    pinned = chain_of(f"{KMEANS_SPEC}:seed=3", 6)  # the spec's own seed wins
+    piped = tmp_path / "km3.npz"
+    _run(runner, ["preprocess", "kmeans", "--data", str(stream16), *KMEANS, "--seed", "3", "-o", str(piped), "-q"])
+    assert pinned.random_state == 3
+    np.testing.assert_array_equal(pinned.centroids_, read_stream(piped).transforms[0].centroids_)
+    rows = chain_of(f"{KMEANS_SPEC}:init=rows", 5)
+    assert rows.init == "rows" and not np.array_equal(rows.centroids_, a.centroids_)
+
+
+def test_preprocess_kmeans_options_show_the_library_defaults():
+    import inspect
+
+    import click
+
+    from imgclf.kmeans_features import KMeansFeatures
+
+    cmd = cli.commands["preprocess"].commands["kmeans"]
+    signature = inspect.signature(KMeansFeatures.__init__).parameters
+    shown = {opt.name: opt.default for opt in cmd.params if isinstance(opt, click.Option)}
+    for name in ("centroids", "patch", "stride", "patches", "iterations", "init"):
+        assert shown[name] == signature[name].default, name
+
+
 def test_viz_centroids(runner, stream16, tmp_path):
     feats = tmp_path / "km.npz"
     _run(runner, ["preprocess", "kmeans", "--data", str(stream16), *KMEANS, "-o", str(feats), "-q"])

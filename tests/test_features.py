@@ -57,13 +57,30 @@ def test_color_histogram_matches_colorsys(space):
     np.testing.assert_allclose(got.sum(axis=1), 3 if space == "hsv" else 1, rtol=1e-5)
 
 
-def test_kmeans_matches_lloyd_loop():
+@pytest.mark.parametrize("init", ["gaussian", "rows"])
+def test_kmeans_matches_lloyd_loop(init):
     rng = np.random.default_rng(1)
     X = np.concatenate([rng.normal(c, 0.3, size=(40, 3)) for c in (-2, 0, 2)]).astype(np.float32)
-    C, history = kmeans(X, 4, 5, np.random.default_rng(7))
-    start = X[np.sort(np.random.default_rng(7).choice(len(X), size=4, replace=False))]
+    C, history = kmeans(X, 4, 5, np.random.default_rng(7), init=init)
+    if init == "gaussian":  # Coates et al.: randn(k, D) * 0.1
+        start = np.random.default_rng(7).standard_normal((4, 3)) * 0.1
+    else:
+        start = X[np.sort(np.random.default_rng(7).choice(len(X), size=4, replace=False))]
     np.testing.assert_allclose(C, kmeans_naive(X, start, 5), rtol=1e-5, atol=1e-5)
     assert len(history) == 5 and history[-1] <= history[0]
+    again, _ = kmeans(X, 4, 5, np.random.default_rng(7), init=init)
+    np.testing.assert_array_equal(C, again)  # same seed, same centroids
+
+
+def test_kmeans_empty_cluster_is_zeroed():
+    """Two far clusters, 3 centres: the Gaussian start near the origin leaves one centre empty -> zero."""
+    X = np.array([[10.0, 0], [10.1, 0], [-10.0, 0], [-10.1, 0]], dtype=np.float32)
+    start = np.random.default_rng(0).standard_normal((3, 2)) * 0.1
+    C, _ = kmeans(X, 3, 2, np.random.default_rng(0))
+    np.testing.assert_allclose(C, kmeans_naive(X, start, 2), atol=1e-5)
+    assert (np.abs(C).sum(axis=1) == 0).sum() >= 1
+    with pytest.raises(UsageError, match="init"):
+        kmeans(X, 2, 1, np.random.default_rng(0), init="kmeans++")
 
 
 def _fitted_kmeans(X, **kw):
@@ -72,10 +89,16 @@ def _fitted_kmeans(X, **kw):
     return KMeansFeatures(**params).fit(X)
 
 
-@pytest.mark.parametrize("stride", [1, 3])
-def test_kmeans_features_match_naive_extraction(stride):
+@pytest.mark.parametrize("stride, small_chunks", [(1, False), (3, False), (1, True)])
+def test_kmeans_features_match_naive_extraction(stride, small_chunks, monkeypatch):
     X = _images(n=5, h=11, w=10)
     t = _fitted_kmeans(X, stride=stride)
+    if small_chunks:  # chunks of 8 patch rows that straddle images and quadrants, one image per block
+        import imgclf.kmeans_features as kf
+
+        monkeypatch.setattr(kf, "_CHUNK_BYTES", 4 * 6 * 8)
+        monkeypatch.setattr(kf, "_BLOCK_BYTES", 1)
+        assert t.chunk_rows() == 8 and t.block_plan(3)[0] == 1
     got = t.transform(X[:3])
     want = kmeans_features_naive(X[:3], t.centroids_, t.zca_mean_, t._zca_matrix, 4, stride, 10.0)
     assert got.shape == (3, 24)
@@ -92,12 +115,28 @@ def test_kmeans_features_seeded_and_whitened():
         KMeansFeatures().fit(X.reshape(6, -1))
     with pytest.raises(UsageError, match="centroids"):
         KMeansFeatures(centroids=500, patches=100).fit(X)
+    with pytest.raises(UsageError, match="init"):
+        KMeansFeatures(init="random").fit(X)
+    assert a.init == "gaussian" and a.to_arrays()[0]["init"] == "gaussian"
+    rows = _fitted_kmeans(X, init="rows")
+    assert not np.array_equal(rows.centroids_, a.centroids_)
+
+
+def test_kmeans_model_without_init_loads_as_rows():
+    """Files written before `init` existed were fitted from data rows: they load and say so."""
+    X = _images(n=4, h=10, w=10)
+    t = _fitted_kmeans(X, init="rows")
+    meta, arrays = chain_to_arrays([t])
+    del meta[0]["params"]["init"]
+    old = chain_from_arrays(meta, arrays)[0]
+    assert old.init == "rows"
+    np.testing.assert_array_equal(old.transform(X), t.transform(X))
 
 
 def test_chains_round_trip_bit_identical():
     X = _images(n=6, h=12, w=12)
     chain = parse_chain_spec("hog:cell=4:block=2+colorhist:bins=8,standardize")
-    first = parse_chain_spec("kmeans:5:patch=4:patches=200:iterations=3:seed=2,standardize:0.01")
+    first = parse_chain_spec("kmeans:5:patch=4:patches=200:iterations=3:init=rows:seed=2,standardize:0.01")
     for steps in (chain, first):
         out = X
         for t in steps:
@@ -106,7 +145,34 @@ def test_chains_round_trip_bit_identical():
         rebuilt = chain_from_arrays(meta, arrays)
         np.testing.assert_array_equal(apply_chain(rebuilt, X), out)
     assert isinstance(chain[0], FeatureUnion) and chain[0].transforms[1].bins == 8
-    assert first[0].random_state == 2 and first[1].eps == 0.01
+    assert first[0].random_state == 2 and first[0].init == "rows" and first[1].eps == 0.01
+
+
+def test_chain_standardizes_its_own_arrays_in_place(monkeypatch):
+    """standardize after another step overwrites that step's output (no second copy), never the caller's
+    data, and gives the same numbers as the copying transform."""
+    from imgclf.datasets.base import Dataset, Split
+    from imgclf.preprocessing_chain import fit_chain
+
+    rng = np.random.default_rng(0)
+    F = {key: rng.normal(3, 2, size=(n, 7)).astype(np.float32) for key, n in (("train", 40), ("test", 9))}
+    given = {key: v.copy() for key, v in F.items()}
+    ds = Dataset({key: Split(v, np.zeros(len(v), dtype=np.int64)) for key, v in F.items()}, ["a"], (1, 1, 7))
+    made = []
+    original = Standardization._transform
+    monkeypatch.setattr(Standardization, "_transform", lambda self, X: made.append(original(self, X)) or made[-1])
+    out = fit_chain(parse_chain_spec("standardize,standardize:0.5"), ds)
+    assert len(made) == 2  # the first step copied each split (given data); the second did not copy
+    assert out.get("train").X is made[0]  # it wrote over the first step's output
+    for key in F:
+        np.testing.assert_array_equal(F[key], given[key])  # the caller's arrays are untouched
+        first = out.transforms[0].transform(given[key])
+        np.testing.assert_array_equal(out.get(key).X, out.transforms[1].transform(first))
+    # apply_chain likewise: the caller's X stays, the result equals step by step
+    made.clear()
+    Y = apply_chain(out.transforms, F["test"])
+    np.testing.assert_array_equal(F["test"], given["test"])
+    assert len(made) == 1 and Y is made[0]
 
 
 def test_standardization_and_spec_errors():
@@ -163,6 +229,8 @@ for norm in ("l2hys", "l1", "none"):
 np.testing.assert_allclose(ColorHistogram(bins=5, space="hsv").fit_transform(X),
                            color_hist_naive(X, bins=5, space="hsv"), atol=1e-6)
 t = _fitted_kmeans(_images(n=3, h=8, w=8), centroids=3, patches=60, iterations=2)
+import imgclf.kmeans_features as kf
+kf._CHUNK_BYTES = 4 * 3 * 8  # chunks of 8 patch rows, straddling the images
 np.testing.assert_allclose(t.transform(X), kmeans_features_naive(X, t.centroids_, t.zca_mean_, t._zca_matrix,
                            4, 1, 10.0), rtol=2e-3, atol=2e-3)
 print("ok")

@@ -6,6 +6,7 @@ import click
 
 from ..console import reporter
 from ..options import binary_output_target, data_options, load_data, quiet_option, seed_option
+from ..training import class_defaults
 
 
 def output_option(func):
@@ -239,22 +240,28 @@ def colorhist(ctx, data, n_train, n_test, val, size, color, bins, space, output,
                    quiet)
 
 
+KMEANS = class_defaults("imgclf.kmeans_features:KMeansFeatures")  # the library owns the defaults
+
+
 @preprocess.command("kmeans")
 @data_options
-@click.option("--centroids", type=click.IntRange(min=1), default=1600, show_default=True,
+@click.option("--centroids", type=click.IntRange(min=1), default=KMEANS["centroids"], show_default=True,
               help="Number of k-means centroids K (4K features per image).")
-@click.option("--patch", type=click.IntRange(min=2), default=6, show_default=True, help="Patch side in pixels.")
-@click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--patch", type=click.IntRange(min=2), default=KMEANS["patch"], show_default=True,
+              help="Patch side in pixels.")
+@click.option("--stride", type=click.IntRange(min=1), default=KMEANS["stride"], show_default=True,
               help="Step between the patches of the dense extraction.")
-@click.option("--patches", type=click.IntRange(min=2), default=100_000, show_default=True,
+@click.option("--patches", type=click.IntRange(min=2), default=KMEANS["patches"], show_default=True,
               help="Random training patches k-means learns from.")
-@click.option("--iterations", type=click.IntRange(min=1), default=10, show_default=True,
+@click.option("--iterations", type=click.IntRange(min=1), default=KMEANS["iterations"], show_default=True,
               help="Lloyd iterations of k-means.")
+@click.option("--init", type=click.Choice(["gaussian", "rows"]), default=KMEANS["init"], show_default=True,
+              help="k-means start: small random centres (Coates et al.'s) or K distinct training patches.")
 @seed_option
 @output_option
 @quiet_option
 @click.pass_context
-def kmeans(ctx, data, n_train, n_test, val, size, color, centroids, patch, stride, patches, iterations, seed,
+def kmeans(ctx, data, n_train, n_test, val, size, color, centroids, patch, stride, patches, iterations, init, seed,
            output, quiet):
     """Single-layer k-means features (Coates, Lee & Ng 2011): 4 x K features per image.
 
@@ -269,12 +276,12 @@ def kmeans(ctx, data, n_train, n_test, val, size, color, centroids, patch, strid
       imgclf preprocess kmeans --data cifar10 --centroids 1600 | imgclf preprocess standardize --eps 0.01 \\
         | imgclf train svm --preprocess none --lr 1e-2 --reg 1e-5 --epochs 20 --lr-decay 0.9
       imgclf train svm --preprocess kmeans:1600,standardize:0.01 --lr 1e-2 --reg 1e-5 -o svm.npz
-      imgclf preprocess kmeans --data cifar10 --centroids 4000 --patches 200000 --seed 1 -o k4000.npz
+      imgclf preprocess kmeans --data cifar10 --centroids 4000 --iterations 50 --seed 1 -o k4000.npz
     """
     from imgclf.kmeans_features import KMeansFeatures
 
     step = KMeansFeatures(centroids=centroids, patch=patch, stride=stride, patches=patches, iterations=iterations,
-                          random_state=seed)
+                          init=init, random_state=seed)
     _fit_and_write(ctx, step, data, n_train, n_test, val, size, color, output, quiet)
 
 

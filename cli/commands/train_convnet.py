@@ -128,8 +128,8 @@ def convnet(ctx, preset, filters, filter_size, hidden, pool, batchnorm, dropout,
         params = _apply_preset(ctx, preset, params)
     rep = reporter(ctx, quiet)
     t0 = time.perf_counter()
-    ds = load_training_data(ctx, preprocess_spec, quiet=quiet, data=data, n_train=n_train, n_test=n_test, val=val,
-                            size=size, color=color)
+    ds = load_training_data(ctx, preprocess_spec, seed=seed, quiet=quiet, data=data, n_train=n_train,
+                            n_test=n_test, val=val, size=size, color=color)
     if len(ds.feature_shape) != 3:
         raise UsageError(f"a convnet needs images; the data are {ds.feature_shape} features (was the chain a "
                          f"projection such as pca?)")

@@ -67,8 +67,8 @@ def run(ctx, kind, model_params, *, preprocess_spec, output, seed, as_json, quie
 
     rep = reporter(ctx, quiet)
     t0 = time.perf_counter()
-    ds = load_training_data(ctx, preprocess_spec, quiet=quiet, data=data, n_train=n_train, n_test=n_test, val=val,
-                            size=size, color=color)
+    ds = load_training_data(ctx, preprocess_spec, seed=seed, quiet=quiet, data=data, n_train=n_train,
+                            n_test=n_test, val=val, size=size, color=color)
     train = ds.get("train")
     valid = ds.splits.get("val")
     cls = LinearSVM if kind == "svm" else SoftmaxClassifier

@@ -82,8 +82,8 @@ def twolayer(ctx, hidden, activation, batchnorm, dropout, init, loss, preprocess
     run, params, extra, preprocess_spec, seed = model_settings(ctx, options, arch, preprocess_spec, seed)
     rep = reporter(ctx, quiet)
     t0 = time.perf_counter()
-    ds = load_training_data(ctx, preprocess_spec, quiet=quiet, data=data, n_train=n_train, n_test=n_test, val=val,
-                            size=size, color=color)
+    ds = load_training_data(ctx, preprocess_spec, seed=seed, quiet=quiet, data=data, n_train=n_train,
+                            n_test=n_test, val=val, size=size, color=color)
     params["class_weight"] = class_weights_for(params.get("class_weight"), ds)
     model = NeuralNet(random_state=seed, **params)
     hidden = model.hidden_sizes()

@@ -163,7 +163,7 @@ def tune(ctx, kind, trials, param_specs, refine, refine_trials, jobs, scheduler,
                          f"no non-empty {'val' if ds.has('train') else 'train'} split (set --val N)")
     chain_spec = preprocess_spec if preprocess_spec is not None else default_chain
     if chain_spec and chain_spec.strip().lower() != "none":
-        ds = fit_chain(parse_chain_spec(chain_spec), ds)
+        ds = fit_chain(parse_chain_spec(chain_spec, seed), ds)  # as the printed train command does
     train, valid = ds.get("train"), ds.get("val")
     if space is None:
         space = SearchSpace.parse(default_space(kind, estimator, train.X))

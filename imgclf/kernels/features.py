@@ -165,12 +165,12 @@ def _normalise_patch(row, eps):
     s = np.float32(0.0)
     for j in range(d):
         s += row[j]
-    mean = s / d
+    mean = s / np.float32(d)  # float32 / int64 would be float64: keep the arithmetic in float32
     ss = np.float32(0.0)
     for j in range(d):
         row[j] -= mean
         ss += row[j] * row[j]
-    scale = np.float32(1.0) / np.float32(math.sqrt(ss / (d - 1) + eps))
+    scale = np.float32(1.0) / np.float32(math.sqrt(ss / np.float32(d - 1) + eps))
     for j in range(d):
         row[j] *= scale
 
@@ -210,40 +210,47 @@ def _dense_patches(images, p, stride, eps, out):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _triangle_pool(products, white, c2, rows, cols, out):
-    """Sum over the four quadrants of the triangle activations max(0, mean_k(z) - z_k).
+def _triangle_pool(products, white, c2, rows, cols, t0, out):
+    """Add the triangle activations max(0, mean_k(z) - z_k) of a run of patches into their quadrants.
 
-    products: (n * rows * cols, K) whitened patches times centroids; white: the whitened patches (their
-    squared norms); c2: squared centroid norms. z_k = sqrt(|x|^2 - 2 x.c_k + |c_k|^2) is the distance of
-    patch x to centroid k. out (n, 4K): quadrant q (top-left, top-right, bottom-left, bottom-right) in
-    out[:, q K:(q + 1) K]; the top and left halves take the middle row and column when the count is odd.
+    products: (m, K) whitened patches times centroids for the patches t0 .. t0 + m - 1 of a block of
+    images (patch t = (i * rows + r) * cols + q: image i, position (r, q)); white: those whitened patches
+    (their squared norms); c2: squared centroid norms. z_k = sqrt(|x|^2 - 2 x.c_k + |c_k|^2) is the
+    distance of patch x to centroid k. out (images of the block, 4K), zeroed by the caller: quadrant
+    (top-left, top-right, bottom-left, bottom-right) in out[:, q K:(q + 1) K]; the top and left halves
+    take the middle row and column when the count is odd. The caller hands in row chunks small enough
+    that products is still in cache between the GEMM that writes it and this pass.
 
-    The distance and activation loops have no reduction and no branch, so LLVM vectorises them
-    (sqrt included); the mean is summed in 8 independent partial sums, which keeps the one serial
-    reduction from setting the pace (without reassociating the sum in a data-dependent way).
+    The distance and activation loops have no reduction and no branch, and every operand is float32
+    (a bare 2 or a division by K would widen them to float64, half the vector lanes and the slow
+    double sqrt), so LLVM vectorises them at 16 lanes; the mean is summed in 8 independent partial
+    sums, which keeps the one serial reduction from setting the pace (in a fixed order, whatever the
+    data).
     """
     k = c2.shape[0]
-    n = out.shape[0]
+    per_image = rows * cols
     half_r = (rows + 1) // 2
     half_c = (cols + 1) // 2
     z = np.empty(k, dtype=np.float32)
     zero = np.float32(0.0)
-    for i in range(n):
-        out[i, :] = 0
-        for r in range(rows):
-            for q in range(cols):
-                t = (i * rows + r) * cols + q
-                x2 = np.float32(0.0)
-                for j in range(white.shape[1]):
-                    x2 += white[t, j] * white[t, j]
-                prod = products[t]
-                for j in range(k):
-                    z[j] = math.sqrt(max(x2 + c2[j] - 2 * prod[j], zero))
-                mean = _sum8(z) / k
-                base = ((r >= half_r) * 2 + (q >= half_c)) * k
-                dst = out[i, base:base + k]
-                for j in range(k):
-                    dst[j] += max(mean - z[j], zero)
+    two = np.float32(2.0)
+    inv_k = np.float32(1.0) / np.float32(k)
+    for u in range(products.shape[0]):
+        t = t0 + u
+        i = t // per_image
+        r = (t - i * per_image) // cols
+        q = t - i * per_image - r * cols
+        x2 = np.float32(0.0)
+        for j in range(white.shape[1]):
+            x2 += white[u, j] * white[u, j]
+        prod = products[u]
+        for j in range(k):
+            z[j] = np.sqrt(max(x2 + c2[j] - two * prod[j], zero))
+        mean = _sum8(z) * inv_k
+        base = ((r >= half_r) * 2 + (q >= half_c)) * k
+        dst = out[i, base:base + k]
+        for j in range(k):
+            dst[j] += max(mean - z[j], zero)
 
 
 @njit(cache=True, inline="always")
