@@ -217,11 +217,17 @@ def model_settings(ctx: click.Context, options: dict, arch: dict, preprocess_spe
     return run, params, extra, preprocess_spec, seed
 
 
-def load_training_data(ctx: click.Context, preprocess_spec, *, seed: int, quiet: bool, **data_options):
+def load_training_data(ctx: click.Context, preprocess_spec, *, seed: int, quiet: bool, mirror: bool = False,
+                       **data_options):
     """Load --data with its splits and fit the --preprocess chain on the training split (`none`: no chain).
 
-    --seed seeds the chain's random steps too (k-means features), unless the spec gives them a seed."""
+    --seed seeds the chain's random steps too (k-means features), unless the spec gives them a seed.
+    `mirror`: append the horizontal mirrors of the training images before the chain (features of a mirror
+    image are not a permutation of the original's), so the chain is fitted on, and transforms, 2N rows;
+    the standardisation the model's rows get is then that of the rows it trains on."""
+    from imgclf.datasets.base import Dataset, Split
     from imgclf.errors import UsageError
+    from imgclf.mirror import append_mirrors
     from imgclf.preprocessing_chain import fit_chain, parse_chain_spec
 
     from .options import load_data
@@ -229,6 +235,10 @@ def load_training_data(ctx: click.Context, preprocess_spec, *, seed: int, quiet:
     ds = load_data(ctx, quiet=quiet, **data_options)
     if not ds.has("train"):
         raise UsageError("the data has no training split to fit on")
+    if mirror:
+        X, y, _ = append_mirrors(ds.splits["train"].X, ds.splits["train"].y, param="augment")
+        ds = Dataset({**ds.splits, "train": Split(X, y)}, ds.classes, ds.image_shape, ds.transforms, ds.name,
+                     ds.report)
     if preprocess_spec and preprocess_spec.strip().lower() != "none":
         ds = fit_chain(parse_chain_spec(preprocess_spec, seed), ds)
     return ds

@@ -23,6 +23,7 @@ from .base import TrainedClassifier
 from .blas import blas_threads
 from .errors import ModelFileError, UsageError
 from .losses import ovr_svm_loss, softmax, softmax_loss, svm_loss
+from .mirror import append_mirrors, check_augment
 from .validation import (check_array, check_fitted, check_n_features, check_random_state,
                          rescale_u8)
 
@@ -61,7 +62,7 @@ class LinearClassifier(TrainedClassifier):
 
     def __init__(self, reg="auto", lr="auto", epochs="auto", iters=None, batch_size=200, lr_decay=0.95,
                  bias_trick=True, weight_scale=1e-4, solver="sgd", optim="sgd", class_weight=None,
-                 random_state=None):
+                 augment=None, random_state=None):
         self.reg = reg
         self.lr = lr
         self.epochs = epochs
@@ -73,6 +74,7 @@ class LinearClassifier(TrainedClassifier):
         self.solver = solver
         self.optim = optim
         self.class_weight = class_weight
+        self.augment = augment
         self.random_state = random_state
 
     # -- validation ------------------------------------------------------------------------------
@@ -95,6 +97,7 @@ class LinearClassifier(TrainedClassifier):
             raise UsageError(f"iters must be an integer >= 1 or None, got {self.iters!r}", param="iters")
         if self.optim not in RULES:
             raise UsageError(f"unknown optimiser {self.optim!r}; choose from {', '.join(RULES)}", param="optim")
+        check_augment(self.augment)
 
     @staticmethod
     def _as_features(X, name: str = "X", min_samples: int = 0) -> np.ndarray:
@@ -254,8 +257,15 @@ class LinearClassifier(TrainedClassifier):
         kept. L-BFGS keeps LBFGS_CORRECTIONS (10) update pairs. `history_` has one record per check
         ("epoch" is the check's number, "iteration" the L-BFGS iteration, "loss" the objective, "lr"
         None); `best_epoch_` the kept check.
+
+        augment="flip" (X must be images (N, H, W, C)): train on X followed by its horizontal mirror images
+        (imgclf.mirror.append_mirrors), 2N rows; the validation data is left as it is.
         """
         self._check_params()
+        if self.augment == "flip":
+            # The mirrors are training rows like any other (validation data is never augmented).
+            X, y, _ = append_mirrors(X, y, param="augment")
+        self.augment_ = self.augment
         X, y_enc, Xv, yv = self._fit_data(X, y, X_val, y_val, self._as_features)
         self.lr_, self.reg_ = self.rates_for(X)
         # Training sees the features centred (SGD on raw pixels, all positive, zig-zags along the mean
@@ -395,10 +405,10 @@ class LinearSVM(LinearClassifier):
 
     def __init__(self, reg="auto", lr="auto", epochs="auto", iters=None, batch_size=200, lr_decay=0.95,
                  delta=1.0, squared_hinge=False, multiclass="weston-watkins", bias_trick=True, weight_scale=1e-4,
-                 solver="sgd", optim="sgd", class_weight=None, random_state=None):
+                 solver="sgd", optim="sgd", class_weight=None, augment=None, random_state=None):
         super().__init__(reg=reg, lr=lr, epochs=epochs, iters=iters, batch_size=batch_size, lr_decay=lr_decay,
                          bias_trick=bias_trick, weight_scale=weight_scale, solver=solver, optim=optim,
-                         class_weight=class_weight, random_state=random_state)
+                         class_weight=class_weight, augment=augment, random_state=random_state)
         self.delta = delta
         self.squared_hinge = squared_hinge
         self.multiclass = multiclass
@@ -433,10 +443,10 @@ class SoftmaxClassifier(LinearClassifier):
 
     def __init__(self, reg="auto", lr="auto", epochs="auto", iters=None, batch_size=200, lr_decay=0.95,
                  bias_trick=True, weight_scale=1e-4, solver="sgd", optim="sgd", class_weight=None,
-                 random_state=None):
+                 augment=None, random_state=None):
         super().__init__(reg=reg, lr=lr, epochs=epochs, iters=iters, batch_size=batch_size, lr_decay=lr_decay,
                          bias_trick=bias_trick, weight_scale=weight_scale, solver=solver, optim=optim,
-                         class_weight=class_weight, random_state=random_state)
+                         class_weight=class_weight, augment=augment, random_state=random_state)
 
     def _data_loss(self, scores, y, sample_weight=None):
         return softmax_loss(scores, y, sample_weight=sample_weight)

@@ -43,6 +43,10 @@ def common_options(kind: str):
             click.option("--weight-scale", type=click.FloatRange(min=0, min_open=True), default=d["weight_scale"],
                          show_default=True, help="Standard deviation of the random initial weights."),
             class_weight_option,
+            click.option("--augment", type=click.Choice(["none", "flip"]), default=d["augment"] or "none",
+                         show_default=True,
+                         help="flip: add the horizontal mirror of every training image (2N rows) before "
+                              "--preprocess; validation and test data are never augmented. Image data only."),
             click.option("--preprocess", "preprocess_spec", default="mean", show_default=True, metavar="CHAIN",
                          help="Preprocessing fitted on the training split and stored in the model, e.g. "
                               "mean, mean,normalize, or none."),
@@ -67,14 +71,19 @@ def run(ctx, kind, model_params, *, preprocess_spec, output, seed, as_json, quie
 
     rep = reporter(ctx, quiet)
     t0 = time.perf_counter()
-    ds = load_training_data(ctx, preprocess_spec, seed=seed, quiet=quiet, data=data, n_train=n_train,
-                            n_test=n_test, val=val, size=size, color=color)
+    augment = model_params.pop("augment", None)
+    augment = None if augment in (None, "none") else augment
+    cls = LinearSVM if kind == "svm" else SoftmaxClassifier
+    # The mirrors go in before the --preprocess chain (imgclf.mirror), so here rather than in the model's
+    # fit, which sees the chain's output; the model records augment once trained.
+    ds = load_training_data(ctx, preprocess_spec, seed=seed, quiet=quiet, mirror=augment == "flip", data=data,
+                            n_train=n_train, n_test=n_test, val=val, size=size, color=color)
     train = ds.get("train")
     valid = ds.splits.get("val")
-    cls = LinearSVM if kind == "svm" else SoftmaxClassifier
     model_params["class_weight"] = class_weights_for(model_params.get("class_weight"), ds)
     model = cls(random_state=seed, **model_params)
-    rep.log(f"{kind}: {len(train)} training examples, {int(np.prod(train.X.shape[1:]))} features, "
+    rep.log(f"{kind}: {len(train)} training examples" + (" (with their mirrors)" if augment else "")
+            + f", {int(np.prod(train.X.shape[1:]))} features, "
             f"{len(ds.classes)} classes" + (f", {len(valid)} validation" if valid is not None else ""))
 
     model.check_params()
@@ -98,6 +107,8 @@ def run(ctx, kind, model_params, *, preprocess_spec, output, seed, as_json, quie
 
         model.fit(train.X, train.y, valid.X if valid is not None else None,
                   valid.y if valid is not None else None, callback=callback)
+    model.set_params(augment=augment)
+    model.augment_ = augment
     if model.stopped_:
         rep.notice(f"training stopped early: {model.stopped_}")
     report_result(ctx, model, ds, None, output=output, seed=seed, as_json=as_json, quiet=quiet, t0=t0, name=kind)
@@ -113,7 +124,7 @@ def run(ctx, kind, model_params, *, preprocess_spec, output, seed, as_json, quie
               default=estimator_defaults("svm")["multiclass"], show_default=True,
               help="weston-watkins: one hinge per wrong class against the true one; ovr: one binary SVM per "
                    "class against the rest (with --squared-hinge the L2-SVM of Coates, Lee & Ng).")
-def svm(ctx, solver, reg, lr, epochs, iters, batch_size, lr_decay, bias_trick, weight_scale, class_weight,
+def svm(ctx, solver, reg, lr, epochs, iters, batch_size, lr_decay, bias_trick, weight_scale, class_weight, augment,
         preprocess_spec, output, delta, squared_hinge, multiclass, seed, as_json, quiet, data, n_train, n_test, val,
         size, color):
     """Train a linear multiclass SVM with minibatch SGD or full-batch L-BFGS.
@@ -148,10 +159,12 @@ def svm(ctx, solver, reg, lr, epochs, iters, batch_size, lr_decay, bias_trick, w
     L-BFGS; C = 1 / (2 reg), so reg 0.005):
       imgclf train svm --preprocess kmeans:1600,standardize:0.01 \\
           --solver lbfgs --multiclass ovr --squared-hinge --reg 0.005
+    With the training images' mirrors (2N rows): add --augment flip.
     """
     run(ctx, "svm", dict(solver=solver, reg=reg, lr=lr, epochs=epochs, iters=iters, batch_size=batch_size,
                          lr_decay=lr_decay, delta=delta, squared_hinge=squared_hinge, multiclass=multiclass,
-                         bias_trick=bias_trick, weight_scale=weight_scale, class_weight=class_weight),
+                         bias_trick=bias_trick, weight_scale=weight_scale, class_weight=class_weight,
+                         augment=augment),
         preprocess_spec=preprocess_spec, output=output, seed=seed, as_json=as_json, quiet=quiet,
         data=data, n_train=n_train, n_test=n_test, val=val, size=size, color=color)
 
@@ -159,7 +172,7 @@ def svm(ctx, solver, reg, lr, epochs, iters, batch_size, lr_decay, bias_trick, w
 @click.command()
 @common_options("softmax")
 def softmax(ctx, solver, reg, lr, epochs, iters, batch_size, lr_decay, bias_trick, weight_scale, class_weight,
-            preprocess_spec, output, seed, as_json, quiet, data, n_train, n_test, val, size, color):
+            augment, preprocess_spec, output, seed, as_json, quiet, data, n_train, n_test, val, size, color):
     """Train a softmax (multinomial logistic regression) classifier with minibatch SGD or full-batch L-BFGS.
 
     L_i = -s_{y_i} + log sum_j exp(s_j)   (computed after subtracting max_j s_j)
@@ -185,7 +198,7 @@ def softmax(ctx, solver, reg, lr, epochs, iters, batch_size, lr_decay, bias_tric
     """
     run(ctx, "softmax", dict(solver=solver, reg=reg, lr=lr, epochs=epochs, iters=iters, batch_size=batch_size,
                              lr_decay=lr_decay, bias_trick=bias_trick, weight_scale=weight_scale,
-                             class_weight=class_weight),
+                             class_weight=class_weight, augment=augment),
         preprocess_spec=preprocess_spec, output=output, seed=seed, as_json=as_json, quiet=quiet,
         data=data, n_train=n_train, n_test=n_test, val=val, size=size, color=color)
 
