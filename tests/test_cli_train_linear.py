@@ -142,3 +142,46 @@ def test_softmax_lbfgs_table_and_progress_lines(runner, small_stream):
 def test_bad_solver_and_multiclass_are_usage_errors(runner, small_stream, args, flag):
     res = runner.invoke(cli, ["train", "svm", "--data", str(small_stream), "-q", *args])
     assert res.exit_code == 2 and flag in res.output
+
+
+@pytest.mark.parametrize("kind", ["svm", "softmax"])
+@pytest.mark.parametrize("preprocess", ["mean,normalize", "none"])
+def test_augment_flip_trains_on_mirrors_before_the_chain(runner, small_stream, tmp_path, monkeypatch, kind,
+                                                        preprocess):
+    import imgclf.preprocessing_chain as chain_mod
+    from imgclf import storage
+
+    seen = []
+    fit_chain = chain_mod.fit_chain
+    monkeypatch.setattr(chain_mod, "fit_chain", lambda t, ds, *a, **k: seen.append(ds) or fit_chain(t, ds, *a, **k))
+    out = tmp_path / "m.npz"
+    res = runner.invoke(cli, ["train", kind, "--data", str(small_stream), *FAST, "--preprocess", preprocess,
+                              "--augment", "flip", "--json", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    res = json.loads(res.output)
+    # 120 training images + their 120 mirrors; validation and test are left alone
+    assert res["n_train"] == 240 and res["n_eval"] == 30 and res["augmentation"] == "flip"
+    assert res["hyperparameters"]["augment"] == "flip"
+    if preprocess != "none":  # the chain saw the mirrors (fitted on and transforming 2N rows)
+        train = seen[0].get("train")
+        assert len(train) == 240 and len(seen[0].get("val")) == 30
+        np.testing.assert_array_equal(train.X[120:], train.X[:120, :, ::-1])
+        assert res["accuracy"] > 0.9  # (FAST's --lr suits the normalised pixels only)
+    bundle = storage.load_model(out)
+    assert bundle.model.augment == "flip" and bundle.extra["n_train"] == 240
+
+
+def test_augment_flip_needs_images(runner, tmp_path):
+    from imgclf import storage
+    from imgclf.datasets.base import Dataset, Split
+
+    rows = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+    ds = Dataset({"train": Split(rows[:30], np.arange(30) % 2), "test": Split(rows[30:], np.arange(10) % 2)},
+                 ["a", "b"], (1, 1, 6), [], "rows")
+    path = tmp_path / "rows.npz"
+    storage.write_stream(ds, path)
+    res = runner.invoke(cli, ["train", "svm", "--data", str(path), "--preprocess", "none", "-q", "--augment", "flip"])
+    assert res.exit_code == 2
+    assert "--augment: horizontal mirrors need images" in res.output and "Traceback" not in res.output
+    res = runner.invoke(cli, ["train", "svm", "--data", str(path), "-q", "--augment", "crop:4"])
+    assert res.exit_code == 2 and "--augment" in res.output
