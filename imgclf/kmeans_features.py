@@ -27,7 +27,7 @@ from .preprocessing import Transform, Whitening, _check_int
 
 _ZCA_ARRAYS = ("mean_", "components_", "explained_variance_", "explained_variance_ratio_")
 _BLOCK_BYTES = 4 * 2**20  # patches + whitened patches per block and thread (about 6 images)
-# Centroid products per chunk of patch rows (640 rows at K = 1600, 256 at K = 4000), read back by the
+# Centroid products per chunk of patch rows (648 rows at K = 1600, 256 at K = 4000), read back by the
 # triangle pass from this core's cache right after the GEMM wrote them. A whole block's product (28 MB per
 # thread) ran 1.2x slower; chunks that fit the 1 MiB L2 (64 rows) lost more in the GEMM (small M, the
 # centroids repacked on every call) than they gained. docs/features.md has the measurements.

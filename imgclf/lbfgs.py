@@ -55,7 +55,6 @@ class LinearObjective:
         # Interleaved, so the shares stay balanced whatever the block count.
         self.shares = [starts[s::SHARES] for s in range(SHARES)]
         self.workers = max(1, min(workers or blas_thread_count(), SHARES))
-        self.evaluations = 0
 
     def unpack(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """float32 (W (D, C), b (C,)) from the optimiser's vector."""
@@ -78,7 +77,6 @@ class LinearObjective:
 
         with blas_threads(1):  # also when one worker runs inline: the same one-thread GEMMs as the others
             run_on_threads(self.workers, work)
-        self.evaluations += 1
         grad_W, grad_b = dW[0], db[0]
         for s in range(1, SHARES):  # in share order: the sum does not depend on which thread finished first
             grad_W += dW[s]

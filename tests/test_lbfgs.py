@@ -102,12 +102,15 @@ def test_objective_matches_naive_loops(rng, cls, params):
     np.testing.assert_allclose(g[:15].reshape(5, 3), ref_g[:-1] - np.outer(centre, ref_gb), rtol=1e-4, atol=1e-5)
 
 
-def test_objective_is_bit_identical_for_any_thread_count(rng):
+def test_objective_is_bit_identical_for_any_thread_count(rng, monkeypatch):
     X = rng.standard_normal((3000, 300)).astype(np.float32)
     y = rng.integers(0, 10, 3000)
     model = LinearSVM(**L2SVM)
     w = 0.01 * rng.standard_normal(300 * 10 + 10)
-    results = [lbfgs.LinearObjective(X, y, 10, model._data_loss, 0.01, workers=k)(w) for k in (1, 2, 4, 2)]
+    monkeypatch.setattr(lbfgs, "_BLOCK_BYTES", 4 * 300 * 100)  # 100-row blocks: every share holds several
+    objectives = [lbfgs.LinearObjective(X, y, 10, model._data_loss, 0.01, workers=k) for k in (1, 2, 4, 2)]
+    assert all(len(share) > 1 for share in objectives[0].shares)
+    results = [objective(w) for objective in objectives]
     for f, g in results[1:]:
         assert f == results[0][0]
         np.testing.assert_array_equal(g, results[0][1])
