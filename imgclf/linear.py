@@ -365,6 +365,7 @@ class LinearClassifier(TrainedClassifier):
     def from_arrays(cls, params: dict, arrays: dict[str, np.ndarray]):
         params, learned = cls._split_file_params(params)
         model = cls(**params)
+        model._check_params()  # a hand-edited file's hyperparameters are refused as the nets' are
         needed = ["W", "classes"] + ([] if model.bias_trick else ["b"])
         missing = [k for k in needed if k not in arrays]
         if missing:

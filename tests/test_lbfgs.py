@@ -210,3 +210,11 @@ def test_lbfgs_model_round_trips(cls, params):
     np.testing.assert_array_equal(back.decision_function(X), model.decision_function(X))
     old = {k: v for k, v in file_params.items() if k not in ("solver", "multiclass")}  # an older model file
     assert cls.from_arrays(old, arrays).get_params()["solver"] == "sgd"
+
+
+@pytest.mark.parametrize("field,value", [("solver", "evil"), ("multiclass", 7), ("augment", "rot90"), ("iters", -3)])
+def test_hand_edited_model_file_hyperparameters_are_refused(field, value):
+    X, y = _data(90)
+    file_params, arrays = LinearSVM(solver="lbfgs", **L2SVM).fit(X, y).to_arrays()
+    with pytest.raises(UsageError, match=field):
+        LinearSVM.from_arrays({**file_params, field: value}, arrays)
