@@ -182,12 +182,16 @@ def fit_chain(transforms: list[Transform], dataset: Dataset, on_fit=None) -> Dat
 
 def _apply_step(t: Transform, X: np.ndarray, given: list[np.ndarray]) -> np.ndarray:
     """t.transform(X), written over X when the chain made X (it shares no memory with the `given`
-    input arrays) and the step can: standardize on 16000 k-means features then needs no second copy."""
+    input arrays) and the step can: standardize on 16000 k-means features then needs no second copy.
+
+    X is checked once (`_check_input`, what `transform` does first), then goes to the in-place or the
+    copying path unchecked: a second check would scan every value for NaN/inf again."""
+    X = t._check_input(X)
     if not any(np.may_share_memory(X, g) for g in given):
-        out = t._transform_inplace(t._check_input(X))
+        out = t._transform_inplace(X)
         if out is not None:
             return out
-    return t.transform(X)
+    return t._transform(X)
 
 
 def apply_to_dataset(chain: list[Transform], dataset: Dataset) -> Dataset:

@@ -175,6 +175,36 @@ def test_chain_standardizes_its_own_arrays_in_place(monkeypatch):
     assert len(made) == 1 and Y is made[0]
 
 
+def test_chain_checks_each_step_input_once(monkeypatch):
+    """_apply_step checks its input once (not again inside transform), on the in-place and the copying
+    path alike, and the check still refuses what it refused: NaN, a wrong shape."""
+    from imgclf.datasets.base import Dataset, Split
+    from imgclf.preprocessing import Transform
+    from imgclf.preprocessing_chain import _apply_step, fit_chain
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(3, 2, size=(30, 5)).astype(np.float32)
+    ds = Dataset({"train": Split(X, np.zeros(30, dtype=np.int64))}, ["a"], (1, 1, 5))
+    calls = []
+    original = Transform._check_input
+    monkeypatch.setattr(Transform, "_check_input", lambda self, A: calls.append(self.kind) or original(self, A))
+    # mean copies the caller's data, normalize copies the chain's own (no in-place form), standardize
+    # writes over it
+    out = fit_chain(parse_chain_spec("mean,normalize,standardize"), ds)
+    assert calls == ["mean", "normalize", "standardize"]
+    calls.clear()
+    Y = apply_chain(out.transforms, X)
+    assert calls == ["mean", "normalize", "standardize"]
+    np.testing.assert_array_equal(Y, out.get("train").X)
+    bad = X.copy()
+    bad[3, 2] = np.nan
+    for given in ([bad], []):  # the copying path (caller's data) and the in-place path (the chain's own)
+        with pytest.raises(DataError, match="NaN"):
+            _apply_step(out.transforms[2], bad.copy(), given)
+        with pytest.raises(DataError, match="shape"):
+            _apply_step(out.transforms[2], X[:, :4].copy(), given)
+
+
 def test_standardization_and_spec_errors():
     rng = np.random.default_rng(0)
     X = rng.normal(5, 3, size=(200, 4)).astype(np.float32)
