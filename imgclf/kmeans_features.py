@@ -72,7 +72,11 @@ class KMeansFeatures(Transform):
         if X.ndim != 4:
             raise UsageError(f"kmeans features need images (N, H, W, C), got data of shape {X.shape} "
                              "(put kmeans first in the chain, on raw pixels)")
-        _check_int("patch", self.patch, 2, min(X.shape[1:3]), " (the image side)")
+        self._check_params(X.shape[1:])
+
+    def _check_params(self, image_shape) -> None:
+        """The hyperparameters' checks for images of `image_shape` (H, W, C): at fit, and on load."""
+        _check_int("patch", self.patch, 2, min(image_shape[:2]), " (the image side)")
         _check_int("stride", self.stride, 1)
         _check_int("centroids", self.centroids, 1)
         _check_int("patches", self.patches, 2)
@@ -119,6 +123,13 @@ class KMeansFeatures(Transform):
 
     def _check_state(self):
         shape = tuple(self.input_shape_)
+        if len(shape) == 3:
+            # a hand-edited file's hyperparameters are refused as a fit would refuse them (init is not
+            # used by transform, stride=0 would divide by zero in it, a negative eps give NaN features)
+            try:
+                self._check_params(shape)
+            except UsageError as exc:
+                raise DataError(f"stored kmeans transform has a bad hyperparameter: {exc}") from None
         d = self.patch * self.patch * (shape[-1] if len(shape) == 3 else 0)
         c = self.centroids_
         if len(shape) != 3 or c.ndim != 2 or c.shape[1] != d or c.shape[0] != self.centroids \

@@ -107,6 +107,36 @@ def test_train_seed_reaches_the_kmeans_step(runner, stream16, tmp_path):
     assert rows.init == "rows" and not np.array_equal(rows.centroids_, a.centroids_)
 
 
+@pytest.mark.parametrize("field,value", [("init", "bogus"), ("stride", 0), ("zca_eps", -1.0), ("iterations", 0)])
+def test_hand_edited_kmeans_hyperparameters_are_a_malformed_model_file(runner, stream16, tmp_path, field, value):
+    """A model file whose kmeans step has a bad hyperparameter is refused on load (exit 2), as a fit would
+    refuse it, also those transform never reads (init) or that would only fail inside it (stride=0)."""
+    from imgclf.errors import ModelFileError
+    from imgclf.io import npzfile
+
+    model = tmp_path / "svm.npz"
+    _run(runner, ["train", "svm", "--data", str(stream16), "--preprocess", f"{KMEANS_SPEC},standardize:0.01",
+                  "--epochs", "1", "-o", str(model), "-q"])
+    meta, arrays = npzfile.read(model)
+    assert meta["transforms"][0]["kind"] == "kmeans" and meta["transforms"][0]["params"]["init"] == "gaussian"
+    meta["transforms"][0]["params"][field] = value
+    edited = tmp_path / "edited.npz"
+    npzfile.write(edited, arrays, meta)
+    with pytest.raises(ModelFileError, match=f"malformed model file.*{field}"):
+        load_model(edited)
+    res = runner.invoke(cli, ["evaluate", "-m", str(edited), "--data", str(stream16), "-q"])
+    assert res.exit_code == 2 and "malformed model file" in res.output and field in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+    # the same edit in a pipeline stream's chain is refused as malformed data
+    feats = tmp_path / "km.npz"
+    _run(runner, ["preprocess", "kmeans", "--data", str(stream16), *KMEANS, "-o", str(feats), "-q"])
+    meta, arrays = npzfile.read(feats)
+    meta["transforms"][0]["params"][field] = value
+    npzfile.write(feats, arrays, meta)
+    res = runner.invoke(cli, ["knn", "--data", str(feats), "-q"])
+    assert res.exit_code == 2 and "stored kmeans transform" in res.output and field in res.output
+
+
 def test_preprocess_kmeans_options_show_the_library_defaults():
     import inspect
 
