@@ -224,7 +224,9 @@ def load_training_data(ctx: click.Context, preprocess_spec, *, seed: int, quiet:
     --seed seeds the chain's random steps too (k-means features), unless the spec gives them a seed.
     `mirror`: append the horizontal mirrors of the training images before the chain (features of a mirror
     image are not a permutation of the original's), so the chain is fitted on, and transforms, 2N rows;
-    the standardisation the model's rows get is then that of the rows it trains on."""
+    the standardisation the model's rows get is then that of the rows it trains on. Data that arrives
+    already preprocessed (a stream or .npz whose chain is not empty) is refused with `mirror`: its mirrors
+    would be those of transformed images or of feature rows, not of the images."""
     from imgclf.datasets.base import Dataset, Split
     from imgclf.errors import UsageError
     from imgclf.mirror import append_mirrors
@@ -236,6 +238,12 @@ def load_training_data(ctx: click.Context, preprocess_spec, *, seed: int, quiet:
     if not ds.has("train"):
         raise UsageError("the data has no training split to fit on")
     if mirror:
+        if ds.transforms:
+            steps = " -> ".join(t.kind for t in ds.transforms)
+            raise UsageError(f"augment flip: the data was already preprocessed by {steps}; mirror the images "
+                             "before preprocessing: give the raw images and the steps with --preprocess (a mirrored "
+                             "preprocessed image is not the preprocessed mirror image, and feature rows have no "
+                             "left and right)", param="augment")
         X, y, _ = append_mirrors(ds.splits["train"].X, ds.splits["train"].y, param="augment")
         ds = Dataset({**ds.splits, "train": Split(X, y)}, ds.classes, ds.image_shape, ds.transforms, ds.name,
                      ds.report)

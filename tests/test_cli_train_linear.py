@@ -171,6 +171,35 @@ def test_augment_flip_trains_on_mirrors_before_the_chain(runner, small_stream, t
     assert bundle.model.augment == "flip" and bundle.extra["n_train"] == 240
 
 
+@pytest.mark.parametrize("kind", ["svm", "softmax"])
+def test_augment_flip_refuses_data_already_preprocessed(runner, small_stream, tmp_path, kind):
+    """Mirrors go in before the chain: a piped stream or .npz that carries a chain (from `imgclf preprocess`)
+    is a usage error naming --augment and the chain; raw images, piped or not, train with their mirrors."""
+    piped = runner.invoke(cli, ["preprocess", "mean", "--data", str(small_stream), "-q"])
+    assert piped.exit_code == 0
+    both = tmp_path / "mean_normalize.npz"
+    res = runner.invoke(cli, ["preprocess", "normalize", "--data", "-", "-q", "-o", str(both)],
+                        input=piped.stdout_bytes)
+    assert res.exit_code == 0, res.output
+    for data, stdin, chain in (("-", piped.stdout_bytes, "mean"), (str(both), None, "mean -> normalize")):
+        for preprocess in ("none", "normalize"):
+            res = runner.invoke(cli, ["train", kind, "--data", data, *FAST, "--preprocess", preprocess,
+                                      "--augment", "flip"], input=stdin)
+            assert res.exit_code == 2, res.output
+            lines = res.output.strip().splitlines()
+            assert len(lines) == 1 and "Traceback" not in res.output
+            assert lines[0].startswith("Error: --augment flip: the data was already preprocessed by " + chain + ";")
+            assert "mirror the images before preprocessing" in lines[0]
+    # the same data without --augment trains; raw images piped in train with their mirrors
+    res = runner.invoke(cli, ["train", kind, "--data", str(both), *FAST, "--preprocess", "none"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(cli, ["train", kind, "--data", "-", *FAST, "--augment", "flip", "--json"],
+                        input=small_stream.read_bytes())
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["n_train"] == 240 and out["augmentation"] == "flip" and out["accuracy"] > 0.9
+
+
 def test_augment_flip_needs_images(runner, tmp_path):
     from imgclf import storage
     from imgclf.datasets.base import Dataset, Split

@@ -46,7 +46,8 @@ def common_options(kind: str):
             click.option("--augment", type=click.Choice(["none", "flip"]), default=d["augment"] or "none",
                          show_default=True,
                          help="flip: add the horizontal mirror of every training image (2N rows) before "
-                              "--preprocess; validation and test data are never augmented. Image data only."),
+                              "--preprocess; validation and test data are never augmented. Raw images only: "
+                              "data already preprocessed (a stream from imgclf preprocess) is refused."),
             click.option("--preprocess", "preprocess_spec", default="mean", show_default=True, metavar="CHAIN",
                          help="Preprocessing fitted on the training split and stored in the model, e.g. "
                               "mean, mean,normalize, or none."),
