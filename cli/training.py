@@ -356,9 +356,14 @@ def save_curves(result, path, title: str = "") -> None:
     save_png(stack([top, bottom]), path)
 
 
-def report_result(ctx, model, ds, result, *, output, seed, as_json, quiet, t0, name):
+def report_result(ctx, model, ds, result, *, output, seed, as_json, quiet, t0, name, augmentation=None):
     """Score on test (else val, else train), save with -o, print the table or JSON. Shared by every
-    Solver-trained kind; `result` (the Solver's TrainResult) may be None when there is no checkpoint to name."""
+    Solver-trained kind; `result` (the Solver's TrainResult) may be None when there is no checkpoint to name.
+
+    `augmentation`: what the command itself did to the training images before the chain (`train svm
+    --augment flip`: {"kind": "flip", "before_chain": True, "n_images": N}), kept in the model file's
+    metadata (`extra["augmentation"]`) since the model, fitted on the chain's output, did not augment;
+    None: the model's own augmentation (`augment_`, the nets') is what is reported."""
     import time
 
     from imgclf import storage
@@ -373,9 +378,11 @@ def report_result(ctx, model, ds, result, *, output, seed, as_json, quiet, t0, n
     seconds = time.perf_counter() - t0
     train = ds.get("train")
     if output:
+        extra = {"trained_on": ds.name, "n_train": len(train), "stopped": model.stopped_}
+        if augmentation:
+            extra["augmentation"] = augmentation
         bundle = modelfile.ModelBundle(model, list(ds.classes), tuple(ds.image_shape), list(ds.transforms),
-                                       model.history_, seed, {"trained_on": ds.name, "n_train": len(train),
-                                                              "stopped": model.stopped_})
+                                       model.history_, seed, extra)
         storage.save_model(bundle, output)
         rep.log(f"saved the epoch-{model.best_epoch_} weights to {output}")
     best = model.history_[model.best_epoch_ - 1] if model.best_epoch_ else {}
@@ -394,7 +401,7 @@ def report_result(ctx, model, ds, result, *, output, seed, as_json, quiet, t0, n
         "checkpoint": getattr(result, "checkpoint", None),
         "preprocess": [t.describe() for t in ds.transforms],
         "hyperparameters": model.get_params(),
-        "augmentation": getattr(model, "augment_", None),
+        "augmentation": augmentation["kind"] if augmentation else getattr(model, "augment_", None),
         "history": model.history_,
     }
     if as_json:

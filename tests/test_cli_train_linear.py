@@ -161,14 +161,15 @@ def test_augment_flip_trains_on_mirrors_before_the_chain(runner, small_stream, t
     res = json.loads(res.output)
     # 120 training images + their 120 mirrors; validation and test are left alone
     assert res["n_train"] == 240 and res["n_eval"] == 30 and res["augmentation"] == "flip"
-    assert res["hyperparameters"]["augment"] == "flip"
+    assert res["hyperparameters"]["augment"] is None  # the estimator did not mirror: the command did
     if preprocess != "none":  # the chain saw the mirrors (fitted on and transforming 2N rows)
         train = seen[0].get("train")
         assert len(train) == 240 and len(seen[0].get("val")) == 30
         np.testing.assert_array_equal(train.X[120:], train.X[:120, :, ::-1])
         assert res["accuracy"] > 0.9  # (FAST's --lr suits the normalised pixels only)
     bundle = storage.load_model(out)
-    assert bundle.model.augment == "flip" and bundle.extra["n_train"] == 240
+    assert bundle.model.augment is None and bundle.extra["n_train"] == 240
+    assert bundle.extra["augmentation"] == {"kind": "flip", "before_chain": True, "n_images": 120}
 
 
 @pytest.mark.parametrize("kind", ["svm", "softmax"])
@@ -198,6 +199,33 @@ def test_augment_flip_refuses_data_already_preprocessed(runner, small_stream, tm
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert out["n_train"] == 240 and out["augmentation"] == "flip" and out["accuracy"] > 0.9
+
+
+@pytest.mark.parametrize("kind", ["svm", "softmax"])
+def test_augment_flip_model_file_tells_the_mirrors_went_in_before_the_chain(runner, small_stream, tmp_path, kind):
+    """The estimator in the file was fitted on the chain's output with augment=None (refitting it on features
+    mirrors nothing); the file's metadata says the training images were mirrored before the chain."""
+    from imgclf import storage
+
+    out = tmp_path / "flip.npz"
+    _train(runner, kind, small_stream, "--augment", "flip", "-o", str(out))
+    bundle = storage.load_model(out)
+    assert bundle.model.augment is None and bundle.model.get_params()["augment"] is None
+    assert bundle.extra["augmentation"] == {"kind": "flip", "before_chain": True, "n_images": 120}
+    assert bundle.extra["n_train"] == 240 and [t.kind for t in bundle.chain] == ["mean", "normalize"]
+    # a Python user refitting the loaded estimator's settings on the chain's features: no mirrors of rows
+    ds = storage.read_stream(small_stream)
+    features = bundle.features(ds.get("train").X)
+    refit = type(bundle.model)(**bundle.model.get_params()).fit(features, ds.get("train").y)
+    assert refit.augment_ is None and refit.score(bundle.features(ds.get("test").X), ds.get("test").y) > 0.9
+    # evaluate reads it back, its n_train the rows the model trained on
+    res = runner.invoke(cli, ["evaluate", "-m", str(out), "--data", str(small_stream), "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["n_train"] == 240
+    # without --augment the metadata has no augmentation entry
+    plain = tmp_path / "plain.npz"
+    _train(runner, kind, small_stream, "-o", str(plain))
+    assert "augmentation" not in storage.load_model(plain).extra
 
 
 def test_augment_flip_needs_images(runner, tmp_path):

@@ -76,7 +76,8 @@ def run(ctx, kind, model_params, *, preprocess_spec, output, seed, as_json, quie
     augment = None if augment in (None, "none") else augment
     cls = LinearSVM if kind == "svm" else SoftmaxClassifier
     # The mirrors go in before the --preprocess chain (imgclf.mirror), so here rather than in the model's
-    # fit, which sees the chain's output; the model records augment once trained.
+    # fit, which sees the chain's output: the estimator is fitted (and saved) with augment=None, and the
+    # model file's metadata records that the training images were mirrored before the chain.
     ds = load_training_data(ctx, preprocess_spec, seed=seed, quiet=quiet, mirror=augment == "flip", data=data,
                             n_train=n_train, n_test=n_test, val=val, size=size, color=color)
     train = ds.get("train")
@@ -108,11 +109,11 @@ def run(ctx, kind, model_params, *, preprocess_spec, output, seed, as_json, quie
 
         model.fit(train.X, train.y, valid.X if valid is not None else None,
                   valid.y if valid is not None else None, callback=callback)
-    model.set_params(augment=augment)
-    model.augment_ = augment
     if model.stopped_:
         rep.notice(f"training stopped early: {model.stopped_}")
-    report_result(ctx, model, ds, None, output=output, seed=seed, as_json=as_json, quiet=quiet, t0=t0, name=kind)
+    mirrored = {"kind": augment, "before_chain": True, "n_images": len(train) // 2} if augment else None
+    report_result(ctx, model, ds, None, output=output, seed=seed, as_json=as_json, quiet=quiet, t0=t0, name=kind,
+                  augmentation=mirrored)
 
 
 @click.command()
