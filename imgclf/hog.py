@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import DataError, UsageError
 from .preprocessing import Transform, _check_int
 
 
@@ -28,22 +28,37 @@ class HOG(Transform):
         self.signed = signed
 
     def _validate_params(self, X):
-        from .kernels.features import NORMS
-
         if X.ndim != 4 or X.shape[-1] not in (1, 3):
             raise UsageError(f"hog needs images (N, H, W, C) with 1 or 3 channels, got data of shape {X.shape} "
                              "(put hog first in the chain, on pixels)")
-        _check_int("cell", self.cell, 1, min(X.shape[1:3]), " (the image side)")
+        self._check_params(X.shape[1:])
+
+    def _check_params(self, image_shape) -> None:
+        """The hyperparameters' checks for images of `image_shape` (H, W, C): at fit, and on load."""
+        from .kernels.features import NORMS
+
+        _check_int("cell", self.cell, 1, min(image_shape[:2]), " (the image side)")
         _check_int("bins", self.bins, 2, 360)
         if self.norm not in NORMS:
             raise UsageError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
-        cells = min(X.shape[1], X.shape[2]) // self.cell
+        cells = min(image_shape[0], image_shape[1]) // self.cell
         _check_int("block", self.block, 1, cells, f" (the cells across the image: {cells})")
         if not isinstance(self.signed, (bool, np.bool_)):
             raise UsageError(f"signed must be True or False, got {self.signed!r}")
 
     def _fit(self, X):
         pass
+
+    def _check_state(self):
+        # a hand-edited file's hyperparameters are refused as a fit would refuse them (cell=0 divided by
+        # zero in transform, an unknown norm failed there with a KeyError)
+        shape = tuple(self.input_shape_)
+        try:
+            if len(shape) != 3 or shape[-1] not in (1, 3):
+                raise UsageError(f"input_shape_ must be (H, W, 1 or 3), got {shape}")
+            self._check_params(shape)
+        except UsageError as exc:
+            raise DataError(f"stored hog transform has a bad hyperparameter: {exc}") from None
 
     def _cells(self) -> tuple[int, int]:
         return self.input_shape_[0] // self.cell, self.input_shape_[1] // self.cell

@@ -137,6 +137,29 @@ def test_hand_edited_kmeans_hyperparameters_are_a_malformed_model_file(runner, s
     assert res.exit_code == 2 and "stored kmeans transform" in res.output and field in res.output
 
 
+@pytest.mark.parametrize("part,field,value", [(0, "norm", "bogus"), (0, "cell", 0), (0, "signed", "yes"),
+                                              (1, "bins", 0), (1, "space", "rgb")])
+def test_hand_edited_hog_colorhist_hyperparameters_are_a_malformed_model_file(runner, stream16, tmp_path, part,
+                                                                              field, value):
+    """hog and colorhist parameters are checked on load as at fit: colorhist bins=0 used to make its kernel
+    write outside the output array (heap corruption, abort), hog cell=0 divided by zero in transform."""
+    from imgclf.errors import ModelFileError
+    from imgclf.io import npzfile
+
+    model = tmp_path / "svm.npz"
+    _run(runner, ["train", "svm", "--data", str(stream16), "--preprocess", "hog:cell=4+colorhist:bins=8,standardize",
+                  "--epochs", "1", "-o", str(model), "-q"])
+    meta, arrays = npzfile.read(model)
+    assert meta["transforms"][0]["kind"] == "union"
+    meta["transforms"][0]["params"]["parts"][part]["params"][field] = value
+    edited = tmp_path / "edited.npz"
+    npzfile.write(edited, arrays, meta)
+    with pytest.raises(ModelFileError, match=f"malformed model file.*{field}"):
+        load_model(edited)
+    res = runner.invoke(cli, ["evaluate", "-m", str(edited), "--data", str(stream16), "-q"])
+    assert res.exit_code == 2 and "malformed model file" in res.output and field in res.output
+
+
 def test_preprocess_kmeans_options_show_the_library_defaults():
     import inspect
 
