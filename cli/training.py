@@ -89,6 +89,20 @@ def _class_weight(ctx, param, value):
     return weights
 
 
+def _lookahead(ctx, param, value):
+    """--lookahead K:ALPHA, checked before any data is loaded (the library's rules)."""
+    if value in (None, "", "none"):
+        return None
+    from imgclf.errors import UsageError
+    from imgclf.nn.optim import parse_lookahead
+
+    try:
+        parse_lookahead(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
 def class_weight_option(func):
     return click.option("--class-weight", callback=_class_weight, default=None, metavar="balanced|C=W,...",
                         help="Weigh the loss of each class: balanced (n / (classes x count), for imbalanced "
@@ -158,7 +172,7 @@ def training_options(kind: str):
                          help="Keep a moving average of the weights with this decay per step (e.g. 0.999); it is "
                               "what is evaluated, kept and saved."),
             click.option("--lookahead", default=d.get("lookahead") or "none", show_default=True, metavar="K:ALPHA",
-                         callback=lambda ctx, param, value: None if value in (None, "", "none") else value,
+                         callback=_lookahead,
                          help="Lookahead around the update rule: after every K steps the slow weights move ALPHA "
                               "of the way to the live ones, which restart from them (e.g. 5:0.5); none: off."),
             click.option("--patience", type=click.IntRange(min=1), default=None,
