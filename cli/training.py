@@ -6,7 +6,7 @@ A model used here follows the NeuralNet contract: `fit(X, y, X_val, y_val, *, ca
 keep_checkpoints, resume, log, stop_signal, checkpoint_extra)` passing them to imgclf.nn.solver.Solver, and afterwards `result_` (the
 Solver's TrainResult), `history_`, `stopped_`, `best_epoch_`. Its constructor takes the training
 hyperparameters `optim, lr, optim_options, lr_schedule, reg, epochs, batch_size, augment, patience,
-label_smoothing, ema`
+label_smoothing, ema, lookahead`
 (what `training_params(**options)` returns).
 """
 
@@ -29,7 +29,7 @@ _OPTIM_SETTINGS = {
 OPTIMISERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 
 TRAINING_KEYS = ("optim", "lr", "lr_schedule", "reg", "epochs", "batch_size", "augment", "patience", "class_weight",
-                 "label_smoothing", "ema")
+                 "label_smoothing", "ema", "lookahead")
 RUN_KEYS = ("momentum", "beta1", "beta2", "decay_rate", "epsilon", "checkpoint_dir", "keep_checkpoints", "resume",
             "log_file", "plot")
 
@@ -89,6 +89,20 @@ def _class_weight(ctx, param, value):
     return weights
 
 
+def _lookahead(ctx, param, value):
+    """--lookahead K:ALPHA, checked before any data is loaded (the library's rules)."""
+    if value in (None, "", "none"):
+        return None
+    from imgclf.errors import UsageError
+    from imgclf.nn.optim import parse_lookahead
+
+    try:
+        parse_lookahead(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
 def class_weight_option(func):
     return click.option("--class-weight", callback=_class_weight, default=None, metavar="balanced|C=W,...",
                         help="Weigh the loss of each class: balanced (n / (classes x count), for imbalanced "
@@ -146,7 +160,9 @@ def training_options(kind: str):
             click.option("--batch-size", type=click.IntRange(min=1), default=d["batch_size"], show_default=True,
                          help="Examples per step."),
             click.option("--augment", default=d["augment"] or "none", show_default=True, metavar="SPEC",
-                         help="Training-time augmentation of image data: flip, crop:PAD, e.g. flip,crop:4; none; "
+                         help="Training-time augmentation of image data: flip, flip:alt (alternating: each "
+                              "image flipped at random in the first epoch, then the other way each epoch), "
+                              "crop:PAD, e.g. flip,crop:4 or flip:alt,crop:4; none; "
                               "auto = the kind's choice for colour images, none for grayscale (digits) or "
                               "feature vectors."),
             click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True),
@@ -155,6 +171,10 @@ def training_options(kind: str):
             click.option("--ema", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=d.get("ema"),
                          help="Keep a moving average of the weights with this decay per step (e.g. 0.999); it is "
                               "what is evaluated, kept and saved."),
+            click.option("--lookahead", default=d.get("lookahead") or "none", show_default=True, metavar="K:ALPHA",
+                         callback=_lookahead,
+                         help="Lookahead around the update rule: after every K steps the slow weights move ALPHA "
+                              "of the way to the live ones, which restart from them (e.g. 5:0.5); none: off."),
             click.option("--patience", type=click.IntRange(min=1), default=None,
                          help="Stop when val accuracy has not improved for this many epochs."),
             class_weight_option,
@@ -180,7 +200,7 @@ def training_options(kind: str):
 
 def training_params(optim, lr, lr_schedule, reg, epochs, batch_size, augment, patience, class_weight=None,
                     momentum=None, beta1=None, beta2=None, decay_rate=None, epsilon=None, label_smoothing=0.0, ema=None,
-                    **_):
+                    lookahead=None, **_):
     """The model's training hyperparameters from the shared options; settings of other optimisers
     than the chosen one are refused rather than silently ignored."""
     given = {"momentum": momentum, "beta1": beta1, "beta2": beta2, "decay_rate": decay_rate, "epsilon": epsilon}
@@ -195,7 +215,8 @@ def training_params(optim, lr, lr_schedule, reg, epochs, batch_size, augment, pa
     return {"optim": optim, "lr": lr, "optim_options": options or None,
             "lr_schedule": None if lr_schedule in (None, "", "none") else lr_schedule, "reg": reg, "epochs": epochs,
             "batch_size": batch_size, "augment": None if augment in (None, "", "none") else augment,
-            "patience": patience, "class_weight": class_weight, "label_smoothing": label_smoothing or 0.0, "ema": ema}
+            "patience": patience, "class_weight": class_weight, "label_smoothing": label_smoothing or 0.0, "ema": ema,
+            "lookahead": None if lookahead in (None, "", "none") else lookahead}
 
 
 def model_settings(ctx: click.Context, options: dict, arch: dict, preprocess_spec, seed):

@@ -203,6 +203,54 @@ def flip_crop_naive(X, flip, dy, dx, pad):
     return out
 
 
+
+def alternating_flips_naive(n, epoch_batches, drawn):
+    """airbench's alternating flips by the definition, epoch by epoch: `epoch_batches[e]` lists the
+    batches (training rows) of epoch e and `drawn[e][b]` the coin flips batch b drew (< 0.5 as bools).
+    Epoch 0 flips a row by its coin; every later epoch flips each row exactly when the epoch before did
+    not (a row no batch of epoch 0 drew was not flipped in it). Returns, per epoch and batch, the flags."""
+    previous = [False] * n
+    out = []
+    for e, batches in enumerate(epoch_batches):
+        if e == 0:
+            current = [False] * n
+            for rows, coins in zip(batches, drawn[0]):
+                for row, coin in zip(rows, coins):
+                    current[int(row)] = bool(coin)
+        else:
+            current = [not f for f in previous]
+        out.append([[current[int(row)] for row in rows] for rows in batches])
+        previous = current
+    return out
+
+
+def lookahead_naive(w0, grad, steps, lr, k, alpha, momentum=0.0, ema=None):
+    """Lookahead (Zhang et al. 2019) around SGD or momentum (v = mu v - lr g; w += v) by the paper's
+    algorithm, in float64 one value at a time: fast weights take k inner steps, then slow += alpha (fast -
+    slow) and fast restarts from slow; the inner rule's velocity carries on. `grad(w)` is the gradient.
+    With `ema` also the weight average of imgclf's Solver (decay min(ema, (1+t)/(10+t)) after step t) of
+    the weights after each step. Returns (fast weights after each step, slow, average)."""
+    fast = [float(v) for v in w0]
+    slow = list(fast)
+    vel = [0.0] * len(fast)
+    avg = list(fast)
+    trace = []
+    for t in range(steps):
+        g = [float(v) for v in grad(np.array(fast))]
+        for i in range(len(fast)):
+            vel[i] = momentum * vel[i] - lr * g[i]
+            fast[i] += vel[i]
+        if (t + 1) % k == 0:
+            for i in range(len(fast)):
+                slow[i] = slow[i] + alpha * (fast[i] - slow[i])
+                fast[i] = slow[i]
+        if ema is not None:
+            d = min(ema, (1.0 + t) / (10.0 + t))
+            avg = [d * a + (1 - d) * f for a, f in zip(avg, fast)]
+        trace.append(list(fast))
+    return np.array(trace), np.array(slow), np.array(avg)
+
+
 # -- k-nearest neighbours (imgclf.kernels.distances, imgclf.kernels.topk, imgclf.neighbors) -------------
 
 def knn_distances_naive(Xq, Y, metric):

@@ -84,6 +84,47 @@ def test_resume_from_a_checkpoint_gives_the_uninterrupted_weights(runner, small_
             np.testing.assert_array_equal(getattr(a, store)[k], v, err_msg=k)
 
 
+
+def test_alternating_flips_and_lookahead_flags_resume_bit_exact_and_load(runner, small_stream, tmp_path):
+    """--augment flip:alt,crop:1 and --lookahead reach the model, are saved in its file (evaluate loads it),
+    and --resume from the first epoch's checkpoint (the flips of epoch 0 and the slow weights mid-cycle in it)
+    gives the uninterrupted run's weights."""
+    args = ["train", "convnet", "--data", str(small_stream), *FAST, "--batchnorm", "--augment", "flip:alt,crop:1",
+            "--lookahead", "4:0.5", "--ema", "0.9", "--seed", "3"]
+    ck, full = tmp_path / "ck", tmp_path / "full.npz"
+    r = runner.invoke(cli, [*args, "--checkpoint-dir", str(ck), "--keep-checkpoints", "0", "-o", str(full), "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["hyperparameters"]["lookahead"] == "4:0.5" and d["hyperparameters"]["augment"] == "flip:alt,crop:1"
+    assert d["augmentation"] == "flip:alt,crop:1"
+    first = sorted(ck.glob("ckpt_epoch001*.npz"))[0]
+    resumed = tmp_path / "resumed.npz"
+    r = runner.invoke(cli, [*args, "--resume", str(first), "-o", str(resumed), "-q"])
+    assert r.exit_code == 0, r.output
+    from imgclf import storage
+
+    a, b = storage.load_model(resumed).model, storage.load_model(full).model
+    assert b.lookahead == "4:0.5" and b.augment == "flip:alt,crop:1"
+    for store in ("params_", "buffers_"):
+        for k, v in getattr(b, store).items():
+            np.testing.assert_array_equal(getattr(a, store)[k], v, err_msg=k)
+    ev = runner.invoke(cli, ["evaluate", "-m", str(full), "--data", str(small_stream), "--json"])
+    assert ev.exit_code == 0, ev.output
+    assert json.loads(ev.stdout)["accuracy"] == pytest.approx(d["accuracy"])
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--lookahead", "0:0.5"], "--lookahead"),
+    (["--lookahead", "5"], "K:ALPHA"),
+    (["--augment", "flip,flip:alt"], "not both"),
+    (["--augment", "flip:sometimes"], "unknown augmentation"),
+])
+def test_bad_alternating_flip_and_lookahead_options_exit_2(runner, small_stream, args, msg):
+    result = runner.invoke(cli, ["train", "convnet", "--data", str(small_stream), *FAST, *args])
+    assert result.exit_code == 2, result.output
+    assert msg in result.output and "Traceback" not in result.output
+
+
 def test_check_commands_know_convnet(runner, small_stream):
     result = runner.invoke(cli, ["check", "grad", "convnet", "--json"])
     assert result.exit_code == 0, result.output

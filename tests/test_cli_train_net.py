@@ -132,9 +132,11 @@ def test_auto_augment_flips_colour_images_only(runner, small_stream, tmp_path):
 
 def test_label_smoothing_and_weight_averaging_options(runner, small_stream):
     result = runner.invoke(cli, ["train", "twolayer", "--data", str(small_stream), "--hidden", "16", "--epochs", "2",
-                                 "--label-smoothing", "0.1", "--ema", "0.9", "--json", "-q"])
+                                 "--label-smoothing", "0.1", "--ema", "0.9", "--lookahead", "3:0.5", "--json", "-q"])
     assert result.exit_code == 0, result.output
     hp = json.loads(result.stdout)["hyperparameters"]
-    assert hp["label_smoothing"] == 0.1 and hp["ema"] == 0.9
+    assert hp["label_smoothing"] == 0.1 and hp["ema"] == 0.9 and hp["lookahead"] == "3:0.5"
+    result = runner.invoke(cli, ["train", "twolayer", "--data", str(small_stream), "--lookahead", "3:2"])
+    assert result.exit_code == 2 and "--lookahead" in result.output
     result = runner.invoke(cli, ["train", "twolayer", "--data", str(small_stream), "--ema", "1"])
     assert result.exit_code == 2

@@ -230,6 +230,70 @@ def test_augment_parse_and_determinism():
         a(X.reshape(2, -1), np.random.default_rng(0))
 
 
+
+def test_alternating_flips_match_the_definition_and_draw_what_flip_draws():
+    """flip:alt against the naive epoch-by-epoch definition (tests/reference.py) over 4 epochs with rows
+    left over each epoch; the Generator is drawn exactly as by `flip`, and epoch 0 is `flip`'s epoch."""
+    from imgclf.nn import augment
+
+    alt, plain = augment.parse("flip:alt"), augment.parse("flip")
+    assert (alt.flip, alt.alternate, alt.spec) == (True, True, "flip:alt")
+    assert augment.parse("crop:2,flip:alt").spec == "flip:alt,crop:2" and plain.new_state(5) is None
+    n, batch = 11, 3
+    X = np.arange(n * 2 * 3, dtype=np.float32).reshape(n, 2, 3, 1)  # no image is its own mirror
+    rng, twin, order_rng = np.random.default_rng(7), np.random.default_rng(7), np.random.default_rng(1)
+    state = alt.new_state(n)
+    assert state.dtype == np.bool_ and not state.any()
+    batches, coins, got = [], [], []
+    for epoch in range(4):
+        order = order_rng.permutation(n)
+        batches.append([order[b * batch:(b + 1) * batch] for b in range(n // batch)])
+        coins.append([])
+        got.append([])
+        for idx in batches[-1]:
+            coins[-1].append(np.random.Generator(_copy_bitgen(rng)).random(len(idx)) < 0.5)  # what it will draw
+            out = alt(X[idx], rng, index=idx, epoch=epoch, state=state)
+            ref = plain(X[idx], twin)
+            assert rng.bit_generator.state == twin.bit_generator.state  # the same numbers drawn
+            if epoch == 0:
+                np.testing.assert_array_equal(out, ref)
+            flags = []
+            for k, row in enumerate(idx):
+                assert np.array_equal(out[k], X[row]) or np.array_equal(out[k], X[row, :, ::-1])
+                flags.append(not np.array_equal(out[k], X[row]))
+            got[-1].append(flags)
+    assert got == reference.alternating_flips_naive(n, batches, coins)
+    # Seen in two consecutive epochs, a row is seen both ways.
+    for e in range(1, 4):
+        before = {int(r): f for rows, fl in zip(batches[e - 1], got[e - 1]) for r, f in zip(rows, fl)}
+        for rows, fl in zip(batches[e], got[e]):
+            assert all(f != before[int(r)] for r, f in zip(rows, fl) if int(r) in before)
+
+
+def _copy_bitgen(rng):
+    bg = np.random.PCG64()
+    bg.state = rng.bit_generator.state
+    return bg
+
+
+def test_alternating_flips_refusals():
+    from imgclf.nn import augment
+
+    alt = augment.parse("flip:alt,crop:1")
+    X = np.zeros((2, 4, 4, 1), np.float32)
+    for bad in ("flip,flip:alt", "flip:alt,flip", "flip:x"):
+        with pytest.raises(UsageError) as exc:
+            augment.parse(bad)
+        assert exc.value.param == "augment"
+    with pytest.raises(UsageError, match="training row") as exc:
+        alt(X, np.random.default_rng(0))  # called like a stateless augmentation
+    assert exc.value.param == "augment"
+    with pytest.raises(UsageError, match="one training row per image"):
+        alt(X, np.random.default_rng(0), index=np.array([0, 5]), epoch=1, state=alt.new_state(3))
+    with pytest.raises(UsageError, match="epoch"):
+        alt(X, np.random.default_rng(0), index=np.array([0, 1]), epoch=-1, state=alt.new_state(3))
+
+
 def test_init_schemes(rng):
     from imgclf.nn import init
 

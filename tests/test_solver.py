@@ -17,6 +17,7 @@ from imgclf.nn.solver import Solver
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import make_images  # noqa: E402
+import reference  # noqa: E402
 
 
 def _data(n=200, seed=0):
@@ -241,3 +242,144 @@ def test_weight_average_is_what_is_scored_and_kept():
         assert not np.array_equal(net.params_[k], live[-1][k])
     with pytest.raises(UsageError, match="ema"):
         Solver(trainee, X.reshape(len(X), -1), y, ema=1.0)
+
+
+# Alternating flips (per-row state across epochs) and lookahead (slow weights), each alone and together
+# with the weight average and the warm-up; 200 rows in batches of 30 leave 20 rows over every epoch.
+ALT = dict(NET, augment="flip:alt,crop:1")
+LOOK = dict(AIRBENCH, lookahead="4:0.5")  # synchronisations at steps 4, 8, ...: not on epoch ends
+BOTH = dict(AIRBENCH, augment="flip:alt,crop:1", lookahead=(4, 0.5))
+
+
+@pytest.mark.parametrize("params", [ALT, LOOK, BOTH], ids=["flip-alt", "lookahead", "both"])
+@pytest.mark.parametrize("stop_at", [3, 9, 6, 8])  # mid-epoch 1 (state half filled), mid-epoch 2, epoch end, on a sync
+def test_resume_is_bit_exact_with_alternating_flips_and_lookahead(tmp_path, params, stop_at):
+    X, y = _data()
+    Xv, yv = _data(40, seed=5)
+    full = NeuralNet(**params).fit(X, y, Xv, yv)
+    first = NeuralNet(**params).fit(X, y, Xv, yv, checkpoint_dir=tmp_path, stop_signal=True,
+                                    callback=_interrupt_at(stop_at))
+    assert first.stopped_ == "interrupted"
+    meta, arrays = read_checkpoint(first.result_.checkpoint)
+    if "alt" in str(params["augment"]):
+        assert arrays["augment_state"].shape == (200,) and arrays["augment_state"].dtype == np.bool_
+    if params.get("lookahead"):
+        assert meta["lookahead"] == [4, 0.5] and "lookahead/W1" in arrays and "lookahead/gamma1" in arrays
+    resumed = NeuralNet(**params).fit(X, y, Xv, yv, resume=first.result_.checkpoint)
+    for k in full.params_:
+        np.testing.assert_array_equal(resumed.params_[k], full.params_[k], err_msg=k)
+    for k in full.buffers_:
+        np.testing.assert_array_equal(resumed.buffers_[k], full.buffers_[k], err_msg=k)
+    assert resumed.result_.loss_history == full.result_.loss_history
+    assert [h["val_acc"] for h in resumed.history_] == [h["val_acc"] for h in full.history_]
+
+
+def test_resume_refuses_another_flip_scheme_or_lookahead(tmp_path):
+    X, y = _data()
+    ckpt = NeuralNet(**{**BOTH, "epochs": 1}).fit(X, y, checkpoint_dir=tmp_path).result_.checkpoint
+    for other, msg in [({"augment": "flip,crop:1"}, "alternating flips"), ({"lookahead": None}, "lookahead"),
+                       ({"lookahead": "4:0.8"}, "lookahead")]:
+        with pytest.raises(ModelFileError, match=msg):
+            NeuralNet(**{**BOTH, **other}).fit(X, y, resume=ckpt)
+    plain = NeuralNet(**{**NET, "epochs": 1}).fit(X, y, checkpoint_dir=tmp_path / "p").result_.checkpoint
+    with pytest.raises(ModelFileError, match="alternating flips"):
+        NeuralNet(**ALT).fit(X, y, resume=plain)
+
+
+def test_alternating_flips_in_the_solver_show_each_row_both_ways():
+    """The Solver passes each batch's training rows and the epoch: a row seen in two consecutive epochs
+    is seen once as it is and once mirrored; `flip` alone has no such pairing."""
+    from imgclf.nn.augment import parse
+
+    X, y = _data()
+    seen = []
+
+    class Spy:
+        def __init__(self, spec):
+            self.inner = parse(spec)
+            self.new_state = self.inner.new_state
+
+        def __call__(self, Xb, rng, **kw):
+            out = self.inner(Xb, rng, **kw)
+            rows = [int(np.flatnonzero((X == Xb[k]).all(axis=(1, 2, 3)))[0]) for k in range(len(Xb))]
+            seen.append((kw.get("epoch"), rows, [not np.array_equal(o, x) for o, x in zip(out, Xb)]))
+            return out
+
+    net = NeuralNet(hidden=(6,))
+    net.classes_ = np.arange(4)
+    trainee = net.initialize(48, 4, np.random.default_rng(0))
+    Solver(trainee, X, y, epochs=4, batch_size=30, augment=Spy("flip:alt"), rng=np.random.default_rng(2)).train()
+    assert [e for e, _, _ in seen] == [e for e in range(4) for _ in range(6)]
+    flips = [{} for _ in range(4)]
+    for e, rows, fl in seen:
+        flips[e].update(zip(rows, fl))
+    pairs = 0
+    for e in range(1, 4):
+        for row, f in flips[e].items():
+            if row in flips[e - 1]:
+                assert f != flips[e - 1][row]
+                pairs += 1
+    assert pairs > 400
+    # Rows epoch 0 never drew count as unflipped there: flipped in epoch 1, unflipped in epoch 2.
+    unseen = set(range(200)) - set(flips[0])
+    assert len(unseen) == 20
+    assert all(flips[1][r] for r in unseen & set(flips[1])) and not any(flips[2][r] for r in unseen & set(flips[2]))
+
+
+class _Quadratic:
+    """A model with loss 0.5 |w - target|^2 whatever the batch: the gradient is w - target."""
+
+    def __init__(self, w0, target):
+        self.params_ = {"w": np.array(w0, np.float64)}
+        self.target = np.asarray(target, np.float64)
+
+    def prepare_batch(self, X):
+        return X
+
+    def loss_and_grads(self, X, y, mode="train", rng=None, l2=True):
+        d = self.params_["w"] - self.target
+        return 0.5 * float(d @ d), {"w": d.copy()}
+
+    def predict_codes(self, X):
+        return np.zeros(len(X), np.int64)
+
+
+@pytest.mark.parametrize("optim, options", [("sgd", {}), ("momentum", {"momentum": 0.8})])
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_lookahead_matches_the_naive_algorithm(optim, options, ema):
+    rng = np.random.default_rng(0)
+    w0, target = rng.normal(size=5), rng.normal(size=5)
+    X, y = np.zeros((40, 1)), np.zeros(40, np.int64)
+    model = _Quadratic(w0, target)
+    trace = []
+    solver = Solver(model, X, y, optim=optim, lr=0.3, optim_options=options, epochs=3, batch_size=4,
+                    lookahead=(3, 0.4), ema=ema,
+                    callback=lambda ev, info: trace.append(model.params_["w"].copy()) if ev == "step" else None)
+    solver.train()
+    ref_trace, ref_slow, ref_avg = reference.lookahead_naive(w0, lambda w: w - target, 30, 0.3, 3, 0.4,
+                                                             options.get("momentum", 0.0), ema)
+    np.testing.assert_allclose(np.array(trace), ref_trace, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(solver.slow_state["w"], ref_slow, rtol=1e-12, atol=1e-14)
+    if ema is not None:  # the average of the weights after each step, lookahead included
+        np.testing.assert_allclose(solver.ema_state["w"], ref_avg, rtol=1e-12, atol=1e-14)
+    # Lookahead off and k=1, alpha=1 are the plain update rule.
+    plain, same = _Quadratic(w0, target), _Quadratic(w0, target)
+    Solver(plain, X, y, optim=optim, lr=0.3, optim_options=options, epochs=3, batch_size=4).train()
+    Solver(same, X, y, optim=optim, lr=0.3, optim_options=options, epochs=3, batch_size=4, lookahead="1:1").train()
+    np.testing.assert_array_equal(plain.params_["w"], same.params_["w"])
+    assert not np.allclose(plain.params_["w"], model.params_["w"])
+
+
+def test_lookahead_settings_are_checked():
+    from imgclf.nn.optim import parse_lookahead
+
+    assert parse_lookahead(None) is None and parse_lookahead("none") is None
+    assert parse_lookahead("5:0.5") == (5, 0.5) and parse_lookahead((6, 1)) == (6, 1.0)
+    assert parse_lookahead([2, 0.25]) == (2, 0.25)  # as a model file's JSON gives it back
+    for bad in ("5", "0:0.5", "5:0", "5:1.5", "x:0.5", "5:nan", (5,), (True, 0.5), (2.5, 0.5), 3):
+        with pytest.raises(UsageError) as exc:
+            parse_lookahead(bad)
+        assert exc.value.param == "lookahead"
+    X, y = _data(20)
+    with pytest.raises(UsageError, match="lookahead"):
+        NeuralNet(hidden=(3,), lookahead="5:2").fit(X, y)

@@ -15,8 +15,9 @@ on flat features, e.g. inside scikit-learn's tools). The net standardises
 its input per channel with the training set's mean and standard deviation, so raw uint8 images can be
 given directly.
 
-Training methods of fast CIFAR-10 recipes (airbench), each a parameter: `label_smoothing` and `ema`
-(weight averaging, evaluated and kept; imgclf/nn/solver.py) as for every net; `bn_momentum` (the
+Training methods of fast CIFAR-10 recipes (airbench), each a parameter: `label_smoothing`, `ema`
+(weight averaging, evaluated and kept; imgclf/nn/solver.py), `lookahead` (slow weights synchronised every
+k steps) and `augment="flip:alt,crop:4"` (alternating flips; imgclf/nn/augment.py) as for every net; `bn_momentum` (the
 running statistics' decay); `patch_whiten`, which initialises the first layer's filters as patch
 whitening: the leading F/2 principal directions of the training images' KxK patches (the Whitening
 transform of imgclf/preprocessing.py fitted on im2col rows), scaled by 1/sqrt(eigenvalue + eps), and their
@@ -101,7 +102,7 @@ class ConvNet(NeuralNet):
     augment : str, default="auto"
         As in NeuralNet; "auto" is flips and random crops of up to an eighth of the image size (crop:4 on
         32x32) for colour images, none for grey ones.
-    label_smoothing, ema
+    label_smoothing, ema, lookahead
         As in NeuralNet, with the same defaults.
     input_shape : tuple of int, default=None
         (H, W, C) to fold (N, D) rows into images; None: rows are read as 1x1 images with D channels.
@@ -131,7 +132,7 @@ class ConvNet(NeuralNet):
                  activation="relu", init="he", loss="softmax", reg=1e-4, optim="adam", lr=1e-3, optim_options=None,
                  lr_schedule=None, epochs="auto", batch_size=64, augment="auto", patience=None, train_acc_sample=1000,
                  dtype="float32", input_shape=None, class_weight=None, random_state=None, label_smoothing=0.0,
-                 ema=None, tta=None, bn_momentum=0.9, patch_whiten=False):
+                 ema=None, tta=None, bn_momentum=0.9, patch_whiten=False, lookahead=None):
         self.filters = filters
         self.filter_size = filter_size
         self.pool = pool
@@ -144,7 +145,7 @@ class ConvNet(NeuralNet):
                          lr_schedule=lr_schedule, epochs=epochs, batch_size=batch_size, augment=augment,
                          patience=patience, train_acc_sample=train_acc_sample, dtype=dtype,
                          class_weight=class_weight, random_state=random_state, label_smoothing=label_smoothing,
-                         ema=ema)
+                         ema=ema, lookahead=lookahead)
 
     # -- validation ------------------------------------------------------------------------------
     def hidden_sizes(self) -> tuple[int, ...]:

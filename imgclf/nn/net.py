@@ -27,7 +27,7 @@ from ..blas import blas_threads
 from ..errors import UsageError
 from ..validation import check_array, check_fitted, check_n_features, check_random_state, rescale_u8
 from . import dense, layers
-from .optim import RULES
+from .optim import RULES, parse_lookahead
 
 LOSSES = ("softmax", "svm")
 # Images used to estimate the input statistics.
@@ -91,6 +91,10 @@ class NeuralNet(TrainedClassifier):
     ema : float, default=None
         Keep a moving average of the weights (and batch-norm statistics) with this decay per step, e.g.
         0.999; the average is what is scored per epoch, kept as the best and returned (imgclf/nn/solver.py).
+    lookahead : str or (int, float), default=None
+        Lookahead (Zhang et al. 2019) around the update rule: "K:ALPHA" or (k, alpha), e.g. "5:0.5": slow
+        weights that after every k-th step move alpha of the way to the live weights, which then restart
+        from them. With `ema` the average is of the live weights after that step (imgclf/nn/solver.py).
 
     The input is standardised with the training set's statistics (per channel of images, per feature
     of rows: `input_mean_`, `input_scale_`), so raw pixels and features of any scale need no
@@ -115,7 +119,7 @@ class NeuralNet(TrainedClassifier):
     def __init__(self, hidden=(500,), activation="relu", batchnorm=False, dropout=0.2, init="he", loss="softmax",
                  reg=1e-4, optim="adam", lr=1e-3, optim_options=None, lr_schedule="step:0.9", epochs="auto",
                  batch_size=200, augment="auto", patience=None, train_acc_sample=1000, dtype="float32",
-                 class_weight=None, random_state=None, label_smoothing=0.0, ema=None):
+                 class_weight=None, random_state=None, label_smoothing=0.0, ema=None, lookahead=None):
         self.hidden = hidden
         self.activation = activation
         self.batchnorm = batchnorm
@@ -137,6 +141,7 @@ class NeuralNet(TrainedClassifier):
         self.random_state = random_state
         self.label_smoothing = label_smoothing
         self.ema = ema
+        self.lookahead = lookahead
 
     # -- validation ------------------------------------------------------------------------------
     def hidden_sizes(self) -> tuple[int, ...]:
@@ -179,6 +184,7 @@ class NeuralNet(TrainedClassifier):
             raise UsageError("label_smoothing applies to the softmax loss only", param="label_smoothing")
         if self.ema is not None and not (isinstance(self.ema, (int, float, np.number)) and 0 < self.ema < 1):
             raise UsageError(f"ema must be a decay in (0, 1) (e.g. 0.999) or None, got {self.ema!r}", param="ema")
+        parse_lookahead(self.lookahead)
 
     def _features(self, X, name="X", min_samples=0) -> np.ndarray:
         """X validated, (N, D) or (N, H, W, C); float arrays keep their dtype until `prepare`."""
@@ -363,7 +369,7 @@ class NeuralNet(TrainedClassifier):
             optim=self.optim, lr=self.lr, optim_options=self.optim_options, lr_schedule=self.lr_schedule,
             epochs=epochs, batch_size=self.batch_size, augment=aug, patience=patience, rng=rng,
             train_acc_sample=self.train_acc_sample, class_weights=self._weights,
-            ema=float(self.ema) if self.ema else None, **solver_options,
+            ema=float(self.ema) if self.ema else None, lookahead=parse_lookahead(self.lookahead), **solver_options,
         )
         # On small data a step's products are too small to share between BLAS threads: waking OpenBLAS's
         # second thread cost 20-40 ms per product on the busy 2-core machine (80 x 64 @ 64 x 256, the

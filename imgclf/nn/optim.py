@@ -115,3 +115,32 @@ def make_config(name: str, learning_rate: float, **overrides) -> dict:
     config.update(overrides)
     config["learning_rate"] = float(learning_rate)
     return config
+
+
+def parse_lookahead(value, param: str = "lookahead") -> tuple[int, float] | None:
+    """Lookahead's settings (Zhang et al. 2019) as (k, alpha): None/"none" (off), "K:ALPHA" such as "5:0.5",
+    or a pair (k, alpha); k an integer >= 1 (steps between synchronisations), alpha in (0, 1] (the slow
+    weights' step towards the fast ones)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    bad = UsageError(f"{param} must be K:ALPHA (e.g. 5:0.5) or a pair (k, alpha) with an integer k >= 1 and "
+                     f"alpha in (0, 1], or None; got {value!r}", param=param)
+    if isinstance(value, str):
+        k, sep, alpha = value.partition(":")
+        if not sep:
+            raise bad
+        try:
+            k, alpha = int(k), float(alpha)
+        except ValueError:
+            raise bad from None
+    else:
+        try:
+            k, alpha = value
+        except (TypeError, ValueError):
+            raise bad from None
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) \
+                or isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, (int, float, np.number)):
+            raise bad
+    if not (k >= 1 and np.isfinite(alpha) and 0 < alpha <= 1):
+        raise bad
+    return int(k), float(alpha)

@@ -26,6 +26,19 @@ after every step with decay min(d, (1 + t) / (10 + t)) at step t (so the first s
 the random initialisation); the averaged weights are the ones evaluated, kept as the best epoch's and
 returned (weight averaging as in fast CIFAR-10 recipes; the live weights keep training).
 
+With `lookahead=(k, alpha)` (Zhang et al. 2019, "Lookahead Optimizer: k steps forward, 1 step back") the
+Solver keeps slow weights, starting at the initial ones, and after every k-th step of the run (counted
+over the whole run, so a resumed run keeps the count) moves them slow += alpha * (fast - slow) and resets
+the live (fast) weights to them; the update rule's own state (Adam's moments, momentum) carries on
+untouched. It applies to the trained parameters, not to buffers such as batch-norm statistics. The live
+weights are what is scored, kept and returned; with `ema` as well the average is taken after the
+lookahead step, i.e. of the live weights as they stand after each step (on a k-th step, the new slow
+weights).
+
+An augmentation that needs per-row state (`flip:alt`, imgclf/nn/augment.py: its `new_state(n)` returns an
+array) is called with the batch's training rows, the epoch (0-based) and that state, which the Solver
+keeps and checkpoints.
+
 Resuming is exact: a checkpoint holds the weights, the optimiser state, the weight average, the
 Generator's state, the epoch's permutation and position, the history and the best weights, so a resumed
 run takes the very same steps as one that was never interrupted.
@@ -156,6 +169,9 @@ class Solver:
     ema : float, default=None
         Keep a moving average of the weights and buffers with this decay (see the module docstring); it is
         scored, kept as the best and restored at the end, and checkpointed.
+    lookahead : (int, float), default=None
+        (k, alpha): Lookahead around the update rule, slow weights synchronised every k steps with step
+        alpha (see the module docstring); checkpointed. None: off.
     """
 
     def __init__(
@@ -186,6 +202,7 @@ class Solver:
         log=None,
         stop_signal: bool = False,
         ema: float | None = None,
+        lookahead: tuple[int, float] | None = None,
     ):
         if batch_size < 1:
             raise UsageError(f"batch_size must be >= 1, got {batch_size}", param="batch_size")
@@ -215,8 +232,12 @@ class Solver:
         self.schedule = schedules.parse(lr_schedule, lr_decay, self.epochs)
         self.ema = ema
         self.ema_state = self._snapshot() if ema else None
+        self.lookahead = optim_rules.parse_lookahead(lookahead)
+        self.slow_state = {k: v.copy() for k, v in model.params_.items()} if self.lookahead else None
         self.iters = iters
         self.augment = augment
+        new_state = getattr(augment, "new_state", None)
+        self.augment_state = new_state(len(y_train)) if new_state is not None else None
         self.patience = patience
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.callback = callback
@@ -269,6 +290,10 @@ class Solver:
             arrays.update({f"best/{k}": v for k, v in self.best_state.items()})
         if self.ema_state is not None:
             arrays.update({f"ema/{k}": v for k, v in self.ema_state.items()})
+        if self.slow_state is not None:
+            arrays.update({f"lookahead/{k}": v for k, v in self.slow_state.items()})
+        if self.augment_state is not None:
+            arrays["augment_state"] = self.augment_state
         scalars = {}
         for name, config in self.configs.items():
             scalars[name] = {}
@@ -289,6 +314,7 @@ class Solver:
             "optim": self.optim_name,
             "optim_state": scalars,
             "ema": self.ema,
+            "lookahead": list(self.lookahead) if self.lookahead else None,
             "rng": self.rng.bit_generator.state,
             "history": res.history,
             "loss_history": res.loss_history,
@@ -326,6 +352,13 @@ class Solver:
             raise ModelFileError(f"{source}: checkpoint of a run with optimiser {meta.get('optim')!r}, not {self.optim_name!r}")
         if meta.get("ema") != self.ema:
             raise ModelFileError(f"{source}: checkpoint of a run with ema={meta.get('ema')!r}, not {self.ema!r}")
+        mine = list(self.lookahead) if self.lookahead else None
+        if meta.get("lookahead") != mine:
+            raise ModelFileError(f"{source}: checkpoint of a run with lookahead={meta.get('lookahead')!r}, not {mine!r}")
+        if ("augment_state" in arrays) != (self.augment_state is not None):
+            has = "with" if "augment_state" in arrays else "without"
+            raise ModelFileError(f"{source}: checkpoint of a run {has} alternating flips (augment flip:alt); use "
+                                 f"the run's augmentation")
         try:
             for store, prefix in ((self.model.params_, "param/"), (getattr(self.model, "buffers_", {}), "buffer/")):
                 for k, v in store.items():
@@ -337,6 +370,11 @@ class Solver:
             self.best_state = {k: v.copy() for k, v in best.items()} or None
             if self.ema_state is not None:
                 self.ema_state = {k: arrays[f"ema/{k}"].copy() for k in self.ema_state}
+            if self.slow_state is not None:
+                self.slow_state = {k: self._saved(source, arrays[f"lookahead/{k}"], v)
+                                   for k, v in self.slow_state.items()}
+            if self.augment_state is not None:
+                self.augment_state = self._saved(source, arrays["augment_state"], self.augment_state)
             for name, config in self.configs.items():
                 config.update(meta["optim_state"][name])
                 for key in [k for k in arrays if k.startswith(f"opt/{name}/")]:
@@ -355,6 +393,14 @@ class Solver:
         res.stopped = None
         return meta
 
+    @staticmethod
+    def _saved(source, saved: np.ndarray, like: np.ndarray) -> np.ndarray:
+        """A copy of a checkpoint's array for state shaped and typed like `like`."""
+        if saved.shape != like.shape or saved.dtype != like.dtype:
+            raise ModelFileError(f"{source}: checkpoint state of shape {saved.shape} {saved.dtype}, the run "
+                                 f"needs {like.shape} {like.dtype}")
+        return saved.copy()
+
     # -- loop ------------------------------------------------------------------------------------
     def _step(self, idx: np.ndarray, lr: float, want_ratio: bool) -> tuple[float, float | None]:
         """One update; returns (loss, update/weight ratio of the first parameter when asked).
@@ -363,7 +409,9 @@ class Solver:
             loss, grads = self.model.loss_rows(self.X_train, idx, self.y_train[idx])
         else:
             Xb = self.X_train[idx]
-            if self.augment is not None:
+            if self.augment_state is not None:
+                Xb = self.augment(Xb, self.rng, index=idx, epoch=self.epoch, state=self.augment_state)
+            elif self.augment is not None:
                 Xb = self.augment(Xb, self.rng)
             Xp = self.model.prepare_batch(Xb)
             loss, grads = self.model.loss_and_grads(Xp, self.y_train[idx], mode="train", rng=self.rng,
@@ -377,6 +425,8 @@ class Solver:
             config["learning_rate"] = lr
             self.rule(w, grads[name], config)
         loss += sum(reg * self.configs[name]["sum_sq"] for name, reg in self.l2.items())
+        if self.slow_state is not None and (self.iteration + 1) % self.lookahead[0] == 0:
+            self._lookahead_sync()
         if self.ema_state is not None:
             self._ema_update()
         ratio = None
@@ -384,6 +434,14 @@ class Solver:
             w = self.model.params_[first]
             ratio = float(np.linalg.norm(w - before) / (np.linalg.norm(before) + 1e-12))
         return float(loss), ratio
+
+    def _lookahead_sync(self) -> None:
+        """slow += alpha * (fast - slow); fast = slow (after every k-th step)."""
+        alpha = self.lookahead[1]
+        for k, slow in self.slow_state.items():
+            fast = self.model.params_[k]
+            slow += slow.dtype.type(alpha) * (fast - slow)
+            fast[...] = slow
 
     def _ema_update(self) -> None:
         t = self.iteration  # steps before this one
