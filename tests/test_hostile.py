@@ -569,3 +569,14 @@ def test_hand_edited_stored_step_is_a_malformed_model_file(spec, field, value, t
         lines = res.stderr.strip().splitlines()
         assert res.exit_code == 2, res.output
         assert len(lines) == 1 and "malformed model file" in lines[0] and "Traceback" not in res.stderr, lines
+
+
+@pytest.mark.parametrize("value", [0, -1, "x", float("nan"), True, 2.5])
+def test_hand_edited_knn_memory_is_a_malformed_model_file(value, tmp_path, runner):
+    """knn checks memory_mb at fit, which loading a knn model file goes through: "x" or NaN used to end
+    in an uncaught ValueError (exit 1), 0, -1 or true loaded and predicted with exit 0."""
+    model = H.write(tmp_path / "m.npz", H.model_file("knn", meta_edit=H.set_path("hyperparameters.memory_mb", value)))
+    stream = H.write(tmp_path / "s.npz", H.stream_bytes())
+    res = runner.invoke(cli, ["predict", "-m", str(model), str(stream)])
+    lines = res.stderr.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and "malformed model file" in lines[0] and "memory_mb" in lines[0]
