@@ -580,3 +580,21 @@ def test_hand_edited_knn_memory_is_a_malformed_model_file(value, tmp_path, runne
     res = runner.invoke(cli, ["predict", "-m", str(model), str(stream)])
     lines = res.stderr.strip().splitlines()
     assert res.exit_code == 2 and len(lines) == 1 and "malformed model file" in lines[0] and "memory_mb" in lines[0]
+
+
+NET_FIELDS = [("augment", "bogus"), ("augment", "crop:-3"), ("augment", True), ("lr", -1), ("lr", "x"),
+              ("lr", float("nan")), ("lr_schedule", "bogus"), ("lr_schedule", -1), ("lr_schedule", "step:-1"),
+              ("epochs", 0), ("epochs", "bogus"), ("patience", -1), ("optim_options", [1]),
+              ("optim_options", {"nope": 1}), ("random_state", -1), ("random_state", "x")]
+
+
+@pytest.mark.parametrize("kind", ["net", "convnet"])
+@pytest.mark.parametrize("field,value", NET_FIELDS, ids=[f"{f}-{v!r}" for f, v in NET_FIELDS])
+def test_hand_edited_net_training_settings_are_a_malformed_model_file(kind, field, value, tmp_path, runner):
+    """The nets' augmentation spec, learning rate, schedule, optimiser settings, epochs, patience and seed
+    were checked only when fit set up its Solver: a model file holding bad ones loaded with exit 0."""
+    model = H.write(tmp_path / "m.npz", H.model_file(kind, meta_edit=H.set_path(f"hyperparameters.{field}", value)))
+    stream = H.write(tmp_path / "s.npz", H.stream_bytes())
+    res = runner.invoke(cli, ["predict", "-m", str(model), str(stream)])
+    lines = res.stderr.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and "malformed model file" in lines[0], res.output
