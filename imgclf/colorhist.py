@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import DataError, UsageError
+from .errors import UsageError
 from .preprocessing import Transform, _check_int
 
 SPACES = ("hue", "hsv")
@@ -28,27 +28,19 @@ class ColorHistogram(Transform):
     def _validate_params(self, X):
         if X.ndim != 4 or X.shape[-1] != 3:
             raise UsageError(f"colorhist needs RGB images (N, H, W, 3), got data of shape {X.shape}")
-        self._check_params()
+        self._check_params(X.shape[1:])
 
-    def _check_params(self) -> None:
-        """The hyperparameters' checks: at fit, and on load."""
+    def _check_params(self, input_shape) -> None:
+        """The hyperparameters' checks: at fit, and on load (bins=0 made the histogram kernel of a
+        hand-edited file write outside its output array)."""
+        if len(input_shape) != 3 or input_shape[-1] != 3:
+            raise UsageError(f"input_shape_ must be (H, W, 3), got {tuple(input_shape)}")
         _check_int("bins", self.bins, 1, 1000)
         if self.space not in SPACES:
             raise UsageError(f"space must be one of {', '.join(SPACES)}, got {self.space!r}")
 
     def _fit(self, X):
         pass
-
-    def _check_state(self):
-        # a hand-edited file's hyperparameters are refused as a fit would refuse them (bins=0 made the
-        # histogram kernel write outside its output array)
-        shape = tuple(self.input_shape_)
-        try:
-            if len(shape) != 3 or shape[-1] != 3:
-                raise UsageError(f"input_shape_ must be (H, W, 3), got {shape}")
-            self._check_params()
-        except UsageError as exc:
-            raise DataError(f"stored colorhist transform has a bad hyperparameter: {exc}") from None
 
     @property
     def n_features_out_(self) -> int:

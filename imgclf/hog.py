@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import DataError, UsageError
+from .errors import UsageError
 from .preprocessing import Transform, _check_int
 
 
@@ -34,9 +34,12 @@ class HOG(Transform):
         self._check_params(X.shape[1:])
 
     def _check_params(self, image_shape) -> None:
-        """The hyperparameters' checks for images of `image_shape` (H, W, C): at fit, and on load."""
+        """The hyperparameters' checks for images of `image_shape` (H, W, C): at fit, and on load (cell=0
+        divided by zero in transform, an unknown norm failed there with a KeyError)."""
         from .kernels.features import NORMS
 
+        if len(image_shape) != 3 or image_shape[-1] not in (1, 3):
+            raise UsageError(f"input_shape_ must be (H, W, 1 or 3), got {tuple(image_shape)}")
         _check_int("cell", self.cell, 1, min(image_shape[:2]), " (the image side)")
         _check_int("bins", self.bins, 2, 360)
         if self.norm not in NORMS:
@@ -48,17 +51,6 @@ class HOG(Transform):
 
     def _fit(self, X):
         pass
-
-    def _check_state(self):
-        # a hand-edited file's hyperparameters are refused as a fit would refuse them (cell=0 divided by
-        # zero in transform, an unknown norm failed there with a KeyError)
-        shape = tuple(self.input_shape_)
-        try:
-            if len(shape) != 3 or shape[-1] not in (1, 3):
-                raise UsageError(f"input_shape_ must be (H, W, 1 or 3), got {shape}")
-            self._check_params(shape)
-        except UsageError as exc:
-            raise DataError(f"stored hog transform has a bad hyperparameter: {exc}") from None
 
     def _cells(self) -> tuple[int, int]:
         return self.input_shape_[0] // self.cell, self.input_shape_[1] // self.cell

@@ -75,7 +75,10 @@ class KMeansFeatures(Transform):
         self._check_params(X.shape[1:])
 
     def _check_params(self, image_shape) -> None:
-        """The hyperparameters' checks for images of `image_shape` (H, W, C): at fit, and on load."""
+        """The hyperparameters' checks for images of `image_shape` (H, W, C): at fit, and on load (init is
+        not used by transform, stride=0 would divide by zero in it, a negative eps give NaN features)."""
+        if len(image_shape) != 3:
+            raise UsageError(f"input_shape_ must be (H, W, C), got {tuple(image_shape)}")
         _check_int("patch", self.patch, 2, min(image_shape[:2]), " (the image side)")
         _check_int("stride", self.stride, 1)
         _check_int("centroids", self.centroids, 1)
@@ -122,14 +125,7 @@ class KMeansFeatures(Transform):
         self.centroids_, self.distortion_ = kmeans(white, self.centroids, self.iterations, rng, self.init)
 
     def _check_state(self):
-        shape = tuple(self.input_shape_)
-        if len(shape) == 3:
-            # a hand-edited file's hyperparameters are refused as a fit would refuse them (init is not
-            # used by transform, stride=0 would divide by zero in it, a negative eps give NaN features)
-            try:
-                self._check_params(shape)
-            except UsageError as exc:
-                raise DataError(f"stored kmeans transform has a bad hyperparameter: {exc}") from None
+        shape = tuple(self.input_shape_)  # hyperparameters: checked by from_arrays, as at fit
         d = self.patch * self.patch * (shape[-1] if len(shape) == 3 else 0)
         c = self.centroids_
         if len(shape) != 3 or c.ndim != 2 or c.shape[1] != d or c.shape[0] != self.centroids \

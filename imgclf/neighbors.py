@@ -35,6 +35,12 @@ def _check_k(k, n_train: int, what: str = "k") -> int:
     return int(k)
 
 
+def _check_memory(memory_mb) -> int:
+    if isinstance(memory_mb, bool) or not isinstance(memory_mb, (int, np.integer)) or memory_mb < 1:
+        raise UsageError(f"memory_mb must be an integer >= 1 (megabytes), got {memory_mb!r}", param="memory_mb")
+    return int(memory_mb)
+
+
 def _check_metric(metric) -> str:
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
@@ -87,6 +93,7 @@ class KNNClassifier(Classifier):
         y = check_labels(y, len(X))
         metric = _check_metric(self.metric)
         _check_k(self.k, len(X))
+        _check_memory(self.memory_mb)  # also a model file's, which is loaded through fit
         self.classes_, self._codes = encode_labels(y)
         self.X_train_ = X
         self.y_train_ = self.classes_[self._codes]  # object arrays of strings become str arrays (model files)

@@ -34,6 +34,13 @@ def _check_int(name: str, value, low: int, high: int | None = None, high_what: s
     return int(value)
 
 
+def _check_eps(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not np.isfinite(value) or value < 0:
+        raise UsageError(f"eps must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
 def _check_fraction(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
             or not 0 < float(value) <= 1:
@@ -95,7 +102,14 @@ class Transform(Estimator):
         return X
 
     def _validate_params(self, X: np.ndarray) -> None:
-        """Raise UsageError for parameters that do not fit this data."""
+        """Raise UsageError for parameters that do not fit this data (at fit): by default the
+        hyperparameters' checks for its samples' shape, `_check_params`."""
+        self._check_params(tuple(X.shape[1:]))
+
+    def _check_params(self, input_shape: tuple[int, ...]) -> None:
+        """Raise UsageError for hyperparameters that do not fit samples of `input_shape` (H, W, C) or (D,):
+        at fit, and when a stored transform is loaded (`from_arrays`), so a hand-edited file is refused as
+        a fit would refuse it instead of failing, or giving NaN or wrong features, inside transform."""
 
     def _fit(self, X: np.ndarray) -> None:
         raise NotImplementedError
@@ -125,11 +139,15 @@ class Transform(Estimator):
     def from_arrays(cls, params: dict, arrays: dict[str, np.ndarray]):
         params = dict(params)
         try:
-            input_shape = tuple(int(v) for v in params.pop("input_shape_"))
+            input_shape = _stored_shape(params.pop("input_shape_"))
             obj = cls(**params)
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"stored {cls.kind} transform has malformed parameters ({exc})") from None
         obj.input_shape_ = input_shape
+        try:
+            obj._check_params(input_shape)
+        except UsageError as exc:
+            raise DataError(f"stored {cls.kind} transform has a bad hyperparameter: {exc}") from None
         for name in cls._array_names:
             if name not in arrays:
                 raise DataError(f"{cls.kind} transform is missing its array {name!r}")
@@ -145,6 +163,14 @@ class Transform(Estimator):
         return {"kind": self.kind, **self.get_params()}
 
 
+def _stored_shape(value) -> tuple[int, ...]:
+    """A stored transform's `input_shape_`: a list of whole sizes >= 1 (as `fit` records it)."""
+    if not isinstance(value, (list, tuple)) or not value or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in value):
+        raise ValueError(f"input_shape_ must be a non-empty list of sizes >= 1, got {value!r}")
+    return tuple(int(v) for v in value)
+
+
 def _flat(X: np.ndarray) -> np.ndarray:
     return X.reshape(len(X), int(np.prod(X.shape[1:])))
 
@@ -155,11 +181,11 @@ class _Elementwise(Transform):
 
     _stat_name = ""
 
-    def _validate_params(self, X):
+    def _check_params(self, input_shape):
         if not isinstance(self.per_channel, (bool, np.bool_)):
             raise UsageError(f"per_channel must be True or False, got {self.per_channel!r}")
-        if self.per_channel and X.ndim != 4:
-            raise UsageError(f"per_channel needs images (N, H, W, C), got data of shape {X.shape}")
+        if self.per_channel and len(input_shape) != 3:
+            raise UsageError(f"per_channel needs images (N, H, W, C), got samples of shape {tuple(input_shape)}")
 
     def _axes(self) -> tuple[int, ...]:
         return (0, 1, 2) if self.per_channel else (0,)
@@ -263,10 +289,8 @@ class Standardization(Transform):
     def __init__(self, eps=0.0):
         self.eps = eps
 
-    def _validate_params(self, X):
-        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float, np.floating, np.integer)) \
-                or not np.isfinite(self.eps) or self.eps < 0:
-            raise UsageError(f"eps must be a finite number >= 0, got {self.eps!r}")
+    def _check_params(self, input_shape):
+        _check_eps(self.eps)
 
     def _fit(self, X):
         X2 = _flat(X)
@@ -324,14 +348,17 @@ class _Projection(Transform):
 
     _array_names = ("mean_", "components_", "explained_variance_", "explained_variance_ratio_")
 
-    def _validate_params(self, X):
-        n_features = int(np.prod(X.shape[1:]))
+    def _check_params(self, input_shape):
+        n_features = int(np.prod(input_shape))
         if self.dims is not None and self.variance is not None:
             raise UsageError("give dims or variance, not both")
         if self.dims is not None:
             _check_int("dims", self.dims, 1, n_features, f", the number of features (X has {n_features} feature(s))")
         if self.variance is not None:
             _check_fraction("variance", self.variance)
+
+    def _validate_params(self, X):
+        super()._validate_params(X)
         if len(X) < 2:
             raise DataError(f"{self.kind} needs at least 2 training samples to estimate a covariance, "
                             f"got {len(X)} sample")
@@ -360,6 +387,10 @@ class _Projection(Transform):
               and self.explained_variance_ratio_.shape == (k,))
         if not ok:
             raise DataError(f"stored {self.kind} transform has inconsistent array shapes")
+        if self.dims is not None and k != self.dims:
+            raise DataError(f"stored {self.kind} transform keeps {k} components, but its dims is {self.dims}")
+        if np.any(self.explained_variance_ < 0):  # eigenvalues of a covariance (fit clips rounding's)
+            raise DataError(f"stored {self.kind} transform has a negative explained_variance_")
 
     def _project(self, X: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         """(X - mean) @ matrix in float32, block by block to bound the centred copy."""
@@ -428,16 +459,21 @@ class Whitening(_Projection):
         self.zca = zca
         self.variance = variance
 
-    def _validate_params(self, X):
-        super()._validate_params(X)
-        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float, np.floating, np.integer)) \
-                or not np.isfinite(self.eps) or self.eps < 0:
-            raise UsageError(f"eps must be a finite number >= 0, got {self.eps!r}")
+    def _check_params(self, input_shape):
+        super()._check_params(input_shape)
+        _check_eps(self.eps)
         if not isinstance(self.zca, (bool, np.bool_)):
             raise UsageError(f"zca must be True or False, got {self.zca!r}")
 
     def _fit(self, X):
         super()._fit(X)
+        self._check_variance()
+
+    def _check_state(self):
+        super()._check_state()
+        self._check_variance()
+
+    def _check_variance(self):
         if self.eps == 0 and np.any(self.explained_variance_ <= 0):
             raise DataError("a kept component has zero variance; whitening it needs eps > 0 or fewer dims")
 

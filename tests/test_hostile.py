@@ -523,3 +523,78 @@ def test_limits_can_be_raised(monkeypatch, tmp_path):
     doc = (Path(__file__).resolve().parents[1] / "docs" / "security.md").read_text()
     for name in limits.CEILINGS:
         assert f"IMGCLF_MAX_{name.upper()}" in doc
+
+
+# -- stored preprocessing steps: hyperparameters checked on load as at fit ----------------------------------
+def _chain_model(spec: str, field: str, value) -> bytes:
+    """A softmax model file (12 features) behind the chain `spec` fitted on 2x2x3 images, with the last
+    step's `field` hand-edited to `value`."""
+    from imgclf.preprocessing_chain import chain_to_arrays, parse_chain_spec
+
+    X = np.random.default_rng(0).integers(0, 256, (40, 2, 2, 3)).astype(np.uint8)
+    chain = parse_chain_spec(spec)
+    for t in chain:
+        t.fit(X)
+        X = t.transform(X)
+    meta, arrays = chain_to_arrays(chain)
+    meta[-1]["params"][field] = value
+
+    def edit_meta(m):
+        m["transforms"] = meta
+
+    return H.model_file(meta_edit=edit_meta, arrays_edit=lambda a: a.update(arrays))
+
+
+STORED_STEP_CASES = [
+    ("mean:channel", "per_channel", "yes"), ("mean:channel", "per_channel", 1), ("normalize:channel", "per_channel", [1]),
+    ("mean", "input_shape_", [2.5, 2, 3]), ("mean", "input_shape_", [True, 4, 3]),
+    ("standardize:0.01", "eps", -1.0), ("standardize:0.01", "eps", float("nan")), ("standardize:0.01", "eps", True),
+    ("pca:12", "dims", -1), ("pca:12", "dims", 0), ("pca:12", "dims", "x"), ("pca:12", "dims", 10 ** 12),
+    ("pca:12", "dims", True), ("pca:12", "dims", 5), ("pca:12", "variance", 0.5),
+    ("whiten:12", "eps", -1e-5), ("whiten:12", "eps", float("inf")), ("whiten:12", "eps", True),
+    ("whiten:12", "variance", 7), ("zca:12", "zca", "x"), ("zca:12", "zca", None),
+]
+
+
+@pytest.mark.parametrize("spec,field,value", STORED_STEP_CASES, ids=[f"{s}-{f}-{v!r}" for s, f, v in STORED_STEP_CASES])
+def test_hand_edited_stored_step_is_a_malformed_model_file(spec, field, value, tmp_path, runner):
+    """Every step a model file's chain may hold is checked on load as a fit checks it (the shared
+    Transform.from_arrays): before, these loaded and predicted with exit 0 (a negative whiten eps,
+    unused dims or a string per_channel), or failed later with NaN features or a shape error."""
+    model = H.write(tmp_path / "m.npz", _chain_model(spec, field, value))
+    stream = H.write(tmp_path / "s.npz", H.stream_bytes())
+    for argv in (["predict", "-m", str(model), str(stream)], ["evaluate", "-m", str(model), "--data", str(stream)]):
+        res = runner.invoke(cli, argv)
+        assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+        lines = res.stderr.strip().splitlines()
+        assert res.exit_code == 2, res.output
+        assert len(lines) == 1 and "malformed model file" in lines[0] and "Traceback" not in res.stderr, lines
+
+
+@pytest.mark.parametrize("value", [0, -1, "x", float("nan"), True, 2.5])
+def test_hand_edited_knn_memory_is_a_malformed_model_file(value, tmp_path, runner):
+    """knn checks memory_mb at fit, which loading a knn model file goes through: "x" or NaN used to end
+    in an uncaught ValueError (exit 1), 0, -1 or true loaded and predicted with exit 0."""
+    model = H.write(tmp_path / "m.npz", H.model_file("knn", meta_edit=H.set_path("hyperparameters.memory_mb", value)))
+    stream = H.write(tmp_path / "s.npz", H.stream_bytes())
+    res = runner.invoke(cli, ["predict", "-m", str(model), str(stream)])
+    lines = res.stderr.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and "malformed model file" in lines[0] and "memory_mb" in lines[0]
+
+
+NET_FIELDS = [("augment", "bogus"), ("augment", "crop:-3"), ("augment", True), ("lr", -1), ("lr", "x"),
+              ("lr", float("nan")), ("lr_schedule", "bogus"), ("lr_schedule", -1), ("lr_schedule", "step:-1"),
+              ("epochs", 0), ("epochs", "bogus"), ("patience", -1), ("optim_options", [1]),
+              ("optim_options", {"nope": 1}), ("random_state", -1), ("random_state", "x")]
+
+
+@pytest.mark.parametrize("kind", ["net", "convnet"])
+@pytest.mark.parametrize("field,value", NET_FIELDS, ids=[f"{f}-{v!r}" for f, v in NET_FIELDS])
+def test_hand_edited_net_training_settings_are_a_malformed_model_file(kind, field, value, tmp_path, runner):
+    """The nets' augmentation spec, learning rate, schedule, optimiser settings, epochs, patience and seed
+    were checked only when fit set up its Solver: a model file holding bad ones loaded with exit 0."""
+    model = H.write(tmp_path / "m.npz", H.model_file(kind, meta_edit=H.set_path(f"hyperparameters.{field}", value)))
+    stream = H.write(tmp_path / "s.npz", H.stream_bytes())
+    res = runner.invoke(cli, ["predict", "-m", str(model), str(stream)])
+    lines = res.stderr.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and "malformed model file" in lines[0], res.output

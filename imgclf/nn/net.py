@@ -185,6 +185,39 @@ class NeuralNet(TrainedClassifier):
         if self.ema is not None and not (isinstance(self.ema, (int, float, np.number)) and 0 < self.ema < 1):
             raise UsageError(f"ema must be a decay in (0, 1) (e.g. 0.999) or None, got {self.ema!r}", param="ema")
         parse_lookahead(self.lookahead)
+        self._check_training_params()
+
+    def _check_training_params(self) -> None:
+        """What fit's Solver set-up checks (augmentation, learning rate, schedule, optimiser settings,
+        epochs, patience, seed), checked with the rest: a model file's are then refused on load as a
+        fit would refuse them, not kept to fail a later refit (or never)."""
+        from . import augment as augment_mod
+        from . import optim, schedules
+        from ..validation import check_random_state
+
+        if not (isinstance(self.augment, str) and self.augment == "auto"):
+            if self.augment is not None and not isinstance(self.augment, str):
+                raise UsageError(f"augment must be a string such as 'flip,crop:4', 'auto' or None, got "
+                                 f"{self.augment!r}", param="augment")
+            augment_mod.parse(self.augment)
+        if self.lr_schedule is not None and not isinstance(self.lr_schedule, str):
+            raise UsageError(f"lr_schedule must be a string such as 'step:0.9' or None, got {self.lr_schedule!r}",
+                             param="lr_schedule")
+        schedules.parse(self.lr_schedule)
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float, np.number)):
+            raise UsageError(f"lr must be a number > 0, got {self.lr!r}", param="lr")
+        if self.optim_options is not None and not isinstance(self.optim_options, dict):
+            raise UsageError(f"optim_options must be a dict of the optimiser's settings or None, got "
+                             f"{self.optim_options!r}", param="optim_options")
+        optim.make_config(self.optim, self.lr, **(self.optim_options or {}))
+        if not (isinstance(self.epochs, str) and self.epochs == "auto") and (
+                not isinstance(self.epochs, (int, np.integer)) or isinstance(self.epochs, bool) or self.epochs < 1):
+            raise UsageError(f"epochs must be an integer >= 1 or 'auto', got {self.epochs!r}", param="epochs")
+        if self.patience is not None and (not isinstance(self.patience, (int, np.integer))
+                                          or isinstance(self.patience, bool) or self.patience < 1):
+            raise UsageError(f"patience must be an integer >= 1 or None, got {self.patience!r}", param="patience")
+        if not isinstance(self.random_state, np.random.Generator):
+            check_random_state(self.random_state)
 
     def _features(self, X, name="X", min_samples=0) -> np.ndarray:
         """X validated, (N, D) or (N, H, W, C); float arrays keep their dtype until `prepare`."""
