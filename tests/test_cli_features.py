@@ -107,11 +107,24 @@ def test_train_seed_reaches_the_kmeans_step(runner, stream16, tmp_path):
     assert rows.init == "rows" and not np.array_equal(rows.centroids_, a.centroids_)
 
 
+def _assert_malformed(runner, meta, arrays, path, data, field):
+    """The hand-edited model (meta, arrays) written to path is refused naming `field`: by load_model, and by
+    `evaluate` with exit 2 and one line, no traceback."""
+    from imgclf.errors import ModelFileError
+    from imgclf.io import npzfile
+
+    npzfile.write(path, arrays, meta)
+    with pytest.raises(ModelFileError, match=f"malformed model file.*{field}"):
+        load_model(path)
+    res = runner.invoke(cli, ["evaluate", "-m", str(path), "--data", str(data), "-q"])
+    assert res.exit_code == 2 and "malformed model file" in res.output and field in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("field,value", [("init", "bogus"), ("stride", 0), ("zca_eps", -1.0), ("iterations", 0)])
 def test_hand_edited_kmeans_hyperparameters_are_a_malformed_model_file(runner, stream16, tmp_path, field, value):
     """A model file whose kmeans step has a bad hyperparameter is refused on load (exit 2), as a fit would
     refuse it, also those transform never reads (init) or that would only fail inside it (stride=0)."""
-    from imgclf.errors import ModelFileError
     from imgclf.io import npzfile
 
     model = tmp_path / "svm.npz"
@@ -120,13 +133,7 @@ def test_hand_edited_kmeans_hyperparameters_are_a_malformed_model_file(runner, s
     meta, arrays = npzfile.read(model)
     assert meta["transforms"][0]["kind"] == "kmeans" and meta["transforms"][0]["params"]["init"] == "gaussian"
     meta["transforms"][0]["params"][field] = value
-    edited = tmp_path / "edited.npz"
-    npzfile.write(edited, arrays, meta)
-    with pytest.raises(ModelFileError, match=f"malformed model file.*{field}"):
-        load_model(edited)
-    res = runner.invoke(cli, ["evaluate", "-m", str(edited), "--data", str(stream16), "-q"])
-    assert res.exit_code == 2 and "malformed model file" in res.output and field in res.output
-    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+    _assert_malformed(runner, meta, arrays, tmp_path / "edited.npz", stream16, field)
     # the same edit in a pipeline stream's chain is refused as malformed data
     feats = tmp_path / "km.npz"
     _run(runner, ["preprocess", "kmeans", "--data", str(stream16), *KMEANS, "-o", str(feats), "-q"])
@@ -143,7 +150,6 @@ def test_hand_edited_hog_colorhist_hyperparameters_are_a_malformed_model_file(ru
                                                                               field, value):
     """hog and colorhist parameters are checked on load as at fit: colorhist bins=0 used to make its kernel
     write outside the output array (heap corruption, abort), hog cell=0 divided by zero in transform."""
-    from imgclf.errors import ModelFileError
     from imgclf.io import npzfile
 
     model = tmp_path / "svm.npz"
@@ -152,12 +158,7 @@ def test_hand_edited_hog_colorhist_hyperparameters_are_a_malformed_model_file(ru
     meta, arrays = npzfile.read(model)
     assert meta["transforms"][0]["kind"] == "union"
     meta["transforms"][0]["params"]["parts"][part]["params"][field] = value
-    edited = tmp_path / "edited.npz"
-    npzfile.write(edited, arrays, meta)
-    with pytest.raises(ModelFileError, match=f"malformed model file.*{field}"):
-        load_model(edited)
-    res = runner.invoke(cli, ["evaluate", "-m", str(edited), "--data", str(stream16), "-q"])
-    assert res.exit_code == 2 and "malformed model file" in res.output and field in res.output
+    _assert_malformed(runner, meta, arrays, tmp_path / "edited.npz", stream16, field)
 
 
 def test_preprocess_kmeans_options_show_the_library_defaults():
