@@ -598,3 +598,38 @@ def test_hand_edited_net_training_settings_are_a_malformed_model_file(kind, fiel
     res = runner.invoke(cli, ["predict", "-m", str(model), str(stream)])
     lines = res.stderr.strip().splitlines()
     assert res.exit_code == 2 and len(lines) == 1 and "malformed model file" in lines[0], res.output
+
+
+# -- hand-edited hyperparameters, learned scalars and metadata: refused on load, in one line -----------------
+def _assert_refused_on_load(model: bytes, tmp_path, runner, says: str = "malformed model file"):
+    """predict and evaluate both refuse the file: exit 2, one line on stderr naming it malformed, no
+    traceback, and no Python warning on the way (a warning is a second line in a terminal)."""
+    import warnings
+
+    path = H.write(tmp_path / "m.npz", model)
+    stream = H.write(tmp_path / "s.npz", H.stream_bytes())
+    for argv in (["predict", "-m", str(path), str(stream)], ["evaluate", "-m", str(path), "--data", str(stream)]):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = runner.invoke(cli, argv)
+        assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+        lines = res.stderr.strip().splitlines()
+        assert res.exit_code == 2, res.output
+        assert len(lines) == 1 and "malformed model file" in lines[0] and says in lines[0], lines
+        assert "Traceback" not in res.stderr
+        assert not caught, [str(w.message) for w in caught]
+
+
+def _edited_model(kind: str, field: str, value) -> bytes:
+    def edit(meta):
+        if kind == "svm":  # the softmax file as an svm: the same arrays, the svm's defaults for the rest
+            meta["kind"] = "svm"
+        meta["hyperparameters"][field] = value
+    return H.model_file("softmax" if kind == "svm" else kind, meta_edit=edit)
+
+
+@pytest.mark.parametrize("field,value", [("n_features_in_", -1), ("n_features_in_", 0), ("n_features_in_", 10 ** 12)])
+def test_linear_model_file_refusals_name_the_file(field, value, tmp_path, runner):
+    """The linear models' own refusals (W's shape) used to come out without the file's name or the
+    words every other refusal uses."""
+    _assert_refused_on_load(_edited_model("softmax", field, value), tmp_path, runner)

@@ -101,8 +101,12 @@ def bundle_from_arrays(meta: dict, arrays: dict[str, np.ndarray], name: str) -> 
             model = cls.from_arrays(meta["hyperparameters"], model_arrays)
         bundle = ModelBundle(model=model, classes=classes, input_shape=input_shape, history=meta["history"],
                              seed=meta.get("seed"), extra=meta["extra"])
-    except ModelFileError:
-        raise
+    except ModelFileError as exc:
+        # The model's own refusals ("W has shape ..."), said as every other refusal of a file's content;
+        # an ensemble member's already name the member.
+        text = str(exc)
+        raise ModelFileError(f"{name}: {text}" if "malformed model file" in text else
+                             f"{name}: malformed model file ({text})") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise ModelFileError(f"{name}: malformed model file ({type(exc).__name__}: {exc})") from None
     _check_labels(bundle, name)
