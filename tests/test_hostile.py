@@ -633,3 +633,87 @@ def test_linear_model_file_refusals_name_the_file(field, value, tmp_path, runner
     """The linear models' own refusals (W's shape) used to come out without the file's name or the
     words every other refusal uses."""
     _assert_refused_on_load(_edited_model("softmax", field, value), tmp_path, runner)
+
+
+_BAD_CLASS_WEIGHTS = [{"a": -1}, {"a": float("nan")}, {"a": float("inf")}, {"a": "x"}, {"a": True}, {"a": None},
+                      [1], 3, "bogus"]
+# (kind, hyperparameter, value): each loaded and predicted with exit 0 (or crashed) before, except reg=true
+# for the linear models (svm, softmax), kept to show every estimator refuses it
+HAND_EDITED = (
+    [(k, "train_acc_sample", v) for k in ("net", "convnet") for v in (-1, 0, 2.5, "x", True)]
+    + [(k, "class_weight", v) for k in ("net", "convnet", "softmax", "svm") for v in _BAD_CLASS_WEIGHTS]
+    + [(k, "reg", True) for k in ("net", "convnet", "softmax", "svm")]
+    + [("net", "dropout", False), ("net", "label_smoothing", False), ("convnet", "bn_momentum", False)]
+    + [(k, "hidden", v) for k in ("net", "convnet") for v in ([4.0], "4", [4.5], ["4"])] + [("convnet", "hidden", False)]
+    + [(k, "best_epoch_", v) for k in ("net", "convnet", "softmax") for v in (-1, 0, 2.5, "x", True, [1])]
+    + [(k, "stopped_", v) for k in ("net", "convnet", "softmax") for v in (1, True, [1], {"a": 1})]
+    + [(k, "n_features_in_", v) for k in ("net", "convnet", "softmax") for v in (-1, 0, 12.0, "12", True)]
+    + [("softmax", "bias_trick", v) for v in ("no", 1)] + [("svm", "squared_hinge", "x")]
+    + [("softmax", "epochs", v) for v in ("bogus", 0, 2.0)] + [("softmax", "random_state", v) for v in (-1, "x")]
+    + [("net", "batchnorm", "yes"), ("convnet", "input_shape", [2.0, 2, 3]),
+       ("convnet", "input_shape", ["2", 2, 3])]
+)
+
+
+@pytest.mark.parametrize("kind,field,value", HAND_EDITED, ids=[f"{k}-{f}-{v!r}" for k, f, v in HAND_EDITED])
+def test_hand_edited_hyperparameter_or_learned_scalar_is_refused_on_load(kind, field, value, tmp_path, runner):
+    """Numbers are real numbers and never bools, counts whole numbers of an integer type, class weights
+    finite and >= 0, flags True or False, as at fit; learned scalars as fit leaves them. Before: a
+    negative train_acc_sample, class_weight NaN, reg true, hidden [8.0] or "8", best_epoch_ -1 ... loaded
+    and predicted with exit 0; n_features_in_ -1 printed numpy's RuntimeWarning before its refusal and
+    n_features_in_ 0 crashed (ZeroDivisionError, exit 1)."""
+    _assert_refused_on_load(_edited_model(kind, field, value), tmp_path, runner, says=field)
+
+
+# -- the same checks at fit ----------------------------------------------------------------------------------
+def _estimators():
+    from imgclf.linear import LinearSVM, SoftmaxClassifier
+    from imgclf.nn.convnet import ConvNet
+    from imgclf.nn.net import NeuralNet
+
+    return {"twolayer": NeuralNet, "convnet": ConvNet, "svm": LinearSVM, "softmax": SoftmaxClassifier}
+
+
+FIT_REFUSALS = (
+    [(k, "class_weight", v) for k in ("twolayer", "convnet", "svm", "softmax")
+     for v in ({0: -1}, {0: float("nan")}, {0: float("inf")}, {0: "x"}, {0: True}, [1], "bogus")]
+    + [(k, "reg", True) for k in ("twolayer", "convnet", "svm", "softmax")]
+    + [(k, "hidden", v) for k in ("twolayer", "convnet") for v in ("8", "16", [8.0], [8.5], (True,))]
+    + [(k, "train_acc_sample", v) for k in ("twolayer", "convnet") for v in (0, -1, 2.5, "x", True)]
+    + [("svm", "squared_hinge", "no"), ("softmax", "bias_trick", 0), ("softmax", "epochs", 0),
+       ("twolayer", "batchnorm", "yes")]
+)
+
+
+@pytest.mark.parametrize("kind,param,value", FIT_REFUSALS, ids=[f"{k}-{p}-{v!r}" for k, p, v in FIT_REFUSALS])
+def test_fit_refuses_what_a_model_file_may_not_hold(kind, param, value):
+    """The load checks are fit's own: check_params (which fit calls first) raises UsageError naming the
+    parameter. hidden="16" used to train two hidden layers of 1 and 6 units."""
+    from imgclf.errors import UsageError
+
+    model = _estimators()[kind](**{param: value})
+    with pytest.raises(UsageError, match=param) as info:
+        model.check_params()
+    assert info.value.param == param or param in str(info.value)
+
+
+def test_fit_refuses_negative_class_weight_before_training():
+    from imgclf.errors import UsageError
+    from imgclf.nn.net import NeuralNet
+
+    X, y = np.random.default_rng(0).normal(size=(20, 4)), np.arange(20) % 2
+    with pytest.raises(UsageError, match="class_weight") as info:
+        NeuralNet(class_weight={0: -1}, hidden=4, epochs=1).fit(X, y)
+    assert info.value.param == "class_weight"
+    with pytest.raises(UsageError, match="every class a weight of 0"):
+        NeuralNet(class_weight={0: 0, 1: 0}, hidden=4, epochs=1).fit(X, y)
+
+
+def test_fit_still_takes_integer_sizes():
+    from imgclf.nn.convnet import ConvNet
+    from imgclf.nn.net import NeuralNet
+
+    assert NeuralNet(hidden=np.int64(8)).hidden_sizes() == (8,)
+    assert NeuralNet(hidden=np.array([8, 4])).hidden_sizes() == (8, 4)
+    assert ConvNet(hidden=0).hidden_sizes() == ConvNet(hidden=None).hidden_sizes() == ConvNet(hidden=[]).hidden_sizes() == ()
+    NeuralNet(class_weight={0: np.float32(2.0), 1: 0}).check_params()
