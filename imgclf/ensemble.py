@@ -156,7 +156,12 @@ class Ensemble:
             prefix = f"member{i}_"
             arrs = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
             members.append(model_from_arrays(meta, arrs, f"ensemble member {i + 1}"))
-        return cls(members, params.get("voting", "auto"))
+        unknown = set(params) - {"members", "voting"}
+        if unknown:
+            raise ModelFileError(f"ensemble model file has unknown hyperparameters {', '.join(sorted(unknown))}")
+        model = cls(members, params.get("voting", "auto"))
+        model._check()  # the voting rule, and members that fit together, as `fit` checks them
+        return model
 
 
 def ensemble_bundle(members, voting: str = "auto", extra: dict | None = None):

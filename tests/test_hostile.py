@@ -665,6 +665,73 @@ def test_hand_edited_hyperparameter_or_learned_scalar_is_refused_on_load(kind, f
     _assert_refused_on_load(_edited_model(kind, field, value), tmp_path, runner, says=field)
 
 
+_FLIP = {"kind": "flip", "before_chain": True, "n_images": 4}
+AUGMENTATION_RECORDS = [
+    {**_FLIP, "kind": "rotate"}, {**_FLIP, "kind": ["flip"]}, {**_FLIP, "n_images": -4}, {**_FLIP, "n_images": 0},
+    {**_FLIP, "n_images": 4.0}, {**_FLIP, "n_images": True}, {**_FLIP, "n_images": 3},
+    {**_FLIP, "before_chain": "yes"}, {**_FLIP, "before_chain": 1}, {"kind": "flip", "before_chain": True},
+    {**_FLIP, "extra": 1}, "flip", [1], None,
+]
+
+
+@pytest.mark.parametrize("record", AUGMENTATION_RECORDS, ids=[repr(r) for r in AUGMENTATION_RECORDS])
+def test_hand_edited_augmentation_record_is_refused_on_load(record, tmp_path, runner):
+    """extra['augmentation'] ({kind, before_chain, n_images}, written by train svm --augment flip; n_train
+    is then 2 x n_images) was never validated."""
+    model = H.model_file(meta_edit=H.set_path("extra", {"n_train": 8, "augmentation": record}))
+    _assert_refused_on_load(model, tmp_path, runner, says="augmentation")
+
+
+@pytest.mark.parametrize("value", [-1, 0, 2.5, "x", [1], True])
+def test_hand_edited_n_train_is_refused_on_load(value, tmp_path, runner):
+    """extra['n_train'] is echoed by evaluate --json and compared by `imgclf ensemble` (a list crashed it)."""
+    _assert_refused_on_load(H.model_file(meta_edit=H.set_path("extra", {"n_train": value})), tmp_path, runner,
+                            says="n_train")
+
+
+def test_a_valid_augmentation_record_loads(tmp_path):
+    from imgclf import storage
+
+    path = H.write(tmp_path / "m.npz", H.model_file(meta_edit=H.set_path("extra", {"n_train": 8, "augmentation": _FLIP})))
+    assert storage.load_model(path).extra["augmentation"] == _FLIP
+
+
+def _ensemble_file(edit, tmp_path) -> bytes:
+    """A two-member (softmax) ensemble file whose metadata `edit` changes."""
+    from imgclf import storage
+    from imgclf.ensemble import ensemble_bundle
+    from imgclf.io import npzfile
+
+    members = [storage.load_model(H.write(tmp_path / f"member{i}.npz", H.model_file())) for i in range(2)]
+    path = tmp_path / "ensemble.npz"
+    storage.save_model(ensemble_bundle(members), path)
+    meta, arrays = npzfile.read(path)
+    edit(meta)
+    return H.npz_bytes(arrays, meta)
+
+
+def _member(i: int, key: str, value):
+    return lambda meta: meta["hyperparameters"]["members"][i].__setitem__(key, value)
+
+
+ENSEMBLE_EDITS = {
+    "voting-bogus": (H.set_path("hyperparameters.voting", "bogus"), "voting"),
+    "voting-a-list": (H.set_path("hyperparameters.voting", ["soft"]), "voting"),
+    "unknown-hyperparameter": (H.set_path("hyperparameters.weights", [1, 2]), "weights"),
+    "member-classes-differ": (_member(1, "classes", ["a", "b", "z"]), "classes"),
+    "ensemble-classes-differ": (H.set_path("classes", ["x", "y", "z"]), "classes"),
+    "member-augmentation-bogus": (_member(0, "extra", {"augmentation": "flip"}), "augmentation"),
+}
+
+
+@pytest.mark.parametrize("name", list(ENSEMBLE_EDITS))
+def test_hand_edited_ensemble_is_refused_on_load(name, tmp_path, runner):
+    """An ensemble's voting rule, its members' agreement and the ensemble's own classes were checked only
+    when it predicted (a usage error after the data was loaded), or never (the ensemble's classes)."""
+    edit, says = ENSEMBLE_EDITS[name]
+    _assert_refused_on_load(_ensemble_file(edit, tmp_path), tmp_path, runner, says=says)
+
+
 # -- the same checks at fit ----------------------------------------------------------------------------------
 def _estimators():
     from imgclf.linear import LinearSVM, SoftmaxClassifier

@@ -110,8 +110,49 @@ def bundle_from_arrays(meta: dict, arrays: dict[str, np.ndarray], name: str) -> 
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise ModelFileError(f"{name}: malformed model file ({type(exc).__name__}: {exc})") from None
     _check_labels(bundle, name)
+    _check_members(bundle, name)
     _check_input_shape(bundle, meta["transforms"], name)
+    _check_extra(bundle.extra, name)
     return bundle, (meta["transforms"], arrays)
+
+
+def _check_extra(extra: dict, name: str) -> None:
+    """The metadata the commands read back: `n_train` (rows trained on), `stopped`, `trained_on`, and
+    `augmentation`, the record `train svm --augment flip` writes ({"kind": "flip", "before_chain": true,
+    "n_images": N}: the N training images were followed by their mirrors, 2N rows = n_train)."""
+    def bad(what: str):
+        raise ModelFileError(f"{name}: malformed model file (extra field {what})")
+
+    n_train = extra.get("n_train")
+    if n_train is not None and not (type(n_train) is int and n_train >= 1):
+        bad(f"'n_train' must be a number of rows >= 1 or null, got {n_train!r}")
+    for key in ("stopped", "trained_on"):
+        if extra.get(key) is not None and not isinstance(extra[key], str):
+            bad(f"{key!r} must be a text or null, got {extra[key]!r}")
+    if "augmentation" not in extra:
+        return
+    from ..mirror import AUGMENTS
+
+    aug = extra["augmentation"]
+    if not (isinstance(aug, dict) and set(aug) == {"kind", "before_chain", "n_images"}):
+        bad(f"'augmentation' must be an object of kind, before_chain and n_images, got {aug!r}")
+    if not (isinstance(aug["kind"], str) and aug["kind"] in AUGMENTS):
+        bad(f"'augmentation' kind must be one of {', '.join(AUGMENTS)}, got {aug['kind']!r}")
+    if not isinstance(aug["before_chain"], bool):
+        bad(f"'augmentation' before_chain must be true or false, got {aug['before_chain']!r}")
+    n = aug["n_images"]
+    if not (type(n) is int and n >= 1):
+        bad(f"'augmentation' n_images must be a number of images >= 1, got {n!r}")
+    if n_train is not None and n_train != 2 * n:
+        bad(f"'augmentation' says {n} images and their mirrors, but n_train is {n_train}, not {2 * n}")
+
+
+def _check_members(bundle: ModelBundle, name: str) -> None:
+    """An ensemble's members predict the file's classes, from its raw input shape."""
+    for i, m in enumerate(getattr(bundle.model, "members", None) or (), start=1):
+        if list(m.classes) != list(bundle.classes) or tuple(m.input_shape) != tuple(bundle.input_shape):
+            raise ModelFileError(f"{name}: malformed model file (member {i} has classes {m.classes} and input shape "
+                                 f"{list(m.input_shape)}, the ensemble {bundle.classes} and {list(bundle.input_shape)})")
 
 
 def _check_input_shape(bundle: ModelBundle, transforms: list[dict], name: str) -> None:
