@@ -696,6 +696,54 @@ def test_a_valid_augmentation_record_loads(tmp_path):
     assert storage.load_model(path).extra["augmentation"] == _FLIP
 
 
+def _fitted_chain(spec: str):
+    from imgclf.preprocessing_chain import parse_chain_spec
+
+    X = np.random.default_rng(0).integers(0, 256, (40, 2, 2, 3)).astype(np.uint8)
+    chain = parse_chain_spec(spec)
+    for t in chain:
+        t.fit(X)
+        X = t.transform(X)
+    return chain
+
+
+def _model_with_chain(chain, d: int, kind: str = "softmax") -> bytes:
+    from imgclf.preprocessing_chain import chain_to_arrays
+
+    meta, arrays = chain_to_arrays(chain)
+    return H.model_file(kind, d=d, meta_edit=lambda m: m.__setitem__("transforms", meta),
+                        arrays_edit=lambda a: a.update(arrays))
+
+
+CHAIN_SPLICES = {
+    # step 1 gives 2x2x3 images, step 2 was fitted on 5 PCA features
+    "mean-then-standardize-of-5": lambda: (_fitted_chain("mean")[:1] + _fitted_chain("pca:5,standardize")[1:], 5),
+    "pca-then-mean-of-images": lambda: (_fitted_chain("pca:5")[:1] + _fitted_chain("mean,mean")[1:], 12),
+    "union-then-standardize-of-5": lambda: (_fitted_chain("hog:cell=1+colorhist")
+                                             + _fitted_chain("pca:5,standardize")[1:], 5),
+    # the chain's last step gives 5 features, the model takes 12
+    "pca-5-into-a-12-feature-model": lambda: (_fitted_chain("pca:5"), 12),
+    "hog-36-into-a-12-feature-model": lambda: (_fitted_chain("hog:cell=1"), 12),
+}
+
+
+@pytest.mark.parametrize("name", list(CHAIN_SPLICES))
+def test_chain_whose_shapes_disagree_is_refused_on_load(name, tmp_path, runner):
+    """A chain whose step k gives what step k + 1 was not fitted on, or whose last step does not give what
+    the model takes, failed only when it ran (after the data was loaded); now on load."""
+    chain, d = CHAIN_SPLICES[name]()
+    _assert_refused_on_load(_model_with_chain(chain, d), tmp_path, runner, says="shape" if "then" in name else "takes")
+
+
+def test_consistent_chains_still_load(tmp_path):
+    from imgclf import storage
+
+    for spec, d, kind in (("mean,pca:5", 5, "softmax"), ("hog:cell=1+colorhist,standardize", 46, "softmax"),
+                          ("mean,normalize", 12, "convnet")):
+        path = H.write(tmp_path / "m.npz", _model_with_chain(_fitted_chain(spec), d, kind))
+        assert len(storage.load_model(path).chain) == len(spec.split(","))
+
+
 def _ensemble_file(edit, tmp_path) -> bytes:
     """A two-member (softmax) ensemble file whose metadata `edit` changes."""
     from imgclf import storage
