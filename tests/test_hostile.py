@@ -832,3 +832,45 @@ def test_fit_still_takes_integer_sizes():
     assert NeuralNet(hidden=np.array([8, 4])).hidden_sizes() == (8, 4)
     assert ConvNet(hidden=0).hidden_sizes() == ConvNet(hidden=None).hidden_sizes() == ConvNet(hidden=[]).hidden_sizes() == ()
     NeuralNet(class_weight={0: np.float32(2.0), 1: 0}).check_params()
+
+
+# -- --augment on data that are not images -------------------------------------------------------------------
+def _features_stream(d: Path) -> Path:
+    """A pipeline stream of 4 PCA features per row (from 2x2x3 images)."""
+    from imgclf import storage
+    from imgclf.datasets.base import Dataset, Split
+    from imgclf.preprocessing_chain import fit_chain, parse_chain_spec
+
+    X = np.random.default_rng(0).integers(0, 256, (24, 2, 2, 3)).astype(np.uint8)
+    y = np.arange(24) % 3
+    ds = Dataset({"train": Split(X[:16], y[:16]), "val": Split(X[16:20], y[16:20]), "test": Split(X[20:], y[20:])},
+                 ["a", "b", "c"], (2, 2, 3))
+    storage.write_stream(fit_chain(parse_chain_spec("pca:4"), ds), d / "pca.npz")
+    return d / "pca.npz"
+
+
+AUGMENT_ON_FEATURES = {
+    "train-twolayer-flip": (["train", "twolayer", "--augment", "flip", "--hidden", "4", "--epochs", "1"],
+                            r"^Error: --augment flip: the data was preprocessed by pca into feature rows of shape \(4,\)"),
+    "train-twolayer-crop": (["train", "twolayer", "--augment", "flip:alt,crop:2", "--hidden", "4", "--epochs", "1"],
+                            r"^Error: --augment flip:alt,crop:2: the data was preprocessed by pca into feature rows"),
+    "train-convnet-flip": (["train", "convnet", "--augment", "flip", "--filters", "2", "--hidden", "4", "--epochs", "1"],
+                           r"^Error: --augment flip: the data was preprocessed by pca into feature rows"),
+    "tune-twolayer-flip": (["tune", "twolayer", "--param", "augment=flip,none", "--trials", "2", "--epochs", "1",
+                            "--jobs", "1"], r"^Error: --augment flip: the data was preprocessed by pca into"),
+    "tune-svm-flip-on-a-chain": (["tune", "svm", "--param", "augment=flip", "--trials", "1", "--epochs", "1",
+                                  "--jobs", "1"], r"^Error: --augment flip: the data was already preprocessed by pca"),
+}
+
+
+@pytest.mark.parametrize("name", list(AUGMENT_ON_FEATURES))
+def test_augment_on_feature_rows_is_a_usage_error(name, tmp_path, runner):
+    """The nets flip and crop the images they train on; on feature rows train twolayer failed inside fit
+    with the library's wording, and tune ran every trial into the same error and ended in 'every trial
+    failed' (exit 1). A linear model tuned with augment=flip mirrored the chain's output, which train
+    svm --augment flip refuses. Now one usage line before any training, naming --augment and the chain."""
+    argv, first = AUGMENT_ON_FEATURES[name]
+    res = runner.invoke(cli, ["-q", *argv, "--data", str(_features_stream(tmp_path))])
+    lines = res.stderr.strip().splitlines()
+    assert res.exit_code == 2, res.output
+    assert len(lines) == 1 and re.search(first, lines[0]), lines
