@@ -874,3 +874,39 @@ def test_augment_on_feature_rows_is_a_usage_error(name, tmp_path, runner):
     lines = res.stderr.strip().splitlines()
     assert res.exit_code == 2, res.output
     assert len(lines) == 1 and re.search(first, lines[0]), lines
+
+
+def _bn_net(running_var):
+    def edit(a):
+        a.update(model_gamma1=np.ones(4, np.float32), model_beta1=np.zeros(4, np.float32),
+                 model_running_mean1=np.zeros(4, np.float32), model_running_var1=np.asarray(running_var, np.float32))
+    return H.model_file("net", meta_edit=H.set_path("hyperparameters.batchnorm", True), arrays_edit=edit)
+
+
+LEARNED_ARRAYS = {
+    "net-classes-repeated": (H.model_file("net", arrays_edit=lambda a: a.update(model_classes=np.array([0, 0, 1]))),
+                             "distinct and sorted"),
+    "softmax-classes-unsorted": (H.model_file(arrays_edit=lambda a: a.update(model_classes=np.array([2, 1, 0]))),
+                                 "distinct and sorted"),
+    "net-negative-input-scale": (H.model_file("net", arrays_edit=lambda a: a.update(
+        model_input_mean=np.zeros(12, np.float32), model_input_scale=-np.ones(12, np.float32))), "input_scale"),
+    "convnet-zero-input-scale": (H.model_file("convnet", arrays_edit=lambda a: a.update(
+        model_input_scale=np.zeros(3, np.float32))), "input_scale"),
+    # sqrt(var + eps) of a negative variance: numpy's RuntimeWarning, then NaN scores and exit 0
+    "net-negative-running-var": (_bn_net([1, -1, 1, 1]), "running_var1"),
+}
+
+
+@pytest.mark.parametrize("name", list(LEARNED_ARRAYS))
+def test_hand_edited_learned_arrays_are_refused_on_load(name, tmp_path, runner):
+    """Learned arrays fit never produces (repeated or unsorted classes, a non-positive input scale, a
+    negative batch-norm variance) loaded and predicted with exit 0."""
+    model, says = LEARNED_ARRAYS[name]
+    _assert_refused_on_load(model, tmp_path, runner, says=says)
+
+
+def test_a_batchnorm_net_file_still_loads(tmp_path):
+    from imgclf import storage
+
+    bundle = storage.load_model(H.write(tmp_path / "m.npz", _bn_net([1, 0, 2, 1])))
+    assert bundle.model.predict(np.zeros((2, 12))).shape == (2,)

@@ -215,8 +215,12 @@ def check_arrays(arrays: dict[str, np.ndarray], name: str) -> None:
 
 def _check_labels(bundle: ModelBundle, name: str) -> None:
     """Integer labels a model predicts (kNN's stored labels, a linear model's classes) must index
-    the file's class list."""
+    the file's class list; a model's classes are distinct and sorted, as fit learns them."""
     n = len(bundle.classes)
+    classes = getattr(bundle.model, "classes_", None)
+    if isinstance(classes, np.ndarray) and (classes.ndim != 1 or np.any(classes[1:] <= classes[:-1])):
+        raise ModelFileError(f"{name}: malformed model file (the model's classes must be distinct and sorted, got "
+                             f"{classes.tolist()[:20]})")
     for attr in ("_y", "y_train_", "classes_"):
         values = getattr(bundle.model, attr, None)
         if isinstance(values, np.ndarray) and values.dtype.kind in "iu" and values.size:

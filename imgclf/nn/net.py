@@ -491,6 +491,9 @@ class NeuralNet(TrainedClassifier):
                     got = "missing" if arr is None else f"shape {arr.shape}"
                     raise UsageError(f"{cls.kind} model file: {name} is {got}, expected shape {ref.shape}")
                 store[name] = np.ascontiguousarray(arr, dtype=ref.dtype)
+        for name, buf in model.buffers_.items():
+            if name.startswith("running_var") and np.any(buf < 0):  # a variance: sqrt(var + eps) at prediction
+                raise UsageError(f"{cls.kind} model file: {name} holds negative variances")
         model._load_input_stats(arrays)
         model.classes_ = arrays["classes"]
         model._set_file_learned(learned)
@@ -504,5 +507,7 @@ class NeuralNet(TrainedClassifier):
         size = self._stats_size()
         if mean is None or scale is None or mean.shape != (size,) or scale.shape != (size,):
             raise UsageError(f"{self.kind} model file: input_mean/input_scale are missing or not of shape ({size},)")
+        if np.any(scale <= 0):  # 1 / std, as fit learns it
+            raise UsageError(f"{self.kind} model file: input_scale must be > 0 (1 / the input's standard deviation)")
         self.input_mean_ = np.asarray(mean, dtype=self.dtype)
         self.input_scale_ = np.asarray(scale, dtype=self.dtype)
