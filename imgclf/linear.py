@@ -373,6 +373,8 @@ class LinearClassifier(TrainedClassifier):
         if W.ndim != 2 or W.shape[0] != rows or W.shape[1] != len(arrays["classes"]):
             raise ModelFileError(f"{cls.kind} model file: W has shape {W.shape}, expected ({rows}, "
                              f"{len(arrays['classes'])})")
+        if not model.bias_trick and arrays["b"].shape != (W.shape[1],):
+            raise ModelFileError(f"{cls.kind} model file: b has shape {arrays['b'].shape}, expected ({W.shape[1]},)")
         model.params_ = {"W": W} if model.bias_trick else {"W": W, "b": arrays["b"]}
         model.classes_ = arrays["classes"]
         model.n_features_in_ = d

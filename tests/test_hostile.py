@@ -883,6 +883,11 @@ def _bn_net(running_var):
     return H.model_file("net", meta_edit=H.set_path("hyperparameters.batchnorm", True), arrays_edit=edit)
 
 
+def _unbiased_softmax(b):
+    return H.model_file(meta_edit=H.set_path("hyperparameters.bias_trick", False),
+                        arrays_edit=lambda a: a.update(model_W=a["model_W"][:12], model_b=b))
+
+
 LEARNED_ARRAYS = {
     "net-classes-repeated": (H.model_file("net", arrays_edit=lambda a: a.update(model_classes=np.array([0, 0, 1]))),
                              "distinct and sorted"),
@@ -894,6 +899,12 @@ LEARNED_ARRAYS = {
         model_input_scale=np.zeros(3, np.float32))), "input_scale"),
     # sqrt(var + eps) of a negative variance: numpy's RuntimeWarning, then NaN scores and exit 0
     "net-negative-running-var": (_bn_net([1, -1, 1, 1]), "running_var1"),
+    # without the bias trick: a (1,) bias broadcast silently, a (3, 3) one crashed predict (exit 1)
+    "softmax-bias-of-1": (_unbiased_softmax(np.zeros(1, np.float32)), "b has shape"),
+    "softmax-bias-3x3": (_unbiased_softmax(np.zeros((3, 3), np.float32)), "b has shape"),
+    # fit flattened the column with a DataConversionWarning on the way
+    "knn-labels-a-column": (H.model_file("knn", arrays_edit=lambda a: a.update(
+        model_y_train=a["model_y_train"].reshape(6, 1))), "y_train"),
 }
 
 
@@ -905,8 +916,9 @@ def test_hand_edited_learned_arrays_are_refused_on_load(name, tmp_path, runner):
     _assert_refused_on_load(model, tmp_path, runner, says=says)
 
 
-def test_a_batchnorm_net_file_still_loads(tmp_path):
+def test_valid_batchnorm_and_unbiased_files_still_load(tmp_path):
     from imgclf import storage
 
-    bundle = storage.load_model(H.write(tmp_path / "m.npz", _bn_net([1, 0, 2, 1])))
-    assert bundle.model.predict(np.zeros((2, 12))).shape == (2,)
+    for i, model in enumerate((_bn_net([1, 0, 2, 1]), _unbiased_softmax(np.zeros(3, np.float32)))):
+        bundle = storage.load_model(H.write(tmp_path / f"m{i}.npz", model))
+        assert bundle.model.predict(np.zeros((2, 12))).shape == (2,)
