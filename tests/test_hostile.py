@@ -902,6 +902,10 @@ LEARNED_ARRAYS = {
     # without the bias trick: a (1,) bias broadcast silently, a (3, 3) one crashed predict (exit 1)
     "softmax-bias-of-1": (_unbiased_softmax(np.zeros(1, np.float32)), "b has shape"),
     "softmax-bias-3x3": (_unbiased_softmax(np.zeros((3, 3), np.float32)), "b has shape"),
+    "softmax-text-classes-not-named": (H.model_file(arrays_edit=lambda a: a.update(
+        model_classes=np.array(["a", "b", "zebra"]))), "zebra"),
+    "knn-text-labels-not-named": (H.model_file("knn", arrays_edit=lambda a: a.update(
+        model_y_train=np.array(["a", "b", "zebra"] * 2))), "zebra"),
     # fit flattened the column with a DataConversionWarning on the way
     "knn-labels-a-column": (H.model_file("knn", arrays_edit=lambda a: a.update(
         model_y_train=a["model_y_train"].reshape(6, 1))), "y_train"),
@@ -922,3 +926,19 @@ def test_valid_batchnorm_and_unbiased_files_still_load(tmp_path):
     for i, model in enumerate((_bn_net([1, 0, 2, 1]), _unbiased_softmax(np.zeros(3, np.float32)))):
         bundle = storage.load_model(H.write(tmp_path / f"m{i}.npz", model))
         assert bundle.model.predict(np.zeros((2, 12))).shape == (2,)
+
+
+@pytest.mark.parametrize("kind", ["softmax", "net", "knn"])
+def test_evaluate_and_ensemble_take_models_fitted_on_class_names(kind, tmp_path, runner):
+    """A model fitted on class names (docs/python-api.md, string labels) predicts names: evaluate turned
+    them into integers and crashed (ValueError, exit 1), and so did an ensemble of such members."""
+    names = {"softmax": "model_classes", "net": "model_classes", "knn": "model_y_train"}
+    text = lambda a: a.update({names[kind]: np.array(["a", "b", "c"] * (2 if kind == "knn" else 1))})
+    model = H.write(tmp_path / "m.npz", H.model_file(kind, arrays_edit=text))
+    stream = H.write(tmp_path / "s.npz", H.stream_bytes())
+    res = runner.invoke(cli, ["evaluate", "-m", str(model), "--data", str(stream), "--json"])
+    assert res.exit_code == 0, res.output
+    for voting in ("soft", "hard"):
+        res = runner.invoke(cli, ["ensemble", "-m", str(model), "-m", str(model), "--voting", voting,
+                                  "--data", str(stream), "--json"])
+        assert res.exit_code == 0, res.output

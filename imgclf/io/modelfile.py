@@ -43,6 +43,16 @@ class ModelBundle:
             X = t.transform(X)
         return X
 
+    def label_indices(self, labels) -> np.ndarray:
+        """The model's labels as indices into `classes` (int64): integer labels are the indices, text
+        labels (a model fitted on class names) are looked up by name (loading checked that they are names
+        of `classes`)."""
+        labels = np.asarray(labels)
+        if labels.dtype.kind in "iub":
+            return labels.astype(np.int64)
+        index = {c: i for i, c in enumerate(self.classes)}
+        return np.array([index[str(v)] for v in labels.tolist()], dtype=np.int64).reshape(labels.shape)
+
 
 def model_class(kind: str):
     """The class of a model file's kind (imgclf/kinds.py; old names such as "net" included)."""
@@ -227,3 +237,9 @@ def _check_labels(bundle: ModelBundle, name: str) -> None:
             if values.min() < 0 or values.max() >= n:
                 raise ModelFileError(f"{name}: model labels ({attr.strip('_')}) range over "
                                      f"{values.min()}..{values.max()}, but the file names {n} classes")
+        elif isinstance(values, np.ndarray) and values.dtype.kind == "U":
+            # a model fitted on class names (the Python API's string labels) predicts names of the list
+            unknown = sorted(set(values.tolist()) - set(bundle.classes))
+            if unknown:
+                raise ModelFileError(f"{name}: malformed model file (model labels ({attr.strip('_')}) "
+                                     f"{', '.join(map(repr, unknown[:5]))} are not among the file's classes)")
