@@ -585,7 +585,12 @@ def test_hand_edited_knn_memory_is_a_malformed_model_file(value, tmp_path, runne
 NET_FIELDS = [("augment", "bogus"), ("augment", "crop:-3"), ("augment", True), ("lr", -1), ("lr", "x"),
               ("lr", float("nan")), ("lr_schedule", "bogus"), ("lr_schedule", -1), ("lr_schedule", "step:-1"),
               ("epochs", 0), ("epochs", "bogus"), ("patience", -1), ("optim_options", [1]),
-              ("optim_options", {"nope": 1}), ("random_state", -1), ("random_state", "x")]
+              ("optim_options", {"nope": 1}), ("random_state", -1), ("random_state", "x"),
+              # settings and schedule numbers that loaded with exit 0 (step:0.5:inf: OverflowError, exit 1)
+              ("optim_options", {"beta1": True}), ("optim_options", {"beta1": float("nan")}),
+              ("optim_options", {"beta2": 1.5}), ("optim_options", {"epsilon": -1}), ("optim_options", {"beta2": "x"}),
+              ("lr_schedule", "exp:nan"), ("lr_schedule", "exp:inf"), ("lr_schedule", "inv:nan"),
+              ("lr_schedule", "step:0.5:inf"), ("lr_schedule", "step:0.5:2.5")]
 
 
 @pytest.mark.parametrize("kind", ["net", "convnet"])
