@@ -273,6 +273,32 @@ def load_training_data(ctx: click.Context, preprocess_spec, *, seed: int, quiet:
     return ds
 
 
+def check_augment_data(kind: str, specs, ds) -> None:
+    """Refuse augmentation the data cannot take, before any training: the nets flip and crop, per batch,
+    the images they train on, so feature rows (a chain's projection, or a stream already preprocessed
+    into features) are a usage error, as `train svm --augment flip` refuses preprocessed data; a linear
+    model given augment=flip by `tune` mirrors what it is fitted on, the chain's output, so any chain is
+    refused there. `specs`: the augmentation specs the run may use ("auto" and "none" pass)."""
+    from imgclf.errors import UsageError
+    from imgclf.nn import augment as augment_mod
+
+    steps = " -> ".join(t.kind for t in ds.transforms)
+    for spec in specs:
+        if spec is None or (isinstance(spec, str) and spec in ("auto", "none")):
+            continue
+        if kind in ("svm", "softmax"):
+            if ds.transforms:
+                raise UsageError(f"augment {spec}: the data was already preprocessed by {steps}; mirror the images "
+                                 f"before preprocessing: train {kind} --augment flip mirrors the raw images before "
+                                 "its --preprocess chain", param="augment")
+            continue
+        if augment_mod.parse(spec) is not None and len(ds.feature_shape) != 3:
+            how = f"preprocessed by {steps} into" if steps else "made of"
+            raise UsageError(f"augment {spec}: the data was {how} feature rows of shape {ds.feature_shape}; flips and "
+                             "crops need images (N, H, W, C): give the raw images (a chain that keeps them images, "
+                             "such as mean or normalize, may follow) or drop the augmentation", param="augment")
+
+
 def resume_settings(ctx: click.Context, path: str, epochs: int) -> tuple[dict, dict]:
     """(model hyperparameters, extra) stored in a checkpoint; --epochs overrides only when given."""
     from click.core import ParameterSource

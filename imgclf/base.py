@@ -15,7 +15,8 @@ import inspect
 import numpy as np
 
 from .errors import DataError, ModelFileError, UsageError
-from .validation import check_labels, class_weights, encode_labels, n_features
+from .validation import (check_class_weight, check_int, check_labels, check_random_state, class_weights,
+                         encode_labels, n_features)
 
 
 # -- the estimator idiom -------------------------------------------------------------------------------
@@ -94,6 +95,17 @@ class TrainedClassifier(Classifier):
         self._check_params()
         return self
 
+    def _check_common_params(self) -> None:
+        """The parameters every Solver-trained kind has: batch_size, epochs, class_weight and random_state;
+        checked at fit and when a model file is loaded (a hand-edited one is refused as a fit would
+        refuse it)."""
+        check_int(self.batch_size, "batch_size")
+        if not (isinstance(self.epochs, str) and self.epochs == "auto"):
+            check_int(self.epochs, "epochs", what="an integer >= 1 or 'auto'")
+        check_class_weight(getattr(self, "class_weight", None))
+        if not isinstance(self.random_state, np.random.Generator):
+            check_random_state(self.random_state)
+
     # -- fit -------------------------------------------------------------------------------------------
     def _fit_data(self, X, y, X_val, y_val, features):
         """(X, codes, X_val, val codes) through `features(X, name, min_samples)`; learns classes_.
@@ -123,9 +135,7 @@ class TrainedClassifier(Classifier):
         AUTO_MIN_STEPS steps on small data with an early stop for the stretch (unless patience is set)."""
         patience = getattr(self, "patience", None)
         if not (isinstance(self.epochs, str) and self.epochs == "auto"):
-            if not isinstance(self.epochs, (int, np.integer)) or isinstance(self.epochs, bool) or self.epochs < 1:
-                raise UsageError(f"epochs must be an integer >= 1 or 'auto', got {self.epochs!r}", param="epochs")
-            return int(self.epochs), patience
+            return check_int(self.epochs, "epochs", what="an integer >= 1 or 'auto'"), patience
         steps = max(1, n_train // max(1, min(int(self.batch_size), n_train)))
         epochs = max(self._AUTO_EPOCHS, -(-AUTO_MIN_STEPS // steps))
         if epochs > self._AUTO_EPOCHS and patience is None:
@@ -169,7 +179,17 @@ class TrainedClassifier(Classifier):
         unknown = set(params) - set(cls._param_names())
         if unknown:
             raise ModelFileError(f"{cls.kind} model file has unknown hyperparameters {', '.join(sorted(unknown))}")
+        cls._check_file_learned(learned)
         return params, learned
+
+    @staticmethod
+    def _check_file_learned(learned: dict) -> None:
+        """The learned scalars as fit leaves them: the input size an integer >= 1, the best epoch an
+        integer >= 1 (epochs count from 1) or None, why training stopped a text or None."""
+        check_int(learned["n_features_in_"], "n_features_in_")
+        check_int(learned["best_epoch_"], "best_epoch_", none=True)
+        if learned["stopped_"] is not None and not isinstance(learned["stopped_"], str):
+            raise ModelFileError(f"stopped_ must be a text or None, got {learned['stopped_']!r}")
 
     def _set_file_learned(self, learned: dict) -> None:
         self.stopped_ = learned["stopped_"]

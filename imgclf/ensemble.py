@@ -83,8 +83,8 @@ class Ensemble:
 
     # -- prediction ------------------------------------------------------------------------------
     def member_predictions(self, X) -> list[np.ndarray]:
-        """Each member's predicted labels for raw X (through its own chain)."""
-        return [np.asarray(m.model.predict(m.features(X))) for m in self._check()]
+        """Each member's predictions for raw X (through its own chain), as indices into the class list."""
+        return [m.label_indices(m.model.predict(m.features(X))) for m in self._check()]
 
     def predict_proba(self, X) -> np.ndarray:
         """The mean of the members' class probabilities, (N, C) in class order."""
@@ -95,7 +95,7 @@ class Ensemble:
         total = np.zeros((len(X), n_classes), np.float64)
         for m in members:
             proba = np.asarray(m.model.predict_proba(m.features(X)), np.float64)
-            cols = np.asarray(getattr(m.model, "classes_", np.arange(proba.shape[1])), np.int64)
+            cols = m.label_indices(getattr(m.model, "classes_", np.arange(proba.shape[1])))
             total[:, cols] += proba
         return total / len(members)
 
@@ -116,7 +116,7 @@ class Ensemble:
         preds = []
         for m in members:
             proba = np.asarray(m.model.predict_proba(m.features(X)), np.float64)
-            cols = np.asarray(getattr(m.model, "classes_", np.arange(proba.shape[1])), np.int64)
+            cols = m.label_indices(getattr(m.model, "classes_", np.arange(proba.shape[1])))
             total[:, cols] += proba
             preds.append(cols[np.argmax(proba, axis=1)])
         return np.argmax(total, axis=1).astype(np.int64), preds
@@ -156,7 +156,12 @@ class Ensemble:
             prefix = f"member{i}_"
             arrs = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
             members.append(model_from_arrays(meta, arrs, f"ensemble member {i + 1}"))
-        return cls(members, params.get("voting", "auto"))
+        unknown = set(params) - {"members", "voting"}
+        if unknown:
+            raise ModelFileError(f"ensemble model file has unknown hyperparameters {', '.join(sorted(unknown))}")
+        model = cls(members, params.get("voting", "auto"))
+        model._check()  # the voting rule, and members that fit together, as `fit` checks them
+        return model
 
 
 def ensemble_bundle(members, voting: str = "auto", extra: dict | None = None):

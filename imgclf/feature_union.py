@@ -32,6 +32,10 @@ class FeatureUnion(Transform):
     def _transform(self, X):
         return np.concatenate([_flat(t.transform(X)) for t in self.transforms], axis=1).astype(np.float32, copy=False)
 
+    def output_shape(self) -> tuple[int, ...]:
+        self._check_fitted()
+        return (sum(int(np.prod(t.output_shape())) for t in self.transforms),)
+
     def _check_fitted(self):
         super()._check_fitted()
         for t in self.transforms:

@@ -24,8 +24,8 @@ from .blas import blas_threads
 from .errors import ModelFileError, UsageError
 from .losses import ovr_svm_loss, softmax, softmax_loss, svm_loss
 from .mirror import append_mirrors, check_augment
-from .validation import (check_array, check_fitted, check_n_features, check_random_state,
-                         rescale_u8)
+from .validation import (check_array, check_fitted, check_flag, check_int, check_n_features, check_number,
+                         check_random_state, rescale_u8)
 
 
 def _is_auto(value) -> bool:
@@ -81,24 +81,21 @@ class LinearClassifier(TrainedClassifier):
     # -- validation ------------------------------------------------------------------------------
     def _check_params(self) -> None:
         if not _is_auto(self.reg):
-            _check_number(self.reg, "reg", "a number >= 0 or 'auto'", strict=False)
+            check_number(self.reg, "reg", "a number >= 0 or 'auto'", low=0)
         if not _is_auto(self.lr):
-            _check_number(self.lr, "lr", "a number > 0 or 'auto'")
+            check_number(self.lr, "lr", "a number > 0 or 'auto'", low=0, low_open=True)
         for name in ("weight_scale", "lr_decay"):
-            _check_number(getattr(self, name), name, "a number > 0")
-        if not isinstance(self.batch_size, (int, np.integer)) or isinstance(self.batch_size, bool) \
-                or self.batch_size < 1:
-            raise UsageError(f"batch_size must be an integer >= 1, got {self.batch_size!r}", param="batch_size")
+            check_number(getattr(self, name), name, "a number > 0", low=0, low_open=True)
         from .nn.optim import RULES
 
         if self.solver not in SOLVERS:
             raise UsageError(f"unknown solver {self.solver!r}; choose from {', '.join(SOLVERS)}", param="solver")
-        if self.iters is not None and (not isinstance(self.iters, (int, np.integer)) or isinstance(self.iters, bool)
-                                       or self.iters < 1):
-            raise UsageError(f"iters must be an integer >= 1 or None, got {self.iters!r}", param="iters")
+        check_int(self.iters, "iters", none=True)
         if self.optim not in RULES:
             raise UsageError(f"unknown optimiser {self.optim!r}; choose from {', '.join(RULES)}", param="optim")
+        check_flag(self.bias_trick, "bias_trick")
         check_augment(self.augment)
+        self._check_common_params()
 
     @staticmethod
     def _as_features(X, name: str = "X", min_samples: int = 0) -> np.ndarray:
@@ -376,6 +373,8 @@ class LinearClassifier(TrainedClassifier):
         if W.ndim != 2 or W.shape[0] != rows or W.shape[1] != len(arrays["classes"]):
             raise ModelFileError(f"{cls.kind} model file: W has shape {W.shape}, expected ({rows}, "
                              f"{len(arrays['classes'])})")
+        if not model.bias_trick and arrays["b"].shape != (W.shape[1],):
+            raise ModelFileError(f"{cls.kind} model file: b has shape {arrays['b'].shape}, expected ({W.shape[1]},)")
         model.params_ = {"W": W} if model.bias_trick else {"W": W, "b": arrays["b"]}
         model.classes_ = arrays["classes"]
         model.n_features_in_ = d
@@ -385,12 +384,6 @@ class LinearClassifier(TrainedClassifier):
 
 SOLVERS = ("sgd", "lbfgs")
 MULTICLASS = ("weston-watkins", "ovr")
-
-
-def _check_number(v, name: str, what: str, strict: bool = True) -> None:
-    ok = isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and np.isfinite(v)
-    if not (ok and (v > 0 if strict else v >= 0)):
-        raise UsageError(f"{name} must be {what}, got {v!r}", param=name)
 
 
 class LinearSVM(LinearClassifier):
@@ -417,7 +410,8 @@ class LinearSVM(LinearClassifier):
 
     def _check_params(self) -> None:
         super()._check_params()
-        _check_number(self.delta, "delta", "a number > 0")
+        check_number(self.delta, "delta", "a number > 0", low=0, low_open=True)
+        check_flag(self.squared_hinge, "squared_hinge")
         if self.multiclass not in MULTICLASS:
             raise UsageError(f"unknown multiclass loss {self.multiclass!r}; choose from {', '.join(MULTICLASS)}",
                              param="multiclass")

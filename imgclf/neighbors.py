@@ -168,6 +168,9 @@ class KNNClassifier(Classifier):
         missing = {"X_train", "y_train"} - set(arrays)
         if missing:
             raise ModelFileError(f"knn model file lacks the arrays {sorted(missing)}")
+        if arrays["y_train"].ndim != 1:  # fit would flatten a column with a warning; a file holds what fit kept
+            raise ModelFileError(f"knn model file: y_train has shape {arrays['y_train'].shape}, expected one label "
+                                 f"per stored row")
         return cls(**params).fit(arrays["X_train"], arrays["y_train"])
 
 

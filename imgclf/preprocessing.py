@@ -67,6 +67,14 @@ class Transform(Estimator):
             raise AttributeError(f"{type(self).__name__} is not fitted")
         return int(np.prod(self.input_shape_))
 
+    def output_shape(self) -> tuple[int, ...]:
+        """The shape of one sample of the fitted transform's output: the input's for elementwise steps,
+        (n_features_out_,) for the feature steps that define it (hog, colorhist, kmeans)."""
+        self._check_fitted()
+        if isinstance(getattr(type(self), "n_features_out_", None), property):
+            return (int(self.n_features_out_),)
+        return tuple(self.input_shape_)
+
     def fit(self, X, y=None):
         """Learn the transform's statistics from X (the training split only)."""
         X = check_data(X)
@@ -373,6 +381,10 @@ class _Projection(Transform):
     @property
     def n_components_(self) -> int:
         return len(self.components_)
+
+    def output_shape(self) -> tuple[int, ...]:
+        self._check_fitted()
+        return tuple(self.input_shape_) if getattr(self, "zca", False) else (self.n_components_,)
 
     @property
     def retained_variance_(self) -> float:

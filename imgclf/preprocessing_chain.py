@@ -258,7 +258,18 @@ def chain_from_arrays(meta: list[dict], arrays: dict[str, np.ndarray]) -> list[T
             if isinstance(exc, DataError):
                 raise
             raise DataError(f"stored {kind} transform is malformed ({type(exc).__name__}: {exc})") from None
+    check_chain_shapes(chain)
     return chain
+
+
+def check_chain_shapes(chain: list[Transform]) -> None:
+    """Each step takes what the step before it gives: a stored chain whose steps were fitted on other
+    shapes (hand-edited, or spliced from two files) is refused when it is loaded, not when it runs."""
+    for i in range(1, len(chain)):
+        gives, takes = tuple(chain[i - 1].output_shape()), tuple(chain[i].input_shape_)
+        if gives != takes:
+            raise DataError(f"the stored chain's step {i} ({chain[i - 1].kind}) gives samples of shape {gives}, but "
+                            f"step {i + 1} ({chain[i].kind}) was fitted on samples of shape {takes}")
 
 
 def read_chain(source) -> list[Transform]:

@@ -7,10 +7,12 @@ on the way in (`chain_from_arrays`), so callers deal in ModelBundles and Dataset
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .datasets.base import Dataset
-from .errors import ModelFileError
+from .errors import DataError, ModelFileError
 from .io import modelfile, pipeline
 from .io.modelfile import ModelBundle
 from .preprocessing_chain import chain_from_arrays, chain_to_arrays
@@ -41,9 +43,26 @@ def model_from_arrays(meta: dict, arrays: dict[str, np.ndarray], name: str) -> M
 def _with_chain(bundle: ModelBundle, chain, name: str) -> ModelBundle:
     try:
         bundle.chain = chain_from_arrays(*chain)
+        _check_chain_feeds_model(bundle)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{name}: malformed model file ({type(exc).__name__}: {exc})") from None
     return bundle
+
+
+def _check_chain_feeds_model(bundle: ModelBundle) -> None:
+    """The chain's last step gives what the model takes: as many features (and, to a convnet, images of
+    its shape). Without a chain the raw input shape is checked against the model (io/modelfile.py)."""
+    if not bundle.chain:
+        return
+    gives = tuple(bundle.chain[-1].output_shape())
+    takes = getattr(bundle.model, "n_features_in_", None)
+    if isinstance(takes, int) and math.prod(gives) != takes:
+        raise DataError(f"the stored chain gives {math.prod(gives)} features per sample, but the {bundle.kind} "
+                        f"model takes {takes}")
+    image = getattr(bundle.model, "input_shape_", None)
+    if len(gives) == 3 and image is not None and tuple(image) != gives:
+        raise DataError(f"the stored chain gives samples of shape {gives}, but the {bundle.kind} model takes "
+                        f"images of shape {tuple(image)}")
 
 
 # -- pipeline streams ----------------------------------------------------------------------------------

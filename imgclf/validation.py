@@ -170,20 +170,29 @@ def check_X_y(X, y, *, min_samples: int = 1, min_classes: int = 1):
     return X, classes, codes
 
 
-def class_weights(spec, classes: np.ndarray, codes: np.ndarray) -> np.ndarray | None:
-    """(C,) weights of the classes for `class_weight` = None, "balanced" (n / (C * count), scikit-learn's
-    rule) or a dict {label: weight} (labels not named weigh 1); None when every weight would be 1."""
-    if spec is None:
-        return None
-    if isinstance(spec, str):
-        if spec != "balanced":
-            raise UsageError(f"class_weight must be None, 'balanced' or a dict {{label: weight}}, got {spec!r}",
-                             param="class_weight")
-        counts = np.bincount(codes, minlength=len(classes)).astype(np.float64)
-        return len(codes) / (len(classes) * np.maximum(counts, 1))
+def check_class_weight(spec) -> None:
+    """`class_weight` is None, "balanced" or a dict {label: finite number >= 0} (a bool is no weight);
+    the labels are matched against the training labels by `class_weights` at fit."""
+    if spec is None or (isinstance(spec, str) and spec == "balanced"):
+        return
     if not isinstance(spec, dict):
         raise UsageError(f"class_weight must be None, 'balanced' or a dict {{label: weight}}, got {spec!r}",
                          param="class_weight")
+    for label, weight in spec.items():
+        if not (is_real(weight) and _finite(weight) and weight >= 0):
+            raise UsageError(f"class_weight for {label!r} must be a finite number >= 0, got {weight!r}",
+                             param="class_weight")
+
+
+def class_weights(spec, classes: np.ndarray, codes: np.ndarray) -> np.ndarray | None:
+    """(C,) weights of the classes for `class_weight` = None, "balanced" (n / (C * count), scikit-learn's
+    rule) or a dict {label: weight} (labels not named weigh 1); None when every weight would be 1."""
+    check_class_weight(spec)
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        counts = np.bincount(codes, minlength=len(classes)).astype(np.float64)
+        return len(codes) / (len(classes) * np.maximum(counts, 1))
     w = np.ones(len(classes))
     known = {str(c): i for i, c in enumerate(classes.tolist())}
     for label, weight in spec.items():
@@ -191,11 +200,57 @@ def class_weights(spec, classes: np.ndarray, codes: np.ndarray) -> np.ndarray | 
         if i is None:
             raise UsageError(f"class_weight names the class {label!r}, which is not in the training labels "
                              f"({', '.join(map(str, classes.tolist()))})", param="class_weight")
-        if not (isinstance(weight, (int, float, np.number)) and np.isfinite(weight) and weight >= 0):
-            raise UsageError(f"class_weight for {label!r} must be a finite number >= 0, got {weight!r}",
-                             param="class_weight")
         w[i] = float(weight)
+    if not np.any(w > 0):
+        raise UsageError("class_weight gives every class a weight of 0: nothing would be learned",
+                         param="class_weight")
     return w
+
+
+# -- hyperparameters -----------------------------------------------------------------------------------
+# The checks every estimator's parameters go through, at fit and when a model file is loaded: numbers
+# are real numbers, never bools (True is no regularisation strength), integers are whole numbers of
+# an integer type (a float 8.0 or a string "8" is refused, as `fit` refuses it).
+def is_real(value) -> bool:
+    """A Python or numpy real number that is not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _finite(value) -> bool:
+    # Python ints are exact (and may exceed a float); the rest must be finite.
+    return isinstance(value, (int, np.integer)) or bool(np.isfinite(value))
+
+
+def check_number(value, name: str, what: str, *, low=None, high=None, low_open: bool = False,
+                 high_open: bool = False) -> float:
+    """`value` as a float: a finite real number (not a bool) within low..high (each bound included
+    unless `low_open`/`high_open`); else UsageError "{name} must be {what}, got {value!r}" naming `name`."""
+    ok = is_real(value) and _finite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        raise UsageError(f"{name} must be {what}, got {value!r}", param=name)
+    return float(value)
+
+
+def check_int(value, name: str, low: int = 1, *, none: bool = False, what: str | None = None) -> int | None:
+    """`value` as an int: a whole number of an integer type (not a bool, a float or a string) >= low;
+    None too when `none`. Else UsageError naming `name`."""
+    if value is None and none:
+        return None
+    if not (isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= low):
+        what = what or f"an integer >= {low}" + (" or None" if none else "")
+        raise UsageError(f"{name} must be {what}, got {value!r}", param=name)
+    return int(value)
+
+
+def check_flag(value, name: str) -> bool:
+    """`value` as a bool: True or False only (a string "no" would be true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise UsageError(f"{name} must be True or False, got {value!r}", param=name)
+    return bool(value)
 
 
 def rescale_u8(T: np.ndarray) -> np.ndarray:

@@ -585,7 +585,12 @@ def test_hand_edited_knn_memory_is_a_malformed_model_file(value, tmp_path, runne
 NET_FIELDS = [("augment", "bogus"), ("augment", "crop:-3"), ("augment", True), ("lr", -1), ("lr", "x"),
               ("lr", float("nan")), ("lr_schedule", "bogus"), ("lr_schedule", -1), ("lr_schedule", "step:-1"),
               ("epochs", 0), ("epochs", "bogus"), ("patience", -1), ("optim_options", [1]),
-              ("optim_options", {"nope": 1}), ("random_state", -1), ("random_state", "x")]
+              ("optim_options", {"nope": 1}), ("random_state", -1), ("random_state", "x"),
+              # settings and schedule numbers that loaded with exit 0 (step:0.5:inf: OverflowError, exit 1)
+              ("optim_options", {"beta1": True}), ("optim_options", {"beta1": float("nan")}),
+              ("optim_options", {"beta2": 1.5}), ("optim_options", {"epsilon": -1}), ("optim_options", {"beta2": "x"}),
+              ("lr_schedule", "exp:nan"), ("lr_schedule", "exp:inf"), ("lr_schedule", "inv:nan"),
+              ("lr_schedule", "step:0.5:inf"), ("lr_schedule", "step:0.5:2.5")]
 
 
 @pytest.mark.parametrize("kind", ["net", "convnet"])
@@ -598,3 +603,347 @@ def test_hand_edited_net_training_settings_are_a_malformed_model_file(kind, fiel
     res = runner.invoke(cli, ["predict", "-m", str(model), str(stream)])
     lines = res.stderr.strip().splitlines()
     assert res.exit_code == 2 and len(lines) == 1 and "malformed model file" in lines[0], res.output
+
+
+# -- hand-edited hyperparameters, learned scalars and metadata: refused on load, in one line -----------------
+def _assert_refused_on_load(model: bytes, tmp_path, runner, says: str = "malformed model file"):
+    """predict and evaluate both refuse the file: exit 2, one line on stderr naming it malformed, no
+    traceback, and no Python warning on the way (a warning is a second line in a terminal)."""
+    import warnings
+
+    path = H.write(tmp_path / "m.npz", model)
+    stream = H.write(tmp_path / "s.npz", H.stream_bytes())
+    for argv in (["predict", "-m", str(path), str(stream)], ["evaluate", "-m", str(path), "--data", str(stream)]):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = runner.invoke(cli, argv)
+        assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+        lines = res.stderr.strip().splitlines()
+        assert res.exit_code == 2, res.output
+        assert len(lines) == 1 and "malformed model file" in lines[0] and says in lines[0], lines
+        assert "Traceback" not in res.stderr
+        assert not caught, [str(w.message) for w in caught]
+
+
+def _edited_model(kind: str, field: str, value) -> bytes:
+    def edit(meta):
+        if kind == "svm":  # the softmax file as an svm: the same arrays, the svm's defaults for the rest
+            meta["kind"] = "svm"
+        meta["hyperparameters"][field] = value
+    return H.model_file("softmax" if kind == "svm" else kind, meta_edit=edit)
+
+
+@pytest.mark.parametrize("field,value", [("n_features_in_", -1), ("n_features_in_", 0), ("n_features_in_", 10 ** 12)])
+def test_linear_model_file_refusals_name_the_file(field, value, tmp_path, runner):
+    """The linear models' own refusals (W's shape) used to come out without the file's name or the
+    words every other refusal uses."""
+    _assert_refused_on_load(_edited_model("softmax", field, value), tmp_path, runner)
+
+
+_BAD_CLASS_WEIGHTS = [{"a": -1}, {"a": float("nan")}, {"a": float("inf")}, {"a": "x"}, {"a": True}, {"a": None},
+                      [1], 3, "bogus"]
+# (kind, hyperparameter, value): each loaded and predicted with exit 0 (or crashed) before, except reg=true
+# for the linear models (svm, softmax), kept to show every estimator refuses it
+HAND_EDITED = (
+    [(k, "train_acc_sample", v) for k in ("net", "convnet") for v in (-1, 0, 2.5, "x", True)]
+    + [(k, "class_weight", v) for k in ("net", "convnet", "softmax", "svm") for v in _BAD_CLASS_WEIGHTS]
+    + [(k, "reg", True) for k in ("net", "convnet", "softmax", "svm")]
+    + [("net", "dropout", False), ("net", "label_smoothing", False), ("convnet", "bn_momentum", False)]
+    + [(k, "hidden", v) for k in ("net", "convnet") for v in ([4.0], "4", [4.5], ["4"])] + [("convnet", "hidden", False)]
+    + [(k, "best_epoch_", v) for k in ("net", "convnet", "softmax") for v in (-1, 0, 2.5, "x", True, [1])]
+    + [(k, "stopped_", v) for k in ("net", "convnet", "softmax") for v in (1, True, [1], {"a": 1})]
+    + [(k, "n_features_in_", v) for k in ("net", "convnet", "softmax") for v in (-1, 0, 12.0, "12", True)]
+    + [("softmax", "bias_trick", v) for v in ("no", 1)] + [("svm", "squared_hinge", "x")]
+    + [("softmax", "epochs", v) for v in ("bogus", 0, 2.0)] + [("softmax", "random_state", v) for v in (-1, "x")]
+    + [("net", "batchnorm", "yes"), ("convnet", "input_shape", [2.0, 2, 3]),
+       ("convnet", "input_shape", ["2", 2, 3])]
+)
+
+
+@pytest.mark.parametrize("kind,field,value", HAND_EDITED, ids=[f"{k}-{f}-{v!r}" for k, f, v in HAND_EDITED])
+def test_hand_edited_hyperparameter_or_learned_scalar_is_refused_on_load(kind, field, value, tmp_path, runner):
+    """Numbers are real numbers and never bools, counts whole numbers of an integer type, class weights
+    finite and >= 0, flags True or False, as at fit; learned scalars as fit leaves them. Before: a
+    negative train_acc_sample, class_weight NaN, reg true, hidden [8.0] or "8", best_epoch_ -1 ... loaded
+    and predicted with exit 0; n_features_in_ -1 printed numpy's RuntimeWarning before its refusal and
+    n_features_in_ 0 crashed (ZeroDivisionError, exit 1)."""
+    _assert_refused_on_load(_edited_model(kind, field, value), tmp_path, runner, says=field)
+
+
+_FLIP = {"kind": "flip", "before_chain": True, "n_images": 4}
+AUGMENTATION_RECORDS = [
+    {**_FLIP, "kind": "rotate"}, {**_FLIP, "kind": ["flip"]}, {**_FLIP, "n_images": -4}, {**_FLIP, "n_images": 0},
+    {**_FLIP, "n_images": 4.0}, {**_FLIP, "n_images": True}, {**_FLIP, "n_images": 3},
+    {**_FLIP, "before_chain": "yes"}, {**_FLIP, "before_chain": 1}, {"kind": "flip", "before_chain": True},
+    {**_FLIP, "extra": 1}, "flip", [1], None,
+]
+
+
+@pytest.mark.parametrize("record", AUGMENTATION_RECORDS, ids=[repr(r) for r in AUGMENTATION_RECORDS])
+def test_hand_edited_augmentation_record_is_refused_on_load(record, tmp_path, runner):
+    """extra['augmentation'] ({kind, before_chain, n_images}, written by train svm --augment flip; n_train
+    is then 2 x n_images) was never validated."""
+    model = H.model_file(meta_edit=H.set_path("extra", {"n_train": 8, "augmentation": record}))
+    _assert_refused_on_load(model, tmp_path, runner, says="augmentation")
+
+
+@pytest.mark.parametrize("value", [-1, 0, 2.5, "x", [1], True])
+def test_hand_edited_n_train_is_refused_on_load(value, tmp_path, runner):
+    """extra['n_train'] is echoed by evaluate --json and compared by `imgclf ensemble` (a list crashed it)."""
+    _assert_refused_on_load(H.model_file(meta_edit=H.set_path("extra", {"n_train": value})), tmp_path, runner,
+                            says="n_train")
+
+
+def test_a_valid_augmentation_record_loads(tmp_path):
+    from imgclf import storage
+
+    path = H.write(tmp_path / "m.npz", H.model_file(meta_edit=H.set_path("extra", {"n_train": 8, "augmentation": _FLIP})))
+    assert storage.load_model(path).extra["augmentation"] == _FLIP
+
+
+def _fitted_chain(spec: str):
+    from imgclf.preprocessing_chain import parse_chain_spec
+
+    X = np.random.default_rng(0).integers(0, 256, (40, 2, 2, 3)).astype(np.uint8)
+    chain = parse_chain_spec(spec)
+    for t in chain:
+        t.fit(X)
+        X = t.transform(X)
+    return chain
+
+
+def _model_with_chain(chain, d: int, kind: str = "softmax") -> bytes:
+    from imgclf.preprocessing_chain import chain_to_arrays
+
+    meta, arrays = chain_to_arrays(chain)
+    return H.model_file(kind, d=d, meta_edit=lambda m: m.__setitem__("transforms", meta),
+                        arrays_edit=lambda a: a.update(arrays))
+
+
+CHAIN_SPLICES = {
+    # step 1 gives 2x2x3 images, step 2 was fitted on 5 PCA features
+    "mean-then-standardize-of-5": lambda: (_fitted_chain("mean")[:1] + _fitted_chain("pca:5,standardize")[1:], 5),
+    "pca-then-mean-of-images": lambda: (_fitted_chain("pca:5")[:1] + _fitted_chain("mean,mean")[1:], 12),
+    "union-then-standardize-of-5": lambda: (_fitted_chain("hog:cell=1+colorhist")
+                                             + _fitted_chain("pca:5,standardize")[1:], 5),
+    # the chain's last step gives 5 features, the model takes 12
+    "pca-5-into-a-12-feature-model": lambda: (_fitted_chain("pca:5"), 12),
+    "hog-36-into-a-12-feature-model": lambda: (_fitted_chain("hog:cell=1"), 12),
+}
+
+
+@pytest.mark.parametrize("name", list(CHAIN_SPLICES))
+def test_chain_whose_shapes_disagree_is_refused_on_load(name, tmp_path, runner):
+    """A chain whose step k gives what step k + 1 was not fitted on, or whose last step does not give what
+    the model takes, failed only when it ran (after the data was loaded); now on load."""
+    chain, d = CHAIN_SPLICES[name]()
+    _assert_refused_on_load(_model_with_chain(chain, d), tmp_path, runner, says="shape" if "then" in name else "takes")
+
+
+def test_consistent_chains_still_load(tmp_path):
+    from imgclf import storage
+
+    for spec, d, kind in (("mean,pca:5", 5, "softmax"), ("hog:cell=1+colorhist,standardize", 46, "softmax"),
+                          ("mean,normalize", 12, "convnet")):
+        path = H.write(tmp_path / "m.npz", _model_with_chain(_fitted_chain(spec), d, kind))
+        assert len(storage.load_model(path).chain) == len(spec.split(","))
+
+
+def _ensemble_file(edit, tmp_path) -> bytes:
+    """A two-member (softmax) ensemble file whose metadata `edit` changes."""
+    from imgclf import storage
+    from imgclf.ensemble import ensemble_bundle
+    from imgclf.io import npzfile
+
+    members = [storage.load_model(H.write(tmp_path / f"member{i}.npz", H.model_file())) for i in range(2)]
+    path = tmp_path / "ensemble.npz"
+    storage.save_model(ensemble_bundle(members), path)
+    meta, arrays = npzfile.read(path)
+    edit(meta)
+    return H.npz_bytes(arrays, meta)
+
+
+def _member(i: int, key: str, value):
+    return lambda meta: meta["hyperparameters"]["members"][i].__setitem__(key, value)
+
+
+ENSEMBLE_EDITS = {
+    "voting-bogus": (H.set_path("hyperparameters.voting", "bogus"), "voting"),
+    "voting-a-list": (H.set_path("hyperparameters.voting", ["soft"]), "voting"),
+    "unknown-hyperparameter": (H.set_path("hyperparameters.weights", [1, 2]), "weights"),
+    "member-classes-differ": (_member(1, "classes", ["a", "b", "z"]), "classes"),
+    "ensemble-classes-differ": (H.set_path("classes", ["x", "y", "z"]), "classes"),
+    "member-augmentation-bogus": (_member(0, "extra", {"augmentation": "flip"}), "augmentation"),
+}
+
+
+@pytest.mark.parametrize("name", list(ENSEMBLE_EDITS))
+def test_hand_edited_ensemble_is_refused_on_load(name, tmp_path, runner):
+    """An ensemble's voting rule, its members' agreement and the ensemble's own classes were checked only
+    when it predicted (a usage error after the data was loaded), or never (the ensemble's classes)."""
+    edit, says = ENSEMBLE_EDITS[name]
+    _assert_refused_on_load(_ensemble_file(edit, tmp_path), tmp_path, runner, says=says)
+
+
+# -- the same checks at fit ----------------------------------------------------------------------------------
+def _estimators():
+    from imgclf.linear import LinearSVM, SoftmaxClassifier
+    from imgclf.nn.convnet import ConvNet
+    from imgclf.nn.net import NeuralNet
+
+    return {"twolayer": NeuralNet, "convnet": ConvNet, "svm": LinearSVM, "softmax": SoftmaxClassifier}
+
+
+FIT_REFUSALS = (
+    [(k, "class_weight", v) for k in ("twolayer", "convnet", "svm", "softmax")
+     for v in ({0: -1}, {0: float("nan")}, {0: float("inf")}, {0: "x"}, {0: True}, [1], "bogus")]
+    + [(k, "reg", True) for k in ("twolayer", "convnet", "svm", "softmax")]
+    + [(k, "hidden", v) for k in ("twolayer", "convnet") for v in ("8", "16", [8.0], [8.5], (True,))]
+    + [(k, "train_acc_sample", v) for k in ("twolayer", "convnet") for v in (0, -1, 2.5, "x", True)]
+    + [("svm", "squared_hinge", "no"), ("softmax", "bias_trick", 0), ("softmax", "epochs", 0),
+       ("twolayer", "batchnorm", "yes")]
+)
+
+
+@pytest.mark.parametrize("kind,param,value", FIT_REFUSALS, ids=[f"{k}-{p}-{v!r}" for k, p, v in FIT_REFUSALS])
+def test_fit_refuses_what_a_model_file_may_not_hold(kind, param, value):
+    """The load checks are fit's own: check_params (which fit calls first) raises UsageError naming the
+    parameter. hidden="16" used to train two hidden layers of 1 and 6 units."""
+    from imgclf.errors import UsageError
+
+    model = _estimators()[kind](**{param: value})
+    with pytest.raises(UsageError, match=param) as info:
+        model.check_params()
+    assert info.value.param == param or param in str(info.value)
+
+
+def test_fit_refuses_negative_class_weight_before_training():
+    from imgclf.errors import UsageError
+    from imgclf.nn.net import NeuralNet
+
+    X, y = np.random.default_rng(0).normal(size=(20, 4)), np.arange(20) % 2
+    with pytest.raises(UsageError, match="class_weight") as info:
+        NeuralNet(class_weight={0: -1}, hidden=4, epochs=1).fit(X, y)
+    assert info.value.param == "class_weight"
+    with pytest.raises(UsageError, match="every class a weight of 0"):
+        NeuralNet(class_weight={0: 0, 1: 0}, hidden=4, epochs=1).fit(X, y)
+
+
+def test_fit_still_takes_integer_sizes():
+    from imgclf.nn.convnet import ConvNet
+    from imgclf.nn.net import NeuralNet
+
+    assert NeuralNet(hidden=np.int64(8)).hidden_sizes() == (8,)
+    assert NeuralNet(hidden=np.array([8, 4])).hidden_sizes() == (8, 4)
+    assert ConvNet(hidden=0).hidden_sizes() == ConvNet(hidden=None).hidden_sizes() == ConvNet(hidden=[]).hidden_sizes() == ()
+    NeuralNet(class_weight={0: np.float32(2.0), 1: 0}).check_params()
+
+
+# -- --augment on data that are not images -------------------------------------------------------------------
+def _features_stream(d: Path) -> Path:
+    """A pipeline stream of 4 PCA features per row (from 2x2x3 images)."""
+    from imgclf import storage
+    from imgclf.datasets.base import Dataset, Split
+    from imgclf.preprocessing_chain import fit_chain, parse_chain_spec
+
+    X = np.random.default_rng(0).integers(0, 256, (24, 2, 2, 3)).astype(np.uint8)
+    y = np.arange(24) % 3
+    ds = Dataset({"train": Split(X[:16], y[:16]), "val": Split(X[16:20], y[16:20]), "test": Split(X[20:], y[20:])},
+                 ["a", "b", "c"], (2, 2, 3))
+    storage.write_stream(fit_chain(parse_chain_spec("pca:4"), ds), d / "pca.npz")
+    return d / "pca.npz"
+
+
+AUGMENT_ON_FEATURES = {
+    "train-twolayer-flip": (["train", "twolayer", "--augment", "flip", "--hidden", "4", "--epochs", "1"],
+                            r"^Error: --augment flip: the data was preprocessed by pca into feature rows of shape \(4,\)"),
+    "train-twolayer-crop": (["train", "twolayer", "--augment", "flip:alt,crop:2", "--hidden", "4", "--epochs", "1"],
+                            r"^Error: --augment flip:alt,crop:2: the data was preprocessed by pca into feature rows"),
+    "train-convnet-flip": (["train", "convnet", "--augment", "flip", "--filters", "2", "--hidden", "4", "--epochs", "1"],
+                           r"^Error: --augment flip: the data was preprocessed by pca into feature rows"),
+    "tune-twolayer-flip": (["tune", "twolayer", "--param", "augment=flip,none", "--trials", "2", "--epochs", "1",
+                            "--jobs", "1"], r"^Error: --augment flip: the data was preprocessed by pca into"),
+    "tune-svm-flip-on-a-chain": (["tune", "svm", "--param", "augment=flip", "--trials", "1", "--epochs", "1",
+                                  "--jobs", "1"], r"^Error: --augment flip: the data was already preprocessed by pca"),
+}
+
+
+@pytest.mark.parametrize("name", list(AUGMENT_ON_FEATURES))
+def test_augment_on_feature_rows_is_a_usage_error(name, tmp_path, runner):
+    """The nets flip and crop the images they train on; on feature rows train twolayer failed inside fit
+    with the library's wording, and tune ran every trial into the same error and ended in 'every trial
+    failed' (exit 1). A linear model tuned with augment=flip mirrored the chain's output, which train
+    svm --augment flip refuses. Now one usage line before any training, naming --augment and the chain."""
+    argv, first = AUGMENT_ON_FEATURES[name]
+    res = runner.invoke(cli, ["-q", *argv, "--data", str(_features_stream(tmp_path))])
+    lines = res.stderr.strip().splitlines()
+    assert res.exit_code == 2, res.output
+    assert len(lines) == 1 and re.search(first, lines[0]), lines
+
+
+def _bn_net(running_var):
+    def edit(a):
+        a.update(model_gamma1=np.ones(4, np.float32), model_beta1=np.zeros(4, np.float32),
+                 model_running_mean1=np.zeros(4, np.float32), model_running_var1=np.asarray(running_var, np.float32))
+    return H.model_file("net", meta_edit=H.set_path("hyperparameters.batchnorm", True), arrays_edit=edit)
+
+
+def _unbiased_softmax(b):
+    return H.model_file(meta_edit=H.set_path("hyperparameters.bias_trick", False),
+                        arrays_edit=lambda a: a.update(model_W=a["model_W"][:12], model_b=b))
+
+
+LEARNED_ARRAYS = {
+    "net-classes-repeated": (H.model_file("net", arrays_edit=lambda a: a.update(model_classes=np.array([0, 0, 1]))),
+                             "distinct and sorted"),
+    "softmax-classes-unsorted": (H.model_file(arrays_edit=lambda a: a.update(model_classes=np.array([2, 1, 0]))),
+                                 "distinct and sorted"),
+    "net-negative-input-scale": (H.model_file("net", arrays_edit=lambda a: a.update(
+        model_input_mean=np.zeros(12, np.float32), model_input_scale=-np.ones(12, np.float32))), "input_scale"),
+    "convnet-zero-input-scale": (H.model_file("convnet", arrays_edit=lambda a: a.update(
+        model_input_scale=np.zeros(3, np.float32))), "input_scale"),
+    # sqrt(var + eps) of a negative variance: numpy's RuntimeWarning, then NaN scores and exit 0
+    "net-negative-running-var": (_bn_net([1, -1, 1, 1]), "running_var1"),
+    # without the bias trick: a (1,) bias broadcast silently, a (3, 3) one crashed predict (exit 1)
+    "softmax-bias-of-1": (_unbiased_softmax(np.zeros(1, np.float32)), "b has shape"),
+    "softmax-bias-3x3": (_unbiased_softmax(np.zeros((3, 3), np.float32)), "b has shape"),
+    "softmax-text-classes-not-named": (H.model_file(arrays_edit=lambda a: a.update(
+        model_classes=np.array(["a", "b", "zebra"]))), "zebra"),
+    "knn-text-labels-not-named": (H.model_file("knn", arrays_edit=lambda a: a.update(
+        model_y_train=np.array(["a", "b", "zebra"] * 2))), "zebra"),
+    # fit flattened the column with a DataConversionWarning on the way
+    "knn-labels-a-column": (H.model_file("knn", arrays_edit=lambda a: a.update(
+        model_y_train=a["model_y_train"].reshape(6, 1))), "y_train"),
+}
+
+
+@pytest.mark.parametrize("name", list(LEARNED_ARRAYS))
+def test_hand_edited_learned_arrays_are_refused_on_load(name, tmp_path, runner):
+    """Learned arrays fit never produces (repeated or unsorted classes, a non-positive input scale, a
+    negative batch-norm variance) loaded and predicted with exit 0."""
+    model, says = LEARNED_ARRAYS[name]
+    _assert_refused_on_load(model, tmp_path, runner, says=says)
+
+
+def test_valid_batchnorm_and_unbiased_files_still_load(tmp_path):
+    from imgclf import storage
+
+    for i, model in enumerate((_bn_net([1, 0, 2, 1]), _unbiased_softmax(np.zeros(3, np.float32)))):
+        bundle = storage.load_model(H.write(tmp_path / f"m{i}.npz", model))
+        assert bundle.model.predict(np.zeros((2, 12))).shape == (2,)
+
+
+@pytest.mark.parametrize("kind", ["softmax", "net", "knn"])
+def test_evaluate_and_ensemble_take_models_fitted_on_class_names(kind, tmp_path, runner):
+    """A model fitted on class names (docs/python-api.md, string labels) predicts names: evaluate turned
+    them into integers and crashed (ValueError, exit 1), and so did an ensemble of such members."""
+    names = {"softmax": "model_classes", "net": "model_classes", "knn": "model_y_train"}
+    text = lambda a: a.update({names[kind]: np.array(["a", "b", "c"] * (2 if kind == "knn" else 1))})
+    model = H.write(tmp_path / "m.npz", H.model_file(kind, arrays_edit=text))
+    stream = H.write(tmp_path / "s.npz", H.stream_bytes())
+    res = runner.invoke(cli, ["evaluate", "-m", str(model), "--data", str(stream), "--json"])
+    assert res.exit_code == 0, res.output
+    for voting in ("soft", "hard"):
+        res = runner.invoke(cli, ["ensemble", "-m", str(model), "-m", str(model), "--voting", voting,
+                                  "--data", str(stream), "--json"])
+        assert res.exit_code == 0, res.output

@@ -72,7 +72,7 @@ def evaluate(ctx, model_path, split, plot, top, pairs, mistakes, n_mistakes, dat
     features = model_inputs(bundle, part.X, ds.transforms, f"the {split} split")
     pred = np.concatenate([np.asarray(bundle.model.predict(features[i:i + 1000]))
                            for i in range(0, len(features), 1000)])
-    res = report(part.y, pred.astype(np.int64), list(bundle.classes), pairs=pairs)
+    res = report(part.y, bundle.label_indices(pred), list(bundle.classes), pairs=pairs)
     scores = None
     if top is not None or mistakes:
         scores = _class_scores(bundle, features)
@@ -133,7 +133,7 @@ def _class_scores(bundle, features):
                          "need them")
     values = np.concatenate([np.asarray(getattr(model, method)(features[i:i + 1000]), dtype=np.float64)
                              for i in range(0, len(features), 1000)])
-    labels = np.asarray(getattr(model, "classes_", np.arange(values.shape[1]))).astype(np.int64)
+    labels = bundle.label_indices(getattr(model, "classes_", np.arange(values.shape[1])))
     # classes the model never saw rank last: the lowest finite value (scores must stay finite)
     scores = np.full((len(values), len(bundle.classes)), np.finfo(np.float64).min)
     scores[:, labels] = values

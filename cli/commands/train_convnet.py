@@ -6,7 +6,7 @@ import click
 
 from ..console import reporter
 from ..options import data_options, json_option, quiet_option, seed_option
-from ..training import (class_weights_for, estimator_defaults, fit_with_progress, load_training_data,
+from ..training import (check_augment_data, class_weights_for, estimator_defaults, fit_with_progress, load_training_data,
                         model_settings, report_result, save_curves, training_options)
 
 # The estimator's defaults (imgclf.nn.convnet.ConvNet), measured on CIFAR-10 (49000/1000/10000): docs/recipes.md.
@@ -130,6 +130,7 @@ def convnet(ctx, preset, filters, filter_size, hidden, pool, batchnorm, dropout,
     t0 = time.perf_counter()
     ds = load_training_data(ctx, preprocess_spec, seed=seed, quiet=quiet, data=data, n_train=n_train,
                             n_test=n_test, val=val, size=size, color=color)
+    check_augment_data("convnet", [params.get("augment")], ds)
     if len(ds.feature_shape) != 3:
         raise UsageError(f"a convnet needs images; the data are {ds.feature_shape} features (was the chain a "
                          f"projection such as pca?)")

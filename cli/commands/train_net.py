@@ -6,7 +6,7 @@ import click
 
 from ..console import reporter
 from ..options import data_options, json_option, quiet_option, seed_option
-from ..training import (class_weights_for, estimator_defaults, fit_with_progress, load_training_data,
+from ..training import (check_augment_data, class_weights_for, estimator_defaults, fit_with_progress, load_training_data,
                         model_settings, report_result, save_curves, training_options)
 
 # The estimator's defaults (imgclf.nn.net.NeuralNet), measured on CIFAR-10 (49000/1000/10000): docs/recipes.md.
@@ -84,6 +84,7 @@ def twolayer(ctx, hidden, activation, batchnorm, dropout, init, loss, preprocess
     t0 = time.perf_counter()
     ds = load_training_data(ctx, preprocess_spec, seed=seed, quiet=quiet, data=data, n_train=n_train,
                             n_test=n_test, val=val, size=size, color=color)
+    check_augment_data("twolayer", [params.get("augment")], ds)
     params["class_weight"] = class_weights_for(params.get("class_weight"), ds)
     model = NeuralNet(random_state=seed, **params)
     hidden = model.hidden_sizes()

@@ -7,6 +7,7 @@ from imgclf.kinds import TRAINED
 
 from ..console import emit_json, format_table, reporter
 from ..options import capped_workers, data_options, json_option, load_data, quiet_option, seed_option
+from ..training import check_augment_data
 
 KINDS = TRAINED + ("knn",)  # imgclf/kinds.py
 ENSEMBLE_TOP = 5  # trials in the suggested ensemble (on CIFAR-10 five gained more than three: docs/tuning.md)
@@ -169,6 +170,9 @@ def tune(ctx, kind, trials, param_specs, refine, refine_trials, jobs, scheduler,
         space = SearchSpace.parse(default_space(kind, estimator, train.X))
     for name in space.params:
         fixed.pop(name, None)
+    # augment=flip on feature rows (or a linear model's mirrors of a chain's output) would fail, or be
+    # wrong, in every trial: a usage error now
+    check_augment_data(kind, getattr(space.params.get("augment"), "values", ()), ds)
     arrays = {"X_train": train.X, "y_train": train.y, "X_val": valid.X, "y_val": valid.y}
 
     n_total = trials + refine * (refine_trials or trials)

@@ -43,6 +43,16 @@ class ModelBundle:
             X = t.transform(X)
         return X
 
+    def label_indices(self, labels) -> np.ndarray:
+        """The model's labels as indices into `classes` (int64): integer labels are the indices, text
+        labels (a model fitted on class names) are looked up by name (loading checked that they are names
+        of `classes`)."""
+        labels = np.asarray(labels)
+        if labels.dtype.kind in "iub":
+            return labels.astype(np.int64)
+        index = {c: i for i, c in enumerate(self.classes)}
+        return np.array([index[str(v)] for v in labels.tolist()], dtype=np.int64).reshape(labels.shape)
+
 
 def model_class(kind: str):
     """The class of a model file's kind (imgclf/kinds.py; old names such as "net" included)."""
@@ -101,13 +111,58 @@ def bundle_from_arrays(meta: dict, arrays: dict[str, np.ndarray], name: str) -> 
             model = cls.from_arrays(meta["hyperparameters"], model_arrays)
         bundle = ModelBundle(model=model, classes=classes, input_shape=input_shape, history=meta["history"],
                              seed=meta.get("seed"), extra=meta["extra"])
-    except ModelFileError:
-        raise
+    except ModelFileError as exc:
+        # The model's own refusals ("W has shape ..."), said as every other refusal of a file's content;
+        # an ensemble member's already name the member.
+        text = str(exc)
+        raise ModelFileError(f"{name}: {text}" if "malformed model file" in text else
+                             f"{name}: malformed model file ({text})") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise ModelFileError(f"{name}: malformed model file ({type(exc).__name__}: {exc})") from None
     _check_labels(bundle, name)
+    _check_members(bundle, name)
     _check_input_shape(bundle, meta["transforms"], name)
+    _check_extra(bundle.extra, name)
     return bundle, (meta["transforms"], arrays)
+
+
+def _check_extra(extra: dict, name: str) -> None:
+    """The metadata the commands read back: `n_train` (rows trained on), `stopped`, `trained_on`, and
+    `augmentation`, the record `train svm --augment flip` writes ({"kind": "flip", "before_chain": true,
+    "n_images": N}: the N training images were followed by their mirrors, 2N rows = n_train)."""
+    def bad(what: str):
+        raise ModelFileError(f"{name}: malformed model file (extra field {what})")
+
+    n_train = extra.get("n_train")
+    if n_train is not None and not (type(n_train) is int and n_train >= 1):
+        bad(f"'n_train' must be a number of rows >= 1 or null, got {n_train!r}")
+    for key in ("stopped", "trained_on"):
+        if extra.get(key) is not None and not isinstance(extra[key], str):
+            bad(f"{key!r} must be a text or null, got {extra[key]!r}")
+    if "augmentation" not in extra:
+        return
+    from ..mirror import AUGMENTS
+
+    aug = extra["augmentation"]
+    if not (isinstance(aug, dict) and set(aug) == {"kind", "before_chain", "n_images"}):
+        bad(f"'augmentation' must be an object of kind, before_chain and n_images, got {aug!r}")
+    if not (isinstance(aug["kind"], str) and aug["kind"] in AUGMENTS):
+        bad(f"'augmentation' kind must be one of {', '.join(AUGMENTS)}, got {aug['kind']!r}")
+    if not isinstance(aug["before_chain"], bool):
+        bad(f"'augmentation' before_chain must be true or false, got {aug['before_chain']!r}")
+    n = aug["n_images"]
+    if not (type(n) is int and n >= 1):
+        bad(f"'augmentation' n_images must be a number of images >= 1, got {n!r}")
+    if n_train is not None and n_train != 2 * n:
+        bad(f"'augmentation' says {n} images and their mirrors, but n_train is {n_train}, not {2 * n}")
+
+
+def _check_members(bundle: ModelBundle, name: str) -> None:
+    """An ensemble's members predict the file's classes, from its raw input shape."""
+    for i, m in enumerate(getattr(bundle.model, "members", None) or (), start=1):
+        if list(m.classes) != list(bundle.classes) or tuple(m.input_shape) != tuple(bundle.input_shape):
+            raise ModelFileError(f"{name}: malformed model file (member {i} has classes {m.classes} and input shape "
+                                 f"{list(m.input_shape)}, the ensemble {bundle.classes} and {list(bundle.input_shape)})")
 
 
 def _check_input_shape(bundle: ModelBundle, transforms: list[dict], name: str) -> None:
@@ -170,11 +225,21 @@ def check_arrays(arrays: dict[str, np.ndarray], name: str) -> None:
 
 def _check_labels(bundle: ModelBundle, name: str) -> None:
     """Integer labels a model predicts (kNN's stored labels, a linear model's classes) must index
-    the file's class list."""
+    the file's class list; a model's classes are distinct and sorted, as fit learns them."""
     n = len(bundle.classes)
+    classes = getattr(bundle.model, "classes_", None)
+    if isinstance(classes, np.ndarray) and (classes.ndim != 1 or np.any(classes[1:] <= classes[:-1])):
+        raise ModelFileError(f"{name}: malformed model file (the model's classes must be distinct and sorted, got "
+                             f"{classes.tolist()[:20]})")
     for attr in ("_y", "y_train_", "classes_"):
         values = getattr(bundle.model, attr, None)
         if isinstance(values, np.ndarray) and values.dtype.kind in "iu" and values.size:
             if values.min() < 0 or values.max() >= n:
                 raise ModelFileError(f"{name}: model labels ({attr.strip('_')}) range over "
                                      f"{values.min()}..{values.max()}, but the file names {n} classes")
+        elif isinstance(values, np.ndarray) and values.dtype.kind == "U":
+            # a model fitted on class names (the Python API's string labels) predicts names of the list
+            unknown = sorted(set(values.tolist()) - set(bundle.classes))
+            if unknown:
+                raise ModelFileError(f"{name}: malformed model file (model labels ({attr.strip('_')}) "
+                                     f"{', '.join(map(repr, unknown[:5]))} are not among the file's classes)")

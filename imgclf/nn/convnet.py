@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UsageError
-from ..validation import rescale_u8
+from ..validation import check_flag, check_int, check_number, rescale_u8
 from . import conv, dense, layers
 from .net import NeuralNet
 
@@ -149,7 +149,9 @@ class ConvNet(NeuralNet):
 
     # -- validation ------------------------------------------------------------------------------
     def hidden_sizes(self) -> tuple[int, ...]:
-        if self.hidden in (0, None, ()):
+        h = self.hidden
+        if h is None or (isinstance(h, (list, tuple)) and not h) or (
+                isinstance(h, (int, np.integer)) and not isinstance(h, (bool, np.bool_)) and h == 0):
             return ()
         return super().hidden_sizes()
 
@@ -157,15 +159,11 @@ class ConvNet(NeuralNet):
         super()._check_params()
         parse_filters(self.filters)
         for name in ("filter_size", "pool"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise UsageError(f"{name} must be an integer >= 1, got {v!r}")
+            check_int(getattr(self, name), name)
         if self.tta not in TTA:
             raise UsageError(f"tta must be None or 'flip', got {self.tta!r}")
-        if not (isinstance(self.bn_momentum, (int, float, np.number)) and 0 <= self.bn_momentum < 1):
-            raise UsageError(f"bn_momentum must be in [0, 1), got {self.bn_momentum!r}")
-        if not isinstance(self.patch_whiten, (bool, np.bool_)):
-            raise UsageError(f"patch_whiten must be True or False, got {self.patch_whiten!r}")
+        check_number(self.bn_momentum, "bn_momentum", "in [0, 1)", low=0, high=1, high_open=True)
+        check_flag(self.patch_whiten, "patch_whiten")
 
     def check_input_shape(self, shape) -> list[tuple[int, int, int]]:
         """Check the parameters and that the layers fit images of `shape` (H, W, C), before any data is
@@ -180,11 +178,13 @@ class ConvNet(NeuralNet):
                 raise UsageError("ConvNet needs images (N, H, W, C), or input_shape=(H, W, C) to fold (N, D) rows")
             return (1, 1, int(n_features))
         try:
-            shape = tuple(int(v) for v in shape)
-        except (TypeError, ValueError):
+            shape = tuple(shape)
+        except TypeError:
             shape = ()
-        if len(shape) != 3 or min(shape) < 1:
+        if len(shape) != 3 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+                                      for v in shape):
             raise UsageError(f"input_shape must be (H, W, C) with positive sizes, got {self.input_shape!r}")
+        shape = tuple(int(v) for v in shape)
         if n_features is not None and int(np.prod(shape)) != n_features:
             raise UsageError(f"rows of {n_features} features cannot be {'x'.join(map(str, shape))} images")
         return shape

@@ -25,7 +25,8 @@ import numpy as np
 from ..base import TrainedClassifier
 from ..blas import blas_threads
 from ..errors import UsageError
-from ..validation import check_array, check_fitted, check_n_features, check_random_state, rescale_u8
+from ..validation import (check_array, check_fitted, check_flag, check_int, check_n_features, check_number,
+                          check_random_state, is_real, rescale_u8)
 from . import dense, layers
 from .optim import RULES, parse_lookahead
 
@@ -145,18 +146,21 @@ class NeuralNet(TrainedClassifier):
 
     # -- validation ------------------------------------------------------------------------------
     def hidden_sizes(self) -> tuple[int, ...]:
-        """`hidden` as a tuple of layer sizes (validated)."""
+        """`hidden` as a tuple of layer sizes (validated): an integer or a sequence of integers >= 1, as
+        a model file stores it; a float (8.0, 8.5) or a string ("8", whose characters would be read as
+        layers) is refused."""
         h = self.hidden
-        if isinstance(h, (int, np.integer)):
+        if isinstance(h, (int, np.integer)) and not isinstance(h, (bool, np.bool_)):
             h = (h,)
-        try:
-            h = tuple(int(v) for v in h)
-        except (TypeError, ValueError):
+        elif isinstance(h, np.ndarray) and h.ndim == 1:
+            h = h.tolist()
+        if not isinstance(h, (list, tuple)) or not all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in h):
             raise UsageError(f"hidden must be a sequence of layer sizes such as (500,) or (1024, 512), got "
-                             f"{self.hidden!r}", param="hidden") from None
+                             f"{self.hidden!r}", param="hidden")
         if any(v < 1 for v in h):
-            raise UsageError(f"hidden layer sizes must be >= 1, got {h}", param="hidden")
-        return h
+            raise UsageError(f"hidden layer sizes must be >= 1, got {tuple(h)}", param="hidden")
+        return tuple(int(v) for v in h)
 
     def _check_params(self) -> None:
         self.hidden_sizes()
@@ -168,32 +172,27 @@ class NeuralNet(TrainedClassifier):
             raise UsageError(f"unknown loss {self.loss!r}; choose from {', '.join(LOSSES)}", param="loss")
         if self.optim not in RULES:
             raise UsageError(f"unknown optimiser {self.optim!r}; choose from {', '.join(RULES)}", param="optim")
-        if not (isinstance(self.dropout, (int, float, np.number)) and 0 <= self.dropout < 1):
-            raise UsageError(f"dropout must be a probability in [0, 1), got {self.dropout!r}", param="dropout")
-        if not (isinstance(self.reg, (int, float, np.number)) and np.isfinite(self.reg) and self.reg >= 0):
-            raise UsageError(f"reg must be a finite number >= 0, got {self.reg!r}", param="reg")
-        if not isinstance(self.batch_size, (int, np.integer)) or isinstance(self.batch_size, bool) \
-                or self.batch_size < 1:
-            raise UsageError(f"batch_size must be an integer >= 1, got {self.batch_size!r}", param="batch_size")
+        check_flag(self.batchnorm, "batchnorm")
+        check_number(self.dropout, "dropout", "a probability in [0, 1)", low=0, high=1, high_open=True)
+        check_number(self.reg, "reg", "a finite number >= 0", low=0)
         if self.dtype not in ("float32", "float64"):
             raise UsageError(f"dtype must be float32 or float64, got {self.dtype!r}", param="dtype")
-        if not (isinstance(self.label_smoothing, (int, float, np.number)) and 0 <= self.label_smoothing < 1):
-            raise UsageError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}",
-                             param="label_smoothing")
+        check_number(self.label_smoothing, "label_smoothing", "in [0, 1)", low=0, high=1, high_open=True)
         if self.label_smoothing and self.loss != "softmax":
             raise UsageError("label_smoothing applies to the softmax loss only", param="label_smoothing")
-        if self.ema is not None and not (isinstance(self.ema, (int, float, np.number)) and 0 < self.ema < 1):
-            raise UsageError(f"ema must be a decay in (0, 1) (e.g. 0.999) or None, got {self.ema!r}", param="ema")
+        if self.ema is not None:
+            check_number(self.ema, "ema", "a decay in (0, 1) (e.g. 0.999) or None", low=0, high=1, low_open=True,
+                         high_open=True)
         parse_lookahead(self.lookahead)
         self._check_training_params()
 
     def _check_training_params(self) -> None:
         """What fit's Solver set-up checks (augmentation, learning rate, schedule, optimiser settings,
-        epochs, patience, seed), checked with the rest: a model file's are then refused on load as a
-        fit would refuse them, not kept to fail a later refit (or never)."""
+        epochs, patience, seed, class weights, training-accuracy sample), checked with the rest: a model
+        file's are then refused on load as a fit would refuse them, not kept to fail a later refit (or
+        never)."""
         from . import augment as augment_mod
         from . import optim, schedules
-        from ..validation import check_random_state
 
         if not (isinstance(self.augment, str) and self.augment == "auto"):
             if self.augment is not None and not isinstance(self.augment, str):
@@ -204,20 +203,15 @@ class NeuralNet(TrainedClassifier):
             raise UsageError(f"lr_schedule must be a string such as 'step:0.9' or None, got {self.lr_schedule!r}",
                              param="lr_schedule")
         schedules.parse(self.lr_schedule)
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float, np.number)):
+        if not is_real(self.lr):
             raise UsageError(f"lr must be a number > 0, got {self.lr!r}", param="lr")
         if self.optim_options is not None and not isinstance(self.optim_options, dict):
             raise UsageError(f"optim_options must be a dict of the optimiser's settings or None, got "
                              f"{self.optim_options!r}", param="optim_options")
         optim.make_config(self.optim, self.lr, **(self.optim_options or {}))
-        if not (isinstance(self.epochs, str) and self.epochs == "auto") and (
-                not isinstance(self.epochs, (int, np.integer)) or isinstance(self.epochs, bool) or self.epochs < 1):
-            raise UsageError(f"epochs must be an integer >= 1 or 'auto', got {self.epochs!r}", param="epochs")
-        if self.patience is not None and (not isinstance(self.patience, (int, np.integer))
-                                          or isinstance(self.patience, bool) or self.patience < 1):
-            raise UsageError(f"patience must be an integer >= 1 or None, got {self.patience!r}", param="patience")
-        if not isinstance(self.random_state, np.random.Generator):
-            check_random_state(self.random_state)
+        self._check_common_params()
+        check_int(self.patience, "patience", none=True)
+        check_int(self.train_acc_sample, "train_acc_sample")
 
     def _features(self, X, name="X", min_samples=0) -> np.ndarray:
         """X validated, (N, D) or (N, H, W, C); float arrays keep their dtype until `prepare`."""
@@ -497,6 +491,9 @@ class NeuralNet(TrainedClassifier):
                     got = "missing" if arr is None else f"shape {arr.shape}"
                     raise UsageError(f"{cls.kind} model file: {name} is {got}, expected shape {ref.shape}")
                 store[name] = np.ascontiguousarray(arr, dtype=ref.dtype)
+        for name, buf in model.buffers_.items():
+            if name.startswith("running_var") and np.any(buf < 0):  # a variance: sqrt(var + eps) at prediction
+                raise UsageError(f"{cls.kind} model file: {name} holds negative variances")
         model._load_input_stats(arrays)
         model.classes_ = arrays["classes"]
         model._set_file_learned(learned)
@@ -510,5 +507,7 @@ class NeuralNet(TrainedClassifier):
         size = self._stats_size()
         if mean is None or scale is None or mean.shape != (size,) or scale.shape != (size,):
             raise UsageError(f"{self.kind} model file: input_mean/input_scale are missing or not of shape ({size},)")
+        if np.any(scale <= 0):  # 1 / std, as fit learns it
+            raise UsageError(f"{self.kind} model file: input_scale must be > 0 (1 / the input's standard deviation)")
         self.input_mean_ = np.asarray(mean, dtype=self.dtype)
         self.input_scale_ = np.asarray(scale, dtype=self.dtype)

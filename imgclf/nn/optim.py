@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UsageError
+from ..validation import check_number
 
 DEFAULTS = {
     "sgd": {},
@@ -112,7 +113,13 @@ def make_config(name: str, learning_rate: float, **overrides) -> dict:
     unknown = set(overrides) - set(config)
     if unknown:
         raise UsageError(f"optimiser {name!r} has no setting {', '.join(sorted(unknown))}")
-    config.update(overrides)
+    for key, value in overrides.items():
+        # decays in [0, 1) as the CLI's options take them; epsilon > 0 (it guards a division)
+        if key == "epsilon":
+            check_number(value, key, "a number > 0", low=0, low_open=True)
+        else:
+            check_number(value, key, "a decay in [0, 1)", low=0, high=1, high_open=True)
+    config.update({k: float(v) for k, v in overrides.items()})
     config["learning_rate"] = float(learning_rate)
     return config
 

@@ -36,11 +36,14 @@ def parse(spec: str | None, default_decay: float = 1.0, epochs: int | None = Non
         args = [float(a) for a in rest.split(":")] if rest else []
     except ValueError:
         raise UsageError(f"bad learning-rate schedule {spec!r}: numbers expected after the colon") from None
+    if not all(math.isfinite(a) for a in args):  # exp:nan would make every learning rate NaN
+        raise UsageError(f"bad learning-rate schedule {spec!r}: the numbers must be finite")
     if kind == "step":
         factor = args[0] if args else 0.95
-        every = int(args[1]) if len(args) > 1 else 1
-        if not 0 < factor <= 1 or every < 1:
+        every = args[1] if len(args) > 1 else 1
+        if not 0 < factor <= 1 or every < 1 or every != int(every):
             raise UsageError(f"bad schedule {spec!r}: step:FACTOR[:EVERY] with 0 < FACTOR <= 1, EVERY >= 1")
+        every = int(every)
         return lambda epoch: factor ** (epoch // every)
     if kind == "exp":
         k = args[0] if args else 0.1
