@@ -79,7 +79,7 @@ def test_foreign_files(tmp_path):
         storage.load_model(text)
     pipe = tmp_path / "pipe.npz"
     npzfile.write(pipe, {"X_train": np.zeros((1, 2))}, {"format": "imgclf-pipeline", "version": 1})
-    with pytest.raises(ModelFileError, match="expected an imgclf-model file, found 'imgclf-pipeline'"):
+    with pytest.raises(ModelFileError, match="a pipeline stream, not a model file"):
         storage.load_model(pipe)
 
 

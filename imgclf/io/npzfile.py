@@ -78,6 +78,18 @@ def read_source_bytes(source, error=DataError) -> tuple[bytes, str]:
     return data, name
 
 
+# imgclf's own formats, for a clear refusal when one is given where another is expected.
+_KNOWN = {"imgclf-model": "a model file", "imgclf-checkpoint": "a training checkpoint",
+          "imgclf-pipeline": "a pipeline stream"}
+_HINTS = {
+    ("imgclf-model", "imgclf-checkpoint"): "a model file holds the trained weights, not the training state a run "
+                                           "resumes from: resume from a checkpoint the run wrote into its "
+                                           "checkpoint directory",
+    ("imgclf-checkpoint", "imgclf-model"): "it holds a run's training state: resume the run from it (the CLI's "
+                                           "--resume) to get the model file to predict with",
+}
+
+
 def read(source, expect_format: str | None = None, error=DataError) -> tuple[dict, dict[str, np.ndarray]]:
     """(meta, arrays) from an imgclf .npz; clear errors for empty, truncated or foreign files."""
     data, name = read_source_bytes(source, error)
@@ -100,6 +112,9 @@ def read(source, expect_format: str | None = None, error=DataError) -> tuple[dic
         raise error(f"{name}: corrupt metadata")
     if expect_format is not None and meta.get("format") != expect_format:
         found = meta.get("format", "unknown")
+        if isinstance(found, str) and found in _KNOWN and expect_format in _KNOWN:
+            hint = _HINTS.get((found, expect_format))
+            raise error(f"{name}: {_KNOWN[found]}, not {_KNOWN[expect_format]}" + (f" ({hint})" if hint else ""))
         raise error(f"{name}: expected an {expect_format} file, found {found!r}")
     return meta, arrays
 
