@@ -303,8 +303,9 @@ def resume_settings(ctx: click.Context, path: str, epochs: int) -> tuple[dict, d
     """(model hyperparameters, extra) stored in a checkpoint; --epochs overrides only when given."""
     from click.core import ParameterSource
 
-    from imgclf.errors import ModelFileError
+    from imgclf.errors import ModelFileError, UsageError
     from imgclf.io.checkpoint import read as read_checkpoint
+    from imgclf.validation import check_int
 
     meta, _ = read_checkpoint(path)
     model = meta.get("model") or {}
@@ -318,6 +319,15 @@ def resume_settings(ctx: click.Context, path: str, epochs: int) -> tuple[dict, d
     extra = meta.get("extra") or {}
     if not isinstance(extra, dict):
         raise ModelFileError(f"{path}: the checkpoint's 'extra' field is malformed")
+    # What the CLI keeps there and uses in place of --preprocess and --seed.
+    spec, seed = extra.get("preprocess"), extra.get("seed")
+    if not (spec is None or isinstance(spec, str)):
+        raise ModelFileError(f"{path}: the checkpoint's 'extra' field is malformed (preprocess must be a "
+                             f"preprocessing spec, got {spec!r})")
+    try:
+        check_int(seed, "seed", 0, none=True)
+    except UsageError as exc:
+        raise ModelFileError(f"{path}: the checkpoint's 'extra' field is malformed ({exc})") from None
     return params, extra
 
 

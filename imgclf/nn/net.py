@@ -491,13 +491,21 @@ class NeuralNet(TrainedClassifier):
                     got = "missing" if arr is None else f"shape {arr.shape}"
                     raise UsageError(f"{cls.kind} model file: {name} is {got}, expected shape {ref.shape}")
                 store[name] = np.ascontiguousarray(arr, dtype=ref.dtype)
-        for name, buf in model.buffers_.items():
-            if name.startswith("running_var") and np.any(buf < 0):  # a variance: sqrt(var + eps) at prediction
-                raise UsageError(f"{cls.kind} model file: {name} holds negative variances")
+        model.check_buffers(model.buffers_, f"{cls.kind} model file")
         model._load_input_stats(arrays)
         model.classes_ = arrays["classes"]
         model._set_file_learned(learned)
         return model
+
+    @staticmethod
+    def check_buffers(buffers: dict, where: str) -> None:
+        """Batch-norm statistics as training leaves them (a model file's, a checkpoint's): finite, and
+        the variances >= 0 (sqrt(var + eps) at prediction). UsageError naming `where` and the buffer."""
+        for name, buf in buffers.items():
+            if not np.isfinite(buf).all():
+                raise UsageError(f"{where}: {name} holds NaN or infinite values")
+            if name.startswith("running_var") and np.any(buf < 0):
+                raise UsageError(f"{where}: {name} holds negative variances")
 
     def _load_input_stats(self, arrays: dict) -> None:
         mean, scale = arrays.get("input_mean"), arrays.get("input_scale")

@@ -101,6 +101,21 @@ def _kernels():
     return elementwise
 
 
+# The arrays each rule keeps per weight (shaped and typed like it); the ones named in NONNEGATIVE_STATE are
+# running sums of squares (a square root is taken of them).
+STATE = {"sgd": (), "momentum": ("velocity",), "nesterov": ("velocity",), "adagrad": ("cache",),
+         "rmsprop": ("cache",), "adam": ("m", "v")}
+NONNEGATIVE_STATE = ("cache", "v")
+
+
+def check_setting(key: str, value, name: str | None = None) -> float:
+    """One of DEFAULTS' settings: decays in [0, 1) as the CLI's options take them, epsilon > 0 (it guards
+    a division); a real number, not a bool. UsageError naming `name` (default `key`)."""
+    if key == "epsilon":
+        return check_number(value, name or key, "a number > 0", low=0, low_open=True)
+    return check_number(value, name or key, "a decay in [0, 1)", low=0, high=1, high_open=True)
+
+
 RULES = {"sgd": sgd, "momentum": momentum, "nesterov": nesterov, "adagrad": adagrad, "rmsprop": rmsprop, "adam": adam}
 
 
@@ -114,11 +129,7 @@ def make_config(name: str, learning_rate: float, **overrides) -> dict:
     if unknown:
         raise UsageError(f"optimiser {name!r} has no setting {', '.join(sorted(unknown))}")
     for key, value in overrides.items():
-        # decays in [0, 1) as the CLI's options take them; epsilon > 0 (it guards a division)
-        if key == "epsilon":
-            check_number(value, key, "a number > 0", low=0, low_open=True)
-        else:
-            check_number(value, key, "a decay in [0, 1)", low=0, high=1, high_open=True)
+        check_setting(key, value)
     config.update({k: float(v) for k, v in overrides.items()})
     config["learning_rate"] = float(learning_rate)
     return config

@@ -58,6 +58,7 @@ import numpy as np
 
 from ..errors import ModelFileError, UsageError
 from ..io import checkpoint
+from . import checkpoint_state
 from . import optim as optim_rules
 from . import schedules
 
@@ -359,6 +360,7 @@ class Solver:
             has = "with" if "augment_state" in arrays else "without"
             raise ModelFileError(f"{source}: checkpoint of a run {has} alternating flips (augment flip:alt); use "
                                  f"the run's augmentation")
+        checkpoint_state.checked(source, self, meta, arrays)  # the whole state, before any of it is restored
         try:
             for store, prefix in ((self.model.params_, "param/"), (getattr(self.model, "buffers_", {}), "buffer/")):
                 for k, v in store.items():
