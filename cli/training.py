@@ -239,7 +239,7 @@ def model_settings(ctx: click.Context, options: dict, arch: dict, preprocess_spe
 
 
 def load_training_data(ctx: click.Context, preprocess_spec, *, seed: int, quiet: bool, mirror: bool = False,
-                       **data_options):
+                       before_fit=None, **data_options):
     """Load --data with its splits and fit the --preprocess chain on the training split (`none`: no chain).
 
     --seed seeds the chain's random steps too (k-means features), unless the spec gives them a seed.
@@ -247,7 +247,9 @@ def load_training_data(ctx: click.Context, preprocess_spec, *, seed: int, quiet:
     image are not a permutation of the original's), so the chain is fitted on, and transforms, 2N rows;
     the standardisation the model's rows get is then that of the rows it trains on. Data that arrives
     already preprocessed (a stream or .npz whose chain is not empty) is refused with `mirror`: its mirrors
-    would be those of transformed images or of feature rows, not of the images."""
+    would be those of transformed images or of feature rows, not of the images.
+    `before_fit(ds, chain)`: a check of the loaded data and the unfitted --preprocess steps (empty for
+    `none`), run before the chain is fitted (which can take minutes: k-means)."""
     from imgclf.datasets.base import Dataset, Split
     from imgclf.errors import UsageError
     from imgclf.mirror import append_mirrors
@@ -268,35 +270,62 @@ def load_training_data(ctx: click.Context, preprocess_spec, *, seed: int, quiet:
         X, y, _ = append_mirrors(ds.splits["train"].X, ds.splits["train"].y, param="augment")
         ds = Dataset({**ds.splits, "train": Split(X, y)}, ds.classes, ds.image_shape, ds.transforms, ds.name,
                      ds.report)
-    if preprocess_spec and preprocess_spec.strip().lower() != "none":
-        ds = fit_chain(parse_chain_spec(preprocess_spec, seed), ds)
-    return ds
+    chain = parse_chain_spec(preprocess_spec, seed) if preprocess_spec and preprocess_spec.strip().lower() != "none" \
+        else []
+    if before_fit is not None:
+        before_fit(ds, chain)
+    return fit_chain(chain, ds) if chain else ds
 
 
-def check_augment_data(kind: str, specs, ds) -> None:
-    """Refuse augmentation the data cannot take, before any training: the nets flip and crop, per batch,
-    the images they train on, so feature rows (a chain's projection, or a stream already preprocessed
-    into features) are a usage error, as `train svm --augment flip` refuses preprocessed data; a linear
-    model given augment=flip by `tune` mirrors what it is fitted on, the chain's output, so any chain is
-    refused there. `specs`: the augmentation specs the run may use ("auto" and "none" pass)."""
+def _feature_rows(ds, chain) -> str | None:
+    """How the data reaches the model as feature rows rather than (N, H, W, C) images, known before the
+    --preprocess `chain` is fitted (each step knows whether it keeps its input's shape); None: images."""
+    if len(ds.feature_shape) != 3:
+        steps = " -> ".join(t.kind for t in ds.transforms)
+        return (f"the data was preprocessed by {steps} into" if steps else "the data was made of") + \
+            f" feature rows of shape {ds.feature_shape}"
+    flat = next((t for t in chain if not t.keeps_shape()), None)
+    if flat is not None:
+        return f"--preprocess {' -> '.join(t.kind for t in chain)} turns the images into feature rows ({flat.kind} does)"
+    return None
+
+
+def check_images(kind: str, ds, chain=()) -> None:
+    """A model that needs images (the convnet) refused feature rows, before the chain is fitted."""
+    from imgclf.errors import UsageError
+
+    rows = _feature_rows(ds, chain)
+    if rows is not None:
+        raise UsageError(f"a {kind} needs images (N, H, W, C); {rows} (give the raw images; a chain that keeps them "
+                         "images, such as mean, normalize or zca, may follow)")
+
+
+def check_augment_data(kind: str, specs, ds, chain=()) -> None:
+    """Refuse augmentation the data cannot take, before any training and before the --preprocess `chain`
+    (unfitted steps still to apply to ds) is fitted: the nets flip and crop, per batch, the images they
+    train on, so feature rows (a chain's projection, or a stream already preprocessed into features) are
+    a usage error, as `train svm --augment flip` refuses preprocessed data; a linear model given
+    augment=flip by `tune` mirrors what it is fitted on, the chain's output, so any chain is refused
+    there. `specs`: the augmentation specs the run may use ("auto" and "none" pass)."""
     from imgclf.errors import UsageError
     from imgclf.nn import augment as augment_mod
 
-    steps = " -> ".join(t.kind for t in ds.transforms)
     for spec in specs:
         if spec is None or (isinstance(spec, str) and spec in ("auto", "none")):
             continue
         if kind in ("svm", "softmax"):
-            if ds.transforms:
-                raise UsageError(f"augment {spec}: the data was already preprocessed by {steps}; mirror the images "
-                                 f"before preprocessing: train {kind} --augment flip mirrors the raw images before "
-                                 "its --preprocess chain", param="augment")
+            if ds.transforms or chain:
+                done = (f"the data was already preprocessed by {' -> '.join(t.kind for t in ds.transforms)}"
+                        if ds.transforms else f"the model would mirror the output of --preprocess "
+                                              f"{' -> '.join(t.kind for t in chain)}, not the images")
+                raise UsageError(f"augment {spec}: {done}; mirror the images before preprocessing: train {kind} "
+                                 "--augment flip mirrors the raw images before its --preprocess chain", param="augment")
             continue
-        if augment_mod.parse(spec) is not None and len(ds.feature_shape) != 3:
-            how = f"preprocessed by {steps} into" if steps else "made of"
-            raise UsageError(f"augment {spec}: the data was {how} feature rows of shape {ds.feature_shape}; flips and "
-                             "crops need images (N, H, W, C): give the raw images (a chain that keeps them images, "
-                             "such as mean or normalize, may follow) or drop the augmentation", param="augment")
+        rows = _feature_rows(ds, chain) if augment_mod.parse(spec) is not None else None
+        if rows is not None:
+            raise UsageError(f"augment {spec}: {rows}; flips and crops need images (N, H, W, C): give the raw images "
+                             "(a chain that keeps them images, such as mean or normalize, may follow) or drop the "
+                             "augmentation", param="augment")
 
 
 def resume_settings(ctx: click.Context, path: str, epochs: int) -> tuple[dict, dict]:

@@ -32,6 +32,9 @@ class FeatureUnion(Transform):
     def _transform(self, X):
         return np.concatenate([_flat(t.transform(X)) for t in self.transforms], axis=1).astype(np.float32, copy=False)
 
+    def keeps_shape(self) -> bool:
+        return False  # the parts' outputs are flattened and concatenated
+
     def output_shape(self) -> tuple[int, ...]:
         self._check_fitted()
         return (sum(int(np.prod(t.output_shape())) for t in self.transforms),)

@@ -67,11 +67,17 @@ class Transform(Estimator):
             raise AttributeError(f"{type(self).__name__} is not fitted")
         return int(np.prod(self.input_shape_))
 
+    def keeps_shape(self) -> bool:
+        """Whether the output has the input's shape (images stay images), known from the parameters
+        alone, before fitting: true for elementwise steps, false for the feature steps that define
+        `n_features_out_` (hog, colorhist, kmeans), for projections (PCA, whitening but ZCA) and unions."""
+        return not isinstance(getattr(type(self), "n_features_out_", None), property)
+
     def output_shape(self) -> tuple[int, ...]:
         """The shape of one sample of the fitted transform's output: the input's for elementwise steps,
         (n_features_out_,) for the feature steps that define it (hog, colorhist, kmeans)."""
         self._check_fitted()
-        if isinstance(getattr(type(self), "n_features_out_", None), property):
+        if not self.keeps_shape():
             return (int(self.n_features_out_),)
         return tuple(self.input_shape_)
 
@@ -382,9 +388,12 @@ class _Projection(Transform):
     def n_components_(self) -> int:
         return len(self.components_)
 
+    def keeps_shape(self) -> bool:
+        return bool(getattr(self, "zca", False))
+
     def output_shape(self) -> tuple[int, ...]:
         self._check_fitted()
-        return tuple(self.input_shape_) if getattr(self, "zca", False) else (self.n_components_,)
+        return tuple(self.input_shape_) if self.keeps_shape() else (self.n_components_,)
 
     @property
     def retained_variance_(self) -> float:

@@ -947,3 +947,60 @@ def test_evaluate_and_ensemble_take_models_fitted_on_class_names(kind, tmp_path,
         res = runner.invoke(cli, ["ensemble", "-m", str(model), "-m", str(model), "--voting", voting,
                                   "--data", str(stream), "--json"])
         assert res.exit_code == 0, res.output
+
+
+# -- --augment (and the convnet's images) against an inline --preprocess chain: refused before it is fitted -------
+def _images_stream(d: Path) -> Path:
+    X = np.random.default_rng(0).integers(0, 256, (24, 8, 8, 3)).astype(np.uint8)
+    return H.write(d / "images.npz", H.stream_bytes(X, np.arange(24) % 3))
+
+
+INLINE_CHAIN = {
+    "train-twolayer-kmeans-flip": (["train", "twolayer", "--preprocess", "mean,kmeans:4:patch=3", "--augment", "flip",
+                                    "--hidden", "4", "--epochs", "1"],
+                                   r"^Error: --augment flip: --preprocess mean -> kmeans turns the images into feature "
+                                   r"rows \(kmeans does\); flips and crops need images"),
+    "train-twolayer-pca-crop": (["train", "twolayer", "--preprocess", "pca:4", "--augment", "crop:2", "--hidden", "4",
+                                 "--epochs", "1"], r"^Error: --augment crop:2: --preprocess pca turns the images"),
+    "train-twolayer-union-flip": (["train", "twolayer", "--preprocess", "hog:cell=4+colorhist", "--augment", "flip",
+                                   "--hidden", "4", "--epochs", "1"],
+                                  r"^Error: --augment flip: --preprocess union turns the images into feature rows"),
+    "train-convnet-hog-flip": (["train", "convnet", "--preprocess", "hog:cell=4", "--augment", "flip", "--filters", "2",
+                                "--hidden", "4", "--epochs", "1"], r"^Error: --augment flip: --preprocess hog turns"),
+    "train-convnet-kmeans-auto": (["train", "convnet", "--preprocess", "kmeans:4:patch=3", "--filters", "2", "--hidden",
+                                   "4", "--epochs", "1"],
+                                  r"^Error: a convnet needs images \(N, H, W, C\); --preprocess kmeans turns the images "
+                                  r"into feature rows \(kmeans does\)"),
+    "tune-twolayer-kmeans-flip": (["tune", "twolayer", "--preprocess", "kmeans:4:patch=3", "--param", "augment=flip,none",
+                                   "--trials", "2", "--epochs", "1", "--jobs", "1", "--val", "6"],
+                                  r"^Error: --augment flip: --preprocess kmeans turns the images into feature rows"),
+    "tune-svm-flip-on-an-inline-chain": (["tune", "svm", "--preprocess", "mean", "--param", "augment=flip", "--trials",
+                                          "1", "--epochs", "1", "--jobs", "1", "--val", "6"],
+                                         r"^Error: --augment flip: the model would mirror the output of --preprocess "
+                                         r"mean, not the images"),
+}
+
+
+@pytest.mark.parametrize("name", list(INLINE_CHAIN))
+def test_augment_against_an_inline_chain_is_refused_before_fitting_it(name, tmp_path, runner, monkeypatch):
+    """With an inline --preprocess chain that turns images into feature rows, the refusal came only after
+    the chain was fitted (minutes with kmeans on real data); each step knows from its parameters whether
+    its output is images, so the refusal now comes first: the chain is never fitted."""
+    import imgclf.preprocessing_chain as chain_mod
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the chain was fitted before the refusal")
+
+    monkeypatch.setattr(chain_mod, "fit_chain", no_fit)
+    argv, first = INLINE_CHAIN[name]
+    res = runner.invoke(cli, ["-q", *argv, "--data", str(_images_stream(tmp_path))])
+    lines = res.stderr.strip().splitlines()
+    assert res.exit_code == 2, (res.output, res.exception)
+    assert len(lines) == 1 and re.search(first, lines[0]), lines
+
+
+@pytest.mark.parametrize("spec", ["mean", "normalize:channel", "zca", "standardize"])
+def test_augment_after_a_chain_that_keeps_images_still_trains(spec, tmp_path, runner):
+    res = runner.invoke(cli, ["-q", "train", "twolayer", "--preprocess", spec, "--augment", "flip", "--hidden", "4",
+                              "--epochs", "1", "--data", str(_images_stream(tmp_path))])
+    assert res.exit_code == 0, res.output

@@ -6,8 +6,8 @@ import click
 
 from ..console import reporter
 from ..options import data_options, json_option, quiet_option, seed_option
-from ..training import (check_augment_data, class_weights_for, estimator_defaults, fit_with_progress, load_training_data,
-                        model_settings, report_result, save_curves, training_options)
+from ..training import (check_augment_data, check_images, class_weights_for, estimator_defaults, fit_with_progress,
+                        load_training_data, model_settings, report_result, save_curves, training_options)
 
 # The estimator's defaults (imgclf.nn.convnet.ConvNet), measured on CIFAR-10 (49000/1000/10000): docs/recipes.md.
 D = estimator_defaults("convnet")
@@ -117,7 +117,6 @@ def convnet(ctx, preset, filters, filter_size, hidden, pool, batchnorm, dropout,
     """
     import time
 
-    from imgclf.errors import UsageError
     from imgclf.nn.convnet import ConvNet
 
     arch = dict(filters=filters, filter_size=filter_size, hidden=hidden, pool=pool, batchnorm=batchnorm,
@@ -128,12 +127,13 @@ def convnet(ctx, preset, filters, filter_size, hidden, pool, batchnorm, dropout,
         params = _apply_preset(ctx, preset, params)
     rep = reporter(ctx, quiet)
     t0 = time.perf_counter()
+
+    def before_fit(ds, chain):
+        check_augment_data("convnet", [params.get("augment")], ds, chain)
+        check_images("convnet", ds, chain)
+
     ds = load_training_data(ctx, preprocess_spec, seed=seed, quiet=quiet, data=data, n_train=n_train,
-                            n_test=n_test, val=val, size=size, color=color)
-    check_augment_data("convnet", [params.get("augment")], ds)
-    if len(ds.feature_shape) != 3:
-        raise UsageError(f"a convnet needs images; the data are {ds.feature_shape} features (was the chain a "
-                         f"projection such as pca?)")
+                            n_test=n_test, val=val, size=size, color=color, before_fit=before_fit)
     params["class_weight"] = class_weights_for(params.get("class_weight"), ds)
     model = ConvNet(random_state=seed, **params)
     model.check_input_shape(ds.feature_shape)  # a bad filter/pool geometry fails before any data conversion

@@ -83,8 +83,9 @@ def twolayer(ctx, hidden, activation, batchnorm, dropout, init, loss, preprocess
     rep = reporter(ctx, quiet)
     t0 = time.perf_counter()
     ds = load_training_data(ctx, preprocess_spec, seed=seed, quiet=quiet, data=data, n_train=n_train,
-                            n_test=n_test, val=val, size=size, color=color)
-    check_augment_data("twolayer", [params.get("augment")], ds)
+                            n_test=n_test, val=val, size=size, color=color,
+                            before_fit=lambda ds, chain: check_augment_data("twolayer", [params.get("augment")], ds,
+                                                                            chain))
     params["class_weight"] = class_weights_for(params.get("class_weight"), ds)
     model = NeuralNet(random_state=seed, **params)
     hidden = model.hidden_sizes()

@@ -163,16 +163,18 @@ def tune(ctx, kind, trials, param_specs, refine, refine_trials, jobs, scheduler,
         raise UsageError("tuning trains on the training split and scores on the validation split; the data has "
                          f"no non-empty {'val' if ds.has('train') else 'train'} split (set --val N)")
     chain_spec = preprocess_spec if preprocess_spec is not None else default_chain
-    if chain_spec and chain_spec.strip().lower() != "none":
-        ds = fit_chain(parse_chain_spec(chain_spec, seed), ds)  # as the printed train command does
+    chain = parse_chain_spec(chain_spec, seed) if chain_spec and chain_spec.strip().lower() != "none" else []
+    # augment=flip on feature rows (or a linear model's mirrors of a chain's output) would fail, or be
+    # wrong, in every trial: a usage error now, before the chain is fitted
+    if space is not None:
+        check_augment_data(kind, getattr(space.params.get("augment"), "values", ()), ds, chain)
+    if chain:
+        ds = fit_chain(chain, ds)  # as the printed train command does
     train, valid = ds.get("train"), ds.get("val")
     if space is None:
-        space = SearchSpace.parse(default_space(kind, estimator, train.X))
+        space = SearchSpace.parse(default_space(kind, estimator, train.X))  # never searches augment
     for name in space.params:
         fixed.pop(name, None)
-    # augment=flip on feature rows (or a linear model's mirrors of a chain's output) would fail, or be
-    # wrong, in every trial: a usage error now
-    check_augment_data(kind, getattr(space.params.get("augment"), "values", ()), ds)
     arrays = {"X_train": train.X, "y_train": train.y, "X_val": valid.X, "y_val": valid.y}
 
     n_total = trials + refine * (refine_trials or trials)
