@@ -467,7 +467,7 @@ def report_result(ctx, model, ds, result, *, output, seed, as_json, quiet, t0, n
         extra = {"trained_on": ds.name, "n_train": len(train), "stopped": model.stopped_}
         if augmentation:
             extra["augmentation"] = augmentation
-        bundle = modelfile.ModelBundle(model, list(ds.classes), tuple(ds.image_shape), list(ds.transforms),
+        bundle = modelfile.ModelBundle(model, list(ds.classes), ds.input_shape, list(ds.transforms),
                                        model.history_, seed, extra)
         storage.save_model(bundle, output)
         rep.log(f"saved the epoch-{model.best_epoch_} weights to {output}")

@@ -1004,3 +1004,34 @@ def test_augment_after_a_chain_that_keeps_images_still_trains(spec, tmp_path, ru
     res = runner.invoke(cli, ["-q", "train", "twolayer", "--preprocess", spec, "--augment", "flip", "--hidden", "4",
                               "--epochs", "1", "--data", str(_images_stream(tmp_path))])
     assert res.exit_code == 0, res.output
+
+
+# -- a model file's input_shape against its chain's first step: compared exactly -------------------------------
+@pytest.mark.parametrize("shape", [[3, 2, 2], [12], [2, 6], [6, 2, 1]])
+def test_input_shape_other_than_the_chains_first_step_is_refused_on_load(shape, tmp_path, runner):
+    """input_shape was compared with the chain's first step by element count only: [3, 2, 2] over a chain
+    fitted on (2, 2, 3) loaded, and predict then refused every image of that shape (the chain takes no
+    other) with a misleading 'resize with --size' hint. Now refused on load, naming both shapes."""
+    from imgclf.io import npzfile
+
+    meta, arrays = npzfile.read(H.write(tmp_path / "orig.npz", _model_with_chain(_fitted_chain("mean,pca:5"), 5)))
+    meta["input_shape"] = shape
+    _assert_refused_on_load(npzfile.to_bytes(arrays, meta), tmp_path, runner,
+                            says=f"'input_shape' {shape} is not the shape [2, 2, 3] the chain's first step (mean)")
+
+
+def test_a_chain_fitted_on_rows_records_their_shape(tmp_path, runner):
+    """A stream of feature rows (12 per sample) whose metadata says image_shape 2x2x3, trained with an inline
+    chain: the model file recorded input_shape [2, 2, 3], which no sample can have (the chain takes rows of
+    12), so evaluate refused the very stream it was trained on. It now records the chain's input, (12,)."""
+    from imgclf import storage
+
+    X = np.random.default_rng(0).integers(0, 256, (24, 12)).astype(np.uint8)
+    stream = H.write(tmp_path / "rows.npz", H.stream_bytes(X, np.arange(24) % 3, image_shape=(2, 2, 3)))
+    model = tmp_path / "m.npz"
+    res = runner.invoke(cli, ["-q", "train", "softmax", "--preprocess", "pca:3", "--epochs", "1", "--data", str(stream),
+                              "-o", str(model)])
+    assert res.exit_code == 0, res.output
+    assert storage.load_model(model).input_shape == (12,)
+    res = runner.invoke(cli, ["-q", "evaluate", "-m", str(model), "--data", str(stream)])
+    assert res.exit_code == 0, res.output

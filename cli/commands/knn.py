@@ -155,7 +155,7 @@ def knn(ctx, k, metric, folds, k_values, plot, predictions, output, save_alias, 
             from imgclf.io.modelfile import ModelBundle
             from imgclf.storage import save_model
 
-            save_model(ModelBundle(model, ds.classes, tuple(ds.image_shape), list(ds.transforms),
+            save_model(ModelBundle(model, ds.classes, ds.input_shape, list(ds.transforms),
                                    extra={"split": split, "accuracy": scores["accuracy"]}), save_path)
             rep.log(f"saved {save_path}")
         if predictions == "-":

@@ -262,7 +262,7 @@ class _Saver:
         model_kind, hyper, arrays, history = trial.model
         trial.model = None  # the arrays are on disk now; the search keeps only the path
         model = modelfile.model_class(model_kind).from_arrays(hyper, arrays)
-        bundle = modelfile.ModelBundle(model, list(self.ds.classes), tuple(self.ds.image_shape),
+        bundle = modelfile.ModelBundle(model, list(self.ds.classes), self.ds.input_shape,
                                        list(self.ds.transforms), history, self.seed,
                                        {"trained_on": self.ds.name, "n_train": len(self.ds.get("train")),
                                         "tuning_trial": trial.index, "val_accuracy": trial.val_acc,

@@ -59,6 +59,16 @@ class Dataset:
         first = next(iter(self.splits.values()), None)
         return tuple(first.X.shape[1:]) if first is not None else tuple(self.image_shape)
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """What a model file records as `input_shape`, the shape raw samples must have: with a chain,
+        exactly what its first step was fitted on (its transform takes no other; a stream of feature
+        rows may carry an `image_shape` that is not the rows' shape); without one `image_shape`, whose
+        images a model taking rows flattens."""
+        if self.transforms:
+            return tuple(self.transforms[0].input_shape_)
+        return tuple(self.image_shape)
+
     def summary(self) -> dict:
         return {
             "name": self.name,

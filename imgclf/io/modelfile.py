@@ -166,14 +166,18 @@ def _check_members(bundle: ModelBundle, name: str) -> None:
 
 
 def _check_input_shape(bundle: ModelBundle, transforms: list[dict], name: str) -> None:
-    """`input_shape` is what raw images are resized to before the chain: it must be what the chain's
-    first step (or, with no chain, the model) takes, or every image would be resized for nothing."""
+    """`input_shape` is what raw images are resized to before the chain: it must be exactly the shape the
+    chain's first step was fitted on (its transform refuses any other: [3, 2, 2] over a chain fitted on
+    (2, 2, 3) holds as many values, but no image of that shape goes through), or with no chain hold as
+    many values as the model takes (a model takes rows; a convnet folds them)."""
     size = math.prod(bundle.input_shape)
     if transforms:
-        takes = transforms[0].get("params", {}).get("input_shape_")
-        takes = math.prod(takes) if isinstance(takes, list) and all(type(v) is int for v in takes) else None
-    else:
-        takes = getattr(bundle.model, "n_features_in_", None)
+        first = transforms[0].get("params", {}).get("input_shape_")
+        if isinstance(first, list) and all(type(v) is int for v in first) and list(first) != list(bundle.input_shape):
+            raise ModelFileError(f"{name}: malformed model file (field 'input_shape' {list(bundle.input_shape)} is not "
+                                 f"the shape {first} the chain's first step ({transforms[0].get('kind')}) was fitted on)")
+        return
+    takes = getattr(bundle.model, "n_features_in_", None)
     if isinstance(takes, int) and takes != size:
         raise ModelFileError(f"{name}: model file field 'input_shape' {list(bundle.input_shape)} holds {size} "
                              f"values, but the model takes {takes}")
