@@ -191,6 +191,7 @@ HOSTILE = {
     "adam-t-negative": setm("optim_state.W1.t", -1),
     "adam-t-float": setm("optim_state.W1.t", 4.5),
     "learning-rate-text": setm("optim_state.W1.learning_rate", "x"),
+    "learning-rate-negative": setm("optim_state.W1.learning_rate", -0.1),
     "l2-nan": setm("optim_state.W1.l2", float("nan")),
     "sum-sq-negative": setm("optim_state.W1.sum_sq", -1.0),
     # the random generator

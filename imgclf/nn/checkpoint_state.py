@@ -15,8 +15,8 @@ Python warning, a NaN run or a silently different one. The rules are those of th
   lookahead slow weights, the update rule's moments) has its parameter's shape and dtype and finite
   values, running sums of squares >= 0, batch-norm statistics as a model file's;
 - `order` a permutation of the training rows, `train_sample` sorted distinct row indices;
-- `optim_state` one dict per parameter with the rule's settings (the ranges fit takes), the learning
-  rate, the folded L2 factor and Adam's step count;
+- `optim_state` one dict per parameter with the rule's settings (the ranges fit takes), the last
+  step's learning rate, the folded L2 factor and sum of squares (finite, >= 0) and Adam's step count;
 - `rng` a state the run's bit generator accepts (tried on a fresh one).
 """
 
@@ -161,9 +161,7 @@ def _check_optim_state(solver, state) -> None:
                 optim_rules.check_setting(key, value, where)
             elif key == "t":
                 check_int(value, where, 0)
-            elif key == "learning_rate":
-                check_number(value, where, "a number > 0", low=0, low_open=True)
-            else:
+            else:  # learning_rate (0 where a schedule starts or ends there), l2, sum_sq
                 check_number(value, where, "a finite number >= 0", low=0)
 
 
