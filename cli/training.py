@@ -342,6 +342,9 @@ def resume_settings(ctx: click.Context, path: str, epochs: int) -> tuple[dict, d
         raise ModelFileError(f"{path}: the checkpoint does not record its model's settings")
     if not isinstance(model, dict) or not isinstance(model.get("hyperparameters"), dict):
         raise ModelFileError(f"{path}: the checkpoint's 'model' field is malformed")
+    if model.get("kind") != ctx.info_name:  # the command's name is the kind it trains (twolayer, convnet)
+        raise ModelFileError(f"{path}: a checkpoint of a {model.get('kind')} run, not a {ctx.info_name} one; resume "
+                             f"it with the command that wrote it")
     params = {k: v for k, v in model["hyperparameters"].items() if not k.endswith("_")}
     if ctx.get_parameter_source("epochs") == ParameterSource.COMMANDLINE:
         params["epochs"] = epochs

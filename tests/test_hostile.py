@@ -130,7 +130,7 @@ def _resume(hidden, model=None):
 
         H.write(d / "s.npz", H.stream_bytes(np.zeros((8, 2, 2, 3), np.uint8)))
         meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "iteration": 0,
-                "model": model or {"kind": "net", "hyperparameters": {"hidden": hidden}}, "extra": {}}
+                "model": model or {"kind": "twolayer", "hyperparameters": {"hidden": hidden}}, "extra": {}}
         H.write(d / "ck.npz", H.npz_bytes({"param/W1": np.zeros((12, 4), np.float32)}, meta))
         return ["train", "twolayer", "--data", str(d / "s.npz"), "--resume", str(d / "ck.npz"), "-q"]
     return build

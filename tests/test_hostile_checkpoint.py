@@ -252,3 +252,11 @@ def test_a_checkpoint_given_to_predict_says_so(made, tmp_path):
     for argv in (["predict", "-m", str(ck), str(stream)], ["evaluate", "-m", str(ck), "--data", str(stream)]):
         res = CliRunner().invoke(cli, argv)
         _assert_refused(res, [], r"ck\.npz: a training checkpoint, not a model file \(.*--resume")
+
+
+@pytest.mark.parametrize("kind", ["convnet", "svm", None])
+def test_a_checkpoint_of_another_kind_of_run_says_so(kind, made, tmp_path):
+    """A twolayer checkpoint given to train convnet (or a hand-edited kind) failed with 'the hyperparameters
+    ask for more weights than the file holds', about a weight matrix of the defaults."""
+    res, caught = _resume(made, tmp_path, setm("model.kind", kind))
+    _assert_refused(res, caught, rf"ck\.npz: a checkpoint of a {kind} run, not a twolayer one")
