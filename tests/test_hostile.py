@@ -974,6 +974,8 @@ INLINE_CHAIN = {
     "tune-twolayer-kmeans-flip": (["tune", "twolayer", "--preprocess", "kmeans:4:patch=3", "--param", "augment=flip,none",
                                    "--trials", "2", "--epochs", "1", "--jobs", "1", "--val", "6"],
                                   r"^Error: --augment flip: --preprocess kmeans turns the images into feature rows"),
+    "tune-convnet-pca": (["tune", "convnet", "--preprocess", "pca:4", "--trials", "1", "--epochs", "1", "--jobs", "1",
+                          "--val", "6"], r"^Error: a convnet needs images \(N, H, W, C\); --preprocess pca turns"),
     "tune-svm-flip-on-an-inline-chain": (["tune", "svm", "--preprocess", "mean", "--param", "augment=flip", "--trials",
                                           "1", "--epochs", "1", "--jobs", "1", "--val", "6"],
                                          r"^Error: --augment flip: the model would mirror the output of --preprocess "

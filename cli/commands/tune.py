@@ -7,7 +7,7 @@ from imgclf.kinds import TRAINED
 
 from ..console import emit_json, format_table, reporter
 from ..options import capped_workers, data_options, json_option, load_data, quiet_option, seed_option
-from ..training import check_augment_data
+from ..training import check_augment_data, check_images
 
 KINDS = TRAINED + ("knn",)  # imgclf/kinds.py
 ENSEMBLE_TOP = 5  # trials in the suggested ensemble (on CIFAR-10 five gained more than three: docs/tuning.md)
@@ -168,6 +168,8 @@ def tune(ctx, kind, trials, param_specs, refine, refine_trials, jobs, scheduler,
     # wrong, in every trial: a usage error now, before the chain is fitted
     if space is not None:
         check_augment_data(kind, getattr(space.params.get("augment"), "values", ()), ds, chain)
+    if kind == "convnet":
+        check_images(kind, ds, chain)  # else every trial would fail on feature rows
     if chain:
         ds = fit_chain(chain, ds)  # as the printed train command does
     train, valid = ds.get("train"), ds.get("val")
