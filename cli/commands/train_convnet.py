@@ -49,7 +49,7 @@ def _apply_preset(ctx, name, params):
 
 @click.command()
 @click.option("--preset", type=click.Choice(["fast", "best"]), default=None,
-              help="A measured recipe (docs/recipes.md): fast = 8 epochs (the 5-minute budget), best = 20 epochs "
+              help="A measured recipe (docs/recipes.md): fast = 9 epochs (the 5-minute budget), best = 28 epochs "
                    "(15 minutes), both the 32,64,128 batch-norm net with one-cycle warm-up, label smoothing, "
                    "weight averaging, patch-whitening init and flip test-time augmentation. Options given "
                    "on the command line override its settings.")
