@@ -207,3 +207,34 @@ def test_airbench_options_reach_the_model(runner, small_stream):
         ("flip", 0.6, True, 0.1, 0.9)
     assert d["accuracy"] > 0.6
     assert d["history"][-1]["lr"] < d["history"][0]["lr"]  # warm-up then linear decay towards 0
+
+
+def test_pool_position_option_reaches_the_model_and_its_file(runner, small_stream, tmp_path):
+    out = tmp_path / "conv.npz"
+    result = runner.invoke(cli, ["train", "convnet", "--data", str(small_stream), "--filters", "4x2,8x2", "--hidden",
+                                 "0", "--epochs", "2", "--batch-size", "20", "--batchnorm", "--pool-position",
+                                 "first", "--json", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["hyperparameters"]["pool_position"] == "first"
+    from imgclf import storage
+
+    model = storage.load_model(out).model
+    assert model.pool_position == "first" and model.params_["W2"].shape == (3, 3, 4, 4)
+    bad = runner.invoke(cli, ["train", "convnet", "--data", str(small_stream), *FAST, "--pool-position", "middle"])
+    assert bad.exit_code == 2 and "--pool-position" in bad.output
+
+
+@pytest.mark.parametrize("value", ["middle", 3])
+def test_hand_edited_pool_position_is_a_malformed_model_file(value, runner, tmp_path):
+    import hostile as H
+
+    model = H.write(tmp_path / "m.npz",
+                    H.model_file("convnet", meta_edit=H.set_path("hyperparameters.pool_position", value)))
+    stream = H.write(tmp_path / "s.npz", H.stream_bytes())
+    res = runner.invoke(cli, ["predict", "-m", str(model), str(stream)])
+    lines = res.stderr.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and "malformed model file" in lines[0], res.output
+    assert "pool_position" in lines[0]
+    ok = H.write(tmp_path / "ok.npz", H.model_file("convnet", meta_edit=H.set_path("hyperparameters.pool_position",
+                                                                                    "first")))
+    assert runner.invoke(cli, ["predict", "-m", str(ok), str(stream)]).exit_code == 0

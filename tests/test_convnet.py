@@ -42,6 +42,9 @@ def _model_check(model, X, y, seed=3):
     (5, dict(filters=(2,), hidden=4, filter_size=5, loss="svm", pool=1)),
     (8, dict(filters=("3x2", 4), hidden=5, dropout=0.3, label_smoothing=0.2)),
     (8, dict(filters=(3, 4), hidden=0, batchnorm=True, bn_momentum=0.6)),
+    # airbench's conv-pool-conv block: the fused bn+relu+pool layer, then a convolution at half resolution
+    (8, dict(filters=("3x2", "4x2"), hidden=0, batchnorm=True, pool_position="first")),
+    (8, dict(filters=("3x2", 4), hidden=5, pool_position="first")),
 ])
 def test_whole_model_gradient_check(size, kw):
     X, y = make_images(6, n_classes=3, shape=(size, size, 3), seed=1)
@@ -195,3 +198,48 @@ def test_patch_whitening_init_whitens_the_training_patches():
     assert np.abs(cov - np.diag(np.diag(cov))).max() < 1e-3
     again = ConvNet(**m.get_params()).fit(X, y)
     np.testing.assert_array_equal(again.params_["W1"], m.params_["W1"])  # seeded: the same filters
+
+
+def _layout(model, shape):
+    model._check_params()
+    return model._conv_layers(shape), model._geometry(shape)
+
+
+def test_pool_position_first_pools_after_each_stages_first_convolution():
+    shape = (16, 16, 3)
+    layers_, geometry = _layout(ConvNet(filters=("4x2", "8x3"), pool_position="first"), shape)
+    assert layers_ == [(4, True), (4, False), (8, True), (8, False), (8, False)]
+    assert geometry == [(8, 8, 4), (8, 8, 4), (4, 4, 8), (4, 4, 8), (4, 4, 8)]
+    layers_, geometry = _layout(ConvNet(filters=("4x2", "8x3")), shape)  # the default: pool last
+    assert layers_ == [(4, False), (4, True), (8, False), (8, False), (8, True)]
+    assert geometry == [(16, 16, 4), (8, 8, 4), (8, 8, 8), (8, 8, 8), (4, 4, 8)]
+    # One convolution per stage: the same net either way; 1x1 "images" (feature rows) are never pooled.
+    assert _layout(ConvNet(filters=(4, 8), pool_position="first"), shape) == _layout(ConvNet(filters=(4, 8)), shape)
+    assert _layout(ConvNet(filters=("4x2",), pool_position="first"), (1, 1, 12))[0] == [(4, False), (4, False)]
+
+
+def test_pool_position_first_fits_and_round_trips_through_a_model_file(tmp_path):
+    from imgclf import storage
+    from imgclf.io import modelfile
+
+    X, y = make_images(240, n_classes=3, shape=(8, 8, 3), seed=1)
+    Xv, yv = make_images(60, n_classes=3, shape=(8, 8, 3), seed=2)
+    kw = dict(filters=("4x2", "8x2"), hidden=0, batchnorm=True, pool_position="first", epochs=3, batch_size=32,
+              augment="flip,crop:1", random_state=0)
+    m = ConvNet(**kw).fit(X, y, Xv, yv)
+    assert m.score(Xv, yv) > 0.9
+    assert m.params_["W2"].shape == (3, 3, 4, 4) and m.params_["W5"].shape == (2 * 2 * 8, 3)
+    path = tmp_path / "conv.npz"
+    storage.save_model(modelfile.ModelBundle(m, ["a", "b", "c"], (8, 8, 3)), path)
+    loaded = storage.load_model(path).model
+    assert loaded.pool_position == "first"
+    np.testing.assert_array_equal(loaded.predict_proba(Xv), m.predict_proba(Xv))
+    again = ConvNet(**kw).fit(X, y, Xv, yv)  # same seed, same result
+    np.testing.assert_array_equal(again.params_["W2"], m.params_["W2"])
+
+
+@pytest.mark.parametrize("value", ["middle", "FIRST", None, 1, ["first"]])
+def test_pool_position_is_checked(value):
+    X, y = make_images(20, n_classes=2, shape=(8, 8, 3))
+    with pytest.raises(UsageError, match=r"^pool_position must be 'last' or 'first', got "):
+        ConvNet(filters=("2x2",), pool_position=value).fit(X, y)

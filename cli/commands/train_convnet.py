@@ -49,7 +49,7 @@ def _apply_preset(ctx, name, params):
 
 @click.command()
 @click.option("--preset", type=click.Choice(["fast", "best"]), default=None,
-              help="A measured recipe (docs/recipes.md): fast = 8 epochs (the 5-minute budget), best = 20 epochs "
+              help="A measured recipe (docs/recipes.md): fast = 9 epochs (the 5-minute budget), best = 28 epochs "
                    "(15 minutes), both the 32,64,128 batch-norm net with one-cycle warm-up, label smoothing, "
                    "weight averaging, patch-whitening init and flip test-time augmentation. Options given "
                    "on the command line override its settings.")
@@ -63,6 +63,9 @@ def _apply_preset(ctx, name, params):
               help="Fully-connected hidden layers after the convolutions (0 for none).")
 @click.option("--pool", type=click.IntRange(min=1), default=D["pool"], show_default=True,
               help="Max-pooling window and stride after each stage (1: no pooling).")
+@click.option("--pool-position", type=click.Choice(["last", "first"]), default=D["pool_position"], show_default=True,
+              help="Where each stage's pool goes: after its last convolution, or after its first (airbench's "
+                   "conv-pool-conv block: 32x2 is then conv32-pool-conv32, the second at half resolution).")
 @click.option("--batchnorm/--no-batchnorm", default=D["batchnorm"], show_default=True,
               help="Batch normalisation after every convolution (spatial) and hidden layer, before the ReLU.")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=D["dropout"], show_default=True,
@@ -90,7 +93,7 @@ def _apply_preset(ctx, name, params):
 @json_option
 @quiet_option
 @click.pass_context
-def convnet(ctx, preset, filters, filter_size, hidden, pool, batchnorm, dropout, activation, init, patch_whiten,
+def convnet(ctx, preset, filters, filter_size, hidden, pool, pool_position, batchnorm, dropout, activation, init, patch_whiten,
             bn_momentum, tta, preprocess_spec, output, seed, as_json, quiet, data, n_train, n_test, val, size, color,
             **options):
     """Train a convolutional net: [conv - [bn] - relu] x K - maxpool stages, affine - relu - [dropout], affine.
@@ -119,8 +122,8 @@ def convnet(ctx, preset, filters, filter_size, hidden, pool, batchnorm, dropout,
 
     from imgclf.nn.convnet import ConvNet
 
-    arch = dict(filters=filters, filter_size=filter_size, hidden=hidden, pool=pool, batchnorm=batchnorm,
-                dropout=dropout, activation=activation, init=init, patch_whiten=patch_whiten,
+    arch = dict(filters=filters, filter_size=filter_size, hidden=hidden, pool=pool, pool_position=pool_position,
+                batchnorm=batchnorm, dropout=dropout, activation=activation, init=init, patch_whiten=patch_whiten,
                 bn_momentum=bn_momentum, tta=tta)
     run, params, extra, preprocess_spec, seed = model_settings(ctx, options, arch, preprocess_spec, seed)
     if preset and not run["resume"]:

@@ -2,7 +2,10 @@
 
 `ConvNet(filters=(32, 64))` is conv32-relu-pool-conv64-relu-pool-fc256-relu-fc10 on 32x32 colour images.
 An entry "FxK" in `filters` stacks K convolutions of F filters before the stage's pool, so
-`filters=("32x2", "64x2")` is the conv32-conv32-pool-conv64-conv64-pool layout. Convolutions are
+`filters=("32x2", "64x2")` is the conv32-conv32-pool-conv64-conv64-pool layout; with
+`pool_position="first"` the pool follows each stage's first convolution instead (airbench's
+conv-pool-conv block: conv32-pool-conv32-conv64-pool-conv64), so the stage's other convolutions run at
+the pooled resolution, a quarter of the multiply-adds for 2x2 pools. Convolutions are
 `filter_size` square, stride 1, zero-padded to keep the size ("same"); pooling is `pool` x `pool`
 max pooling with stride `pool` (1: none). With `batchnorm` every convolution and hidden layer is
 followed by batch normalisation (spatial for the convolutions) before its activation.
@@ -46,6 +49,7 @@ WHITEN_EPS = 1e-2
 TTA = (None, "flip")
 # The pool entry of a layer's cache when batch norm, ReLU and pooling ran as one fused layer.
 FUSED_POOL = "bn+relu+pool"
+POOL_POSITIONS = ("last", "first")
 
 
 def parse_filters(filters) -> list[tuple[int, int]]:
@@ -68,8 +72,9 @@ def parse_filters(filters) -> list[tuple[int, int]]:
 
 
 class ConvNet(NeuralNet):
-    """A small convolutional net: stages of [conv -> [batch norm] -> activation] x K -> max pool, then a
-    fully-connected head as in NeuralNet. Images (N, H, W, C) are standardised per channel with the
+    """A small convolutional net: stages of [conv -> [batch norm] -> activation] x K -> max pool (or, with
+    pool_position="first", the pool after the stage's first convolution), then a fully-connected head as
+    in NeuralNet. Images (N, H, W, C) are standardised per channel with the
     training set's statistics, so raw uint8 images can be given.
 
     Parameters
@@ -83,6 +88,9 @@ class ConvNet(NeuralNet):
         The head's hidden layers; 0, None or () for none.
     pool : int, default=2
         Max pooling pool x pool with stride pool after each stage; 1 for none.
+    pool_position : {"last", "first"}, default="last"
+        Where each stage's pool goes: "last" after its K convolutions; "first" after its first one, so the
+        other K-1 run at the pooled resolution (airbench's conv-pool-conv block). The same for K = 1.
     batchnorm : bool, default=False
         Batch normalisation after every convolution (spatial) and hidden layer.
     dropout : float, default=0.0
@@ -132,10 +140,11 @@ class ConvNet(NeuralNet):
                  activation="relu", init="he", loss="softmax", reg=1e-4, optim="adam", lr=1e-3, optim_options=None,
                  lr_schedule=None, epochs="auto", batch_size=64, augment="auto", patience=None, train_acc_sample=1000,
                  dtype="float32", input_shape=None, class_weight=None, random_state=None, label_smoothing=0.0,
-                 ema=None, tta=None, bn_momentum=0.9, patch_whiten=False, lookahead=None):
+                 ema=None, tta=None, bn_momentum=0.9, patch_whiten=False, lookahead=None, pool_position="last"):
         self.filters = filters
         self.filter_size = filter_size
         self.pool = pool
+        self.pool_position = pool_position
         self.input_shape = input_shape
         self.tta = tta
         self.bn_momentum = bn_momentum
@@ -160,6 +169,8 @@ class ConvNet(NeuralNet):
         parse_filters(self.filters)
         for name in ("filter_size", "pool"):
             check_int(getattr(self, name), name)
+        if not isinstance(self.pool_position, str) or self.pool_position not in POOL_POSITIONS:
+            raise UsageError(f"pool_position must be 'last' or 'first', got {self.pool_position!r}")
         if self.tta not in TTA:
             raise UsageError(f"tta must be None or 'flip', got {self.tta!r}")
         check_number(self.bn_momentum, "bn_momentum", "in [0, 1)", low=0, high=1, high_open=True)
@@ -199,13 +210,18 @@ class ConvNet(NeuralNet):
 
     # -- architecture ----------------------------------------------------------------------------
     def _conv_layers(self, shape=None) -> list[tuple[int, bool]]:
-        """(filters, pool after it) for every convolution, in order. Feature rows read as 1x1 images
+        """(filters, pool after it) for every convolution, in order: each stage pools after its last
+        convolution, or after its first with pool_position="first". Feature rows read as 1x1 images
         have no spatial layout: nothing to pool there, so `pool` applies to real images only."""
         shape = shape if shape is not None else getattr(self, "input_shape_", None)
         pooled = self.pool > 1 and (shape is None or tuple(shape[:2]) != (1, 1))
+        first = self.pool_position == "first"
         out = []
         for f, k in parse_filters(self.filters):
-            out += [(f, False)] * (k - 1) + [(f, pooled)]
+            if first:
+                out += [(f, pooled)] + [(f, False)] * (k - 1)
+            else:
+                out += [(f, False)] * (k - 1) + [(f, pooled)]
         return out
 
     def _geometry(self, shape) -> list[tuple[int, int, int]]:
