@@ -124,3 +124,59 @@ def test_cli_exit_2_on_bad_model_files(runner, tmp_path, damage):
         res = runner.invoke(cli, args)
         assert res.exit_code == 2, res.output
         assert res.output.startswith("Error: ") and str(path) in res.output
+
+
+# -- numpy hyperparameters (GridSearchCV's best_estimator_ over numpy grids) ------------------------------
+def _numpy_param_models():
+    from imgclf import ConvNet, KNNClassifier, NeuralNet
+
+    return [
+        (LinearSVM(reg=np.float64(1e-3), lr=np.float32(1e-3), epochs=np.int64(2), batch_size=np.int64(20),
+                   bias_trick=np.bool_(False), squared_hinge=np.True_, class_weight={np.int64(0): np.float32(2.0)},
+                   random_state=0), "rows"),
+        (SoftmaxClassifier(iters=np.int32(5), random_state=0, class_weight="balanced"), "rows"),
+        (NeuralNet(hidden=np.int64(8), batchnorm=np.True_, dropout=np.float64(0.1), epochs=np.int64(2),
+                   batch_size=np.int64(20), train_acc_sample=np.int64(30), ema=np.float32(0.9),
+                   optim_options={"beta1": np.float32(0.8)}, random_state=0), "rows"),
+        (NeuralNet(hidden=(np.int64(6), np.int32(4)), epochs=2, random_state=0), "rows"),
+        (NeuralNet(hidden=np.array([6]), epochs=2, random_state=0), "rows"),
+        (ConvNet(filters=(2,), pool=np.int64(1), filter_size=np.int64(3), hidden=np.int64(0), epochs=1,
+                 bn_momentum=np.float32(0.9), patch_whiten=np.False_, random_state=0), "images"),
+        (KNNClassifier(k=np.int64(3)), "rows"),
+    ]
+
+
+@pytest.mark.parametrize("model,layout", _numpy_param_models(), ids=lambda v: type(v).__name__ if not isinstance(v, str) else v)
+def test_numpy_hyperparameters_save_and_load(tmp_path, model, layout):
+    # Fit accepts numpy scalars (what GridSearchCV hands over from np.logspace / np.arange / np.array
+    # grids); saving used to fail with json's TypeError ("Object of type int64 is not JSON serializable").
+    X, y = make_images(60, n_classes=3, shape=(4, 4, 3))
+    X = X.astype(np.float32) if layout == "images" else X.reshape(len(X), -1).astype(np.float32)
+    model.fit(X, y)
+    path = tmp_path / "m.npz"
+    storage.save_model(modelfile.ModelBundle(model, ["a", "b", "c"], X.shape[1:]), path)
+    back = storage.load_model(path)
+    np.testing.assert_array_equal(back.model.predict(X), model.predict(X))
+    meta = json.loads(str(np.load(path)["meta"]))
+    assert all(type(v) in (int, float, bool, str, list, dict, type(None)) for v in meta["hyperparameters"].values())
+
+
+def test_numpy_hyperparameters_still_checked_on_load(tmp_path):
+    # Written as plain JSON, a value fit would refuse is still refused on load (here a bool as reg).
+    from imgclf import NeuralNet
+
+    X, y = make_images(30, n_classes=3, shape=(2, 2, 3))
+    X = X.reshape(len(X), -1).astype(np.float32)
+    model = NeuralNet(hidden=np.int64(4), epochs=1, random_state=0).fit(X, y)
+    model.reg = np.True_  # as a hand edit would put it; fit refuses it
+    path = tmp_path / "m.npz"
+    storage.save_model(modelfile.ModelBundle(model, ["a", "b", "c"], X.shape[1:]), path)
+    with pytest.raises(ModelFileError, match="reg"):
+        storage.load_model(path)
+
+
+def test_plain_converts_numpy_values():
+    value = {np.int64(1): np.float32(0.5), "a": (np.int32(2), np.array([3, 4])), "b": np.bool_(True), "c": np.str_("x")}
+    out = npzfile.plain(value)
+    assert out == {1: 0.5, "a": [2, [3, 4]], "b": True, "c": "x"}
+    assert type(list(out)[0]) is int and type(out["b"]) is bool and type(out["c"]) is str

@@ -23,12 +23,28 @@ from .atomic import atomic_write_bytes, write_all, write_stdout
 META_KEY = "meta"
 
 
+def plain(value):
+    """`value` with numpy scalars as the Python numbers and bools they hold, numpy arrays as lists, tuples
+    as lists and numpy dict keys as Python ones: what JSON can hold. An estimator fitted with numpy
+    hyperparameters (GridSearchCV's best_estimator_ over np.logspace/np.arange grids, hidden=np.int64(8),
+    batchnorm=np.True_) is saved with the values it was fitted with, which loading checks as fit does."""
+    if isinstance(value, dict):
+        return {(k.item() if isinstance(k, np.generic) else k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 def to_bytes(arrays: dict[str, np.ndarray], meta: dict) -> bytes:
     if META_KEY in arrays:
         raise ValueError(f"array name {META_KEY!r} is reserved")
     buf = io.BytesIO()
     payload = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-    payload[META_KEY] = np.array(json.dumps(meta, sort_keys=True))
+    payload[META_KEY] = np.array(json.dumps(plain(meta), sort_keys=True))
     np.savez(buf, **payload)
     return buf.getvalue()
 
