@@ -17,7 +17,7 @@ import numpy as np
 from .base import Estimator
 from .eigen import _block_rows, _ratios, principal_components
 from .errors import DataError, UsageError
-from .validation import check_array, check_fitted, n_features
+from .validation import check_array, check_fitted, check_number, is_integer, n_features
 
 
 def check_data(X, what: str = "X", min_samples: int = 1) -> np.ndarray:
@@ -35,10 +35,7 @@ def _check_int(name: str, value, low: int, high: int | None = None, high_what: s
 
 
 def _check_eps(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not np.isfinite(value) or value < 0:
-        raise UsageError(f"eps must be a finite number >= 0, got {value!r}")
-    return float(value)
+    return check_number(value, "eps", "a finite number >= 0", low=0)
 
 
 def _check_fraction(name: str, value) -> float:
@@ -180,7 +177,7 @@ class Transform(Estimator):
 def _stored_shape(value) -> tuple[int, ...]:
     """A stored transform's `input_shape_`: a list of whole sizes >= 1 (as `fit` records it)."""
     if not isinstance(value, (list, tuple)) or not value or not all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in value):
+            is_integer(v) and v >= 1 for v in value):
         raise ValueError(f"input_shape_ must be a non-empty list of sizes >= 1, got {value!r}")
     return tuple(int(v) for v in value)
 

@@ -216,6 +216,11 @@ def is_real(value) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
+def is_integer(value) -> bool:
+    """A Python or numpy integer that is not a bool (8.0, "8" and True are not)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def _finite(value) -> bool:
     # Python ints are exact (and may exceed a float); the rest must be finite.
     return isinstance(value, (int, np.integer)) or bool(np.isfinite(value))
@@ -240,7 +245,7 @@ def check_int(value, name: str, low: int = 1, *, none: bool = False, what: str |
     None too when `none`. Else UsageError naming `name`."""
     if value is None and none:
         return None
-    if not (isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= low):
+    if not (is_integer(value) and value >= low):
         what = what or f"an integer >= {low}" + (" or None" if none else "")
         raise UsageError(f"{name} must be {what}, got {value!r}", param=name)
     return int(value)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UsageError
-from ..validation import check_flag, check_int, check_number, rescale_u8
+from ..validation import check_flag, check_int, check_number, is_integer, rescale_u8
 from . import conv, dense, layers
 from .net import NeuralNet
 
@@ -159,8 +159,7 @@ class ConvNet(NeuralNet):
     # -- validation ------------------------------------------------------------------------------
     def hidden_sizes(self) -> tuple[int, ...]:
         h = self.hidden
-        if h is None or (isinstance(h, (list, tuple)) and not h) or (
-                isinstance(h, (int, np.integer)) and not isinstance(h, (bool, np.bool_)) and h == 0):
+        if h is None or (isinstance(h, (list, tuple)) and not h) or (is_integer(h) and h == 0):
             return ()
         return super().hidden_sizes()
 

@@ -26,7 +26,7 @@ from ..base import TrainedClassifier
 from ..blas import blas_threads
 from ..errors import UsageError
 from ..validation import (check_array, check_fitted, check_flag, check_int, check_n_features, check_number,
-                          check_random_state, is_real, rescale_u8)
+                          check_random_state, is_integer, is_real, rescale_u8)
 from . import dense, layers
 from .optim import RULES, parse_lookahead
 
@@ -150,12 +150,11 @@ class NeuralNet(TrainedClassifier):
         a model file stores it; a float (8.0, 8.5) or a string ("8", whose characters would be read as
         layers) is refused."""
         h = self.hidden
-        if isinstance(h, (int, np.integer)) and not isinstance(h, (bool, np.bool_)):
+        if is_integer(h):
             h = (h,)
         elif isinstance(h, np.ndarray) and h.ndim == 1:
             h = h.tolist()
-        if not isinstance(h, (list, tuple)) or not all(
-                isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in h):
+        if not isinstance(h, (list, tuple)) or not all(is_integer(v) for v in h):
             raise UsageError(f"hidden must be a sequence of layer sizes such as (500,) or (1024, 512), got "
                              f"{self.hidden!r}", param="hidden")
         if any(v < 1 for v in h):
