@@ -41,7 +41,8 @@ def main():
     rng = np.random.default_rng(0)
     print(f"{args.threads} threads; MKL threading {os.environ.get('IMGCLF_MKL_THREADING', 'gnu')}; load average "
           f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}")
-    print(f"{'layer (N, HxWxC -> F)':28s} {'float32 ms':>10s} {'bf16 ms':>8s} {'speed-up':>8s} {'rel err out/dw/dx':>20s}")
+    print(f"{'layer (N, HxWxC -> F)':28s} {'float32 ms':>10s} {'bf16 ms':>8s} {'speed-up':>8s} "
+          f"{'rel err out/dw/dx':>20s}")
     for N, H, C, F in LAYERS:
         x = rng.standard_normal((N, H, H, C), dtype=np.float32)
         w = (rng.standard_normal((3, 3, C, F)) / np.sqrt(9 * C)).astype(np.float32)

@@ -73,7 +73,8 @@ def main():
     peak = peak_gflops()
     print(f"{args.threads} threads, {args.n} images per fit; load average "
           f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}; float32 GEMM 2048^3: {peak:.0f} GFLOP/s")
-    print(f"{'config':34s} {'prec':>7s} {'GFLOP/img':>9s} {'floor s':>8s} {'epoch s':>8s} {'cpu s':>7s} {'x floor':>7s}")
+    print(f"{'config':34s} {'prec':>7s} {'GFLOP/img':>9s} {'floor s':>8s} {'epoch s':>8s} {'cpu s':>7s} "
+          f"{'x floor':>7s}")
     for cfg in args.configs:
         parts = cfg.split("/")
         filters, position, batch = parts[0], parts[1], int(parts[2])

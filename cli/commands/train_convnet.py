@@ -96,8 +96,8 @@ def _apply_preset(ctx, name, params):
 @quiet_option
 @click.pass_context
 def convnet(ctx, preset, filters, filter_size, hidden, pool, pool_position, batchnorm, dropout, activation, init, patch_whiten,
-            bn_momentum, tta, precision, preprocess_spec, output, seed, as_json, quiet, data, n_train, n_test, val, size, color,
-            **options):
+            bn_momentum, tta, precision, preprocess_spec, output, seed, as_json, quiet, data, n_train, n_test, val,
+            size, color, **options):
     """Train a convolutional net: [conv - [bn] - relu] x K - maxpool stages, affine - relu - [dropout], affine.
 
     Convolutions run as im2col (numba) + one BLAS GEMM on NHWC images; the number of input channels

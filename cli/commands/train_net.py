@@ -49,8 +49,8 @@ def _hidden(ctx, param, value):
 @json_option
 @quiet_option
 @click.pass_context
-def twolayer(ctx, hidden, activation, batchnorm, dropout, init, loss, precision, preprocess_spec, output, seed, as_json, quiet,
-             data, n_train, n_test, val, size, color, **options):
+def twolayer(ctx, hidden, activation, batchnorm, dropout, init, loss, precision, preprocess_spec, output, seed, as_json,
+             quiet, data, n_train, n_test, val, size, color, **options):
     """Train a fully-connected net: affine - [batchnorm] - activation - [dropout] - ... - affine - loss.
 
     The training split (49000 of CIFAR-10's 50000 by default) is fitted, the validation split (the
