@@ -13,7 +13,7 @@ Threading: MKL is switched to its GNU OpenMP layer (libgomp) before its first ca
 libiomp5: imgclf's spin etiquette (imgclf/_threading.py: GOMP_SPINCOUNT) then applies to MKL's threads
 too, and no second OpenMP runtime with its own 200 ms spin (KMP_BLOCKTIME) is brought into a process
 that alternates MKL products with numba's parallel kernels on the same few cores. `IMGCLF_MKL_THREADING`
-(intel, gnu, tbb, sequential) overrides it. The number of threads per product follows imgclf's BLAS
+(intel, gnu, tbb, sequential) overrides it. MKL's dynamic thread adjustment is switched off. The number of threads per product follows imgclf's BLAS
 thread count (imgclf/blas.py), so `blas_threads(1)` blocks and one-thread workers hold for MKL too.
 """
 
@@ -100,6 +100,11 @@ def _load():
             return None, str(exc)
         lib.MKL_Set_Interface_Layer(0)
         lib.MKL_Set_Threading_Layer(layer)
+        # Exactly the threads asked for, never fewer when the machine is busy: a product's summation order
+        # (MKL splits a long inner dimension, e.g. a filter gradient's N*H*W, between threads) then depends on
+        # imgclf's thread count only, so the same seed gives the same weights.
+        if hasattr(lib, "MKL_Set_Dynamic"):
+            lib.MKL_Set_Dynamic(0)
         _declare(lib)
         return lib, None
     return None, "Intel MKL's runtime could not be loaded (" + "; ".join(errors) + ")"
