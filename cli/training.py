@@ -109,6 +109,25 @@ def class_weight_option(func):
                              "data) or CLASS=WEIGHT pairs by class name or index (others weigh 1).")(func)
 
 
+def _precision(ctx, param, value):
+    """--precision bf16 is refused before any data is loaded where the CPU or MKL lacks it."""
+    if value == "bf16":
+        from imgclf import bf16
+
+        bf16.require("precision")
+    return value
+
+
+def precision_option(kind: str):
+    """--precision float32|bf16 of the nets' training products (NeuralNet's `precision`)."""
+    return click.option("--precision", type=click.Choice(["float32", "bf16"]),
+                        default=estimator_defaults(kind)["precision"], show_default=True, callback=_precision,
+                        help="The training steps' matrix products: bf16 rounds their inputs to bfloat16 and "
+                             "accumulates in float32 (CPUs with AVX512-BF16/AMX-BF16 and Intel MKL: pip install "
+                             "'imgclf[bf16]'); weights, optimiser and batch norm stay float32, and predictions "
+                             "are computed in float32 either way.")
+
+
 def class_weights_for(spec, ds):
     """--class-weight for the estimator: class names of the data -> their label indices."""
     if not isinstance(spec, dict):

@@ -53,3 +53,7 @@ class Interrupted(ImgclfError):
     """Training was interrupted (SIGINT) after a checkpoint was written."""
 
     exit_code = 130
+
+
+class Unsupported(UsageError):
+    """A parameter asks for what this machine or installation lacks (a CPU feature, an optional library)."""

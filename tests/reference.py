@@ -521,3 +521,19 @@ def kmeans_naive(X, centroids, iterations):
         for j in range(len(C)):
             C[j] = X[labels == j].astype(np.float64).mean(axis=0) if np.any(labels == j) else 0.0
     return C
+
+
+def bf16_round_naive(x):
+    """float32 -> bfloat16 bits (uint16), one value at a time in Python integers: round to nearest, ties to
+    even; NaN keeps its sign and upper payload with the quiet bit set."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).ravel()
+    out = np.empty(bits.shape, np.uint16)
+    for i, b in enumerate(bits.tolist()):
+        if (b & 0x7FFFFFFF) > 0x7F800000:
+            out[i] = (b >> 16) | 0x40
+            continue
+        keep, rest = b >> 16, b & 0xFFFF
+        if rest > 0x8000 or (rest == 0x8000 and keep & 1):
+            keep += 1
+        out[i] = keep
+    return out.reshape(np.shape(x))

@@ -7,7 +7,8 @@ import click
 from ..console import reporter
 from ..options import data_options, json_option, quiet_option, seed_option
 from ..training import (check_augment_data, check_images, class_weights_for, estimator_defaults, fit_with_progress,
-                        load_training_data, model_settings, report_result, save_curves, training_options)
+                        load_training_data, model_settings, precision_option, report_result, save_curves,
+                        training_options)
 
 # The estimator's defaults (imgclf.nn.convnet.ConvNet), measured on CIFAR-10 (49000/1000/10000): docs/recipes.md.
 D = estimator_defaults("convnet")
@@ -83,6 +84,7 @@ def _apply_preset(ctx, name, params):
               callback=lambda ctx, param, value: None if value == "none" else value,
               help="Test-time augmentation: flip scores each image as the mean over it and its mirror image.")
 @training_options("convnet")
+@precision_option("convnet")
 @click.option("--preprocess", "preprocess_spec", default="none", show_default=True, metavar="CHAIN",
               help="Preprocessing fitted on the training split and stored in the model (the net already "
                    "standardises each channel itself); it must keep the image layout (no pca).")
@@ -94,8 +96,8 @@ def _apply_preset(ctx, name, params):
 @quiet_option
 @click.pass_context
 def convnet(ctx, preset, filters, filter_size, hidden, pool, pool_position, batchnorm, dropout, activation, init, patch_whiten,
-            bn_momentum, tta, preprocess_spec, output, seed, as_json, quiet, data, n_train, n_test, val, size, color,
-            **options):
+            bn_momentum, tta, precision, preprocess_spec, output, seed, as_json, quiet, data, n_train, n_test, val,
+            size, color, **options):
     """Train a convolutional net: [conv - [bn] - relu] x K - maxpool stages, affine - relu - [dropout], affine.
 
     Convolutions run as im2col (numba) + one BLAS GEMM on NHWC images; the number of input channels
@@ -124,7 +126,7 @@ def convnet(ctx, preset, filters, filter_size, hidden, pool, pool_position, batc
 
     arch = dict(filters=filters, filter_size=filter_size, hidden=hidden, pool=pool, pool_position=pool_position,
                 batchnorm=batchnorm, dropout=dropout, activation=activation, init=init, patch_whiten=patch_whiten,
-                bn_momentum=bn_momentum, tta=tta)
+                bn_momentum=bn_momentum, tta=tta, precision=precision)
     run, params, extra, preprocess_spec, seed = model_settings(ctx, options, arch, preprocess_spec, seed)
     if preset and not run["resume"]:
         params = _apply_preset(ctx, preset, params)

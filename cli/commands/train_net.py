@@ -7,7 +7,7 @@ import click
 from ..console import reporter
 from ..options import data_options, json_option, quiet_option, seed_option
 from ..training import (check_augment_data, class_weights_for, estimator_defaults, fit_with_progress, load_training_data,
-                        model_settings, report_result, save_curves, training_options)
+                        model_settings, precision_option, report_result, save_curves, training_options)
 
 # The estimator's defaults (imgclf.nn.net.NeuralNet), measured on CIFAR-10 (49000/1000/10000): docs/recipes.md.
 D = estimator_defaults("twolayer")
@@ -38,6 +38,7 @@ def _hidden(ctx, param, value):
 @click.option("--loss", type=click.Choice(["softmax", "svm"]), default=D["loss"], show_default=True,
               help="Loss on the class scores.")
 @training_options("twolayer")
+@precision_option("twolayer")
 @click.option("--preprocess", "preprocess_spec", default="none", show_default=True,
               metavar="CHAIN", help="Preprocessing fitted on the training split and stored in the model, e.g. "
                                     "mean,normalize or pca:100 (the net standardises its input itself).")
@@ -48,8 +49,8 @@ def _hidden(ctx, param, value):
 @json_option
 @quiet_option
 @click.pass_context
-def twolayer(ctx, hidden, activation, batchnorm, dropout, init, loss, preprocess_spec, output, seed, as_json, quiet,
-             data, n_train, n_test, val, size, color, **options):
+def twolayer(ctx, hidden, activation, batchnorm, dropout, init, loss, precision, preprocess_spec, output, seed, as_json,
+             quiet, data, n_train, n_test, val, size, color, **options):
     """Train a fully-connected net: affine - [batchnorm] - activation - [dropout] - ... - affine - loss.
 
     The training split (49000 of CIFAR-10's 50000 by default) is fitted, the validation split (the
@@ -78,7 +79,8 @@ def twolayer(ctx, hidden, activation, batchnorm, dropout, init, loss, preprocess
 
     from imgclf.nn.net import NeuralNet
 
-    arch = dict(hidden=hidden, activation=activation, batchnorm=batchnorm, dropout=dropout, init=init, loss=loss)
+    arch = dict(hidden=hidden, activation=activation, batchnorm=batchnorm, dropout=dropout, init=init, loss=loss,
+                precision=precision)
     run, params, extra, preprocess_spec, seed = model_settings(ctx, options, arch, preprocess_spec, seed)
     rep = reporter(ctx, quiet)
     t0 = time.perf_counter()

@@ -57,11 +57,16 @@ def _check_conv(x, w, b):
         raise UsageError(f"bias must have shape ({w.shape[3]},), got {b.shape}")
 
 
-def conv_forward(x, w, b, stride: int = 1, pad: int = 0, dilation: int = 1, workspace: Workspace | None = None):
+def conv_forward(x, w, b, stride: int = 1, pad: int = 0, dilation: int = 1, workspace: Workspace | None = None,
+                 precision: str = "float32"):
     """out[n, i, j, f] = b[f] + sum_{p,q,c} xpad[n, i*S + p*D, j*S + q*D, c] * w[p, q, c, f].
 
-    `b` may be None (no bias: a batch norm follows); then the gradients have no "b" either."""
+    `b` may be None (no bias: a batch norm follows); then the gradients have no "b" either.
+    `precision="bf16"` (float32 x and w only): the GEMM's inputs are rounded to bfloat16 (the column
+    matrix is built in bfloat16 directly) and multiplied with float32 accumulation (imgclf/bf16.py); the
+    output, the bias and both backward products' results stay float32, and so does `w` itself."""
     _check_conv(x, w, b)
+    low = _check_precision(precision, x, w)
     KH, KW, C, F = w.shape
     N, H, W, _ = x.shape
     Ho = output_size(H, KH, stride, pad, dilation, "convolution height")
@@ -69,7 +74,19 @@ def conv_forward(x, w, b, stride: int = 1, pad: int = 0, dilation: int = 1, work
     dtype = np.result_type(x.dtype, w.dtype)
     x = np.ascontiguousarray(x, dtype=dtype)
     tap = _single_tap(H, W, Ho, Wo, KH, KW, pad, dilation)
-    if tap is not None:
+    w16 = None
+    if low:
+        from .. import bf16
+
+        w2 = w[tap, tap] if tap is not None else w.reshape(KH * KW * C, F)
+        w16 = bf16.to_bf16(np.ascontiguousarray(w2))
+        if tap is not None:
+            cols = bf16.to_bf16(x.reshape(N, C))
+        else:
+            buf = workspace.get("cols", (N * Ho * Wo, KH * KW * C), np.uint16) if workspace is not None else None
+            cols = bf16.im2col(x, KH, KW, stride, pad, dilation, out=buf)
+        out = bf16.gemm(cols, w16)
+    elif tap is not None:
         # A 1x1 map (feature rows read as images): one filter tap meets the pixel, the others only padding,
         # so the convolution is the product with that tap, without im2col (the same numbers).
         cols = x.reshape(N, C)
@@ -80,7 +97,19 @@ def conv_forward(x, w, b, stride: int = 1, pad: int = 0, dilation: int = 1, work
         out = cols @ w.reshape(KH * KW * C, F).astype(dtype, copy=False)
     if b is not None:
         out += b.astype(dtype, copy=False)
-    return out.reshape(N, Ho, Wo, F), (x.shape, cols, w, b is not None, stride, pad, dilation, workspace, tap)
+    return out.reshape(N, Ho, Wo, F), (x.shape, cols, w, b is not None, stride, pad, dilation, workspace, w16, tap)
+
+
+def _check_precision(precision, x, w) -> bool:
+    """Whether the products run in bfloat16; UsageError for an unknown precision or float64 data."""
+    if precision == "float32":
+        return False
+    if precision != "bf16":
+        raise UsageError(f"precision must be 'float32' or 'bf16', got {precision!r}", param="precision")
+    if x.dtype != np.float32 or w.dtype != np.float32:
+        raise UsageError(f"precision='bf16' takes float32 images and filters, got {x.dtype} and {w.dtype}",
+                         param="precision")
+    return True
 
 
 def _single_tap(H, W, Ho, Wo, KH, KW, pad, dilation) -> int | None:
@@ -91,22 +120,37 @@ def _single_tap(H, W, Ho, Wo, KH, KW, pad, dilation) -> int | None:
 
 
 def conv_backward(dout, cache, need_dx: bool = True):
-    """Gradients (dx, {"w", "b"}); dx is None when `need_dx` is false (the first layer needs none)."""
-    x_shape, cols, w, has_bias, stride, pad, dilation, workspace, tap = cache
+    """Gradients (dx, {"w", "b"}); dx is None when `need_dx` is false (the first layer needs none).
+    After a bfloat16 forward pass both products take bfloat16 inputs (the stored columns and filters,
+    the upstream gradient rounded) and give float32 dw and dx."""
+    x_shape, cols, w, has_bias, stride, pad, dilation, workspace, w16, tap = cache
     KH, KW, C, F = w.shape
-    d2 = np.ascontiguousarray(dout, dtype=cols.dtype).reshape(-1, F)
+    low = w16 is not None
+    d2 = np.ascontiguousarray(dout, dtype=w.dtype if low else cols.dtype).reshape(-1, F)
     if d2.shape[0] != cols.shape[0]:
         raise UsageError(f"convolution backward: upstream gradient {dout.shape} does not match the forward pass")
+    if low:
+        from .. import bf16
+
+        d16 = bf16.to_bf16(d2)
+        dw2 = bf16.gemm(cols, d16, transa=True)
+    else:
+        dw2 = cols.T @ d2
     if tap is not None:
         dw = np.zeros_like(w)
-        dw[tap, tap] = cols.T @ d2
+        dw[tap, tap] = dw2
     else:
-        dw = (cols.T @ d2).reshape(w.shape).astype(w.dtype, copy=False)
+        dw = dw2.reshape(w.shape).astype(w.dtype, copy=False)
     grads = {"w": dw}
     if has_bias:
         grads["b"] = d2.sum(axis=0).astype(w.dtype, copy=False)
     dx = None
-    if need_dx and tap is not None:
+    if need_dx and low:
+        shape = (cols.shape[0], w16.shape[0])
+        dcols = workspace.get("dcols", shape, np.float32) if workspace is not None and tap is None else None
+        dcols = bf16.gemm(d16, w16, transb=True, out=dcols)
+        dx = dcols.reshape(x_shape) if tap is not None else col2im(dcols, x_shape, KH, KW, stride, pad, dilation)
+    elif need_dx and tap is not None:
         dx = (d2 @ w[tap, tap].astype(cols.dtype, copy=False).T).reshape(x_shape)
     elif need_dx:
         w2 = w.reshape(KH * KW * C, F).astype(cols.dtype, copy=False)
@@ -130,12 +174,12 @@ def max_pool_backward(dout, cache):
 
 
 def conv_act_forward(x, w, b, activation: str = "relu", alpha: float | None = None, stride: int = 1, pad: int = 0,
-                     dilation: int = 1, workspace: Workspace | None = None):
+                     dilation: int = 1, workspace: Workspace | None = None, precision: str = "float32"):
     """act(conv(x, w) + b): the bias and activation are one fused pass over the GEMM's output."""
     from .layers import ACTIVATION_DEFAULTS, _ew
 
     alpha = ACTIVATION_DEFAULTS[activation] if alpha is None else alpha
-    z, c_conv = conv_forward(x, w, None, stride, pad, dilation, workspace)
+    z, c_conv = conv_forward(x, w, None, stride, pad, dilation, workspace, precision)
     a, _ = _ew().bias_act_forward(z.reshape(-1, w.shape[3]), b.astype(z.dtype, copy=False), activation, alpha)
     return a.reshape(z.shape), (c_conv, a, activation, alpha)
 

@@ -110,8 +110,9 @@ class ConvNet(NeuralNet):
     augment : str, default="auto"
         As in NeuralNet; "auto" is flips and random crops of up to an eighth of the image size (crop:4 on
         32x32) for colour images, none for grey ones.
-    label_smoothing, ema, lookahead
-        As in NeuralNet, with the same defaults.
+    label_smoothing, ema, lookahead, precision
+        As in NeuralNet, with the same defaults; precision="bf16" runs the convolutions' three products
+        per step (forward, filter gradient, input gradient) in bfloat16 with float32 accumulation.
     input_shape : tuple of int, default=None
         (H, W, C) to fold (N, D) rows into images; None: rows are read as 1x1 images with D channels.
     random_state : int, numpy.random.Generator or None, default=None
@@ -140,7 +141,8 @@ class ConvNet(NeuralNet):
                  activation="relu", init="he", loss="softmax", reg=1e-4, optim="adam", lr=1e-3, optim_options=None,
                  lr_schedule=None, epochs="auto", batch_size=64, augment="auto", patience=None, train_acc_sample=1000,
                  dtype="float32", input_shape=None, class_weight=None, random_state=None, label_smoothing=0.0,
-                 ema=None, tta=None, bn_momentum=0.9, patch_whiten=False, lookahead=None, pool_position="last"):
+                 ema=None, tta=None, bn_momentum=0.9, patch_whiten=False, lookahead=None, pool_position="last",
+                 precision="float32"):
         self.filters = filters
         self.filter_size = filter_size
         self.pool = pool
@@ -154,7 +156,7 @@ class ConvNet(NeuralNet):
                          lr_schedule=lr_schedule, epochs=epochs, batch_size=batch_size, augment=augment,
                          patience=patience, train_acc_sample=train_acc_sample, dtype=dtype,
                          class_weight=class_weight, random_state=random_state, label_smoothing=label_smoothing,
-                         ema=ema, lookahead=lookahead)
+                         ema=ema, lookahead=lookahead, precision=precision)
 
     # -- validation ------------------------------------------------------------------------------
     def hidden_sizes(self) -> tuple[int, ...]:
@@ -345,6 +347,7 @@ class ConvNet(NeuralNet):
     def _forward(self, X, mode, rng, state=None):
         act, alpha = getattr(self, "_act", None) or layers.parse_activation(self.activation)
         P, B = state or (self.params_, self.buffers_)
+        prec = self._train_precision(mode)
         pad = (int(self.filter_size) - 1) // 2
         h, caches = X, []
         convs = self._conv_layers()
@@ -352,7 +355,7 @@ class ConvNet(NeuralNet):
             W, ws = P[f"W{i}"], self._workspace(i)
             c_act, c_pool = None, None
             if self.batchnorm:
-                h, c_conv = conv.conv_forward(h, W, None, 1, pad, 1, ws)
+                h, c_conv = conv.conv_forward(h, W, None, 1, pad, 1, ws, prec)
                 if act == "relu" and pooled and conv.fuses_bn_relu_pool(h.shape, int(self.pool)):
                     # bn, relu and 2x2 pool as one layer: the full-size normalised map is never written
                     h, c_bn = self._bn(i, h, mode, conv.bn_relu_pool_forward, P, B)
@@ -363,7 +366,7 @@ class ConvNet(NeuralNet):
                 if act != "relu":
                     h, c_act = layers.activation_forward(h, act, alpha)
             else:
-                h, c_conv = conv.conv_act_forward(h, W, P[f"b{i}"], act, alpha, 1, pad, 1, ws)
+                h, c_conv = conv.conv_act_forward(h, W, P[f"b{i}"], act, alpha, 1, pad, 1, ws, prec)
                 c_bn = None
             if pooled:
                 h, c_pool = conv.max_pool_forward(h, int(self.pool))
@@ -371,9 +374,9 @@ class ConvNet(NeuralNet):
         # h stays (N, H, W, C): the affine layers flatten it and hand back gradients in this shape.
         L = self.n_layers
         for i in range(len(convs) + 1, L):
-            h, c = dense.forward(h, i, P, B, act, alpha, float(self.dropout), mode, rng)
+            h, c = dense.forward(h, i, P, B, act, alpha, float(self.dropout), mode, rng, precision=prec)
             caches.append(c)
-        scores, c = layers.affine_forward(h, P[f"W{L}"], P[f"b{L}"])
+        scores, c = layers.affine_forward(h, P[f"W{L}"], P[f"b{L}"], prec)
         caches.append(c)
         return scores, caches
 

@@ -42,12 +42,13 @@ def add_batchnorm(params: dict, buffers: dict, i: int, size: int, dtype) -> None
 
 
 def forward(h, i: int, params: dict, buffers: dict, act: str, alpha: float, dropout: float, mode: str, rng,
-            layout: str = BN_BEFORE_ACTIVATION):
-    """(output, cache) of hidden block i; `dropout` is the training-time probability."""
+            layout: str = BN_BEFORE_ACTIVATION, precision: str = "float32"):
+    """(output, cache) of hidden block i; `dropout` is the training-time probability, `precision` the
+    affine product's (layers.affine_forward)."""
     W = params[f"W{i}"]
     p = dropout if mode == "train" else 0.0
     if f"gamma{i}" not in params:
-        h, c = layers.affine_act_forward(h, W, params[f"b{i}"], act, alpha, p, mode, rng)
+        h, c = layers.affine_act_forward(h, W, params[f"b{i}"], act, alpha, p, mode, rng, precision)
         return h, (i, c)
     bn = (params[f"gamma{i}"], params[f"beta{i}"], buffers[f"running_mean{i}"], buffers[f"running_var{i}"], mode)
     if layout == BN_AFTER_ACTIVATION:
@@ -55,7 +56,7 @@ def forward(h, i: int, params: dict, buffers: dict, act: str, alpha: float, drop
             raise ValueError("the pre-issue-15 batch-norm layout is evaluated, never trained")
         h, _ = layers.affine_act_forward(h, W, params[f"b{i}"], act, alpha)
         return layers.batchnorm_forward(h, *bn)[0], None
-    h, c1 = layers.affine_forward(h, W, W.dtype.type(0))
+    h, c1 = layers.affine_forward(h, W, W.dtype.type(0), precision)
     h, c2 = layers.batchnorm_forward(h, *bn)
     h, c3 = layers.activation_forward(h, act, alpha)
     h, c4 = layers.dropout_forward(h, p, mode, rng)

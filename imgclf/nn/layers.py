@@ -45,15 +45,41 @@ def _c2d(x):
 
 
 # -- affine --------------------------------------------------------------------------------------
-def affine_forward(x, w, b):
-    """x (N, d1, ..., dk) flattened to (N, D); out = x @ w + b."""
+def _product(x2, w, precision: str):
+    """(x2 @ w, the bfloat16 operands or None): precision "bf16" rounds both to bfloat16 and accumulates
+    in float32 (imgclf/bf16.py); float32 data only."""
+    if precision == "float32":
+        return x2 @ w, None
+    if precision != "bf16":
+        raise UsageError(f"precision must be 'float32' or 'bf16', got {precision!r}", param="precision")
+    if x2.dtype != np.float32 or w.dtype != np.float32:
+        raise UsageError(f"precision='bf16' takes float32 inputs and weights, got {x2.dtype} and {w.dtype}",
+                         param="precision")
+    from .. import bf16
+
+    low = (bf16.to_bf16(x2), bf16.to_bf16(w))
+    return bf16.gemm(*low), low
+
+
+def affine_forward(x, w, b, precision: str = "float32"):
+    """x (N, d1, ..., dk) flattened to (N, D); out = x @ w + b (the product in bfloat16 with
+    precision="bf16", the result float32)."""
     x2 = x.reshape(len(x), -1)
-    return x2 @ w + b, (x, w)
+    z, low = _product(x2, w, precision)
+    return z + b, (x, w, low)
 
 
 def affine_backward(dout, cache, need_dx: bool = True):
-    """`need_dx=False` skips the product a first layer does not need (its input is the data)."""
-    x, w = cache
+    """`need_dx=False` skips the product a first layer does not need (its input is the data). After a
+    bfloat16 forward pass both products take bfloat16 inputs, dout rounded."""
+    x, w, low = cache
+    if low is not None:
+        from .. import bf16
+
+        x16, w16 = low
+        d16 = bf16.to_bf16(np.ascontiguousarray(dout, dtype=np.float32))
+        dx = bf16.gemm(d16, w16, transb=True).reshape(x.shape) if need_dx else None
+        return dx, {"w": bf16.gemm(x16, d16, transa=True), "b": dout.sum(axis=0)}
     x2 = x.reshape(len(x), -1)
     dx = (dout @ w.T).reshape(x.shape) if need_dx else None
     return dx, {"w": x2.T @ dout, "b": dout.sum(axis=0)}
@@ -146,21 +172,21 @@ def batchnorm_backward(dout, cache):
 
 # -- fused affine + activation [+ dropout] ----------------------------------------------------------
 def affine_act_forward(x, w, b, activation: str = "relu", alpha: float | None = None, dropout: float = 0.0,
-                       mode: str = "train", rng: np.random.Generator | None = None):
+                       mode: str = "train", rng: np.random.Generator | None = None, precision: str = "float32"):
     """act(x @ w + b), then inverted dropout in training: one GEMM and one fused elementwise pass."""
     alpha = ACTIVATION_DEFAULTS[activation] if alpha is None else alpha
     x2 = x.reshape(len(x), -1)
-    z = x2 @ w
+    z, low = _product(x2, w, precision)
     if mode == "train" and dropout > 0:
         u = rng.random(z.shape, dtype=z.dtype)
         a, out = _ew().bias_act_forward(z, b, activation, alpha, u, 1.0 - dropout)
     else:
         u = None
         a, out = _ew().bias_act_forward(z, b, activation, alpha)
-    return out, (x, w, a, u, activation, alpha, 1.0 - dropout)
+    return out, (x, w, low, a, u, activation, alpha, 1.0 - dropout)
 
 
 def affine_act_backward(dout, cache, need_dx: bool = True):
-    x, w, a, u, activation, alpha, keep = cache
+    x, w, low, a, u, activation, alpha, keep = cache
     dz = _ew().act_backward(np.ascontiguousarray(dout), a, activation, alpha, u, keep)
-    return affine_backward(dz, (x, w), need_dx)
+    return affine_backward(dz, (x, w, low), need_dx)

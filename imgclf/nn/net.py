@@ -31,6 +31,8 @@ from . import dense, layers
 from .optim import RULES, parse_lookahead
 
 LOSSES = ("softmax", "svm")
+# The precision of the training steps' matrix products (imgclf/bf16.py); the weights are float32 in both.
+PRECISIONS = ("float32", "bf16")
 # Images used to estimate the input statistics.
 STATS_SAMPLE = 10000
 # Training sets of at most this many values train with one BLAS thread.
@@ -96,6 +98,12 @@ class NeuralNet(TrainedClassifier):
         Lookahead (Zhang et al. 2019) around the update rule: "K:ALPHA" or (k, alpha), e.g. "5:0.5": slow
         weights that after every k-th step move alpha of the way to the live weights, which then restart
         from them. With `ema` the average is of the live weights after that step (imgclf/nn/solver.py).
+    precision : {"float32", "bf16"}, default="float32"
+        The training steps' matrix products: "bf16" rounds their inputs to bfloat16 and accumulates in
+        float32 (Intel MKL on CPUs with AVX512-BF16 or AMX-BF16: `pip install 'imgclf[bf16]'`;
+        `imgclf.errors.Unsupported` elsewhere); weights, optimiser state, batch norm and the loss stay
+        float32. Scoring (predict, the per-epoch accuracies) always runs in float32/float64, so a bf16-trained
+        model predicts the same on any machine. docs/bf16.md measures speed and accuracy.
 
     The input is standardised with the training set's statistics (per channel of images, per feature
     of rows: `input_mean_`, `input_scale_`), so raw pixels and features of any scale need no
@@ -120,7 +128,8 @@ class NeuralNet(TrainedClassifier):
     def __init__(self, hidden=(500,), activation="relu", batchnorm=False, dropout=0.2, init="he", loss="softmax",
                  reg=1e-4, optim="adam", lr=1e-3, optim_options=None, lr_schedule="step:0.9", epochs="auto",
                  batch_size=200, augment="auto", patience=None, train_acc_sample=1000, dtype="float32",
-                 class_weight=None, random_state=None, label_smoothing=0.0, ema=None, lookahead=None):
+                 class_weight=None, random_state=None, label_smoothing=0.0, ema=None, lookahead=None,
+                 precision="float32"):
         self.hidden = hidden
         self.activation = activation
         self.batchnorm = batchnorm
@@ -143,6 +152,7 @@ class NeuralNet(TrainedClassifier):
         self.label_smoothing = label_smoothing
         self.ema = ema
         self.lookahead = lookahead
+        self.precision = precision
 
     # -- validation ------------------------------------------------------------------------------
     def hidden_sizes(self) -> tuple[int, ...]:
@@ -176,6 +186,7 @@ class NeuralNet(TrainedClassifier):
         check_number(self.reg, "reg", "a finite number >= 0", low=0)
         if self.dtype not in ("float32", "float64"):
             raise UsageError(f"dtype must be float32 or float64, got {self.dtype!r}", param="dtype")
+        self._train_precision("train")
         check_number(self.label_smoothing, "label_smoothing", "in [0, 1)", low=0, high=1, high_open=True)
         if self.label_smoothing and self.loss != "softmax":
             raise UsageError("label_smoothing applies to the softmax loss only", param="label_smoothing")
@@ -284,17 +295,30 @@ class NeuralNet(TrainedClassifier):
             out *= self.input_scale_.astype(out.dtype, copy=False)
         return out
 
+    def _train_precision(self, mode: str) -> str:
+        """The products' precision in `mode`: `precision` for training steps, float32 (or the data's
+        float64) for scoring, so a model predicts the same whatever it was trained with and wherever."""
+        precision = getattr(self, "precision", "float32")  # estimators pickled before the parameter
+        if precision not in PRECISIONS:
+            raise UsageError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}",
+                             param="precision")
+        if precision == "bf16" and self.dtype != "float32":
+            raise UsageError(f"precision='bf16' trains float32 master weights; it needs dtype='float32', got "
+                             f"{self.dtype!r}", param="precision")
+        return precision if mode == "train" else "float32"
+
     def _forward(self, X, mode, rng, state=None):
         """Scores and the caches of every layer; `state` (params, buffers) replaces the model's own."""
         act, alpha = getattr(self, "_act", None) or layers.parse_activation(self.activation)
         layout = getattr(self, "layout_", dense.BN_BEFORE_ACTIVATION)
         P, B = state or (self.params_, self.buffers_)
+        prec = self._train_precision(mode)
         h, caches = X, []
         L = self.n_layers
         for i in range(1, L):
-            h, c = dense.forward(h, i, P, B, act, alpha, float(self.dropout), mode, rng, layout)
+            h, c = dense.forward(h, i, P, B, act, alpha, float(self.dropout), mode, rng, layout, prec)
             caches.append(c)
-        scores, c = layers.affine_forward(h, P[f"W{L}"], P[f"b{L}"])
+        scores, c = layers.affine_forward(h, P[f"W{L}"], P[f"b{L}"], prec)
         caches.append(c)
         return scores, caches
 
@@ -377,6 +401,10 @@ class NeuralNet(TrainedClassifier):
 
     def _fit_prepared(self, X, y_enc, Xv, yv, *, solver_cls, resume=None, **solver_options):
         """The part of fit every net shares, once X and the labels are validated and encoded."""
+        if self._train_precision("train") == "bf16":
+            from .. import bf16
+
+            bf16.require("precision")
         aug = self._resolve_augment(X)
         self.augment_ = aug.spec if aug is not None else None  # what augment (e.g. "auto") came to
         epochs, patience = self.epochs_for(len(X))

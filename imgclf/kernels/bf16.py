@@ -1,0 +1,76 @@
+"""float32 -> bfloat16 rounding, alone and fused into im2col.
+
+bfloat16 is the upper half of a float32 (sign, 8 exponent bits, 7 mantissa bits); arrays of it are uint16
+here. Rounding is to nearest, ties to even, on the float32's bit pattern: add 0x7FFF plus the lowest kept
+bit, keep the upper 16 bits. Overflow rounds to infinity as IEEE rounding does; a NaN keeps its sign and
+upper payload and gets the quiet bit set, so it never rounds into an infinity.
+
+`im2col_bf16` is im2col (imgclf/kernels/im2col.py, same layout, same runs) writing the column matrix
+as bfloat16 directly: half the bytes of the largest temporary, and no separate rounding pass over it.
+Public wrappers are in imgclf/bf16.py.
+"""
+
+from __future__ import annotations
+
+from numba import njit, prange
+
+
+@njit(cache=True, inline="always")
+def _rne(u):
+    # u: the float32's bits (uint32). Branch-free so LLVM vectorises the loops that call it.
+    quiet = (u >> 16) | 0x0040
+    rounded = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    return quiet if (u & 0x7FFFFFFF) > 0x7F800000 else rounded
+
+
+@njit(parallel=True, cache=True)
+def round_bf16(src, dst):
+    """dst[i] = bfloat16(src[i]); src the uint32 view of float32 data, dst uint16, both flat."""
+    for i in prange(src.shape[0]):
+        dst[i] = _rne(src[i])
+
+
+@njit(cache=True, inline="always")
+def _round_run(dst, src):
+    for t in range(dst.shape[0]):
+        dst[t] = _rne(src[t])
+
+
+@njit(cache=True, inline="always")
+def _zero_run(dst):
+    for t in range(dst.shape[0]):
+        dst[t] = 0
+
+
+@njit(parallel=True, cache=True)
+def im2col_bf16(x, cols, N, H, W, C, KH, KW, stride, pad, dil, Ho, Wo):
+    # x: flat uint32 view of float32 images; cols: flat uint16. The loop structure of _im2col.
+    KWC = KW * C
+    K = KH * KWC
+    for nh in prange(N * Ho):
+        n = nh // Ho
+        ho = nh - n * Ho
+        for wo in range(Wo):
+            row = (nh * Wo + wo) * K
+            w0 = wo * stride - pad
+            lo = min(max(0, -w0), KW)
+            hi = max(min(KW, W - w0), lo)
+            for kh in range(KH):
+                h = ho * stride - pad + kh * dil
+                base = row + kh * KWC
+                if h < 0 or h >= H:
+                    _zero_run(cols[base:base + KWC])
+                    continue
+                xrow = (n * H + h) * W * C
+                if dil == 1:
+                    _zero_run(cols[base:base + lo * C])
+                    _round_run(cols[base + lo * C:base + hi * C], x[xrow + (w0 + lo) * C:xrow + (w0 + hi) * C])
+                    _zero_run(cols[base + hi * C:base + KWC])
+                else:
+                    for kw in range(KW):
+                        w = w0 + kw * dil
+                        dst = base + kw * C
+                        if w < 0 or w >= W:
+                            _zero_run(cols[dst:dst + C])
+                        else:
+                            _round_run(cols[dst:dst + C], x[xrow + w * C:xrow + (w + 1) * C])
