@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..errors import UsageError
+from .elementwise import gelu, gelu_grad
 from .threads import threads_for
 
 CHUNKS = 8
@@ -313,3 +314,66 @@ def backward_pool2(dout, arg, x, stats, gamma):
         _pool2_backward_dx(dout, arg, x, scale, shift, *_dx_coefficients(gamma, mean, inv, sums, N * H * W, x.dtype),
                            dx)
     return dx, sums[1].astype(gamma.dtype), sums[0].astype(gamma.dtype)
+
+
+# -- batch norm + GELU (activation="gelu"): out = gelu(x*scale + shift) in one pass; the backward pass
+# recomputes the GELU's input from x with the forward pass's scale and shift (as the fused pool does the
+# ReLU mask), so neither the normalised map nor the GELU's input is ever stored.
+
+@njit(parallel=True, cache=True)
+def _scale_shift_gelu(x, scale, shift, out):
+    M, C = x.shape
+    step = (M + CHUNKS - 1) // CHUNKS
+    for k in prange(CHUNKS):
+        for r in range(k * step, min(M, (k + 1) * step)):
+            row, o = x[r], out[r]
+            for c in range(C):
+                o[c] = gelu(row[c] * scale[c] + shift[c])
+
+
+@njit(parallel=True, cache=True)
+def _gelu_backward_sums(dout, x, scale, shift, mean, inv, dy, sums):
+    """dy = dout * gelu'(x*scale + shift) written, and `_backward_sums` of it in the same pass."""
+    M, C = x.shape
+    part = np.zeros((CHUNKS, 2, C))
+    step = (M + CHUNKS - 1) // CHUNKS
+    for k in prange(CHUNKS):
+        s, q = part[k, 0], part[k, 1]
+        for r in range(k * step, min(M, (k + 1) * step)):
+            g, xr, d = dout[r], x[r], dy[r]
+            for c in range(C):
+                v = np.float64(g[c]) * gelu_grad(xr[c] * scale[c] + shift[c])
+                d[c] = v
+                s[c] += v
+                q[c] += v * (np.float64(xr[c]) - mean[c]) * inv[c]
+    sums[0] = part[:, 0].sum(axis=0)
+    sums[1] = part[:, 1].sum(axis=0)
+
+
+def forward_gelu(x, gamma, beta, running_mean, running_var, mode: str, momentum: float = 0.9, eps: float = 1e-5):
+    """(out, stats) for x (M, C): out = gelu(gamma * (x - mu) / sqrt(var + eps) + beta), the statistics
+    as in `forward`; stats = (mean, inv, scale, shift), what `backward_gelu` needs besides x."""
+    _check(x, gamma, beta)
+    mean, inv = _statistics(x, running_mean, running_var, mode, momentum, eps)
+    scale, shift = _affine(gamma, beta, mean, inv, x.dtype)
+    out = np.empty_like(x)
+    with threads_for(x.size):
+        _scale_shift_gelu(x, scale, shift, out)
+    return out, (mean, inv, scale, shift)
+
+
+def backward_gelu(dout, x, stats, gamma):
+    """(dx, dgamma, dbeta) of `forward_gelu` in training mode: two passes (dy and its sums; dx over dy)."""
+    mean, inv, scale, shift = stats
+    M, C = x.shape
+    if dout.shape != x.shape:
+        raise UsageError(f"batch norm + gelu backward: gradient {dout.shape} does not match the forward pass")
+    dout = np.ascontiguousarray(dout, dtype=x.dtype)
+    sums = np.empty((2, C))
+    dy = np.empty_like(x)
+    with threads_for(x.size):
+        _gelu_backward_sums(dout, x, scale, shift, mean, inv, dy, sums)
+    with threads_for(x.size):
+        # dx overwrites dy in place: each element is read before it is written
+        _backward_dx(dy, dy, x, *_dx_coefficients(gamma, mean, inv, sums, M, x.dtype), False, dy)
+    return dy, sums[1].astype(gamma.dtype), sums[0].astype(gamma.dtype)
