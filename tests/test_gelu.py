@@ -167,3 +167,66 @@ def test_gelu_kernels_without_jit():
 
 def test_gelu_reference_formula():
     assert math.isclose(activation_naive(np.array([1.0]), "gelu")[0], 0.8413447460685429, rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(3, 6, 4, 5), (2, 7, 5, 3), (2, 5, 6, 2)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_bn_gelu_pool_matches_the_three_layers(shape, dtype, rng):
+    """bn + gelu + 2x2 pool (floor mode on odd maps) against bn + gelu, then the pool, in sequence."""
+    x = (rng.standard_normal(shape) * 2 + 0.3).astype(dtype)
+    C = shape[3]
+    gamma, beta = rng.standard_normal(C).astype(dtype), rng.standard_normal(C).astype(dtype)
+    s0, s1 = (np.zeros(C, dtype), np.ones(C, dtype)), (np.zeros(C, dtype), np.ones(C, dtype))
+    out, cache = conv.bn_gelu_pool_forward(x, gamma, beta, *s0, "train", momentum=0.6)
+    a, c_bn = conv.bn_gelu_forward(x, gamma, beta, *s1, "train", momentum=0.6)
+    pooled, c_pool = conv.max_pool_forward(a, 2, floor=True)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(out, pooled)
+    np.testing.assert_array_equal(cache[1], c_pool[1])
+    for u, v in zip(s0, s1):
+        np.testing.assert_array_equal(u, v)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dx, g = conv.bn_gelu_pool_backward(dout, cache)
+    dx_ref, g_ref = conv.bn_gelu_backward(conv.max_pool_backward(dout, c_pool)[0], c_bn)
+    assert dx.dtype == dtype
+    np.testing.assert_allclose(dx, dx_ref, **tol)
+    for k in ("gamma", "beta"):
+        np.testing.assert_allclose(g[k], g_ref[k], **tol)
+
+
+def test_fused_bn_gelu_pool_gradient_check(rng):
+    x = rng.permutation(2 * 5 * 7 * 3).reshape(2, 5, 7, 3) / 10.0 - 4.0  # distinct values: no ties
+    params = {"x": x, "gamma": rng.standard_normal(3), "beta": rng.standard_normal(3)}
+
+    def fwd(q):
+        return conv.bn_gelu_pool_forward(q["x"], q["gamma"], q["beta"], np.zeros(3), np.ones(3), "train")
+
+    def grads(G):
+        dx, g = conv.bn_gelu_pool_backward(G, fwd(params)[1])
+        return {"x": dx, **g}
+
+    _linear_check(lambda q: fwd(q)[0], params, grads)
+
+
+def test_fused_bn_gelu_pool_without_jit():
+    code = textwrap.dedent("""
+        import numpy as np
+        from imgclf.nn import conv
+        r = np.random.default_rng(0)
+        x, g, be = r.standard_normal((2, 5, 5, 2)), r.standard_normal(2), r.standard_normal(2)
+        p, c = conv.bn_gelu_pool_forward(x, g, be, np.zeros(2), np.ones(2), "train")
+        a, cb = conv.bn_gelu_forward(x, g, be, np.zeros(2), np.ones(2), "train")
+        q, cp = conv.max_pool_forward(a, 2, floor=True)
+        assert np.allclose(p, q)
+        G = r.standard_normal(p.shape)
+        dx, gr = conv.bn_gelu_pool_backward(G, c)
+        dx_ref, gr_ref = conv.bn_gelu_backward(conv.max_pool_backward(G, cp)[0], cb)
+        assert np.allclose(dx, dx_ref) and np.allclose(gr["gamma"], gr_ref["gamma"])
+        print("ok")
+    """)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1",
+               PYTHONPATH=os.pathsep.join([os.environ.get("PYTHONPATH", root), root, os.path.join(root, "tests")]))
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=root, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "ok"

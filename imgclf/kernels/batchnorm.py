@@ -377,3 +377,132 @@ def backward_gelu(dout, x, stats, gamma):
         # dx overwrites dy in place: each element is read before it is written
         _backward_dx(dy, dy, x, *_dx_coefficients(gamma, mean, inv, sums, M, x.dtype), False, dy)
     return dy, sums[1].astype(gamma.dtype), sums[0].astype(gamma.dtype)
+
+
+# -- batch norm + GELU + 2x2 max pool: as the ReLU version, but the GELU is not monotonic, so the window's
+# maximum is taken after it (four GELUs per window forward, one derivative, at the winner, backward). Odd
+# maps pool in floor mode: their last row/column is in no window, gets no gradient through the pool, but
+# still its batch-norm share (dx = b*x + c there).
+
+@njit(parallel=True, cache=True)
+def _scale_shift_gelu_pool2(x, scale, shift, out, arg):
+    """out = 2x2 max of gelu(x*scale + shift) over whole windows, arg = the first winning element (0..3)."""
+    N, H, W, C = x.shape
+    Ho, Wo = out.shape[1], out.shape[2]
+    for nh in prange(N * Ho):
+        top, bottom = _window_rows(x, nh, Ho)
+        o, k = _pooled_row(out, nh), _pooled_row(arg, nh)
+        for j in range(Wo):
+            l, r, p = 2 * j * C, (2 * j + 1) * C, j * C
+            for c in range(C):
+                s, t = scale[c], shift[c]
+                m, km = gelu(top[l + c] * s + t), np.uint8(0)
+                v = gelu(top[r + c] * s + t)
+                if v > m:
+                    m, km = v, np.uint8(1)
+                v = gelu(bottom[l + c] * s + t)
+                if v > m:
+                    m, km = v, np.uint8(2)
+                v = gelu(bottom[r + c] * s + t)
+                if v > m:
+                    m, km = v, np.uint8(3)
+                o[p + c] = m
+                k[p + c] = km
+
+
+@njit(cache=True, inline="always")
+def _winner(top, bottom, l, r, c, kk):
+    v = top[l + c]
+    v = top[r + c] if kk == 1 else v
+    v = bottom[l + c] if kk == 2 else v
+    v = bottom[r + c] if kk == 3 else v
+    return v
+
+
+@njit(parallel=True, cache=True)
+def _gelu_pool2_backward_sums(dout, arg, x, scale, shift, mean, inv, dy, sums):
+    """dy (pooled shape) = dout * gelu'(winner*scale + shift), and its `_backward_sums`, in one pass."""
+    N, H, W, C = x.shape
+    Ho, Wo = dout.shape[1], dout.shape[2]
+    rows = N * Ho
+    part = np.zeros((CHUNKS, 2, C))
+    step = (rows + CHUNKS - 1) // CHUNKS
+    for k in prange(CHUNKS):
+        s, q = part[k, 0], part[k, 1]
+        for nh in range(k * step, min(rows, (k + 1) * step)):
+            top, bottom = _window_rows(x, nh, Ho)
+            g, a, d = _pooled_row(dout, nh), _pooled_row(arg, nh), _pooled_row(dy, nh)
+            for j in range(Wo):
+                l, r, p = 2 * j * C, (2 * j + 1) * C, j * C
+                for c in range(C):
+                    v = _winner(top, bottom, l, r, c, a[p + c])
+                    e = np.float64(g[p + c]) * gelu_grad(v * scale[c] + shift[c])
+                    d[p + c] = e
+                    s[c] += e
+                    q[c] += e * (np.float64(v) - mean[c]) * inv[c]
+    sums[0] = part[:, 0].sum(axis=0)
+    sums[1] = part[:, 1].sum(axis=0)
+
+
+@njit(parallel=True, cache=True)
+def _gelu_pool2_backward_dx(dy, arg, x, a, b, c0, dx):
+    """dx = a*dy + b*x + c0 over the windows, dy the pooled gradient at the winner (0 elsewhere)."""
+    N, H, W, C = x.shape
+    Ho, Wo = dy.shape[1], dy.shape[2]
+    zero = dx.dtype.type(0)
+    for nh in prange(N * Ho):
+        top, bottom = _window_rows(x, nh, Ho)
+        dtop, dbottom = _window_rows(dx, nh, Ho)
+        g, kk = _pooled_row(dy, nh), _pooled_row(arg, nh)
+        for j in range(Wo):
+            l, r, p = 2 * j * C, (2 * j + 1) * C, j * C
+            for c in range(C):
+                gc, kc, ac, bc, cc = g[p + c], kk[p + c], a[c], b[c], c0[c]
+                dtop[l + c] = ac * (gc if kc == 0 else zero) + bc * top[l + c] + cc
+                dtop[r + c] = ac * (gc if kc == 1 else zero) + bc * top[r + c] + cc
+                dbottom[l + c] = ac * (gc if kc == 2 else zero) + bc * bottom[l + c] + cc
+                dbottom[r + c] = ac * (gc if kc == 3 else zero) + bc * bottom[r + c] + cc
+
+
+def forward_gelu_pool2(x, gamma, beta, running_mean, running_var, mode: str, momentum: float = 0.9,
+                       eps: float = 1e-5):
+    """Batch norm (statistics over the whole map), GELU and 2x2 max pooling (floor mode for odd sizes) of
+    x (N, H, W, C): (out, arg, stats) as `forward_pool2`."""
+    if x.ndim != 4 or x.dtype not in (np.float32, np.float64) or not x.flags.c_contiguous:
+        raise UsageError(f"fused batch norm + pool expects C-contiguous float (N, H, W, C) maps, got {x.dtype} "
+                         f"{x.shape}")
+    N, H, W, C = x.shape
+    if H < 2 or W < 2:
+        raise UsageError(f"fused 2x2 pooling needs maps of at least 2x2, got {H}x{W}")
+    _check(x.reshape(-1, C), gamma, beta)
+    mean, inv = _statistics(x.reshape(-1, C), running_mean, running_var, mode, momentum, eps)
+    scale, shift = _affine(gamma, beta, mean, inv, x.dtype)
+    out = np.empty((N, H // 2, W // 2, C), x.dtype)
+    arg = np.empty(out.shape, np.uint8)
+    with threads_for(x.size):
+        _scale_shift_gelu_pool2(x, scale, shift, out, arg)
+    return out, arg, (mean, inv, scale, shift)
+
+
+def backward_gelu_pool2(dout, arg, x, stats, gamma):
+    """(dx, dgamma, dbeta) of `forward_gelu_pool2` in training mode, from the pooled gradient dout."""
+    mean, inv, scale, shift = stats
+    N, H, W, C = x.shape
+    Ho, Wo = H // 2, W // 2
+    if dout.shape != arg.shape or dout.shape != (N, Ho, Wo, C):
+        raise UsageError(f"fused batch norm + pool backward: gradient {dout.shape} does not match the forward pass")
+    dout = np.ascontiguousarray(dout, dtype=x.dtype)
+    sums = np.empty((2, C))
+    dy = np.empty_like(dout)
+    with threads_for(x.size):
+        _gelu_pool2_backward_sums(dout, arg, x, scale, shift, mean, inv, dy, sums)
+    a, b, c0 = _dx_coefficients(gamma, mean, inv, sums, N * H * W, x.dtype)
+    dx = np.empty_like(x)
+    with threads_for(x.size):
+        _gelu_pool2_backward_dx(dy, arg, x, a, b, c0, dx)
+    # an odd map's last row / column: in no window, so only batch norm's share of the gradient
+    if H > 2 * Ho:
+        dx[:, 2 * Ho:] = x[:, 2 * Ho:] * b + c0
+    if W > 2 * Wo:
+        dx[:, :2 * Ho, 2 * Wo:] = x[:, :2 * Ho, 2 * Wo:] * b + c0
+    return dx, sums[1].astype(gamma.dtype), sums[0].astype(gamma.dtype)

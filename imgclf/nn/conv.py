@@ -224,3 +224,25 @@ def bn_gelu_backward(dout, cache):
     shape = dout.shape
     dx, dgamma, dbeta = batchnorm.backward_gelu(np.ascontiguousarray(dout).reshape(x2.shape), x2, stats, gamma)
     return dx.reshape(shape), {"gamma": dgamma, "beta": dbeta}
+
+
+def bn_gelu_pool_forward(x, gamma, beta, running_mean, running_var, mode: str, momentum: float = 0.9,
+                         eps: float = 1e-5):
+    """Spatial batch norm, exact GELU and 2x2 max pooling (odd maps in floor mode: 31 -> 15) as one layer:
+    the numbers of the three layers in sequence, without writing the full-size maps."""
+    from ..kernels import batchnorm
+
+    if x.ndim != 4:
+        raise UsageError(f"spatial batch norm input must be images (N, H, W, C), got shape {x.shape}")
+    x = np.ascontiguousarray(x)
+    out, arg, stats = batchnorm.forward_gelu_pool2(x, gamma, beta, running_mean, running_var, mode, momentum, eps)
+    return out, (x, arg, stats, gamma)
+
+
+def bn_gelu_pool_backward(dout, cache):
+    """Gradients of the training-mode forward pass from the pooled gradient: (dx, {"gamma", "beta"})."""
+    from ..kernels import batchnorm
+
+    x, arg, stats, gamma = cache
+    dx, dgamma, dbeta = batchnorm.backward_gelu_pool2(dout, arg, x, stats, gamma)
+    return dx, {"gamma": dgamma, "beta": dbeta}

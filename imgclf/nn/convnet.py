@@ -62,6 +62,7 @@ TTA = (None, "flip")
 FUSED_POOL = "bn+relu+pool"
 # The activation entry of a layer's cache when batch norm and GELU ran as one layer.
 BN_GELU = "bn+gelu"
+FUSED_GELU_POOL = "bn+gelu+pool"
 POOL_POSITIONS = ("last", "first")
 HEADS = ("flatten", "maxpool")
 # `stem="whiten:K"`: the first images (as airbench) whose KxK patches give the whitening filters, and the
@@ -483,6 +484,11 @@ class ConvNet(NeuralNet):
                     h, c_bn = self._bn(i, h, mode, conv.bn_relu_pool_forward, P, B)
                     caches.append((c_conv, c_bn, None, FUSED_POOL))
                     continue
+                if act == "gelu" and pooled and int(self.pool) == 2:
+                    # bn, gelu and 2x2 pool as one layer (odd maps, after a stem, in floor mode)
+                    h, c_bn = self._bn(i, h, mode, conv.bn_gelu_pool_forward, P, B)
+                    caches.append((c_conv, c_bn, None, FUSED_GELU_POOL))
+                    continue
                 if act == "gelu":
                     # bn and gelu in one pass; the cache marks it for the backward pass
                     h, c_bn = self._bn(i, h, mode, conv.bn_gelu_forward, P, B)
@@ -534,8 +540,9 @@ class ConvNet(NeuralNet):
         for i in range(n_conv, 0, -1):
             c_conv, c_bn, c_act, c_pool = caches[i - 1]
             need_dx = i > 1 or stem  # the stem's bias needs the gradient of its output
-            if c_pool is FUSED_POOL:
-                dh, g = conv.bn_relu_pool_backward(dh, c_bn)
+            if c_pool is FUSED_POOL or c_pool is FUSED_GELU_POOL:
+                fused = conv.bn_relu_pool_backward if c_pool is FUSED_POOL else conv.bn_gelu_pool_backward
+                dh, g = fused(dh, c_bn)
                 grads[f"gamma{i}"], grads[f"beta{i}"] = g["gamma"], g["beta"]
                 dh, g = conv.conv_backward(dh, c_conv, need_dx=need_dx)
                 grads[f"W{i}"] = g["w"]
