@@ -167,6 +167,8 @@ def test_model_file_round_trip(tmp_path):
     from imgclf import storage
 
     m, X, path = _saved(tmp_path)
+    images, labels = m.weight_images((10, 10, 3))  # the stem's filters, the ones that see the image
+    assert images.shape == (24, 2, 2, 3) and images.dtype == np.uint8 and len(labels) == 24
     loaded = storage.load_model(path).model
     assert loaded.stem == "whiten:2" and loaded.head == "maxpool" and not loaded.bn_scale
     np.testing.assert_array_equal(loaded.stem_w_, m.stem_w_)

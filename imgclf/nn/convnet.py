@@ -623,9 +623,11 @@ class ConvNet(NeuralNet):
         return X
 
     def weight_images(self, input_shape=None) -> tuple[np.ndarray, list]:
-        """First-layer filters as small images (F, KH, KW, C), each rescaled to 0..255, labelled by index."""
+        """First-layer filters (the stem's, if any) as small images (F, KH, KW, C), each rescaled to 0..255,
+        labelled by index."""
         self._check_fitted()
-        W = np.moveaxis(self.params_["W1"].astype(np.float64), 3, 0)
+        first = self.stem_w_ if getattr(self, "stem_w_", None) is not None else self.params_["W1"]
+        W = np.moveaxis(first.astype(np.float64), 3, 0)
         if input_shape is not None and int(input_shape[-1]) != W.shape[3]:
             raise UsageError(f"the first layer's filters have {W.shape[3]} channels, the images {input_shape[-1]}")
         return rescale_u8(W).reshape(W.shape), [str(i) for i in range(len(W))]
