@@ -242,7 +242,7 @@ def test_hand_edited_pool_position_is_a_malformed_model_file(value, runner, tmp_
 
 AIRBENCH = ["--filters", "4x2,6x2", "--pool-position", "first", "--batchnorm", "--hidden", "0", "--stem", "whiten:2",
             "--activation", "gelu", "--no-bn-scale", "--bn-momentum", "0.6", "--dirac", "--head", "maxpool",
-            "--logit-scale", "0.1111", "--stem-bias-epochs", "2", "--epochs", "3", "--batch-size", "20",
+            "--logit-scale", "0.1111", "--no-classifier-bias", "--stem-bias-epochs", "2", "--epochs", "3", "--batch-size", "20",
             "--augment", "none"]
 
 
@@ -253,7 +253,7 @@ def test_airbench_options_train_save_and_load(runner, small_stream, tmp_path):
     hp = json.loads(result.stdout)["hyperparameters"]
     assert hp["stem"] == "whiten:2" and hp["stem_bias_epochs"] == 2 and hp["bn_scale"] is False
     assert hp["dirac"] is True and hp["head"] == "maxpool" and hp["logit_scale"] == pytest.approx(0.1111)
-    assert hp["activation"] == "gelu"
+    assert hp["activation"] == "gelu" and hp["classifier_bias"] is False
     from imgclf import storage
 
     model = storage.load_model(out).model

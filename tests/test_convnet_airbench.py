@@ -14,7 +14,8 @@ from imgclf.nn import convnet
 from imgclf.nn.convnet import ConvNet
 
 AIRBENCH = dict(filters=("4x2", "6x2"), pool_position="first", batchnorm=True, hidden=0, stem="whiten:2",
-                activation="gelu", bn_scale=False, bn_momentum=0.6, dirac=True, head="maxpool", logit_scale=1 / 9)
+                activation="gelu", bn_scale=False, bn_momentum=0.6, dirac=True, head="maxpool", logit_scale=1 / 9,
+                classifier_bias=False)
 
 
 def _grad_check(model, X, y, seed=3):
@@ -64,7 +65,7 @@ def test_geometry_of_airbench_on_32x32():
     m.initialize(32 * 32 * 3, 10, np.random.default_rng(0))
     assert m.stem_w_.shape == (2, 2, 3, 24) and m.params_["stem_b"].shape == (24,)
     assert m.params_["W1"].shape == (3, 3, 24, 64) and m.params_["W7"].shape == (128, 10)
-    assert "stem_w" not in m.params_ and next(iter(m.params_)) == "W1"
+    assert "stem_w" not in m.params_ and next(iter(m.params_)) == "W1" and "b7" in m.params_
     with pytest.raises(UsageError, match="does not fit") as exc:
         ConvNet(stem="whiten:3").check_input_shape((2, 2, 3))
     assert exc.value.param == "stem"
@@ -170,6 +171,7 @@ def test_model_file_round_trip(tmp_path):
     images, labels = m.weight_images((10, 10, 3))  # the stem's filters, the ones that see the image
     assert images.shape == (24, 2, 2, 3) and images.dtype == np.uint8 and len(labels) == 24
     loaded = storage.load_model(path).model
+    assert "b5" not in loaded.params_ and loaded.params_["W5"].shape == (6, 3)
     assert loaded.stem == "whiten:2" and loaded.head == "maxpool" and not loaded.bn_scale
     np.testing.assert_array_equal(loaded.stem_w_, m.stem_w_)
     np.testing.assert_array_equal(loaded.predict_proba(X), m.predict_proba(X))
@@ -222,7 +224,7 @@ def test_stem_w_without_a_stem_is_refused():
     (dict(bn_scale="no"), "bn_scale"), (dict(dirac=1), "dirac"), (dict(dirac=True, filter_size=2), "dirac"),
     (dict(head="avg"), "head"), (dict(head=None), "head"), (dict(logit_scale=0), "logit_scale"),
     (dict(logit_scale=float("nan")), "logit_scale"), (dict(logit_scale="1/9"), "logit_scale"),
-    (dict(activation="gelu:1"), None),
+    (dict(activation="gelu:1"), None), (dict(classifier_bias=None), "classifier_bias"),
 ])
 def test_parameters_are_checked(kw, param):
     X, y = make_images(20, n_classes=2, shape=(8, 8, 3))
@@ -234,6 +236,6 @@ def test_parameters_are_checked(kw, param):
 
 def test_defaults_unchanged():
     m = ConvNet()
-    assert (m.stem, m.stem_bias_epochs, m.bn_scale, m.dirac, m.head, m.logit_scale) == (None, 3, True, False,
-                                                                                          "flatten", 1.0)
+    assert (m.stem, m.stem_bias_epochs, m.bn_scale, m.dirac, m.head, m.logit_scale, m.classifier_bias) == (
+        None, 3, True, False, "flatten", 1.0, True)
     assert not hasattr(m, "frozen_params") or m.frozen_params.__self__ is m

@@ -97,6 +97,8 @@ def _apply_preset(ctx, name, params):
                    "channel (airbench).")
 @click.option("--logit-scale", type=click.FloatRange(min=0, min_open=True), default=D["logit_scale"],
               show_default=True, help="Multiply the class scores by this (airbench: 1/9, i.e. 0.1111).")
+@click.option("--classifier-bias/--no-classifier-bias", default=D["classifier_bias"], show_default=True,
+              help="A bias in the last (classifier) layer; airbench's has none.")
 @click.option("--tta", type=click.Choice(["none", "flip"]), default=D["tta"] or "none", show_default=True,
               callback=lambda ctx, param, value: None if value == "none" else value,
               help="Test-time augmentation: flip scores each image as the mean over it and its mirror image.")
@@ -112,7 +114,7 @@ def _apply_preset(ctx, name, params):
 @quiet_option
 @click.pass_context
 def convnet(ctx, preset, filters, filter_size, hidden, pool, pool_position, batchnorm, dropout, activation, init, patch_whiten,
-            bn_momentum, stem, stem_bias_epochs, bn_scale, dirac, head, logit_scale, tta, preprocess_spec, output, seed, as_json, quiet, data, n_train, n_test, val, size, color,
+            bn_momentum, stem, stem_bias_epochs, bn_scale, dirac, head, logit_scale, classifier_bias, tta, preprocess_spec, output, seed, as_json, quiet, data, n_train, n_test, val, size, color,
             **options):
     """Train a convolutional net: [conv - [bn] - relu] x K - maxpool stages, affine - relu - [dropout], affine.
 
@@ -136,7 +138,7 @@ def convnet(ctx, preset, filters, filter_size, hidden, pool, pool_position, batc
       imgclf train convnet --data mnist --filters 16,32 --hidden 128 --epochs 3
       imgclf train convnet --preset fast
       imgclf train convnet --preset best --epochs 16
-      imgclf train convnet --filters 64x2,128x2,128x2 --pool-position first --batchnorm --hidden 0 --stem whiten:2 --activation gelu --no-bn-scale --bn-momentum 0.6 --dirac --head maxpool --logit-scale 0.1111
+      imgclf train convnet --filters 64x2,128x2,128x2 --pool-position first --batchnorm --hidden 0 --stem whiten:2 --activation gelu --no-bn-scale --bn-momentum 0.6 --dirac --head maxpool --logit-scale 0.1111 --no-classifier-bias
       imgclf train convnet --checkpoint-dir ckpt --log train.jsonl
       imgclf train convnet --resume ckpt/ckpt_epoch003_step01531_val0.6120.npz
       imgclf viz weights conv.npz
@@ -148,7 +150,7 @@ def convnet(ctx, preset, filters, filter_size, hidden, pool, pool_position, batc
     arch = dict(filters=filters, filter_size=filter_size, hidden=hidden, pool=pool, pool_position=pool_position,
                 batchnorm=batchnorm, dropout=dropout, activation=activation, init=init, patch_whiten=patch_whiten,
                 bn_momentum=bn_momentum, stem=stem, stem_bias_epochs=stem_bias_epochs, bn_scale=bn_scale, dirac=dirac,
-                head=head, logit_scale=logit_scale, tta=tta)
+                head=head, logit_scale=logit_scale, classifier_bias=classifier_bias, tta=tta)
     run, params, extra, preprocess_spec, seed = model_settings(ctx, options, arch, preprocess_spec, seed)
     if preset and not run["resume"]:
         params = _apply_preset(ctx, preset, params)

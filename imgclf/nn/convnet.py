@@ -174,6 +174,8 @@ class ConvNet(NeuralNet):
         (global max pooling: one value per channel).
     logit_scale : float, default=1.0
         The class scores are the last layer's output times this (airbench: 1/9).
+    classifier_bias : bool, default=True
+        Whether the last (classifier) layer has a bias; airbench's has none.
 
     Attributes
     ----------
@@ -192,7 +194,8 @@ class ConvNet(NeuralNet):
                  lr_schedule=None, epochs="auto", batch_size=64, augment="auto", patience=None, train_acc_sample=1000,
                  dtype="float32", input_shape=None, class_weight=None, random_state=None, label_smoothing=0.0,
                  ema=None, tta=None, bn_momentum=0.9, patch_whiten=False, lookahead=None, pool_position="last",
-                 stem=None, stem_bias_epochs=3, bn_scale=True, dirac=False, head="flatten", logit_scale=1.0):
+                 stem=None, stem_bias_epochs=3, bn_scale=True, dirac=False, head="flatten", logit_scale=1.0,
+                 classifier_bias=True):
         self.filters = filters
         self.filter_size = filter_size
         self.pool = pool
@@ -207,6 +210,7 @@ class ConvNet(NeuralNet):
         self.dirac = dirac
         self.head = head
         self.logit_scale = logit_scale
+        self.classifier_bias = classifier_bias
         super().__init__(hidden=hidden, activation=activation, batchnorm=batchnorm, dropout=dropout, init=init,
                          loss=loss, reg=reg, optim=optim, lr=lr, optim_options=optim_options,
                          lr_schedule=lr_schedule, epochs=epochs, batch_size=batch_size, augment=augment,
@@ -242,6 +246,7 @@ class ConvNet(NeuralNet):
         if not isinstance(self.head, str) or self.head not in HEADS:
             raise UsageError(f"head must be 'flatten' or 'maxpool', got {self.head!r}", param="head")
         check_number(self.logit_scale, "logit_scale", "a finite number > 0", low=0, low_open=True)
+        check_flag(self.classifier_bias, "classifier_bias")
 
     def check_input_shape(self, shape) -> list[tuple[int, int, int]]:
         """Check the parameters and that the layers fit images of `shape` (H, W, C), before any data is
@@ -353,6 +358,8 @@ class ConvNet(NeuralNet):
             dense.add_params(self.params_, self.buffers_, i + j, sizes[j - 1], sizes[j], self.init, self.batchnorm,
                              rng, dt)
         self._add_output(i + len(sizes) - 1, sizes[-2], n_classes, rng, dt)
+        if not self.classifier_bias:
+            del self.params_[f"b{i + len(sizes) - 1}"]
         if k is not None:
             self.params_["stem_b"] = np.zeros(self.stem_w_.shape[3], dt)
         self.n_features_in_ = int(np.prod(self.input_shape_))
@@ -512,7 +519,8 @@ class ConvNet(NeuralNet):
         for i in range(len(convs) + 1, L):
             h, c = dense.forward(h, i, P, B, act, alpha, float(self.dropout), mode, rng)
             caches.append(c)
-        scores, c = layers.affine_forward(h, P[f"W{L}"], P[f"b{L}"])
+        WL = P[f"W{L}"]
+        scores, c = layers.affine_forward(h, WL, P[f"b{L}"] if f"b{L}" in P else WL.dtype.type(0))
         caches.append(c)
         if float(self.logit_scale) != 1.0:
             scores = scores * scores.dtype.type(self.logit_scale)
@@ -531,7 +539,9 @@ class ConvNet(NeuralNet):
         L, n_conv = self.n_layers, len(self._conv_layers())
         stem = "stem" in extra
         dh, g = layers.affine_backward(dh, caches[-1])
-        grads = {f"W{L}": g["w"], f"b{L}": g["b"]}
+        grads = {f"W{L}": g["w"]}
+        if f"b{L}" in self.params_:
+            grads[f"b{L}"] = g["b"]
         for i in range(L - 1, n_conv, -1):
             dh, g = dense.backward(dh, caches[i - 1])
             grads.update(g)
