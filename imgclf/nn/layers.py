@@ -29,7 +29,7 @@ def parse_activation(spec: str) -> tuple[str, float]:
     name, _, arg = str(spec).partition(":")
     if name not in ACTIVATION_DEFAULTS:
         raise UsageError(f"unknown activation {spec!r}; choose from relu, leaky_relu[:SLOPE], tanh, sigmoid, "
-                         f"elu[:ALPHA], gelu", param="activation")
+                         f"elu[:ALPHA], gelu")
     if not arg:
         return name, ACTIVATION_DEFAULTS[name]
     if name not in ("leaky_relu", "elu"):
