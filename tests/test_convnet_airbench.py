@@ -239,3 +239,15 @@ def test_defaults_unchanged():
     assert (m.stem, m.stem_bias_epochs, m.bn_scale, m.dirac, m.head, m.logit_scale, m.classifier_bias) == (
         None, 3, True, False, "flatten", 1.0, True)
     assert not hasattr(m, "frozen_params") or m.frozen_params.__self__ is m
+
+
+def test_bn_scale_false_gammas_stay_one_through_ema_and_lookahead(tmp_path):
+    from imgclf import storage
+    from imgclf.io import modelfile
+
+    X, y = make_images(60, n_classes=3, shape=(10, 10, 3), seed=5)
+    m = ConvNet(**dict(AIRBENCH, epochs=2, batch_size=20, random_state=0, ema=0.99, lookahead="3:0.5")).fit(X, y)
+    assert all(np.all(v == 1) for k, v in m.params_.items() if k.startswith("gamma"))
+    path = tmp_path / "ema.npz"
+    storage.save_model(modelfile.ModelBundle(m, ["a", "b", "c"], (10, 10, 3)), path)
+    np.testing.assert_array_equal(storage.load_model(path).model.predict_proba(X), m.predict_proba(X))
