@@ -251,3 +251,20 @@ def test_bn_scale_false_gammas_stay_one_through_ema_and_lookahead(tmp_path):
     path = tmp_path / "ema.npz"
     storage.save_model(modelfile.ModelBundle(m, ["a", "b", "c"], (10, 10, 3)), path)
     np.testing.assert_array_equal(storage.load_model(path).model.predict_proba(X), m.predict_proba(X))
+
+
+def test_skipping_the_frozen_stem_gradient_changes_nothing(monkeypatch):
+    X, y = make_images(60, n_classes=3, shape=(10, 10, 3), seed=7)
+    kw = dict(AIRBENCH, stem_bias_epochs=1, epochs=3, batch_size=20, random_state=2)
+    fast = ConvNet(**kw).fit(X, y)
+    original = ConvNet.frozen_params
+
+    def never_skip(self, epoch):
+        names = original(self, epoch)
+        self._stem_frozen = False  # every step computes the stem's gradient, as before the skip
+        return names
+
+    monkeypatch.setattr(ConvNet, "frozen_params", never_skip)
+    slow = ConvNet(**kw).fit(X, y)
+    for k in fast.params_:
+        np.testing.assert_array_equal(fast.params_[k], slow.params_[k], err_msg=k)
