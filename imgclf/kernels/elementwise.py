@@ -21,7 +21,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from ..errors import UsageError
 
@@ -31,18 +32,77 @@ SQRT_HALF = 0.7071067811865476  # 1 / sqrt(2)
 INV_SQRT_2PI = 0.3989422804014327  # 1 / sqrt(2 pi)
 
 
+# float32 erf: Eigen's / XLA's rational approximation on [-4, 4] (erf is +/-1 in float32 beyond), max
+# absolute error 4.2e-7 against math.erf; pure multiply-adds and one division, so LLVM vectorises the loops
+# around it, where a libm erf call per element (7 ns) made batch norm + GELU 6x slower than + ReLU.
+_ERF_ALPHA = (-1.60960333262415e-02, -2.95459980854025e-03, -7.34990630326855e-04, -5.69250639462346e-05,
+              -2.10102402082508e-06, 2.77068142495902e-08, -2.72614225801306e-10)
+_ERF_BETA = (-1.42647390514189e-02, -7.37332916720468e-03, -1.68282697438203e-03, -2.13374055278905e-04,
+             -1.45660718464996e-05)
+_A1, _A3, _A5, _A7, _A9, _A11, _A13 = (np.float32(c) for c in _ERF_ALPHA)
+_B0, _B2, _B4, _B6, _B8 = (np.float32(c) for c in _ERF_BETA)
+
+
 @njit(cache=True, inline="always")
+def _erf32(x):
+    x = min(max(x, np.float32(-4.0)), np.float32(4.0))
+    x2 = x * x
+    p = x2 * _A13 + _A11
+    p = x2 * p + _A9
+    p = x2 * p + _A7
+    p = x2 * p + _A5
+    p = x2 * p + _A3
+    p = x2 * p + _A1
+    q = x2 * _B8 + _B6
+    q = x2 * q + _B4
+    q = x2 * q + _B2
+    q = x2 * q + _B0
+    return x * p / q
+
+
 def gelu(v):
-    """The exact GELU x * Phi(x) = x/2 * (1 + erf(x / sqrt 2)) (torch.nn.GELU's default), in float64."""
-    v = np.float64(v)
+    """The exact GELU x * Phi(x) = x/2 * (1 + erf(x / sqrt 2)) (torch.nn.GELU's default): float64 values
+    with math.erf; in compiled kernels float32 values in float32 with `_erf32`."""
+    v = float(v)
     return 0.5 * v * (1.0 + math.erf(v * SQRT_HALF))
 
 
-@njit(cache=True, inline="always")
 def gelu_grad(v):
-    """d GELU / dx = Phi(x) + x * phi(x), in float64."""
-    v = np.float64(v)
+    """d GELU / dx = Phi(x) + x * phi(x), as `gelu` (float64 / float32)."""
+    v = float(v)
     return 0.5 * (1.0 + math.erf(v * SQRT_HALF)) + v * INV_SQRT_2PI * math.exp(-0.5 * v * v)
+
+
+def _is_float32(v):
+    return isinstance(v, types.Float) and v.bitwidth == 32
+
+
+@overload(gelu, inline="always")
+def _gelu_impl(v):
+    if _is_float32(v):
+        h, s = np.float32(0.5), np.float32(SQRT_HALF)
+
+        def impl(v):
+            return h * v * (np.float32(1.0) + _erf32(v * s))
+    else:
+        def impl(v):
+            w = np.float64(v)
+            return 0.5 * w * (1.0 + math.erf(w * SQRT_HALF))
+    return impl
+
+
+@overload(gelu_grad, inline="always")
+def _gelu_grad_impl(v):
+    if _is_float32(v):
+        h, s, c = np.float32(0.5), np.float32(SQRT_HALF), np.float32(INV_SQRT_2PI)
+
+        def impl(v):
+            return h * (np.float32(1.0) + _erf32(v * s)) + v * c * np.exp(-h * v * v)
+    else:
+        def impl(v):
+            w = np.float64(v)
+            return 0.5 * (1.0 + math.erf(w * SQRT_HALF)) + w * INV_SQRT_2PI * math.exp(-0.5 * w * w)
+    return impl
 
 
 @njit(cache=True, error_model="numpy")
