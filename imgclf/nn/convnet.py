@@ -32,7 +32,8 @@ airbench's network (Keller Jordan's airbench94) is these parameters together: `s
 patches, whose bias alone trains, for the first `stem_bias_epochs` epochs), `activation="gelu"`,
 `pool_position="first"`, `batchnorm=True` with `bn_scale=False` (gamma fixed at 1) and `bn_momentum=0.6`,
 `dirac=True` (each convolution starts as the identity on its first input channels: an implicit
-residual), `hidden=0`, `head="maxpool"` (the global max over the last map) and `logit_scale=1/9`.
+residual), `hidden=0`, `head="maxpool"` (the global max over the last map), `logit_scale=1/9` and
+`classifier_bias=False`.
 Frozen parameters are not held back by the model but by the Solver, which never updates the names
 `frozen_params(epoch)` returns (the stem's weights are no parameter at all: `stem_w_`, stored in model
 files as `stem_w`, recomputed from the data by fit and so by a resumed run).
@@ -79,7 +80,7 @@ def parse_stem(stem) -> int | None:
     if stem is None:
         return None
     name, _, arg = stem.partition(":") if isinstance(stem, str) else ("", "", "")
-    if name == "whiten" and arg.isdigit() and 1 <= int(arg) <= STEM_MAX_SIZE:
+    if name == "whiten" and arg.isascii() and arg.isdigit() and 1 <= int(arg) <= STEM_MAX_SIZE:
         return int(arg)
     raise UsageError(f"stem must be None or 'whiten:K' with K in 1..{STEM_MAX_SIZE} (e.g. 'whiten:2'), got {stem!r}",
                      param="stem")
