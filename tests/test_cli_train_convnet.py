@@ -242,7 +242,8 @@ def test_hand_edited_pool_position_is_a_malformed_model_file(value, runner, tmp_
 
 AIRBENCH = ["--filters", "4x2,6x2", "--pool-position", "first", "--batchnorm", "--hidden", "0", "--stem", "whiten:2",
             "--activation", "gelu", "--no-bn-scale", "--bn-momentum", "0.6", "--dirac", "--head", "maxpool",
-            "--logit-scale", "0.1111", "--no-classifier-bias", "--stem-bias-epochs", "2", "--epochs", "3", "--batch-size", "20",
+            "--logit-scale", "0.1111", "--no-classifier-bias", "--stem-bias-epochs", "2", "--epochs", "3",
+            "--batch-size", "20",
             "--augment", "none"]
 
 

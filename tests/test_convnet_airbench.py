@@ -219,7 +219,8 @@ def test_stem_w_without_a_stem_is_refused():
 
 @pytest.mark.parametrize("kw,param", [
     (dict(stem="whiten"), "stem"), (dict(stem="whiten:0"), "stem"), (dict(stem="pca:2"), "stem"),
-    (dict(stem=2), "stem"), (dict(stem="whiten:\u00b2"), "stem"), (dict(stem="whiten:2", patch_whiten=True), "patch_whiten"),
+    (dict(stem=2), "stem"), (dict(stem="whiten:\u00b2"), "stem"),
+    (dict(stem="whiten:2", patch_whiten=True), "patch_whiten"),
     (dict(stem_bias_epochs=-1), "stem_bias_epochs"), (dict(stem_bias_epochs=1.5), "stem_bias_epochs"),
     (dict(bn_scale="no"), "bn_scale"), (dict(dirac=1), "dirac"), (dict(dirac=True, filter_size=2), "dirac"),
     (dict(head="avg"), "head"), (dict(head=None), "head"), (dict(logit_scale=0), "logit_scale"),

@@ -114,7 +114,8 @@ def _apply_preset(ctx, name, params):
 @quiet_option
 @click.pass_context
 def convnet(ctx, preset, filters, filter_size, hidden, pool, pool_position, batchnorm, dropout, activation, init, patch_whiten,
-            bn_momentum, stem, stem_bias_epochs, bn_scale, dirac, head, logit_scale, classifier_bias, tta, preprocess_spec, output, seed, as_json, quiet, data, n_train, n_test, val, size, color,
+            bn_momentum, stem, stem_bias_epochs, bn_scale, dirac, head, logit_scale, classifier_bias, tta,
+            preprocess_spec, output, seed, as_json, quiet, data, n_train, n_test, val, size, color,
             **options):
     """Train a convolutional net: [conv - [bn] - relu] x K - maxpool stages, affine - relu - [dropout], affine.
 
