@@ -108,6 +108,8 @@ def activation_naive(z, name, alpha=0.0):
             out[idx] = 1.0 / (1.0 + math.exp(-v))
         elif name == "elu":
             out[idx] = v if v > 0 else alpha * (math.exp(v) - 1.0)
+        elif name == "gelu":
+            out[idx] = 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0)))
     return out
 
 
@@ -129,6 +131,8 @@ def activation_grad_naive(z, name, alpha=0.0):
             out[idx] = s * (1 - s)
         elif name == "elu":
             out[idx] = 1.0 if v > 0 else alpha * math.exp(v)
+        elif name == "gelu":
+            out[idx] = 0.5 * (1.0 + math.erf(v / math.sqrt(2.0))) + v * math.exp(-v * v / 2) / math.sqrt(2 * math.pi)
     return out
 
 

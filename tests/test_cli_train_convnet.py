@@ -238,3 +238,69 @@ def test_hand_edited_pool_position_is_a_malformed_model_file(value, runner, tmp_
     ok = H.write(tmp_path / "ok.npz", H.model_file("convnet", meta_edit=H.set_path("hyperparameters.pool_position",
                                                                                     "first")))
     assert runner.invoke(cli, ["predict", "-m", str(ok), str(stream)]).exit_code == 0
+
+
+AIRBENCH = ["--filters", "4x2,6x2", "--pool-position", "first", "--batchnorm", "--hidden", "0", "--stem", "whiten:2",
+            "--activation", "gelu", "--no-bn-scale", "--bn-momentum", "0.6", "--dirac", "--head", "maxpool",
+            "--logit-scale", "0.1111", "--no-classifier-bias", "--stem-bias-epochs", "2", "--epochs", "3",
+            "--batch-size", "20",
+            "--augment", "none"]
+
+
+def test_airbench_options_train_save_and_load(runner, small_stream, tmp_path):
+    out = tmp_path / "air.npz"
+    result = runner.invoke(cli, ["train", "convnet", "--data", str(small_stream), *AIRBENCH, "--json", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    hp = json.loads(result.stdout)["hyperparameters"]
+    assert hp["stem"] == "whiten:2" and hp["stem_bias_epochs"] == 2 and hp["bn_scale"] is False
+    assert hp["dirac"] is True and hp["head"] == "maxpool" and hp["logit_scale"] == pytest.approx(0.1111)
+    assert hp["activation"] == "gelu" and hp["classifier_bias"] is False
+    from imgclf import storage
+
+    model = storage.load_model(out).model
+    assert model.stem_w_.shape == (2, 2, 3, 24) and model.params_["W1"].shape == (3, 3, 24, 4)
+    assert all(np.all(v == 1) for k, v in model.params_.items() if k.startswith("gamma"))
+    ev = runner.invoke(cli, ["evaluate", "-m", str(out), "--data", str(small_stream), "--json"])
+    assert ev.exit_code == 0, ev.output
+
+
+def test_airbench_options_default_off(runner, small_stream):
+    result = runner.invoke(cli, ["train", "convnet", "--data", str(small_stream), *FAST, "--json"])
+    assert result.exit_code == 0, result.output
+    hp = json.loads(result.stdout)["hyperparameters"]
+    assert hp["stem"] is None and hp["bn_scale"] is True and hp["dirac"] is False and hp["head"] == "flatten"
+    assert hp["logit_scale"] == 1.0
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--stem", "whiten:x"], "--stem"),
+    (["--stem", "whiten:9"], "whiten:K"),
+    (["--stem", "whiten:2", "--patch-whiten"], "--patch-whiten"),
+    (["--head", "avg"], "--head"),
+    (["--logit-scale", "0"], "--logit-scale"),
+    (["--stem-bias-epochs", "-1"], "--stem-bias-epochs"),
+    (["--dirac", "--filter-size", "2"], "--dirac"),
+    (["--activation", "gelu:2"], "takes no parameter"),
+])
+def test_bad_airbench_options_exit_2(runner, small_stream, args, msg):
+    result = runner.invoke(cli, ["train", "convnet", "--data", str(small_stream), *FAST, *args])
+    assert result.exit_code == 2, result.output
+    assert msg in result.output
+
+
+def test_airbench_resume_gives_the_uninterrupted_weights(runner, small_stream, tmp_path):
+    args = ["train", "convnet", "--data", str(small_stream), *AIRBENCH, "--seed", "3", "-q"]
+    ck = tmp_path / "ck"
+    full = tmp_path / "full.npz"
+    r = runner.invoke(cli, [*args, "--checkpoint-dir", str(ck), "--keep-checkpoints", "0", "-o", str(full)])
+    assert r.exit_code == 0, r.output
+    first = sorted(ck.glob("ckpt_epoch001*.npz"))[0]
+    resumed = tmp_path / "resumed.npz"
+    r = runner.invoke(cli, [*args, "--resume", str(first), "-o", str(resumed)])
+    assert r.exit_code == 0, r.output
+    from imgclf import storage
+
+    a, b = storage.load_model(full).model, storage.load_model(resumed).model
+    for k in a.params_:
+        np.testing.assert_array_equal(a.params_[k], b.params_[k], err_msg=k)
+    np.testing.assert_array_equal(a.stem_w_, b.stem_w_)

@@ -72,7 +72,7 @@ def _apply_preset(ctx, name, params):
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=D["dropout"], show_default=True,
               help="Dropout probability on the hidden fully-connected layers.")
 @click.option("--activation", default=D["activation"], show_default=True, metavar="NAME",
-              help="relu, leaky_relu[:SLOPE], tanh, sigmoid or elu[:ALPHA].")
+              help="relu, leaky_relu[:SLOPE], tanh, sigmoid, elu[:ALPHA] or gelu (exact erf form, as torch.nn.GELU).")
 @click.option("--init", default=D["init"], show_default=True, metavar="SCHEME",
               help="Weight initialisation: he, xavier or normal:STD.")
 @click.option("--patch-whiten/--no-patch-whiten", default=D["patch_whiten"], show_default=True,
@@ -80,6 +80,26 @@ def _apply_preset(ctx, name, params):
                    "training images' patches.")
 @click.option("--bn-momentum", type=click.FloatRange(0, 1, max_open=True), default=D["bn_momentum"],
               show_default=True, help="Batch norm's running statistics: running = m * running + (1 - m) * batch.")
+@click.option("--stem", default="none", show_default=True, metavar="whiten:K",
+              callback=lambda ctx, param, value: None if value == "none" else value,
+              help="A first KxK convolution without padding (32x32 -> 31x31 for K=2; later pools then drop "
+                   "an odd map's last row and column) with 2*K*K*C frozen filters: +/- the whitened "
+                   "eigenvectors of the training images' KxK patches; only its bias trains, for "
+                   "--stem-bias-epochs epochs. airbench's whitening layer is whiten:2.")
+@click.option("--stem-bias-epochs", type=click.IntRange(min=0), default=D["stem_bias_epochs"], show_default=True,
+              help="Epochs the stem's bias trains for; then it is frozen.")
+@click.option("--bn-scale/--no-bn-scale", default=D["bn_scale"], show_default=True,
+              help="Batch norm's learnable scale (gamma); --no-bn-scale keeps it at 1, untrained (airbench).")
+@click.option("--dirac/--no-dirac", default=D["dirac"], show_default=True,
+              help="Start every convolution after the stem with its first min(C_in, F) filters the identity "
+                   "(an implicit residual, airbench); the rest from --init.")
+@click.option("--head", type=click.Choice(["flatten", "maxpool"]), default=D["head"], show_default=True,
+              help="What the fully-connected head sees: the last map flattened, or its global maximum per "
+                   "channel (airbench).")
+@click.option("--logit-scale", type=click.FloatRange(min=0, min_open=True), default=D["logit_scale"],
+              show_default=True, help="Multiply the class scores by this (airbench: 1/9, i.e. 0.1111).")
+@click.option("--classifier-bias/--no-classifier-bias", default=D["classifier_bias"], show_default=True,
+              help="A bias in the last (classifier) layer; airbench's has none.")
 @click.option("--tta", type=click.Choice(["none", "flip"]), default=D["tta"] or "none", show_default=True,
               callback=lambda ctx, param, value: None if value == "none" else value,
               help="Test-time augmentation: flip scores each image as the mean over it and its mirror image.")
@@ -96,9 +116,14 @@ def _apply_preset(ctx, name, params):
 @quiet_option
 @click.pass_context
 def convnet(ctx, preset, filters, filter_size, hidden, pool, pool_position, batchnorm, dropout, activation, init, patch_whiten,
-            bn_momentum, tta, precision, preprocess_spec, output, seed, as_json, quiet, data, n_train, n_test, val,
-            size, color, **options):
+            bn_momentum, stem, stem_bias_epochs, bn_scale, dirac, head, logit_scale, classifier_bias, tta, precision,
+            preprocess_spec, output, seed, as_json, quiet, data, n_train, n_test, val, size, color,
+            **options):
     """Train a convolutional net: [conv - [bn] - relu] x K - maxpool stages, affine - relu - [dropout], affine.
+
+    The last but two example is airbench's network (Keller Jordan's airbench94): a frozen whitening stem,
+    conv-pool-conv blocks with GELU, batch norm without scale, identity-initialised convolutions, a
+    global-max head and scores times 1/9.
 
     Convolutions run as im2col (numba) + one BLAS GEMM on NHWC images; the number of input channels
     comes from the data (3 for CIFAR-10, 1 for MNIST). The net standardises each input channel with the
@@ -116,6 +141,7 @@ def convnet(ctx, preset, filters, filter_size, hidden, pool, pool_position, batc
       imgclf train convnet --data mnist --filters 16,32 --hidden 128 --epochs 3
       imgclf train convnet --preset fast
       imgclf train convnet --preset best --epochs 16
+      imgclf train convnet --filters 64x2,128x2,128x2 --pool-position first --batchnorm --hidden 0 --stem whiten:2 --activation gelu --no-bn-scale --bn-momentum 0.6 --dirac --head maxpool --logit-scale 0.1111 --no-classifier-bias
       imgclf train convnet --checkpoint-dir ckpt --log train.jsonl
       imgclf train convnet --resume ckpt/ckpt_epoch003_step01531_val0.6120.npz
       imgclf viz weights conv.npz
@@ -126,7 +152,9 @@ def convnet(ctx, preset, filters, filter_size, hidden, pool, pool_position, batc
 
     arch = dict(filters=filters, filter_size=filter_size, hidden=hidden, pool=pool, pool_position=pool_position,
                 batchnorm=batchnorm, dropout=dropout, activation=activation, init=init, patch_whiten=patch_whiten,
-                bn_momentum=bn_momentum, tta=tta, precision=precision)
+                bn_momentum=bn_momentum, stem=stem, stem_bias_epochs=stem_bias_epochs, bn_scale=bn_scale, dirac=dirac,
+                head=head, logit_scale=logit_scale, classifier_bias=classifier_bias, tta=tta,
+                precision=precision)
     run, params, extra, preprocess_spec, seed = model_settings(ctx, options, arch, preprocess_spec, seed)
     if preset and not run["resume"]:
         params = _apply_preset(ctx, preset, params)

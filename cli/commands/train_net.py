@@ -28,7 +28,7 @@ def _hidden(ctx, param, value):
               metavar="H[,H...]",
               help="Hidden layer sizes: 500 is a two-layer net, 1024,512 a three-layer one.")
 @click.option("--activation", default=D["activation"], show_default=True, metavar="NAME",
-              help="relu, leaky_relu[:SLOPE], tanh, sigmoid or elu[:ALPHA].")
+              help="relu, leaky_relu[:SLOPE], tanh, sigmoid, elu[:ALPHA] or gelu (exact erf form, as torch.nn.GELU).")
 @click.option("--batchnorm/--no-batchnorm", default=D["batchnorm"], show_default=True,
               help="Batch normalisation in each hidden layer, between the affine layer and the activation.")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=D["dropout"],

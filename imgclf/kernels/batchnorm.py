@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..errors import UsageError
+from .elementwise import gelu, gelu_grad
 from .threads import threads_for
 
 CHUNKS = 8
@@ -312,4 +313,196 @@ def backward_pool2(dout, arg, x, stats, gamma):
     with threads_for(x.size):
         _pool2_backward_dx(dout, arg, x, scale, shift, *_dx_coefficients(gamma, mean, inv, sums, N * H * W, x.dtype),
                            dx)
+    return dx, sums[1].astype(gamma.dtype), sums[0].astype(gamma.dtype)
+
+
+# -- batch norm + GELU (activation="gelu"): out = gelu(x*scale + shift) in one pass; the backward pass
+# recomputes the GELU's input from x with the forward pass's scale and shift (as the fused pool does the
+# ReLU mask), so neither the normalised map nor the GELU's input is ever stored.
+
+@njit(parallel=True, cache=True)
+def _scale_shift_gelu(x, scale, shift, out):
+    M, C = x.shape
+    step = (M + CHUNKS - 1) // CHUNKS
+    for k in prange(CHUNKS):
+        for r in range(k * step, min(M, (k + 1) * step)):
+            row, o = x[r], out[r]
+            for c in range(C):
+                o[c] = gelu(row[c] * scale[c] + shift[c])
+
+
+@njit(parallel=True, cache=True)
+def _gelu_backward_sums(dout, x, scale, shift, mean, inv, dy, sums):
+    """dy = dout * gelu'(x*scale + shift) written, and `_backward_sums` of it in the same pass."""
+    M, C = x.shape
+    part = np.zeros((CHUNKS, 2, C))
+    step = (M + CHUNKS - 1) // CHUNKS
+    for k in prange(CHUNKS):
+        s, q = part[k, 0], part[k, 1]
+        for r in range(k * step, min(M, (k + 1) * step)):
+            g, xr, d = dout[r], x[r], dy[r]
+            for c in range(C):
+                v = np.float64(g[c]) * gelu_grad(xr[c] * scale[c] + shift[c])
+                d[c] = v
+                s[c] += v
+                q[c] += v * (np.float64(xr[c]) - mean[c]) * inv[c]
+    sums[0] = part[:, 0].sum(axis=0)
+    sums[1] = part[:, 1].sum(axis=0)
+
+
+def forward_gelu(x, gamma, beta, running_mean, running_var, mode: str, momentum: float = 0.9, eps: float = 1e-5):
+    """(out, stats) for x (M, C): out = gelu(gamma * (x - mu) / sqrt(var + eps) + beta), the statistics
+    as in `forward`; stats = (mean, inv, scale, shift), what `backward_gelu` needs besides x."""
+    _check(x, gamma, beta)
+    mean, inv = _statistics(x, running_mean, running_var, mode, momentum, eps)
+    scale, shift = _affine(gamma, beta, mean, inv, x.dtype)
+    out = np.empty_like(x)
+    with threads_for(x.size):
+        _scale_shift_gelu(x, scale, shift, out)
+    return out, (mean, inv, scale, shift)
+
+
+def backward_gelu(dout, x, stats, gamma):
+    """(dx, dgamma, dbeta) of `forward_gelu` in training mode: two passes (dy and its sums; dx over dy)."""
+    mean, inv, scale, shift = stats
+    M, C = x.shape
+    if dout.shape != x.shape:
+        raise UsageError(f"batch norm + gelu backward: gradient {dout.shape} does not match the forward pass")
+    dout = np.ascontiguousarray(dout, dtype=x.dtype)
+    sums = np.empty((2, C))
+    dy = np.empty_like(x)
+    with threads_for(x.size):
+        _gelu_backward_sums(dout, x, scale, shift, mean, inv, dy, sums)
+    with threads_for(x.size):
+        # dx overwrites dy in place: each element is read before it is written
+        _backward_dx(dy, dy, x, *_dx_coefficients(gamma, mean, inv, sums, M, x.dtype), False, dy)
+    return dy, sums[1].astype(gamma.dtype), sums[0].astype(gamma.dtype)
+
+
+# -- batch norm + GELU + 2x2 max pool: as the ReLU version, but the GELU is not monotonic, so the window's
+# maximum is taken after it (four GELUs per window forward, one derivative, at the winner, backward). Odd
+# maps pool in floor mode: their last row/column is in no window, gets no gradient through the pool, but
+# still its batch-norm share (dx = b*x + c there).
+
+@njit(parallel=True, cache=True)
+def _scale_shift_gelu_pool2(x, scale, shift, out, arg):
+    """out = 2x2 max of gelu(x*scale + shift) over whole windows, arg = the first winning element (0..3)."""
+    N, H, W, C = x.shape
+    Ho, Wo = out.shape[1], out.shape[2]
+    for nh in prange(N * Ho):
+        top, bottom = _window_rows(x, nh, Ho)
+        o, k = _pooled_row(out, nh), _pooled_row(arg, nh)
+        for j in range(Wo):
+            l, r, p = 2 * j * C, (2 * j + 1) * C, j * C
+            for c in range(C):
+                s, t = scale[c], shift[c]
+                m, km = gelu(top[l + c] * s + t), np.uint8(0)
+                v = gelu(top[r + c] * s + t)
+                if v > m:
+                    m, km = v, np.uint8(1)
+                v = gelu(bottom[l + c] * s + t)
+                if v > m:
+                    m, km = v, np.uint8(2)
+                v = gelu(bottom[r + c] * s + t)
+                if v > m:
+                    m, km = v, np.uint8(3)
+                o[p + c] = m
+                k[p + c] = km
+
+
+@njit(cache=True, inline="always")
+def _winner(top, bottom, l, r, c, kk):
+    v = top[l + c]
+    v = top[r + c] if kk == 1 else v
+    v = bottom[l + c] if kk == 2 else v
+    v = bottom[r + c] if kk == 3 else v
+    return v
+
+
+@njit(parallel=True, cache=True)
+def _gelu_pool2_backward_sums(dout, arg, x, scale, shift, mean, inv, dy, sums):
+    """dy (pooled shape) = dout * gelu'(winner*scale + shift), and its `_backward_sums`, in one pass."""
+    N, H, W, C = x.shape
+    Ho, Wo = dout.shape[1], dout.shape[2]
+    rows = N * Ho
+    part = np.zeros((CHUNKS, 2, C))
+    step = (rows + CHUNKS - 1) // CHUNKS
+    for k in prange(CHUNKS):
+        s, q = part[k, 0], part[k, 1]
+        for nh in range(k * step, min(rows, (k + 1) * step)):
+            top, bottom = _window_rows(x, nh, Ho)
+            g, a, d = _pooled_row(dout, nh), _pooled_row(arg, nh), _pooled_row(dy, nh)
+            for j in range(Wo):
+                l, r, p = 2 * j * C, (2 * j + 1) * C, j * C
+                for c in range(C):
+                    v = _winner(top, bottom, l, r, c, a[p + c])
+                    e = np.float64(g[p + c]) * gelu_grad(v * scale[c] + shift[c])
+                    d[p + c] = e
+                    s[c] += e
+                    q[c] += e * (np.float64(v) - mean[c]) * inv[c]
+    sums[0] = part[:, 0].sum(axis=0)
+    sums[1] = part[:, 1].sum(axis=0)
+
+
+@njit(parallel=True, cache=True)
+def _gelu_pool2_backward_dx(dy, arg, x, a, b, c0, dx):
+    """dx = a*dy + b*x + c0 over the windows, dy the pooled gradient at the winner (0 elsewhere)."""
+    N, H, W, C = x.shape
+    Ho, Wo = dy.shape[1], dy.shape[2]
+    zero = dx.dtype.type(0)
+    for nh in prange(N * Ho):
+        top, bottom = _window_rows(x, nh, Ho)
+        dtop, dbottom = _window_rows(dx, nh, Ho)
+        g, kk = _pooled_row(dy, nh), _pooled_row(arg, nh)
+        for j in range(Wo):
+            l, r, p = 2 * j * C, (2 * j + 1) * C, j * C
+            for c in range(C):
+                gc, kc, ac, bc, cc = g[p + c], kk[p + c], a[c], b[c], c0[c]
+                dtop[l + c] = ac * (gc if kc == 0 else zero) + bc * top[l + c] + cc
+                dtop[r + c] = ac * (gc if kc == 1 else zero) + bc * top[r + c] + cc
+                dbottom[l + c] = ac * (gc if kc == 2 else zero) + bc * bottom[l + c] + cc
+                dbottom[r + c] = ac * (gc if kc == 3 else zero) + bc * bottom[r + c] + cc
+
+
+def forward_gelu_pool2(x, gamma, beta, running_mean, running_var, mode: str, momentum: float = 0.9,
+                       eps: float = 1e-5):
+    """Batch norm (statistics over the whole map), GELU and 2x2 max pooling (floor mode for odd sizes) of
+    x (N, H, W, C): (out, arg, stats) as `forward_pool2`."""
+    if x.ndim != 4 or x.dtype not in (np.float32, np.float64) or not x.flags.c_contiguous:
+        raise UsageError(f"fused batch norm + pool expects C-contiguous float (N, H, W, C) maps, got {x.dtype} "
+                         f"{x.shape}")
+    N, H, W, C = x.shape
+    if H < 2 or W < 2:
+        raise UsageError(f"fused 2x2 pooling needs maps of at least 2x2, got {H}x{W}")
+    _check(x.reshape(-1, C), gamma, beta)
+    mean, inv = _statistics(x.reshape(-1, C), running_mean, running_var, mode, momentum, eps)
+    scale, shift = _affine(gamma, beta, mean, inv, x.dtype)
+    out = np.empty((N, H // 2, W // 2, C), x.dtype)
+    arg = np.empty(out.shape, np.uint8)
+    with threads_for(x.size):
+        _scale_shift_gelu_pool2(x, scale, shift, out, arg)
+    return out, arg, (mean, inv, scale, shift)
+
+
+def backward_gelu_pool2(dout, arg, x, stats, gamma):
+    """(dx, dgamma, dbeta) of `forward_gelu_pool2` in training mode, from the pooled gradient dout."""
+    mean, inv, scale, shift = stats
+    N, H, W, C = x.shape
+    Ho, Wo = H // 2, W // 2
+    if dout.shape != arg.shape or dout.shape != (N, Ho, Wo, C):
+        raise UsageError(f"fused batch norm + pool backward: gradient {dout.shape} does not match the forward pass")
+    dout = np.ascontiguousarray(dout, dtype=x.dtype)
+    sums = np.empty((2, C))
+    dy = np.empty_like(dout)
+    with threads_for(x.size):
+        _gelu_pool2_backward_sums(dout, arg, x, scale, shift, mean, inv, dy, sums)
+    a, b, c0 = _dx_coefficients(gamma, mean, inv, sums, N * H * W, x.dtype)
+    dx = np.empty_like(x)
+    with threads_for(x.size):
+        _gelu_pool2_backward_dx(dy, arg, x, a, b, c0, dx)
+    # an odd map's last row / column: in no window, so only batch norm's share of the gradient
+    if H > 2 * Ho:
+        dx[:, 2 * Ho:] = x[:, 2 * Ho:] * b + c0
+    if W > 2 * Wo:
+        dx[:, :2 * Ho, 2 * Wo:] = x[:, :2 * Ho, 2 * Wo:] * b + c0
     return dx, sums[1].astype(gamma.dtype), sums[0].astype(gamma.dtype)

@@ -47,7 +47,7 @@ def _max_pool_2x2_backward(dout, arg, dx):
     # Writes every element of dx (the windows tile it exactly), so dx needs no zeroing first. Flat rows
     # indexed from 0 keep the four stores free of view bookkeeping (6x faster than per-pixel views).
     N, Ho, Wo, C = dout.shape
-    W = 2 * Wo
+    W = dx.shape[2]  # 2 * Wo, or one more for an odd map (floor): its last column is zeroed by the caller
     zero = dx.dtype.type(0)
     for nh in prange(N * Ho):
         n = nh // Ho
@@ -105,12 +105,19 @@ def _max_pool_backward(dout, arg, dx, PH, PW, S):
                     dx[n, i * S + p, j * S + k - p * PW, ch] += dout[n, i, j, ch]
 
 
-def pool_geometry(shape, size: int, stride: int) -> tuple[int, int]:
+def pool_geometry(shape, size: int, stride: int, floor: bool = False) -> tuple[int, int]:
+    """(Ho, Wo) of pooling (N, H, W, C) maps; windows must tile the map exactly unless `floor`, where the
+    rows and columns past the last whole window are left out (PyTorch's default: 31 -> 15 for 2x2)."""
     if len(shape) != 4:
         raise UsageError(f"expected images shaped (N, H, W, C), got shape {tuple(shape)}")
     for name, v in (("pool size", size), ("pool stride", stride)):
         if int(v) != v or v < 1:
             raise UsageError(f"{name} must be an integer >= 1, got {v!r}")
+    if floor:
+        Ho, Wo = (shape[1] - size) // stride + 1, (shape[2] - size) // stride + 1
+        if shape[1] < size or shape[2] < size:
+            raise UsageError(f"max pooling: a {size}x{size} window does not fit {shape[1]}x{shape[2]} maps")
+        return Ho, Wo
     return (output_size(shape[1], size, stride, 0, 1, "max pooling height"),
             output_size(shape[2], size, stride, 0, 1, "max pooling width"))
 
@@ -119,17 +126,19 @@ def is_fast_2x2(shape, size: int, stride: int) -> bool:
     return size == 2 and stride == 2 and shape[1] % 2 == 0 and shape[2] % 2 == 0
 
 
-def max_pool(x: np.ndarray, size: int = 2, stride: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Max over size x size windows every `stride` pixels (default: non-overlapping). Returns (out, arg)."""
+def max_pool(x: np.ndarray, size: int = 2, stride: int | None = None,
+             floor: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Max over size x size windows every `stride` pixels (default: non-overlapping). Returns (out, arg).
+    With `floor` the windows need not tile the map (the rest is left out, see `pool_geometry`)."""
     stride = size if stride is None else stride
-    Ho, Wo = pool_geometry(x.shape, size, stride)
+    Ho, Wo = pool_geometry(x.shape, size, stride, floor)
     if x.dtype not in (np.float32, np.float64):
         raise UsageError(f"max pooling expects float32 or float64 images, got {x.dtype}")
     x = np.ascontiguousarray(x)
     N, C = x.shape[0], x.shape[3]
     out = np.empty((N, Ho, Wo, C), x.dtype)
     with threads_for(x.size):
-        if is_fast_2x2(x.shape, size, stride):
+        if size == 2 and stride == 2:  # also for odd maps (floor): the kernel reads whole windows only
             arg = np.empty((N, Ho, Wo, C), np.uint8)
             _max_pool_2x2(x, out, arg)
         else:
@@ -139,18 +148,20 @@ def max_pool(x: np.ndarray, size: int = 2, stride: int | None = None) -> tuple[n
 
 
 def max_pool_backward(dout: np.ndarray, arg: np.ndarray, x_shape: tuple, size: int = 2,
-                      stride: int | None = None) -> np.ndarray:
+                      stride: int | None = None, floor: bool = False) -> np.ndarray:
     """Gradient of `max_pool` with respect to its input, given the `arg` it returned."""
     stride = size if stride is None else stride
-    Ho, Wo = pool_geometry(x_shape, size, stride)
+    Ho, Wo = pool_geometry(x_shape, size, stride, floor)
     want = (x_shape[0], Ho, Wo, x_shape[3])
     if dout.shape != want or arg.shape != want:
         raise UsageError(f"max pooling backward: expected gradients of shape {want}, got {dout.shape}")
     dout = np.ascontiguousarray(dout)
     dx = np.empty(tuple(x_shape), dout.dtype)
     with threads_for(dx.size):
-        if is_fast_2x2(x_shape, size, stride):
+        if size == 2 and stride == 2:
             _max_pool_2x2_backward(dout, arg, dx)
+            dx[:, 2 * Ho:] = 0  # an odd map's last row and column (floor) are in no window
+            dx[:, :, 2 * Wo:] = 0
         else:
             _max_pool_backward(dout, arg, dx, int(size), int(size), int(stride))
     return dx

@@ -160,17 +160,18 @@ def conv_backward(dout, cache, need_dx: bool = True):
     return dx, grads
 
 
-def max_pool_forward(x, size: int = 2, stride: int | None = None):
-    """Max over size x size windows; numba fast path for the non-overlapping 2x2 case."""
+def max_pool_forward(x, size: int = 2, stride: int | None = None, floor: bool = False):
+    """Max over size x size windows; numba fast path for the non-overlapping 2x2 case. With `floor`
+    the rows/columns past the last whole window are left out (31x31 -> 15x15), else windows must tile."""
     if x.ndim != 4:
         raise UsageError(f"max pooling input must be images (N, H, W, C), got shape {x.shape}")
-    out, arg = pool.max_pool(x, size, stride)
-    return out, (x.shape, arg, size, stride)
+    out, arg = pool.max_pool(x, size, stride, floor)
+    return out, (x.shape, arg, size, stride, floor)
 
 
 def max_pool_backward(dout, cache):
-    x_shape, arg, size, stride = cache
-    return pool.max_pool_backward(dout, arg, x_shape, size, stride), {}
+    x_shape, arg, size, stride, floor = cache
+    return pool.max_pool_backward(dout, arg, x_shape, size, stride, floor), {}
 
 
 def conv_act_forward(x, w, b, activation: str = "relu", alpha: float | None = None, stride: int = 1, pad: int = 0,
@@ -180,8 +181,8 @@ def conv_act_forward(x, w, b, activation: str = "relu", alpha: float | None = No
 
     alpha = ACTIVATION_DEFAULTS[activation] if alpha is None else alpha
     z, c_conv = conv_forward(x, w, None, stride, pad, dilation, workspace, precision)
-    a, _ = _ew().bias_act_forward(z.reshape(-1, w.shape[3]), b.astype(z.dtype, copy=False), activation, alpha)
-    return a.reshape(z.shape), (c_conv, a, activation, alpha)
+    a, out = _ew().bias_act_forward(z.reshape(-1, w.shape[3]), b.astype(z.dtype, copy=False), activation, alpha)
+    return out.reshape(z.shape), (c_conv, a, activation, alpha)
 
 
 def conv_act_backward(dout, cache, need_dx: bool = True):
@@ -244,4 +245,48 @@ def bn_relu_pool_backward(dout, cache):
 
     x, arg, stats, gamma = cache
     dx, dgamma, dbeta = batchnorm.backward_pool2(dout, arg, x, stats, gamma)
+    return dx, {"gamma": dgamma, "beta": dbeta}
+
+
+def bn_gelu_forward(x, gamma, beta, running_mean, running_var, mode: str, momentum: float = 0.9, eps: float = 1e-5):
+    """Spatial batch norm followed by the exact GELU in one pass (imgclf/kernels/batchnorm.py); the cache
+    keeps only the input, from which the backward pass recomputes the GELU's input."""
+    from ..kernels import batchnorm
+
+    if x.ndim != 4:
+        raise UsageError(f"spatial batch norm input must be images (N, H, W, C), got shape {x.shape}")
+    x2 = np.ascontiguousarray(x).reshape(-1, x.shape[3])
+    out, stats = batchnorm.forward_gelu(x2, gamma, beta, running_mean, running_var, mode, momentum, eps)
+    return out.reshape(x.shape), (x2, stats, gamma)
+
+
+def bn_gelu_backward(dout, cache):
+    """Gradients of the training-mode forward pass: (dx, {"gamma", "beta"})."""
+    from ..kernels import batchnorm
+
+    x2, stats, gamma = cache
+    shape = dout.shape
+    dx, dgamma, dbeta = batchnorm.backward_gelu(np.ascontiguousarray(dout).reshape(x2.shape), x2, stats, gamma)
+    return dx.reshape(shape), {"gamma": dgamma, "beta": dbeta}
+
+
+def bn_gelu_pool_forward(x, gamma, beta, running_mean, running_var, mode: str, momentum: float = 0.9,
+                         eps: float = 1e-5):
+    """Spatial batch norm, exact GELU and 2x2 max pooling (odd maps in floor mode: 31 -> 15) as one layer:
+    the numbers of the three layers in sequence, without writing the full-size maps."""
+    from ..kernels import batchnorm
+
+    if x.ndim != 4:
+        raise UsageError(f"spatial batch norm input must be images (N, H, W, C), got shape {x.shape}")
+    x = np.ascontiguousarray(x)
+    out, arg, stats = batchnorm.forward_gelu_pool2(x, gamma, beta, running_mean, running_var, mode, momentum, eps)
+    return out, (x, arg, stats, gamma)
+
+
+def bn_gelu_pool_backward(dout, cache):
+    """Gradients of the training-mode forward pass from the pooled gradient: (dx, {"gamma", "beta"})."""
+    from ..kernels import batchnorm
+
+    x, arg, stats, gamma = cache
+    dx, dgamma, dbeta = batchnorm.backward_gelu_pool2(dout, arg, x, stats, gamma)
     return dx, {"gamma": dgamma, "beta": dbeta}

@@ -27,15 +27,27 @@ transform of imgclf/preprocessing.py fitted on im2col rows), scaled by 1/sqrt(ei
 negatives, so after the ReLU the layer passes both signs of each whitened component; and `tta="flip"`,
 which scores each image as the mean of its own and its mirror image's class scores.
 
+airbench's network (Keller Jordan's airbench94) is these parameters together: `stem="whiten:2"` (a frozen
+2x2 'valid' convolution with 2*2*2*C filters, +/- the whitened eigenvectors of the training images' 2x2
+patches, whose bias alone trains, for the first `stem_bias_epochs` epochs), `activation="gelu"`,
+`pool_position="first"`, `batchnorm=True` with `bn_scale=False` (gamma fixed at 1) and `bn_momentum=0.6`,
+`dirac=True` (each convolution starts as the identity on its first input channels: an implicit
+residual), `hidden=0`, `head="maxpool"` (the global max over the last map), `logit_scale=1/9` and
+`classifier_bias=False`.
+Frozen parameters are not held back by the model but by the Solver, which never updates the names
+`frozen_params(epoch)` returns (the stem's weights are no parameter at all: `stem_w_`, stored in model
+files as `stem_w`, recomputed from the data by fit and so by a resumed run).
+
 Parameter names: W{i}, b{i} for every layer in order (convolution filters are (KH, KW, C, F)),
-gamma{i}, beta{i} and buffers running_mean{i}, running_var{i} for batch norm after layer i.
+gamma{i}, beta{i} and buffers running_mean{i}, running_var{i} for batch norm after layer i; stem_b for
+the stem's bias.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import ModelFileError, UsageError
 from ..validation import check_flag, check_int, check_number, is_integer, rescale_u8
 from . import conv, dense, layers
 from .net import NeuralNet
@@ -49,7 +61,29 @@ WHITEN_EPS = 1e-2
 TTA = (None, "flip")
 # The pool entry of a layer's cache when batch norm, ReLU and pooling ran as one fused layer.
 FUSED_POOL = "bn+relu+pool"
+# The activation entry of a layer's cache when batch norm and GELU ran as one layer.
+BN_GELU = "bn+gelu"
+FUSED_GELU_POOL = "bn+gelu+pool"
 POOL_POSITIONS = ("last", "first")
+HEADS = ("flatten", "maxpool")
+# `stem="whiten:K"`: the first images (as airbench) whose KxK patches give the whitening filters, and the
+# eps added to the patch covariance's eigenvalues (airbench's 5e-4).
+STEM_SAMPLE = 5000
+STEM_EPS = 5e-4
+STEM_MAX_SIZE = 8
+# The batch caches' last entry when the stem or the max head ran (what loss_and_grads pops first).
+EXTRA = "convnet-extra"
+
+
+def parse_stem(stem) -> int | None:
+    """None -> None; "whiten:K" -> K (the stem's square size); UsageError naming `stem` otherwise."""
+    if stem is None:
+        return None
+    name, _, arg = stem.partition(":") if isinstance(stem, str) else ("", "", "")
+    if name == "whiten" and arg.isascii() and arg.isdigit() and 1 <= int(arg) <= STEM_MAX_SIZE:
+        return int(arg)
+    raise UsageError(f"stem must be None or 'whiten:K' with K in 1..{STEM_MAX_SIZE} (e.g. 'whiten:2'), got {stem!r}",
+                     param="stem")
 
 
 def parse_filters(filters) -> list[tuple[int, int]]:
@@ -96,7 +130,7 @@ class ConvNet(NeuralNet):
     dropout : float, default=0.0
         Inverted dropout in the head's hidden layers, in [0, 1).
     activation : str, default="relu"
-        "relu", "leaky_relu[:SLOPE]", "tanh", "sigmoid" or "elu[:ALPHA]".
+        "relu", "leaky_relu[:SLOPE]", "tanh", "sigmoid", "elu[:ALPHA]" or "gelu" (exact, x * Phi(x)).
     init : str, default="he"
         Weight initialisation: "he", "xavier" or "normal:STD".
     batch_size : int, default=64
@@ -124,6 +158,26 @@ class ConvNet(NeuralNet):
     patch_whiten : bool, default=False
         Initialise the first layer's filters as +/- the whitened leading principal directions of the
         training images' patches (the filters beyond twice their number stay random).
+    stem : None or "whiten:K", default=None
+        A first KxK 'valid' convolution (no padding: 32x32 -> 31x31 for K=2) with 2*K*K*C filters, +/- the
+        eigenvectors of the standardised training images' KxK patch covariance (the first 5000 images)
+        divided by sqrt(eigenvalue + 5e-4); its filters are never trained, its bias only for the first
+        `stem_bias_epochs` epochs; then the activation. airbench's whitening layer is "whiten:2".
+    stem_bias_epochs : int, default=3
+        Epochs the stem's bias trains for (0: never); afterwards the optimiser leaves it alone.
+    bn_scale : bool, default=True
+        Batch norm's learnable scale gamma; False keeps every gamma at 1 (never trained), as airbench.
+    dirac : bool, default=False
+        Initialise every convolution after the stem (every one but a `patch_whiten` first layer) with its
+        first min(C_in, F) filters the identity (centre tap 1 on the filter's own channel): an implicit
+        residual; the other filters from `init`. Needs an odd filter_size.
+    head : {"flatten", "maxpool"}, default="flatten"
+        What the fully-connected head sees: the last map flattened, or its maximum over the positions
+        (global max pooling: one value per channel).
+    logit_scale : float, default=1.0
+        The class scores are the last layer's output times this (airbench: 1/9).
+    classifier_bias : bool, default=True
+        Whether the last (classifier) layer has a bias; airbench's has none.
 
     Attributes
     ----------
@@ -142,7 +196,8 @@ class ConvNet(NeuralNet):
                  lr_schedule=None, epochs="auto", batch_size=64, augment="auto", patience=None, train_acc_sample=1000,
                  dtype="float32", input_shape=None, class_weight=None, random_state=None, label_smoothing=0.0,
                  ema=None, tta=None, bn_momentum=0.9, patch_whiten=False, lookahead=None, pool_position="last",
-                 precision="float32"):
+                 stem=None, stem_bias_epochs=3, bn_scale=True, dirac=False, head="flatten", logit_scale=1.0,
+                 classifier_bias=True, precision="float32"):
         self.filters = filters
         self.filter_size = filter_size
         self.pool = pool
@@ -151,6 +206,13 @@ class ConvNet(NeuralNet):
         self.tta = tta
         self.bn_momentum = bn_momentum
         self.patch_whiten = patch_whiten
+        self.stem = stem
+        self.stem_bias_epochs = stem_bias_epochs
+        self.bn_scale = bn_scale
+        self.dirac = dirac
+        self.head = head
+        self.logit_scale = logit_scale
+        self.classifier_bias = classifier_bias
         super().__init__(hidden=hidden, activation=activation, batchnorm=batchnorm, dropout=dropout, init=init,
                          loss=loss, reg=reg, optim=optim, lr=lr, optim_options=optim_options,
                          lr_schedule=lr_schedule, epochs=epochs, batch_size=batch_size, augment=augment,
@@ -176,6 +238,17 @@ class ConvNet(NeuralNet):
             raise UsageError(f"tta must be None or 'flip', got {self.tta!r}")
         check_number(self.bn_momentum, "bn_momentum", "in [0, 1)", low=0, high=1, high_open=True)
         check_flag(self.patch_whiten, "patch_whiten")
+        if parse_stem(self.stem) is not None and self.patch_whiten:
+            raise UsageError("patch_whiten initialises the first convolution from image patches; with a stem that "
+                             "convolution sees the stem's output: use one of them", param="patch_whiten")
+        check_int(self.stem_bias_epochs, "stem_bias_epochs", low=0)
+        check_flag(self.bn_scale, "bn_scale")
+        if check_flag(self.dirac, "dirac") and int(self.filter_size) % 2 == 0:
+            raise UsageError(f"dirac needs an odd filter_size (a centre tap), got {self.filter_size}", param="dirac")
+        if not isinstance(self.head, str) or self.head not in HEADS:
+            raise UsageError(f"head must be 'flatten' or 'maxpool', got {self.head!r}", param="head")
+        check_number(self.logit_scale, "logit_scale", "a finite number > 0", low=0, low_open=True)
+        check_flag(self.classifier_bias, "classifier_bias")
 
     def check_input_shape(self, shape) -> list[tuple[int, int, int]]:
         """Check the parameters and that the layers fit images of `shape` (H, W, C), before any data is
@@ -228,7 +301,14 @@ class ConvNet(NeuralNet):
     def _geometry(self, shape) -> list[tuple[int, int, int]]:
         """The (H, W, C) after every convolution layer (after its pool); clear errors when it breaks."""
         H, W, C = shape
+        k = parse_stem(self.stem)
+        if k is not None:
+            if k > H or k > W:
+                raise UsageError(f"stem {self.stem!r}: a {k}x{k} convolution without padding does not fit "
+                                 f"{H}x{W} images", param="stem")
+            H, W, C = H - k + 1, W - k + 1, 2 * k * k * C
         fs, pad = int(self.filter_size), (int(self.filter_size) - 1) // 2
+        floor = k is not None
         if fs > max(3, H, W):  # a bigger filter sees only zero padding, at a quadratic cost
             raise UsageError(f"filter_size {fs} is larger than the {H}x{W} images")
         out = []
@@ -240,7 +320,7 @@ class ConvNet(NeuralNet):
                 H = output_size(H, fs, 1, pad, 1, "convolution height")
                 W = output_size(W, fs, 1, pad, 1, "convolution width")
                 if pooled:
-                    H, W = pool_geometry((1, H, W, f), int(self.pool), int(self.pool))
+                    H, W = pool_geometry((1, H, W, f), int(self.pool), int(self.pool), floor)
             except UsageError as exc:
                 fold = " or give input_shape=(H, W, C) to fold (N, D) rows into images" if shape[:2] == (1, 1) else ""
                 raise UsageError(f"pool: convolution layer {i} of filters={self.filters!r} on "
@@ -260,17 +340,31 @@ class ConvNet(NeuralNet):
         fs = int(self.filter_size)
         self.params_, self.buffers_ = {}, {}
         self._workspaces = {}
+        self._stem_frozen = False
         C, i = self.input_shape_[2], 0
+        k = parse_stem(self.stem)
+        if k is not None:
+            # Zeros until fit computes the whitening filters from the data (or a model file gives them).
+            self.stem_w_ = np.zeros((k, k, C, 2 * k * k * C), dt)
+            C = 2 * k * k * C
+        else:
+            self.__dict__.pop("stem_w_", None)
         for i, (f, _) in enumerate(self._conv_layers(), 1):
             self.params_[f"W{i}"] = init.weight(self.init, fs * fs * C, f, rng, dt).reshape(fs, fs, C, f)
+            if self.dirac:
+                self._dirac(self.params_[f"W{i}"])
             self._add_bias_or_batchnorm(i, f, dt)
             C = f
         H, W, C = self._geometry(self.input_shape_)[-1]
-        sizes = (H * W * C,) + self.hidden_sizes() + (n_classes,)
+        sizes = ((C,) if self.head == "maxpool" else (H * W * C,)) + self.hidden_sizes() + (n_classes,)
         for j in range(1, len(sizes) - 1):
             dense.add_params(self.params_, self.buffers_, i + j, sizes[j - 1], sizes[j], self.init, self.batchnorm,
                              rng, dt)
         self._add_output(i + len(sizes) - 1, sizes[-2], n_classes, rng, dt)
+        if not self.classifier_bias:
+            del self.params_[f"b{i + len(sizes) - 1}"]
+        if k is not None:
+            self.params_["stem_b"] = np.zeros(self.stem_w_.shape[3], dt)
         self.n_features_in_ = int(np.prod(self.input_shape_))
         if getattr(self, "input_mean_", None) is None or len(self.input_mean_) != self._stats_size():
             self.input_mean_, self.input_scale_ = None, None
@@ -279,6 +373,44 @@ class ConvNet(NeuralNet):
 
     def _stats_size(self) -> int:
         return int(self.input_shape_[2])
+
+    @staticmethod
+    def _dirac(W) -> None:
+        """Filters 0..min(C, F)-1 of W (KH, KW, C, F) become the identity: centre tap 1 on their own channel."""
+        KH, KW, C, F = W.shape
+        n = min(C, F)
+        W[:, :, :, :n] = 0
+        W[KH // 2, KW // 2, np.arange(n), np.arange(n)] = 1
+
+    def frozen_params(self, epoch: int) -> frozenset:
+        """The parameters the Solver leaves alone in (0-based) `epoch`: every batch-norm gamma with
+        bn_scale=False, the stem's bias from epoch `stem_bias_epochs` on."""
+        names = set()
+        if not self.bn_scale:
+            names.update(k for k in self.params_ if k.startswith("gamma"))
+        if "stem_b" in self.params_ and epoch >= int(self.stem_bias_epochs):
+            names.add("stem_b")
+        # Once the Solver has frozen the stem's bias, later steps skip its gradient (the first convolution's
+        # input gradient and the stem's activation backward: about a twelfth of a step on airbench's net).
+        self._stem_frozen = "stem_b" in names
+        return frozenset(names)
+
+    def _stem_filters(self, images, k: int) -> np.ndarray:
+        """(k, k, C, 2*k*k*C): +/- the eigenvectors of the images' kxk patch covariance (uncentred, over
+        every 'valid' position), largest eigenvalue first, each divided by sqrt(eigenvalue + STEM_EPS)."""
+        from ..kernels.im2col import im2col
+
+        C = images.shape[3]
+        D = k * k * C
+        cov, rows = np.zeros((D, D)), 0
+        for lo in range(0, len(images), 500):  # 500 images of 32x32 patches: 46 MB of float64 columns
+            chunk = np.ascontiguousarray(images[lo:lo + 500], dtype=np.float64)
+            cols = im2col(chunk, k, k)
+            cov += cols.T @ cols
+            rows += len(cols)
+        values, vectors = np.linalg.eigh(cov / max(rows, 1))
+        V = vectors[:, ::-1] / np.sqrt(np.maximum(values[::-1], 0.0) + STEM_EPS)
+        return np.concatenate([V, -V], axis=1).reshape(k, k, C, 2 * D)
 
     def _auto_augment(self, size) -> str:
         # flips and random crops shifting by up to an eighth of the image: CIFAR-10's measured 4 pixels
@@ -320,6 +452,7 @@ class ConvNet(NeuralNet):
         # (and a pickle loaded from a memory map would hold them read-only).
         state = dict(self.__dict__)
         state.pop("_workspaces", None)
+        state.pop("_stem_frozen", None)
         return state
 
     def _workspace(self, i) -> conv.Workspace:
@@ -350,6 +483,11 @@ class ConvNet(NeuralNet):
         prec = self._train_precision(mode)
         pad = (int(self.filter_size) - 1) // 2
         h, caches = X, []
+        extra = {}
+        if "stem_b" in P:
+            # the frozen whitening convolution ('valid'), its bias and the activation fused
+            Ws = self.stem_w_.astype(h.dtype, copy=False)
+            h, extra["stem"] = conv.conv_act_forward(h, Ws, P["stem_b"], act, alpha, 1, 0, 1, self._workspace(0))
         convs = self._conv_layers()
         for i, (_, pooled) in enumerate(convs, 1):
             W, ws = P[f"W{i}"], self._workspace(i)
@@ -361,23 +499,41 @@ class ConvNet(NeuralNet):
                     h, c_bn = self._bn(i, h, mode, conv.bn_relu_pool_forward, P, B)
                     caches.append((c_conv, c_bn, None, FUSED_POOL))
                     continue
-                # conv - bn - relu, the bn and the relu fused; other activations follow separately
-                h, c_bn = self._bn(i, h, mode, conv.spatial_batchnorm_forward, P, B, relu=act == "relu")
-                if act != "relu":
-                    h, c_act = layers.activation_forward(h, act, alpha)
+                if act == "gelu" and pooled and int(self.pool) == 2:
+                    # bn, gelu and 2x2 pool as one layer (odd maps, after a stem, in floor mode)
+                    h, c_bn = self._bn(i, h, mode, conv.bn_gelu_pool_forward, P, B)
+                    caches.append((c_conv, c_bn, None, FUSED_GELU_POOL))
+                    continue
+                if act == "gelu":
+                    # bn and gelu in one pass; the cache marks it for the backward pass
+                    h, c_bn = self._bn(i, h, mode, conv.bn_gelu_forward, P, B)
+                    c_act = BN_GELU
+                else:
+                    # conv - bn - relu, the bn and the relu fused; other activations follow separately
+                    h, c_bn = self._bn(i, h, mode, conv.spatial_batchnorm_forward, P, B, relu=act == "relu")
+                    if act != "relu":
+                        h, c_act = layers.activation_forward(h, act, alpha)
             else:
                 h, c_conv = conv.conv_act_forward(h, W, P[f"b{i}"], act, alpha, 1, pad, 1, ws, prec)
                 c_bn = None
             if pooled:
-                h, c_pool = conv.max_pool_forward(h, int(self.pool))
+                # with a stem the maps are odd (31x31): pools leave out the last row and column, as PyTorch's
+                h, c_pool = conv.max_pool_forward(h, int(self.pool), floor="stem" in extra)
             caches.append((c_conv, c_bn, c_act, c_pool))
         # h stays (N, H, W, C): the affine layers flatten it and hand back gradients in this shape.
+        if self.head == "maxpool":
+            h, extra["head"] = global_max_forward(h)
         L = self.n_layers
         for i in range(len(convs) + 1, L):
             h, c = dense.forward(h, i, P, B, act, alpha, float(self.dropout), mode, rng, precision=prec)
             caches.append(c)
-        scores, c = layers.affine_forward(h, P[f"W{L}"], P[f"b{L}"], prec)
+        WL = P[f"W{L}"]
+        scores, c = layers.affine_forward(h, WL, P[f"b{L}"] if f"b{L}" in P else WL.dtype.type(0), prec)
         caches.append(c)
+        if float(self.logit_scale) != 1.0:
+            scores = scores * scores.dtype.type(self.logit_scale)
+        if extra:
+            caches.append((EXTRA, extra))
         return scores, caches
 
     def loss_and_grads(self, X, y, mode="train", rng=None, l2=True):
@@ -385,32 +541,53 @@ class ConvNet(NeuralNet):
         l2=False the data term alone (the Solver then folds the penalty into the update)."""
         scores, caches = self._forward(X, mode, rng)
         data_loss, dh = self._data_loss(scores, y)
+        extra = caches.pop()[1] if isinstance(caches[-1], tuple) and caches[-1][0] is EXTRA else {}
+        if float(self.logit_scale) != 1.0:
+            dh = dh * dh.dtype.type(self.logit_scale)
         L, n_conv = self.n_layers, len(self._conv_layers())
+        stem = "stem" in extra and not getattr(self, "_stem_frozen", False)
         dh, g = layers.affine_backward(dh, caches[-1])
-        grads = {f"W{L}": g["w"], f"b{L}": g["b"]}
+        grads = {f"W{L}": g["w"]}
+        if f"b{L}" in self.params_:
+            grads[f"b{L}"] = g["b"]
         for i in range(L - 1, n_conv, -1):
             dh, g = dense.backward(dh, caches[i - 1])
             grads.update(g)
+        if "head" in extra:
+            dh = global_max_backward(dh, extra["head"])
         for i in range(n_conv, 0, -1):
             c_conv, c_bn, c_act, c_pool = caches[i - 1]
-            if c_pool is FUSED_POOL:
-                dh, g = conv.bn_relu_pool_backward(dh, c_bn)
+            need_dx = i > 1 or stem  # the stem's bias needs the gradient of its output
+            if c_pool is FUSED_POOL or c_pool is FUSED_GELU_POOL:
+                fused = conv.bn_relu_pool_backward if c_pool is FUSED_POOL else conv.bn_gelu_pool_backward
+                dh, g = fused(dh, c_bn)
                 grads[f"gamma{i}"], grads[f"beta{i}"] = g["gamma"], g["beta"]
-                dh, g = conv.conv_backward(dh, c_conv, need_dx=i > 1)
+                dh, g = conv.conv_backward(dh, c_conv, need_dx=need_dx)
                 grads[f"W{i}"] = g["w"]
                 continue
             if c_pool is not None:
                 dh, _ = conv.max_pool_backward(dh, c_pool)
             if c_bn is None:
-                dh, g = conv.conv_act_backward(dh, c_conv, need_dx=i > 1)
+                dh, g = conv.conv_act_backward(dh, c_conv, need_dx=need_dx)
                 grads[f"b{i}"] = g["b"]
             else:
-                if c_act is not None:
-                    dh, _ = layers.activation_backward(dh, c_act)
-                dh, g = conv.spatial_batchnorm_backward(dh, c_bn)
+                if c_act is BN_GELU:
+                    dh, g = conv.bn_gelu_backward(dh, c_bn)
+                else:
+                    if c_act is not None:
+                        dh, _ = layers.activation_backward(dh, c_act)
+                    dh, g = conv.spatial_batchnorm_backward(dh, c_bn)
                 grads[f"gamma{i}"], grads[f"beta{i}"] = g["gamma"], g["beta"]
-                dh, g = conv.conv_backward(dh, c_conv, need_dx=i > 1)
+                dh, g = conv.conv_backward(dh, c_conv, need_dx=need_dx)
             grads[f"W{i}"] = g["w"]
+        if "stem" in extra and not stem:
+            grads["stem_b"] = np.zeros_like(self.params_["stem_b"])  # frozen: never applied
+        elif stem:
+            # the stem's filters are frozen: only its bias's gradient, without the filters' GEMM
+            _, a, activation, alpha = extra["stem"]
+            dz = layers._ew().act_backward(np.ascontiguousarray(dh, dtype=a.dtype).reshape(a.shape), a, activation,
+                                           alpha)
+            grads["stem_b"] = dz.sum(axis=0)
         return data_loss + (self._add_l2(grads) if l2 else 0.0), grads
 
     def _scores(self, Xp, state=None) -> np.ndarray:
@@ -444,6 +621,12 @@ class ConvNet(NeuralNet):
 
     def _learn_input_stats(self, X):
         super()._learn_input_stats(X)
+        k = parse_stem(self.stem)
+        if k is not None:
+            # The stem's filters from the first STEM_SAMPLE standardised training images (deterministic, so
+            # a resumed run recomputes the same filters).
+            images = (X[:STEM_SAMPLE].astype(np.float64) - self.input_mean_) * self.input_scale_
+            self.stem_w_ = self._stem_filters(images, k).astype(self.stem_w_.dtype)
         if self.patch_whiten:
             # The first layer's filters from the standardised training images' patches.
             rng = np.random.default_rng(0)
@@ -460,9 +643,11 @@ class ConvNet(NeuralNet):
         return X
 
     def weight_images(self, input_shape=None) -> tuple[np.ndarray, list]:
-        """First-layer filters as small images (F, KH, KW, C), each rescaled to 0..255, labelled by index."""
+        """First-layer filters (the stem's, if any) as small images (F, KH, KW, C), each rescaled to 0..255,
+        labelled by index."""
         self._check_fitted()
-        W = np.moveaxis(self.params_["W1"].astype(np.float64), 3, 0)
+        first = self.stem_w_ if getattr(self, "stem_w_", None) is not None else self.params_["W1"]
+        W = np.moveaxis(first.astype(np.float64), 3, 0)
         if input_shape is not None and int(input_shape[-1]) != W.shape[3]:
             raise UsageError(f"the first layer's filters have {W.shape[3]} channels, the images {input_shape[-1]}")
         return rescale_u8(W).reshape(W.shape), [str(i) for i in range(len(W))]
@@ -473,6 +658,8 @@ class ConvNet(NeuralNet):
         # The file records the image shape as the hyperparameter, so loading rebuilds the same layers.
         params["input_shape"] = list(self.input_shape_)
         params["filters"] = [f"{f}x{k}" if k > 1 else f for f, k in parse_filters(self.filters)]
+        if getattr(self, "stem_w_", None) is not None:
+            arrays["stem_w"] = np.asarray(self.stem_w_)
         return params, arrays
 
     @classmethod
@@ -485,4 +672,35 @@ class ConvNet(NeuralNet):
         model = super().from_arrays(params, arrays)
         if model.input_mean_ is None:
             raise UsageError("convnet model file: input_mean is missing or of the wrong shape")
+        if parse_stem(model.stem) is not None:
+            ref, arr = model.stem_w_, arrays.get("stem_w")
+            if arr is None or arr.shape != ref.shape:
+                got = "missing" if arr is None else f"shape {arr.shape}"
+                raise ModelFileError(f"convnet model file: stem_w is {got}, expected shape {ref.shape}")
+            if not np.issubdtype(arr.dtype, np.floating) or not np.isfinite(arr).all():
+                raise ModelFileError("convnet model file: stem_w must hold finite floating-point values")
+            model.stem_w_ = np.ascontiguousarray(arr, dtype=ref.dtype)
+        elif "stem_w" in arrays:
+            raise ModelFileError("convnet model file: stem_w is given but the model has no stem")
+        if not model.bn_scale:
+            for name, gamma in model.params_.items():
+                if name.startswith("gamma") and np.any(gamma != 1):
+                    raise ModelFileError(f"convnet model file: {name} must be all 1 with bn_scale=False")
         return model
+
+
+def global_max_forward(x):
+    """(N, H, W, C) -> (N, C): the maximum over the positions (the first on ties); cache for the backward."""
+    N, H, W, C = x.shape
+    flat = x.reshape(N, H * W, C)
+    arg = flat.argmax(axis=1)
+    return np.take_along_axis(flat, arg[:, None, :], axis=1)[:, 0, :], (x.shape, arg)
+
+
+def global_max_backward(dout, cache):
+    """The gradient of `global_max_forward`: dout at each channel's winning position, 0 elsewhere."""
+    shape, arg = cache
+    N, H, W, C = shape
+    dx = np.zeros((N, H * W, C), dout.dtype)
+    np.put_along_axis(dx, arg[:, None, :], np.asarray(dout).reshape(N, 1, C), axis=1)
+    return dx.reshape(shape)

@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import UsageError
 
 # name -> default parameter (the slope of leaky ReLU for x < 0, the saturation of ELU).
-ACTIVATION_DEFAULTS = {"relu": 0.0, "leaky_relu": 0.01, "tanh": 0.0, "sigmoid": 0.0, "elu": 1.0}
+ACTIVATION_DEFAULTS = {"relu": 0.0, "leaky_relu": 0.01, "tanh": 0.0, "sigmoid": 0.0, "elu": 1.0, "gelu": 0.0}
 
 
 def _ew():
@@ -23,10 +23,13 @@ def _ew():
 
 
 def parse_activation(spec: str) -> tuple[str, float]:
-    """`relu`, `tanh`, `sigmoid`, `leaky_relu[:SLOPE]`, `elu[:ALPHA]` -> (name, parameter)."""
+    """`relu`, `tanh`, `sigmoid`, `leaky_relu[:SLOPE]`, `elu[:ALPHA]`, `gelu` -> (name, parameter).
+
+    `gelu` is the exact form x * Phi(x) (torch.nn.GELU's default, not the tanh approximation)."""
     name, _, arg = str(spec).partition(":")
     if name not in ACTIVATION_DEFAULTS:
-        raise UsageError(f"unknown activation {spec!r}; choose from relu, leaky_relu[:SLOPE], tanh, sigmoid, elu[:ALPHA]")
+        raise UsageError(f"unknown activation {spec!r}; choose from relu, leaky_relu[:SLOPE], tanh, sigmoid, "
+                         f"elu[:ALPHA], gelu")
     if not arg:
         return name, ACTIVATION_DEFAULTS[name]
     if name not in ("leaky_relu", "elu"):
@@ -87,11 +90,12 @@ def affine_backward(dout, cache, need_dx: bool = True):
 
 # -- activations ---------------------------------------------------------------------------------
 def activation_forward(x, activation: str = "relu", alpha: float | None = None):
-    """Elementwise activation (names as in ACTIVATION_DEFAULTS); the cache is the output."""
+    """Elementwise activation (names as in ACTIVATION_DEFAULTS); the cache is the output (for gelu the
+    input)."""
     alpha = ACTIVATION_DEFAULTS[activation] if alpha is None else alpha
     z = _c2d(x).copy()
-    a, _ = _ew().bias_act_forward(z, np.zeros(z.shape[1], z.dtype), activation, alpha)
-    return a.reshape(x.shape), (a, activation, alpha, x.shape)
+    a, out = _ew().bias_act_forward(z, np.zeros(z.shape[1], z.dtype), activation, alpha)
+    return out.reshape(x.shape), (a, activation, alpha, x.shape)
 
 
 def activation_backward(dout, cache):
@@ -119,7 +123,12 @@ def elu_forward(x, alpha: float = 1.0):
     return activation_forward(x, "elu", alpha)
 
 
+def gelu_forward(x):
+    return activation_forward(x, "gelu")
+
+
 relu_backward = leaky_relu_backward = tanh_backward = sigmoid_backward = elu_backward = activation_backward
+gelu_backward = activation_backward
 
 
 # -- dropout -------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ class NeuralNet(TrainedClassifier):
     hidden : int or sequence of int, default=(500,)
         The hidden layers' sizes, e.g. 500 or (1024, 512).
     activation : str, default="relu"
-        "relu", "leaky_relu[:SLOPE]", "tanh", "sigmoid" or "elu[:ALPHA]".
+        "relu", "leaky_relu[:SLOPE]", "tanh", "sigmoid", "elu[:ALPHA]" or "gelu" (exact, x * Phi(x)).
     batchnorm : bool, default=False
         Batch normalisation in every hidden layer (running statistics at prediction time).
     dropout : float, default=0.2

@@ -9,6 +9,7 @@ itself, no adapter) provides:
   - `loss_and_grads(Xp, y, mode="train", rng=None, l2=True) -> (loss, grads)`, grads keyed like params_,
     y encoded as 0..C-1;
   - `predict_codes(X) -> (N,) int`: class indices 0..C-1 of a batch of the training data;
+  - `frozen_params(epoch)` (optional): names of parameters this (0-based) epoch's steps leave alone;
   - `loss_rows(X, idx, y)` (optional): `loss_and_grads(prepare_batch(X[idx]), y)` without the gather;
   - `kind` and `to_arrays()` (optional): recorded in checkpoints, so a run can be rebuilt;
   - `l2_penalties()` (optional): dict param name -> reg for an L2 penalty reg * sum(w^2) that the Solver
@@ -422,7 +423,10 @@ class Solver:
             return float(loss), None
         first = next(iter(self.model.params_))
         before = self.model.params_[first].copy() if want_ratio else None
+        frozen = self.model.frozen_params(self.epoch) if hasattr(self.model, "frozen_params") else ()
         for name, w in self.model.params_.items():
+            if name in frozen:  # e.g. ConvNet's batch-norm gammas with bn_scale=False: never updated
+                continue
             config = self.configs[name]
             config["learning_rate"] = lr
             self.rule(w, grads[name], config)
