@@ -150,8 +150,9 @@ def training_options(kind: str):
                          help="Adagrad/RMSprop/Adam denominator guard [default: 1e-8]."),
             click.option("--lr-schedule", default=d["lr_schedule"] or "none", show_default=True, metavar="SPEC",
                          help="Learning-rate schedule: step:F[:E] (times F every E epochs), exp:K "
-                              "(lr0 e^-Kt), inv:K (lr0/(1+Kt)), warmup:P[:S] (per step: linear from S*lr0 to lr0 "
-                              "over the first fraction P of the run, then linear to 0; default 0.2:0.2) or none."),
+                              "(lr0 e^-Kt), inv:K (lr0/(1+Kt)), warmup:P[:S[:E]] (per step: linear from S*lr0 to "
+                              "lr0 over the first fraction P of the run, then linear to E*lr0; default 0.2:0.2:0; "
+                              "airbench: warmup:0.23:0.2:0.07) or none."),
             click.option("--reg", type=click.FloatRange(min=0), default=d["reg"], show_default=True,
                          help="L2 strength: reg * sum(W^2) over the weight matrices."),
             click.option("--epochs", type=AutoOr(click.IntRange(min=1)), default=d["epochs"], show_default=True,

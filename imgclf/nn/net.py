@@ -64,8 +64,9 @@ class NeuralNet(TrainedClassifier):
     optim_options : dict, default=None
         The update rule's settings, e.g. {"beta1": 0.9, "beta2": 0.999} or {"momentum": 0.95}.
     lr_schedule : str, default="step:0.9"
-        "step:F[:E]" (times F every E epochs), "exp:K", "inv:K", "warmup:P[:S]" (per step: linear from S*lr
-        to lr over the first fraction P of the run, then linear to 0) or "none"/None (constant).
+        "step:F[:E]" (times F every E epochs), "exp:K", "inv:K", "warmup:P[:S[:E]]" (per step: linear from
+        S*lr to lr over the first fraction P of the run, then linear to E*lr, default 0) or "none"/None
+        (constant).
     epochs : int or "auto", default="auto"
         Passes over the training set; the best epoch's weights are kept. "auto": 8, and at least 600 steps
         on small data, with an early stop for the extra epochs (imgclf.base.AUTO_MIN_STEPS).

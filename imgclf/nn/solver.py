@@ -133,7 +133,7 @@ class Solver:
         The update rule's settings, e.g. {"momentum": 0.95} or {"beta1": 0.9, "beta2": 0.999}.
     lr_schedule : str, default=None
         How the learning rate changes per epoch: "step:F[:E]" (times F every E epochs), "exp:K", "inv:K",
-        per step "warmup:P[:S]", or "none" (imgclf/nn/schedules.py). None: times `lr_decay` every epoch.
+        per step "warmup:P[:S[:E]]", or "none" (imgclf/nn/schedules.py). None: times `lr_decay` every epoch.
     lr_decay : float, default=1.0
         The per-epoch factor when `lr_schedule` is None.
     epochs : int, default=10
