@@ -163,7 +163,8 @@ def training_options(kind: str):
             click.option("--augment", default=d["augment"] or "none", show_default=True, metavar="SPEC",
                          help="Training-time augmentation of image data: flip, flip:alt (alternating: each "
                               "image flipped at random in the first epoch, then the other way each epoch), "
-                              "crop:PAD, e.g. flip,crop:4 or flip:alt,crop:4; none; "
+                              "crop:PAD (zero padding), crop:PAD:reflect (reflect padding, as airbench), e.g. "
+                              "flip,crop:4 or flip:alt,crop:2:reflect; none; "
                               "auto = the kind's choice for colour images, none for grayscale (digits) or "
                               "feature vectors."),
             click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True),

@@ -192,13 +192,18 @@ def optim_step_naive(name, w, dw, state, lr, **h):
     return w, state
 
 
-def flip_crop_naive(X, flip, dy, dx, pad):
-    """Mirror each image if `flip`, pad it with `pad` zeros, and crop the window at (dy, dx)."""
+def flip_crop_naive(X, flip, dy, dx, pad, reflect=False):
+    """Mirror each image if `flip`, pad it with `pad` zeros (with `reflect`, by numpy's reflect padding),
+    and crop the window at (dy, dx)."""
     n, h, w, c = X.shape
     out = np.zeros_like(X)
     for k in range(n):
-        padded = np.zeros((h + 2 * pad, w + 2 * pad, c), X.dtype)
-        padded[pad:pad + h, pad:pad + w] = X[k, :, ::-1] if flip[k] else X[k]
+        img = X[k, :, ::-1] if flip[k] else X[k]
+        if reflect:
+            padded = np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+        else:
+            padded = np.zeros((h + 2 * pad, w + 2 * pad, c), X.dtype)
+            padded[pad:pad + h, pad:pad + w] = img
         out[k] = padded[dy[k]:dy[k] + h, dx[k]:dx[k] + w]
     return out
 

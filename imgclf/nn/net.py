@@ -73,8 +73,9 @@ class NeuralNet(TrainedClassifier):
     batch_size : int, default=200
         Rows per step.
     augment : str, default="auto"
-        Training-time augmentation of image batches: "flip" (horizontal, probability 1/2), "crop:P" (pad by
-        P, crop back at random), both as "flip,crop:4", or None/"none". Needs (N, H, W, C) images.
+        Training-time augmentation of image batches: "flip" (horizontal, probability 1/2), "flip:alt"
+        (alternating per epoch), "crop:P" (pad by P zeros, crop back at random), "crop:P:reflect" (reflect
+        padding instead, as airbench), combined as "flip,crop:4", or None/"none". Needs (N, H, W, C) images.
         "auto": flips for colour images, none for grey images (a mirrored digit is another digit) and
         feature rows.
     patience : int, default=None
