@@ -256,6 +256,32 @@ def lookahead_naive(w0, grad, steps, lr, k, alpha, momentum=0.0, ema=None):
     return np.array(trace), np.array(slow), np.array(avg)
 
 
+def lookahead_ramp_naive(w0, grad, steps, steps_per_epoch, lr, k, momentum=0.0, lr_scale=1.0):
+    """airbench's weight averaging ("K:ramp") around SGD or momentum, one value at a time in float64:
+    after every k-th step t of the T = `steps` (t from 1) rho = 0.95**k * (t/T)**3, slow = slow + (1 - rho)
+    (fast - slow), fast = slow; at the end of every epoch (each `steps_per_epoch` steps) fast = slow.
+    `lr_scale` multiplies the rate of every weight. Returns (fast weights after each step, before an
+    epoch's end copy, slow weights, the fast weights at the end)."""
+    fast = [float(v) for v in w0]
+    slow = list(fast)
+    vel = [0.0] * len(fast)
+    trace = []
+    for t in range(1, steps + 1):
+        g = [float(v) for v in grad(np.array(fast))]
+        for i in range(len(fast)):
+            vel[i] = momentum * vel[i] - lr * lr_scale * g[i]
+            fast[i] += vel[i]
+        if t % k == 0:
+            rho = 0.95 ** k * (t / steps) ** 3
+            for i in range(len(fast)):
+                slow[i] = slow[i] + (1 - rho) * (fast[i] - slow[i])
+                fast[i] = slow[i]
+        trace.append(list(fast))
+        if t % steps_per_epoch == 0:
+            fast = list(slow)
+    return np.array(trace), np.array(slow), np.array(fast)
+
+
 # -- k-nearest neighbours (imgclf.kernels.distances, imgclf.kernels.topk, imgclf.neighbors) -------------
 
 def knn_distances_naive(Xq, Y, metric):

@@ -110,7 +110,7 @@ class ConvNet(NeuralNet):
     augment : str, default="auto"
         As in NeuralNet; "auto" is flips and random crops of up to an eighth of the image size (crop:4 on
         32x32) for colour images, none for grey ones.
-    label_smoothing, ema, lookahead
+    label_smoothing, ema, lookahead, bias_lr_scale
         As in NeuralNet, with the same defaults.
     input_shape : tuple of int, default=None
         (H, W, C) to fold (N, D) rows into images; None: rows are read as 1x1 images with D channels.
@@ -140,7 +140,8 @@ class ConvNet(NeuralNet):
                  activation="relu", init="he", loss="softmax", reg=1e-4, optim="adam", lr=1e-3, optim_options=None,
                  lr_schedule=None, epochs="auto", batch_size=64, augment="auto", patience=None, train_acc_sample=1000,
                  dtype="float32", input_shape=None, class_weight=None, random_state=None, label_smoothing=0.0,
-                 ema=None, tta=None, bn_momentum=0.9, patch_whiten=False, lookahead=None, pool_position="last"):
+                 ema=None, tta=None, bn_momentum=0.9, patch_whiten=False, lookahead=None, pool_position="last",
+                 bias_lr_scale=1.0):
         self.filters = filters
         self.filter_size = filter_size
         self.pool = pool
@@ -154,7 +155,7 @@ class ConvNet(NeuralNet):
                          lr_schedule=lr_schedule, epochs=epochs, batch_size=batch_size, augment=augment,
                          patience=patience, train_acc_sample=train_acc_sample, dtype=dtype,
                          class_weight=class_weight, random_state=random_state, label_smoothing=label_smoothing,
-                         ema=ema, lookahead=lookahead)
+                         ema=ema, lookahead=lookahead, bias_lr_scale=bias_lr_scale)
 
     # -- validation ------------------------------------------------------------------------------
     def hidden_sizes(self) -> tuple[int, ...]:

@@ -98,6 +98,12 @@ class NeuralNet(TrainedClassifier):
         Lookahead (Zhang et al. 2019) around the update rule: "K:ALPHA" or (k, alpha), e.g. "5:0.5": slow
         weights that after every k-th step move alpha of the way to the live weights, which then restart
         from them. With `ema` the average is of the live weights after that step (imgclf/nn/solver.py).
+        "K:ramp" (e.g. "5:ramp") is airbench's averaging: every k steps slow += (1 - rho)(live - slow),
+        live = slow, with rho = 0.95**k * (t/T)**3 at step t of the run's T, batch-norm statistics
+        included, and live = slow at every epoch's end (what is scored and kept is the average).
+    bias_lr_scale : float, default=1.0
+        The learning rate of the biases and batch-norm betas is lr * bias_lr_scale (airbench trains its
+        batch-norm biases at 64 times the rate); the other parameters train at lr.
 
     The input is standardised with the training set's statistics (per channel of images, per feature
     of rows: `input_mean_`, `input_scale_`), so raw pixels and features of any scale need no
@@ -122,7 +128,8 @@ class NeuralNet(TrainedClassifier):
     def __init__(self, hidden=(500,), activation="relu", batchnorm=False, dropout=0.2, init="he", loss="softmax",
                  reg=1e-4, optim="adam", lr=1e-3, optim_options=None, lr_schedule="step:0.9", epochs="auto",
                  batch_size=200, augment="auto", patience=None, train_acc_sample=1000, dtype="float32",
-                 class_weight=None, random_state=None, label_smoothing=0.0, ema=None, lookahead=None):
+                 class_weight=None, random_state=None, label_smoothing=0.0, ema=None, lookahead=None,
+                 bias_lr_scale=1.0):
         self.hidden = hidden
         self.activation = activation
         self.batchnorm = batchnorm
@@ -145,6 +152,7 @@ class NeuralNet(TrainedClassifier):
         self.label_smoothing = label_smoothing
         self.ema = ema
         self.lookahead = lookahead
+        self.bias_lr_scale = bias_lr_scale
 
     # -- validation ------------------------------------------------------------------------------
     def hidden_sizes(self) -> tuple[int, ...]:
@@ -185,6 +193,7 @@ class NeuralNet(TrainedClassifier):
             check_number(self.ema, "ema", "a decay in (0, 1) (e.g. 0.999) or None", low=0, high=1, low_open=True,
                          high_open=True)
         parse_lookahead(self.lookahead)
+        check_number(self.bias_lr_scale, "bias_lr_scale", "a number > 0", low=0, low_open=True)
         self._check_training_params()
 
     def _check_training_params(self) -> None:
@@ -326,6 +335,13 @@ class NeuralNet(TrainedClassifier):
         """reg for every weight matrix: the Solver folds reg * sum W^2 into the update."""
         reg = float(self.reg)
         return {k: reg for k in self.params_ if k.startswith("W")} if reg else {}
+
+    def lr_scales(self) -> dict:
+        """bias_lr_scale for every bias (b{i}) and batch-norm beta: the Solver steps them at lr * scale."""
+        scale = float(self.bias_lr_scale)
+        if scale == 1.0:
+            return {}
+        return {k: scale for k in self.params_ if k.startswith("beta") or (k[:1] == "b" and k[1:].isdigit())}
 
     def _add_l2(self, grads) -> float:
         """Add reg * d(sum W^2) to every weight gradient in place; return the penalty reg * sum W^2."""
