@@ -79,9 +79,11 @@ def _apply_preset(ctx, name, params):
                    "training images' patches.")
 @click.option("--bn-momentum", type=click.FloatRange(0, 1, max_open=True), default=D["bn_momentum"],
               show_default=True, help="Batch norm's running statistics: running = m * running + (1 - m) * batch.")
-@click.option("--tta", type=click.Choice(["none", "flip"]), default=D["tta"] or "none", show_default=True,
+@click.option("--tta", type=click.Choice(["none", "flip", "flip+shift"]), default=D["tta"] or "none", show_default=True,
               callback=lambda ctx, param, value: None if value == "none" else value,
-              help="Test-time augmentation: flip scores each image as the mean over it and its mirror image.")
+              help="Test-time augmentation: flip scores each image as the mean over it and its mirror image; "
+                   "flip+shift (airbench's) also over its one-pixel diagonal shifts (reflect padding): 0.5 flip(x) "
+                   "+ 0.25 flip(x shifted up-left) + 0.25 flip(x shifted down-right).")
 @training_options("convnet")
 @click.option("--preprocess", "preprocess_spec", default="none", show_default=True, metavar="CHAIN",
               help="Preprocessing fitted on the training split and stored in the model (the net already "

@@ -24,8 +24,10 @@ k steps) and `augment="flip:alt,crop:4"` (alternating flips; imgclf/nn/augment.p
 running statistics' decay); `patch_whiten`, which initialises the first layer's filters as patch
 whitening: the leading F/2 principal directions of the training images' KxK patches (the Whitening
 transform of imgclf/preprocessing.py fitted on im2col rows), scaled by 1/sqrt(eigenvalue + eps), and their
-negatives, so after the ReLU the layer passes both signs of each whitened component; and `tta="flip"`,
-which scores each image as the mean of its own and its mirror image's class scores.
+negatives, so after the ReLU the layer passes both signs of each whitened component; `tta="flip"`,
+which scores each image as the mean of its own and its mirror image's class scores; and
+`tta="flip+shift"` (airbench's level 2): 0.5 flip(x) + 0.25 flip(x shifted by (-1, -1)) + 0.25 flip(x shifted
+by (+1, +1)), the shifts cropped from the image reflect-padded by one pixel ([0:H, 0:W] and [2:H+2, 2:W+2]).
 
 Parameter names: W{i}, b{i} for every layer in order (convolution filters are (KH, KW, C, F)),
 gamma{i}, beta{i} and buffers running_mean{i}, running_var{i} for batch norm after layer i.
@@ -46,7 +48,7 @@ PREDICT_CHUNK = 250
 WHITEN_SAMPLE = 500
 # Added to the patch covariance's eigenvalues (the channels are standardised, so the total is KxKxC).
 WHITEN_EPS = 1e-2
-TTA = (None, "flip")
+TTA = (None, "flip", "flip+shift")
 # The pool entry of a layer's cache when batch norm, ReLU and pooling ran as one fused layer.
 FUSED_POOL = "bn+relu+pool"
 POOL_POSITIONS = ("last", "first")
@@ -116,8 +118,10 @@ class ConvNet(NeuralNet):
         (H, W, C) to fold (N, D) rows into images; None: rows are read as 1x1 images with D channels.
     random_state : int, numpy.random.Generator or None, default=None
         Seeds initialisation, shuffling, augmentation and dropout; the same seed gives the same model.
-    tta : {None, "flip"}, default=None
-        Test-time augmentation: "flip" scores each image as the mean of its and its mirror image's scores.
+    tta : {None, "flip", "flip+shift"}, default=None
+        Test-time augmentation: "flip" scores each image as the mean of its and its mirror image's scores;
+        "flip+shift" (airbench's) as 0.5 flip(x) + 0.25 flip(x shifted one pixel up-left) + 0.25 flip(x
+        shifted down-right), the shifts from the image reflect-padded by one pixel (six forward passes).
     bn_momentum : float, default=0.9
         Batch norm's running statistics: running = m * running + (1 - m) * batch.
     patch_whiten : bool, default=False
@@ -172,7 +176,7 @@ class ConvNet(NeuralNet):
         if not isinstance(self.pool_position, str) or self.pool_position not in POOL_POSITIONS:
             raise UsageError(f"pool_position must be 'last' or 'first', got {self.pool_position!r}")
         if self.tta not in TTA:
-            raise UsageError(f"tta must be None or 'flip', got {self.tta!r}")
+            raise UsageError(f"tta must be None, 'flip' or 'flip+shift', got {self.tta!r}", param="tta")
         check_number(self.bn_momentum, "bn_momentum", "in [0, 1)", low=0, high=1, high_open=True)
         check_flag(self.patch_whiten, "patch_whiten")
 
@@ -413,12 +417,27 @@ class ConvNet(NeuralNet):
 
     def _scores(self, Xp, state=None) -> np.ndarray:
         if self.tta == "flip":
-            # Test-time augmentation: the mean of the image's and its mirror image's scores.
-            out = self._plain_scores(Xp, state)
-            out += self._plain_scores(np.ascontiguousarray(Xp[:, :, ::-1]), state)
+            return self._mirror_scores(Xp, state)
+        if self.tta == "flip+shift":
+            # airbench's level 2: the flip TTA of the image and of its two diagonal one-pixel shifts, from the
+            # reflect-padded image (the standardisation is per channel, so padding Xp pads the raw image).
+            H, W = Xp.shape[1:3]
+            padded = np.pad(Xp, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+            shifted = self._mirror_scores(np.ascontiguousarray(padded[:, :H, :W]), state)
+            shifted += self._mirror_scores(np.ascontiguousarray(padded[:, 2:, 2:]), state)
+            out = self._mirror_scores(Xp, state)
             out *= out.dtype.type(0.5)
+            shifted *= shifted.dtype.type(0.25)
+            out += shifted
             return out
         return self._plain_scores(Xp, state)
+
+    def _mirror_scores(self, Xp, state=None) -> np.ndarray:
+        """The mean of the images' and their mirror images' scores."""
+        out = self._plain_scores(Xp, state)
+        out += self._plain_scores(np.ascontiguousarray(Xp[:, :, ::-1]), state)
+        out *= out.dtype.type(0.5)
+        return out
 
     def _plain_scores(self, Xp, state=None) -> np.ndarray:
         if len(Xp) <= PREDICT_CHUNK:
