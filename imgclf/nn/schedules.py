@@ -39,32 +39,34 @@ def parse(spec: str | None, default_decay: float = 1.0, epochs: int | None = Non
     try:
         args = [float(a) for a in rest.split(":")] if rest else []
     except ValueError:
-        raise UsageError(f"bad learning-rate schedule {spec!r}: numbers expected after the colon") from None
+        raise UsageError(f"bad lr_schedule {spec!r}: numbers expected after the colon", param="lr_schedule") from None
     if not all(math.isfinite(a) for a in args):  # exp:nan would make every learning rate NaN
-        raise UsageError(f"bad learning-rate schedule {spec!r}: the numbers must be finite")
+        raise UsageError(f"bad lr_schedule {spec!r}: the numbers must be finite", param="lr_schedule")
     if kind == "step":
         factor = args[0] if args else 0.95
         every = args[1] if len(args) > 1 else 1
         if not 0 < factor <= 1 or every < 1 or every != int(every):
-            raise UsageError(f"bad schedule {spec!r}: step:FACTOR[:EVERY] with 0 < FACTOR <= 1, EVERY >= 1")
+            raise UsageError(f"bad lr_schedule {spec!r}: step:FACTOR[:EVERY] with 0 < FACTOR <= 1, EVERY >= 1",
+                             param="lr_schedule")
         every = int(every)
         return lambda epoch: factor ** (epoch // every)
     if kind == "exp":
         k = args[0] if args else 0.1
         if k < 0:
-            raise UsageError(f"bad schedule {spec!r}: exp:K with K >= 0")
+            raise UsageError(f"bad lr_schedule {spec!r}: exp:K with K >= 0", param="lr_schedule")
         return lambda epoch: math.exp(-k * epoch)
     if kind == "inv":
         k = args[0] if args else 0.5
         if k < 0:
-            raise UsageError(f"bad schedule {spec!r}: inv:K with K >= 0")
+            raise UsageError(f"bad lr_schedule {spec!r}: inv:K with K >= 0", param="lr_schedule")
         return lambda epoch: 1.0 / (1.0 + k * epoch)
     if kind == "warmup":
         peak = args[0] if args else 0.2
         start = args[1] if len(args) > 1 else 0.2
         end = args[2] if len(args) > 2 else 0.0
         if not (0 <= peak < 1 and 0 <= start <= 1 and 0 <= end <= 1) or len(args) > 3:
-            raise UsageError(f"bad schedule {spec!r}: warmup:P[:S[:E]] with 0 <= P < 1, 0 <= S <= 1 and 0 <= E <= 1")
+            raise UsageError(f"bad lr_schedule {spec!r}: warmup:P[:S[:E]] with 0 <= P < 1, 0 <= S <= 1 and "
+                             f"0 <= E <= 1", param="lr_schedule")
         return Warmup(peak, start, epochs if epochs else 1, end)
     raise UsageError(f"unknown learning-rate schedule {spec!r}; use step:F[:E], exp:K, inv:K, warmup:P[:S[:E]] or "
-                     f"none")
+                     f"none", param="lr_schedule")
