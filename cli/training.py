@@ -6,7 +6,7 @@ A model used here follows the NeuralNet contract: `fit(X, y, X_val, y_val, *, ca
 keep_checkpoints, resume, log, stop_signal, checkpoint_extra)` passing them to imgclf.nn.solver.Solver, and afterwards `result_` (the
 Solver's TrainResult), `history_`, `stopped_`, `best_epoch_`. Its constructor takes the training
 hyperparameters `optim, lr, optim_options, lr_schedule, reg, epochs, batch_size, augment, patience,
-label_smoothing, ema, lookahead`
+label_smoothing, ema, lookahead, bias_lr_scale`
 (what `training_params(**options)` returns).
 """
 
@@ -29,7 +29,7 @@ _OPTIM_SETTINGS = {
 OPTIMISERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 
 TRAINING_KEYS = ("optim", "lr", "lr_schedule", "reg", "epochs", "batch_size", "augment", "patience", "class_weight",
-                 "label_smoothing", "ema", "lookahead")
+                 "label_smoothing", "ema", "lookahead", "bias_lr_scale")
 RUN_KEYS = ("momentum", "beta1", "beta2", "decay_rate", "epsilon", "checkpoint_dir", "keep_checkpoints", "resume",
             "log_file", "plot")
 
@@ -90,7 +90,7 @@ def _class_weight(ctx, param, value):
 
 
 def _lookahead(ctx, param, value):
-    """--lookahead K:ALPHA, checked before any data is loaded (the library's rules)."""
+    """--lookahead K:ALPHA or K:ramp, checked before any data is loaded (the library's rules)."""
     if value in (None, "", "none"):
         return None
     from imgclf.errors import UsageError
@@ -169,8 +169,9 @@ def training_options(kind: str):
                          help="Adagrad/RMSprop/Adam denominator guard [default: 1e-8]."),
             click.option("--lr-schedule", default=d["lr_schedule"] or "none", show_default=True, metavar="SPEC",
                          help="Learning-rate schedule: step:F[:E] (times F every E epochs), exp:K "
-                              "(lr0 e^-Kt), inv:K (lr0/(1+Kt)), warmup:P[:S] (per step: linear from S*lr0 to lr0 "
-                              "over the first fraction P of the run, then linear to 0; default 0.2:0.2) or none."),
+                              "(lr0 e^-Kt), inv:K (lr0/(1+Kt)), warmup:P[:S[:E]] (per step: linear from S*lr0 to "
+                              "lr0 over the first fraction P of the run, then linear to E*lr0; default 0.2:0.2:0; "
+                              "airbench: warmup:0.23:0.2:0.07) or none."),
             click.option("--reg", type=click.FloatRange(min=0), default=d["reg"], show_default=True,
                          help="L2 strength: reg * sum(W^2) over the weight matrices."),
             click.option("--epochs", type=AutoOr(click.IntRange(min=1)), default=d["epochs"], show_default=True,
@@ -181,7 +182,8 @@ def training_options(kind: str):
             click.option("--augment", default=d["augment"] or "none", show_default=True, metavar="SPEC",
                          help="Training-time augmentation of image data: flip, flip:alt (alternating: each "
                               "image flipped at random in the first epoch, then the other way each epoch), "
-                              "crop:PAD, e.g. flip,crop:4 or flip:alt,crop:4; none; "
+                              "crop:PAD (zero padding), crop:PAD:reflect (reflect padding, as airbench), e.g. "
+                              "flip,crop:4 or flip:alt,crop:2:reflect; none; "
                               "auto = the kind's choice for colour images, none for grayscale (digits) or "
                               "feature vectors."),
             click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True),
@@ -190,10 +192,16 @@ def training_options(kind: str):
             click.option("--ema", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=d.get("ema"),
                          help="Keep a moving average of the weights with this decay per step (e.g. 0.999); it is "
                               "what is evaluated, kept and saved."),
-            click.option("--lookahead", default=d.get("lookahead") or "none", show_default=True, metavar="K:ALPHA",
-                         callback=_lookahead,
+            click.option("--lookahead", default=d.get("lookahead") or "none", show_default=True,
+                         metavar="K:ALPHA|K:ramp", callback=_lookahead,
                          help="Lookahead around the update rule: after every K steps the slow weights move ALPHA "
-                              "of the way to the live ones, which restart from them (e.g. 5:0.5); none: off."),
+                              "of the way to the live ones, which restart from them (e.g. 5:0.5); K:ramp is "
+                              "airbench's averaging (e.g. 5:ramp: ALPHA = 1 - 0.95^K (t/T)^3 at step t of T, "
+                              "batch-norm statistics included, live = slow at each epoch's end); none: off."),
+            click.option("--bias-lr-scale", type=click.FloatRange(min=0, min_open=True),
+                         default=d.get("bias_lr_scale", 1.0), show_default=True,
+                         help="Learning rate of the biases and batch-norm betas as a multiple of --lr (airbench: "
+                              "64)."),
             click.option("--patience", type=click.IntRange(min=1), default=None,
                          help="Stop when val accuracy has not improved for this many epochs."),
             class_weight_option,
@@ -219,7 +227,7 @@ def training_options(kind: str):
 
 def training_params(optim, lr, lr_schedule, reg, epochs, batch_size, augment, patience, class_weight=None,
                     momentum=None, beta1=None, beta2=None, decay_rate=None, epsilon=None, label_smoothing=0.0, ema=None,
-                    lookahead=None, **_):
+                    lookahead=None, bias_lr_scale=1.0, **_):
     """The model's training hyperparameters from the shared options; settings of other optimisers
     than the chosen one are refused rather than silently ignored."""
     given = {"momentum": momentum, "beta1": beta1, "beta2": beta2, "decay_rate": decay_rate, "epsilon": epsilon}
@@ -235,7 +243,7 @@ def training_params(optim, lr, lr_schedule, reg, epochs, batch_size, augment, pa
             "lr_schedule": None if lr_schedule in (None, "", "none") else lr_schedule, "reg": reg, "epochs": epochs,
             "batch_size": batch_size, "augment": None if augment in (None, "", "none") else augment,
             "patience": patience, "class_weight": class_weight, "label_smoothing": label_smoothing or 0.0, "ema": ema,
-            "lookahead": None if lookahead in (None, "", "none") else lookahead}
+            "lookahead": None if lookahead in (None, "", "none") else lookahead, "bias_lr_scale": bias_lr_scale}
 
 
 def model_settings(ctx: click.Context, options: dict, arch: dict, preprocess_spec, seed):

@@ -196,13 +196,18 @@ def optim_step_naive(name, w, dw, state, lr, **h):
     return w, state
 
 
-def flip_crop_naive(X, flip, dy, dx, pad):
-    """Mirror each image if `flip`, pad it with `pad` zeros, and crop the window at (dy, dx)."""
+def flip_crop_naive(X, flip, dy, dx, pad, reflect=False):
+    """Mirror each image if `flip`, pad it with `pad` zeros (with `reflect`, by numpy's reflect padding),
+    and crop the window at (dy, dx)."""
     n, h, w, c = X.shape
     out = np.zeros_like(X)
     for k in range(n):
-        padded = np.zeros((h + 2 * pad, w + 2 * pad, c), X.dtype)
-        padded[pad:pad + h, pad:pad + w] = X[k, :, ::-1] if flip[k] else X[k]
+        img = X[k, :, ::-1] if flip[k] else X[k]
+        if reflect:
+            padded = np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+        else:
+            padded = np.zeros((h + 2 * pad, w + 2 * pad, c), X.dtype)
+            padded[pad:pad + h, pad:pad + w] = img
         out[k] = padded[dy[k]:dy[k] + h, dx[k]:dx[k] + w]
     return out
 
@@ -253,6 +258,32 @@ def lookahead_naive(w0, grad, steps, lr, k, alpha, momentum=0.0, ema=None):
             avg = [d * a + (1 - d) * f for a, f in zip(avg, fast)]
         trace.append(list(fast))
     return np.array(trace), np.array(slow), np.array(avg)
+
+
+def lookahead_ramp_naive(w0, grad, steps, steps_per_epoch, lr, k, momentum=0.0, lr_scale=1.0):
+    """airbench's weight averaging ("K:ramp") around SGD or momentum, one value at a time in float64:
+    after every k-th step t of the T = `steps` (t from 1) rho = 0.95**k * (t/T)**3, slow = slow + (1 - rho)
+    (fast - slow), fast = slow; at the end of every epoch (each `steps_per_epoch` steps) fast = slow.
+    `lr_scale` multiplies the rate of every weight. Returns (fast weights after each step, before an
+    epoch's end copy, slow weights, the fast weights at the end)."""
+    fast = [float(v) for v in w0]
+    slow = list(fast)
+    vel = [0.0] * len(fast)
+    trace = []
+    for t in range(1, steps + 1):
+        g = [float(v) for v in grad(np.array(fast))]
+        for i in range(len(fast)):
+            vel[i] = momentum * vel[i] - lr * lr_scale * g[i]
+            fast[i] += vel[i]
+        if t % k == 0:
+            rho = 0.95 ** k * (t / steps) ** 3
+            for i in range(len(fast)):
+                slow[i] = slow[i] + (1 - rho) * (fast[i] - slow[i])
+                fast[i] = slow[i]
+        trace.append(list(fast))
+        if t % steps_per_epoch == 0:
+            fast = list(slow)
+    return np.array(trace), np.array(slow), np.array(fast)
 
 
 # -- k-nearest neighbours (imgclf.kernels.distances, imgclf.kernels.topk, imgclf.neighbors) -------------

@@ -113,6 +113,62 @@ def test_alternating_flips_and_lookahead_flags_resume_bit_exact_and_load(runner,
     assert json.loads(ev.stdout)["accuracy"] == pytest.approx(d["accuracy"])
 
 
+AIRBENCH_FLAGS = ["--optim", "nesterov", "--momentum", "0.85", "--lr", "0.2", "--bias-lr-scale", "16",
+                  "--label-smoothing", "0.2", "--lookahead", "5:ramp", "--lr-schedule", "warmup:0.23:0.2:0.07",
+                  "--tta", "flip+shift", "--augment", "flip:alt,crop:2:reflect", "--reg", "6.65e-4"]
+
+
+def test_airbench_training_flags_reach_the_model_resume_bit_exact_and_load(runner, small_stream, tmp_path):
+    """The whole airbench set (--bias-lr-scale, --lookahead K:ramp, warmup:P:S:E, --tta flip+shift, crop:P:reflect)
+    trains, is saved in the model file (evaluate scores it the same), and --resume from the first epoch's
+    checkpoint gives the uninterrupted run's weights and statistics."""
+    args = ["train", "convnet", "--data", str(small_stream), "--filters", "4,8", "--hidden", "0", "--epochs", "3",
+            "--batch-size", "20", "--batchnorm", *AIRBENCH_FLAGS, "--seed", "3"]
+    ck, full = tmp_path / "ck", tmp_path / "full.npz"
+    r = runner.invoke(cli, [*args, "--checkpoint-dir", str(ck), "--keep-checkpoints", "0", "-o", str(full), "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    hp = d["hyperparameters"]
+    assert (hp["bias_lr_scale"], hp["lookahead"], hp["lr_schedule"], hp["tta"], hp["augment"]) == \
+        (16.0, "5:ramp", "warmup:0.23:0.2:0.07", "flip+shift", "flip:alt,crop:2:reflect")
+    assert d["augmentation"] == "flip:alt,crop:2:reflect" and d["accuracy"] > 0.5
+    first = sorted(ck.glob("ckpt_epoch001*.npz"))[0]
+    resumed = tmp_path / "resumed.npz"
+    r = runner.invoke(cli, [*args, "--resume", str(first), "-o", str(resumed), "-q"])
+    assert r.exit_code == 0, r.output
+    from imgclf import storage
+
+    a, b = storage.load_model(resumed).model, storage.load_model(full).model
+    for store in ("params_", "buffers_"):
+        for k, v in getattr(b, store).items():
+            np.testing.assert_array_equal(getattr(a, store)[k], v, err_msg=k)
+    ev = runner.invoke(cli, ["evaluate", "-m", str(full), "--data", str(small_stream), "--json"])
+    assert ev.exit_code == 0, ev.output
+    assert json.loads(ev.stdout)["accuracy"] == pytest.approx(d["accuracy"])
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--bias-lr-scale", "0"], "--bias-lr-scale"),
+    (["--bias-lr-scale", "-2"], "--bias-lr-scale"),
+    (["--lookahead", "5:rampx"], "K:ramp"),
+    (["--lookahead", "0:ramp"], "--lookahead"),
+    (["--tta", "shift"], "--tta"),
+    (["--augment", "crop:2:mirror"], "crop:PAD:reflect"),
+    (["--augment", "crop:8:reflect"], "reflect"),
+    (["--lr-schedule", "warmup:0.2:0.2:2"], "warmup:P[:S[:E]]"),
+])
+def test_bad_airbench_options_exit_2(runner, small_stream, args, msg):
+    result = runner.invoke(cli, ["train", "convnet", "--data", str(small_stream), *FAST, *args])
+    assert result.exit_code == 2, result.output
+    assert msg in result.output and "Traceback" not in result.output
+
+
+def test_convnet_help_shows_the_airbench_options(runner):
+    out = runner.invoke(cli, ["train", "convnet", "--help"]).output
+    for text in ("--bias-lr-scale", "flip+shift", "K:ramp", "crop:PAD:reflect", "warmup:P[:S[:E]]"):
+        assert text in out, text
+
+
 @pytest.mark.parametrize("args, msg", [
     (["--lookahead", "0:0.5"], "--lookahead"),
     (["--lookahead", "5"], "K:ALPHA"),

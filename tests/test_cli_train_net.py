@@ -140,3 +140,21 @@ def test_label_smoothing_and_weight_averaging_options(runner, small_stream):
     assert result.exit_code == 2 and "--lookahead" in result.output
     result = runner.invoke(cli, ["train", "twolayer", "--data", str(small_stream), "--ema", "1"])
     assert result.exit_code == 2
+
+
+def test_bias_lr_scale_and_ramped_lookahead_options(runner, small_stream):
+    result = runner.invoke(cli, ["train", "twolayer", "--data", str(small_stream), "--hidden", "16", "--epochs", "2",
+                                 "--batchnorm", "--optim", "nesterov", "--momentum", "0.85", "--lr", "0.05",
+                                 "--bias-lr-scale", "8", "--lookahead", "5:ramp", "--lr-schedule",
+                                 "warmup:0.23:0.2:0.07", "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    d = json.loads(result.stdout)
+    hp = d["hyperparameters"]
+    assert hp["bias_lr_scale"] == 8.0 and hp["lookahead"] == "5:ramp" and hp["lr_schedule"] == "warmup:0.23:0.2:0.07"
+    assert d["history"][-1]["lr"] > 0  # the triangle ends at 0.07 lr, not 0
+    for args, msg in [(["--bias-lr-scale", "0"], "--bias-lr-scale"), (["--bias-lr-scale", "x"], "--bias-lr-scale"),
+                      (["--lookahead", "5:rampx"], "K:ramp")]:
+        result = runner.invoke(cli, ["train", "twolayer", "--data", str(small_stream), *args])
+        assert result.exit_code == 2 and msg in result.output, result.output
+    help_text = runner.invoke(cli, ["train", "twolayer", "--help"]).output
+    assert "--bias-lr-scale" in help_text and "K:ramp" in help_text

@@ -163,6 +163,54 @@ def test_flip_tta_scores_are_the_mean_over_the_image_and_its_mirror():
         ConvNet(tta="rotate").fit(X, y)
 
 
+def test_flip_shift_tta_is_airbench_level_2():
+    """tta="flip+shift": 0.5 flip(x) + 0.25 flip(x[-1,-1]) + 0.25 flip(x[+1,+1]), the shifts cropped from the
+    image reflect-padded by one pixel, by hand from plain scores of raw images."""
+    X, y = make_images(40, n_classes=3, shape=(8, 6, 3), seed=4)
+    m = ConvNet(filters=(3,), hidden=4, batchnorm=True, epochs=1, batch_size=10, random_state=0).fit(X, y)
+
+    def flip(Z):
+        return (m.decision_function(Z) + m.decision_function(Z[:, :, ::-1])) / 2
+
+    padded = np.pad(X, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    assert padded.shape == (40, 10, 8, 3)
+    want = 0.5 * flip(X) + 0.25 * flip(padded[:, 0:8, 0:6]) + 0.25 * flip(padded[:, 2:10, 2:8])
+    m.tta = "flip+shift"
+    np.testing.assert_allclose(m.decision_function(X), want, rtol=1e-10, atol=1e-12)
+    assert not np.allclose(want, flip(X))
+    np.testing.assert_array_equal(m.predict(X), m.classes_[np.argmax(want, axis=1)])
+    # The same scores whatever the batch (each image's shifts are its own).
+    np.testing.assert_allclose(m.decision_function(X[7:9]), want[7:9], rtol=1e-10, atol=1e-12)
+    with pytest.raises(UsageError, match="'flip' or 'flip\\+shift'") as exc:
+        ConvNet(tta="shift").fit(X, y)
+    assert exc.value.param == "tta"
+
+
+def test_airbench_options_round_trip_through_a_model_file(tmp_path):
+    """bias_lr_scale, lookahead K:ramp, warmup:P:S:E, crop:P:reflect and tta flip+shift train, are saved and
+    load back to the same predictions; a model file from before them (no bias_lr_scale) loads with the default."""
+    from imgclf import storage
+    from imgclf.io import modelfile, npzfile
+
+    X, y = make_images(60, n_classes=3, shape=(8, 8, 3), seed=2)
+    params = dict(filters=(4,), hidden=0, batchnorm=True, optim="nesterov", lr=0.2, optim_options={"momentum": 0.85},
+                  batch_size=20, epochs=2, bias_lr_scale=16.0, lookahead="2:ramp", lr_schedule="warmup:0.23:0.2:0.07",
+                  augment="flip:alt,crop:2:reflect", tta="flip+shift", label_smoothing=0.2, random_state=0)
+    m = ConvNet(**params).fit(X, y)
+    assert np.isfinite(m.params_["beta1"]).all() and m.stopped_ is None
+    path = tmp_path / "m.npz"
+    storage.save_model(modelfile.ModelBundle(m, ["a", "b", "c"], (8, 8, 3), [], m.history_, 0, {}), path)
+    back = storage.load_model(path).model
+    mine, theirs = m.get_params(), back.get_params()
+    for key in ("bias_lr_scale", "lookahead", "lr_schedule", "augment", "tta"):
+        assert theirs[key] == mine[key] == params[key], key
+    np.testing.assert_array_equal(back.decision_function(X), m.decision_function(X))
+    meta, arrays = npzfile.read(path)
+    del meta["hyperparameters"]["bias_lr_scale"]
+    npzfile.write(path, arrays, meta)
+    assert storage.load_model(path).model.bias_lr_scale == 1.0
+
+
 def test_bn_momentum_sets_the_running_statistics_decay():
     X, y = make_images(20, n_classes=2, shape=(8, 8, 3), seed=4)
     runs = {}

@@ -657,6 +657,12 @@ HAND_EDITED = (
     + [("softmax", "epochs", v) for v in ("bogus", 0, 2.0)] + [("softmax", "random_state", v) for v in (-1, "x")]
     + [("net", "batchnorm", "yes"), ("convnet", "input_shape", [2.0, 2, 3]),
        ("convnet", "input_shape", ["2", 2, 3])]
+    # airbench's training methods: bias rate, ramped averaging, schedule end value, TTA, reflect crops
+    + [(k, "bias_lr_scale", v) for k in ("net", "convnet") for v in (0, -1, "x", True, None, [64])]
+    + [("convnet", "tta", v) for v in ("shift", "flip+", ["flip"], True)]
+    + [(k, "lookahead", v) for k in ("net", "convnet") for v in ("5:rampx", "0:ramp", [5, "Ramp"], ["5", "ramp"])]
+    + [("net", "lr_schedule", v) for v in ("warmup:0.2:0.2:2", "warmup:0.2:0.2:-1", "warmup:0.2:0.2:0.1:0")]
+    + [("convnet", "augment", v) for v in ("crop:2:mirror", "crop:x:reflect", "crop:2:reflect:1")]
 )
 
 
@@ -668,6 +674,25 @@ def test_hand_edited_hyperparameter_or_learned_scalar_is_refused_on_load(kind, f
     and predicted with exit 0; n_features_in_ -1 printed numpy's RuntimeWarning before its refusal and
     n_features_in_ 0 crashed (ZeroDivisionError, exit 1)."""
     _assert_refused_on_load(_edited_model(kind, field, value), tmp_path, runner, says=field)
+
+
+def test_airbench_hyperparameters_load_and_files_without_them_keep_the_defaults(tmp_path, runner):
+    """A model file with the airbench settings loads and predicts (tta flip+shift on its 2x2 images); one
+    from before bias_lr_scale existed loads with the default 1.0."""
+    from imgclf import storage
+
+    edit = H.set_path("hyperparameters", {"filters": [2], "filter_size": 3, "hidden": [4], "pool": 2,
+                                          "input_shape": [2, 2, 3], "n_features_in_": 12, "best_epoch_": 1,
+                                          "stopped_": None, "bias_lr_scale": 64.0, "tta": "flip+shift",
+                                          "lookahead": "5:ramp", "lr_schedule": "warmup:0.23:0.2:0.07",
+                                          "augment": "flip:alt,crop:1:reflect"})
+    path = H.write(tmp_path / "m.npz", H.model_file("convnet", meta_edit=edit))
+    stream = H.write(tmp_path / "s.npz", H.stream_bytes())
+    res = runner.invoke(cli, ["predict", "-m", str(path), str(stream)])
+    assert res.exit_code == 0, res.output
+    assert storage.load_model(path).model.bias_lr_scale == 64.0
+    old = H.write(tmp_path / "old.npz", H.model_file("convnet"))
+    assert storage.load_model(old).model.bias_lr_scale == 1.0
 
 
 _FLIP = {"kind": "flip", "before_chain": True, "n_images": 4}

@@ -260,3 +260,61 @@ def test_a_checkpoint_of_another_kind_of_run_says_so(kind, made, tmp_path):
     ask for more weights than the file holds', about a weight matrix of the defaults."""
     res, caught = _resume(made, tmp_path, setm("model.kind", kind))
     _assert_refused(res, caught, rf"ck\.npz: a checkpoint of a {kind} run, not a twolayer one")
+
+
+# airbench's averaging (lookahead K:ramp: batch-norm statistics in the slow state) and per-parameter rates
+TRAIN_RAMP = ["-q", "train", "twolayer", "--hidden", "4", "--batchnorm", "--epochs", "2", "--batch-size", "5",
+              "--optim", "nesterov", "--lookahead", "2:ramp", "--bias-lr-scale", "4"]
+
+
+@pytest.fixture(scope="module")
+def made_ramp(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ckpt_ramp")
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (24, 4, 4, 3)).astype(np.uint8)
+    stream = H.write(d / "s.npz", H.stream_bytes(X, np.arange(24) % 3))
+    res = CliRunner().invoke(cli, [*TRAIN_RAMP, "--epochs", "1", "--data", str(stream), "--checkpoint-dir",
+                                   str(d / "ck")])
+    assert res.exit_code == 0, res.output
+    meta, arrays = npzfile.read(next((d / "ck").iterdir()))
+    assert meta["lookahead"] == [2, "ramp"] and meta["lr_scales"] == {"beta1": 4.0, "b2": 4.0}
+    assert "lookahead/buffer:running_var1" in arrays
+    return stream, meta, arrays
+
+
+def _resume_ramp(made_ramp, tmp_path, edit=None):
+    stream, meta, arrays = made_ramp
+    meta, arrays = copy.deepcopy(meta), {k: v.copy() for k, v in arrays.items()}
+    if edit is not None:
+        edit(meta, arrays)
+    ck = _write_checkpoint(tmp_path / "ck.npz", meta, arrays)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = CliRunner().invoke(cli, [*TRAIN_RAMP, "--data", str(stream), "--resume", str(ck)])
+    return res, caught
+
+
+HOSTILE_RAMP = {
+    "slow-running-var-negative": (seta("lookahead/buffer:running_var1", _poke(-4.0)), r"malformed checkpoint"),
+    "slow-running-mean-nan": (seta("lookahead/buffer:running_mean1", _poke(np.nan)), r"malformed checkpoint"),
+    "slow-statistics-missing": (dropa("lookahead/buffer:running_mean1"), r"malformed checkpoint"),
+    "slow-statistics-wrong-shape": (seta("lookahead/buffer:running_var1", lambda a: a[:2]), r"malformed checkpoint"),
+    "ramp-made-fixed": (setm("lookahead", [2, 0.5]), r"lookahead=\[2, 0\.5\]"),
+    "ramp-text": (setm("lookahead", [2, "Ramp"]), r"lookahead"),
+    "bias-rate-edited": (setm("lr_scales.b2", 8.0), r"bias_lr_scale"),
+    "bias-rate-dropped": (dropm("lr_scales"), r"bias_lr_scale"),
+    "bias-rate-not-a-dict": (setm("lr_scales", [4.0]), r"bias_lr_scale"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_RAMP))
+def test_hand_edited_ramp_checkpoint_is_refused(name, made_ramp, tmp_path):
+    edit, says = HOSTILE_RAMP[name]
+    res, caught = _resume_ramp(made_ramp, tmp_path, edit)
+    _assert_refused(res, caught, r"ck\.npz: .*" + says)
+
+
+def test_valid_ramp_checkpoint_resumes(made_ramp, tmp_path):
+    res, caught = _resume_ramp(made_ramp, tmp_path)
+    assert res.exit_code == 0, res.output
+    assert not caught, [str(w.message) for w in caught]

@@ -90,6 +90,7 @@ for name, alpha in [("relu", 0.0), ("leaky_relu", 0.1), ("tanh", 0.0), ("sigmoid
 X = rng.integers(0, 255, (3, 5, 4, 2)).astype(np.uint8)
 flip = np.array([True, False, True]); dy = np.array([0, 2, 4]); dx = np.array([4, 1, 0])
 assert np.array_equal(flip_crop(X, flip, dy, dx, 2), reference.flip_crop_naive(X, flip, dy, dx, 2))
+assert np.array_equal(flip_crop(X, flip, dy, dx, 2, True), reference.flip_crop_naive(X, flip, dy, dx, 2, True))
 for rule in optim.RULES:
     w = rng.standard_normal((3, 2)); g = rng.standard_normal((3, 2)); cfg = optim.make_config(rule, 0.1)
     h = {{k: v for k, v in cfg.items() if k != "learning_rate"}}
@@ -209,6 +210,54 @@ def test_flip_crop_kernel_matches_reference(rng):
         flip_crop(X, flip, dy + 10, dx, 3)
     with pytest.raises(UsageError, match="image batch"):
         flip_crop(X.reshape(6, -1), flip, dy, dx, 3)
+
+
+def test_reflect_crop_kernel_matches_numpy_reflect_padding(rng):
+    """crop:P:reflect: every offset of a reflect-padded batch (numpy's "reflect", PyTorch's too), flipped
+    or not, for pads up to the side less one; float images keep their values exactly."""
+    from imgclf.kernels.augment import flip_crop
+
+    X = rng.standard_normal((4, 5, 4, 2)).astype(np.float32)
+    for pad in (0, 1, 2, 3):
+        for dyv in range(2 * pad + 1):
+            for dxv in range(2 * pad + 1):
+                dy, dx = np.full(4, dyv), np.full(4, dxv)
+                flip = np.array([True, False, True, False])
+                np.testing.assert_array_equal(flip_crop(X, flip, dy, dx, pad, reflect=True),
+                                              reference.flip_crop_naive(X, flip, dy, dx, pad, reflect=True))
+    # A shifted image shows mirrored pixels where the zero padding shows zeros.
+    one = np.arange(1, 17, dtype=np.float32).reshape(1, 4, 4, 1)
+    zero = flip_crop(one, np.array([False]), np.array([0]), np.array([0]), 1)
+    refl = flip_crop(one, np.array([False]), np.array([0]), np.array([0]), 1, reflect=True)
+    assert zero[0, 0, 0, 0] == 0 and refl[0, 0, 0, 0] == one[0, 1, 1, 0] and (refl > 0).all()
+    with pytest.raises(UsageError, match="reflect padding of 4"):
+        flip_crop(X, np.zeros(4, bool), np.zeros(4, int), np.zeros(4, int), 4, reflect=True)
+
+
+def test_reflect_crop_augmentation_spec_and_stream():
+    """crop:P:reflect parses, round-trips through `spec`, draws the Generator exactly as crop:P does (the
+    same offsets, another padding) and is refused for pads the images cannot reflect."""
+    from imgclf.nn import augment
+
+    a = augment.parse("flip:alt,crop:2:reflect")
+    assert (a.flip, a.alternate, a.crop, a.reflect) == (True, True, 2, True)
+    assert a.spec == "flip:alt,crop:2:reflect" and augment.parse(a.spec) == a
+    assert augment.parse("crop:2").reflect is False and augment.parse("crop:2").spec == "crop:2"
+    X = np.random.default_rng(0).standard_normal((8, 6, 6, 3)).astype(np.float32)
+    zero, refl = augment.parse("flip,crop:2"), augment.parse("flip,crop:2:reflect")
+    r1, r2 = np.random.default_rng(4), np.random.default_rng(4)
+    out_z, out_r = zero(X, r1), refl(X, r2)
+    assert r1.bit_generator.state == r2.bit_generator.state
+    inside = out_z != 0  # where the zero padding shows the image, the reflect padding shows the same pixel
+    np.testing.assert_array_equal(out_r[inside], out_z[inside])
+    assert not np.array_equal(out_r, out_z)
+    for bad in ("crop:2:zero", "crop:x:reflect", "crop:-1:reflect", "crop:2:reflect:1"):
+        with pytest.raises(UsageError) as exc:
+            augment.parse(bad)
+        assert exc.value.param == "augment"
+    with pytest.raises(UsageError, match="reflect") as exc:
+        augment.parse("crop:6:reflect")(X, np.random.default_rng(0))
+    assert exc.value.param == "augment"
 
 
 def test_augment_parse_and_determinism():

@@ -76,6 +76,23 @@ def test_warmup_schedule_rises_then_falls_to_zero_per_step():
     assert schedules.parse("warmup:0", epochs=4)(0) == 1.0  # no warm-up: linear decay only
 
 
+def test_warmup_schedule_end_value():
+    """warmup:P:S:E ends at E instead of 0 (airbench's triangle: warmup:0.23:0.2:0.07); E = 0 is the
+    schedule without an end value, bit for bit."""
+    f = schedules.parse("warmup:0.25:0.2:0.1", epochs=8)
+    assert [f(e) for e in (0, 1, 2, 5, 8)] == pytest.approx([0.2, 0.6, 1.0, 0.1 + 0.9 * 0.5, 0.1])
+    air = schedules.parse("warmup:0.23:0.2:0.07", epochs=10)
+    assert air(0) == pytest.approx(0.2) and air(2.3) == pytest.approx(1.0) and air(10) == pytest.approx(0.07)
+    assert air(6.15) == pytest.approx(0.07 + 0.93 * 0.5)
+    old, zero = schedules.parse("warmup:0.3:0.1", epochs=7), schedules.parse("warmup:0.3:0.1:0", epochs=7)
+    steps = np.linspace(0, 7, 331)
+    assert [old(e) for e in steps] == [zero(e) for e in steps]
+    assert schedules.parse("warmup:0.3:0.1:1", epochs=7)(7) == 1.0  # constant after the warm-up
+    for bad in ("warmup:0.2:0.2:-0.1", "warmup:0.2:0.2:1.5", "warmup:0.2:0.2:0.1:0", "warmup:0.2:0.2:nan"):
+        with pytest.raises(UsageError, match="warmup"):
+            schedules.parse(bad)
+
+
 @pytest.mark.parametrize("rule", list(optim.RULES))
 def test_folded_l2_equals_l2_in_the_gradient(rule, rng):
     w = rng.standard_normal((5, 3))

@@ -13,6 +13,7 @@ from imgclf.errors import ModelFileError, UsageError
 from imgclf.io.checkpoint import checkpoint_name
 from imgclf.io.checkpoint import read as read_checkpoint
 from imgclf.nn.net import NeuralNet
+from imgclf.nn.optim import parse_lookahead
 from imgclf.nn.solver import Solver
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -251,7 +252,13 @@ LOOK = dict(AIRBENCH, lookahead="4:0.5")  # synchronisations at steps 4, 8, ...:
 BOTH = dict(AIRBENCH, augment="flip:alt,crop:1", lookahead=(4, 0.5))
 
 
-@pytest.mark.parametrize("params", [ALT, LOOK, BOTH], ids=["flip-alt", "lookahead", "both"])
+# airbench's methods together: ramped averaging (batch-norm statistics included, epoch-end copies), biases at
+# 8x the rate, the triangle schedule with an end value, reflect-padded crops.
+RAMP = dict(AIRBENCH, augment="flip:alt,crop:1:reflect", lookahead="4:ramp", bias_lr_scale=8.0,
+            lr_schedule="warmup:0.3:0.2:0.1")
+
+
+@pytest.mark.parametrize("params", [ALT, LOOK, BOTH, RAMP], ids=["flip-alt", "lookahead", "both", "ramp"])
 @pytest.mark.parametrize("stop_at", [3, 9, 6, 8])  # mid-epoch 1 (state half filled), mid-epoch 2, epoch end, on a sync
 def test_resume_is_bit_exact_with_alternating_flips_and_lookahead(tmp_path, params, stop_at):
     X, y = _data()
@@ -264,7 +271,10 @@ def test_resume_is_bit_exact_with_alternating_flips_and_lookahead(tmp_path, para
     if "alt" in str(params["augment"]):
         assert arrays["augment_state"].shape == (200,) and arrays["augment_state"].dtype == np.bool_
     if params.get("lookahead"):
-        assert meta["lookahead"] == [4, 0.5] and "lookahead/W1" in arrays and "lookahead/gamma1" in arrays
+        assert meta["lookahead"] == list(parse_lookahead(params["lookahead"]))
+        assert "lookahead/W1" in arrays and "lookahead/gamma1" in arrays
+        assert ("lookahead/buffer:running_var1" in arrays) == (params is RAMP)
+    assert meta.get("lr_scales") == ({"b2": 8.0, "beta1": 8.0} if params is RAMP else None)
     resumed = NeuralNet(**params).fit(X, y, Xv, yv, resume=first.result_.checkpoint)
     for k in full.params_:
         np.testing.assert_array_equal(resumed.params_[k], full.params_[k], err_msg=k)
@@ -383,3 +393,122 @@ def test_lookahead_settings_are_checked():
     X, y = _data(20)
     with pytest.raises(UsageError, match="lookahead"):
         NeuralNet(hidden=(3,), lookahead="5:2").fit(X, y)
+
+
+def test_resume_refuses_another_averaging_or_bias_rate(tmp_path):
+    X, y = _data()
+    ckpt = NeuralNet(**{**RAMP, "epochs": 1}).fit(X, y, checkpoint_dir=tmp_path).result_.checkpoint
+    for other, msg in [({"lookahead": "4:0.5"}, "lookahead"), ({"lookahead": "5:ramp"}, "lookahead"),
+                       ({"bias_lr_scale": 1.0}, "bias_lr_scale"), ({"bias_lr_scale": 4.0}, "bias_lr_scale")]:
+        with pytest.raises(ModelFileError, match=msg):
+            NeuralNet(**{**RAMP, **other}).fit(X, y, resume=ckpt)
+    plain = NeuralNet(**{**LOOK, "epochs": 1}).fit(X, y, checkpoint_dir=tmp_path / "p").result_.checkpoint
+    with pytest.raises(ModelFileError, match="bias_lr_scale"):
+        NeuralNet(**{**LOOK, "bias_lr_scale": 2.0}).fit(X, y, resume=plain)
+
+
+@pytest.mark.parametrize("optim, options", [("sgd", {}), ("momentum", {"momentum": 0.85})])
+def test_ramped_lookahead_matches_the_naive_algorithm(optim, options):
+    """"K:ramp": slow += (1 - rho)(fast - slow), rho = 0.95**k (t/T)**3, fast = slow every k steps, and
+    fast = slow at every epoch's end (30 steps, 10 an epoch, k = 3 and 4: epoch ends on and off a sync)."""
+    rng = np.random.default_rng(1)
+    w0, target = rng.normal(size=5), rng.normal(size=5)
+    X, y = np.zeros((40, 1)), np.zeros(40, np.int64)
+    for k in (3, 4):
+        model = _Quadratic(w0, target)
+        trace = []
+        solver = Solver(model, X, y, optim=optim, lr=0.3, optim_options=options, epochs=3, batch_size=4,
+                        lookahead=f"{k}:ramp",
+                        callback=lambda ev, info: trace.append(model.params_["w"].copy()) if ev == "step" else None)
+        solver.train()
+        ref_trace, ref_slow, ref_fast = reference.lookahead_ramp_naive(w0, lambda w: w - target, 30, 10, 0.3, k,
+                                                                      options.get("momentum", 0.0))
+        np.testing.assert_allclose(np.array(trace), ref_trace, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(solver.slow_state["w"], ref_slow, rtol=1e-12, atol=1e-14)
+        np.testing.assert_array_equal(ref_fast, ref_slow)  # the run ends on the average
+    # iters (not whole epochs): T is the iteration count, and the last (partial) epoch ends on the average.
+    model = _Quadratic(w0, target)
+    ends = []
+    solver = Solver(model, X, y, optim=optim, lr=0.3, optim_options=options, iters=25, batch_size=4,
+                    lookahead="5:ramp",
+                    callback=lambda ev, info: ends.append(model.params_["w"].copy()) if ev == "epoch" else None)
+    solver.train()
+    _, ref_slow, _ = reference.lookahead_ramp_naive(w0, lambda w: w - target, 25, 10, 0.3, 5,
+                                                    options.get("momentum", 0.0))
+    assert len(ends) == 3
+    np.testing.assert_allclose(ends[-1], ref_slow, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(solver.slow_state["w"], ref_slow, rtol=1e-12, atol=1e-14)
+
+
+def test_ramped_lookahead_averages_batchnorm_statistics_and_ends_epochs_on_them():
+    from imgclf.nn.optim import ramp_rho
+
+    assert ramp_rho(5, 0, 100) == 0 and ramp_rho(5, 100, 100) == pytest.approx(0.95 ** 5)
+    assert ramp_rho(5, 50, 100) == pytest.approx(0.95 ** 5 / 8)
+    X, y = _data()
+    net = NeuralNet(hidden=(8,), batchnorm=True, optim="nesterov", lr=0.05, dropout=0.0)
+    net.classes_ = np.arange(4)
+    trainee = net.initialize(48, 4, np.random.default_rng(0))
+    seen = []
+
+    def callback(event, info):
+        if event == "epoch":  # scored on the average: live weights and statistics are the slow ones
+            seen.append(all(np.array_equal(net.params_[k], solver.slow_state[k]) for k in net.params_)
+                        and all(np.array_equal(net.buffers_[k], solver.slow_state[f"buffer:{k}"]) for k in net.buffers_))
+
+    solver = Solver(trainee, X.reshape(len(X), -1), y, optim="nesterov", lr=0.05, epochs=3, batch_size=30,
+                    lookahead="4:ramp", rng=np.random.default_rng(0), callback=callback)
+    assert set(solver.slow_state) == set(net.params_) | {f"buffer:{k}" for k in net.buffers_}
+    solver.train()
+    assert seen == [True, True, True]
+    # The fixed-alpha form keeps its state: trained parameters only.
+    fixed = Solver(trainee, X.reshape(len(X), -1), y, epochs=1, batch_size=30, lookahead="4:0.5")
+    assert set(fixed.slow_state) == set(net.params_)
+
+
+def test_ramp_settings_are_checked():
+    assert parse_lookahead("5:ramp") == (5, "ramp") and parse_lookahead((5, "ramp")) == (5, "ramp")
+    assert parse_lookahead([3, "ramp"]) == (3, "ramp")  # as a checkpoint's JSON gives it back
+    for bad in ("0:ramp", "5:Ramp", "ramp", "5:ramp:2", ("5", "ramp"), (5, "rampx"), (True, "ramp")):
+        with pytest.raises(UsageError) as exc:
+            parse_lookahead(bad)
+        assert exc.value.param == "lookahead" and "K:ramp" in str(exc.value)
+
+
+@pytest.mark.parametrize("optim", ["sgd", "nesterov", "adam"])
+def test_bias_lr_scale_steps_biases_and_betas_at_a_multiple_of_the_rate(optim):
+    """One step from the same weights on the same batch: the weights and gammas move as without the scale,
+    the biases and betas by the scale times as far (the rules are linear in lr on a first step; Adam's first
+    step is lr * sign-like, linear in lr too)."""
+    X, y = _data()
+    moves = []
+    for scale in (1.0, 8.0):
+        net = NeuralNet(hidden=(8, 6), batchnorm=True, dropout=0.0, reg=1e-3, bias_lr_scale=scale)
+        net.classes_ = np.arange(4)
+        trainee = net.initialize(48, 4, np.random.default_rng(0))
+        start = {k: v.copy() for k, v in net.params_.items()}
+        Solver(trainee, X.reshape(len(X), -1), y, optim=optim, lr=0.01, epochs=1, iters=1, batch_size=50,
+               rng=np.random.default_rng(0)).train()
+        moves.append({k: net.params_[k].astype(np.float64) - start[k] for k in start})
+    plain, scaled = moves
+    assert set(NeuralNet(hidden=(8, 6), batchnorm=True, bias_lr_scale=8.0).initialize(48, 4, np.random.default_rng(0))
+               .lr_scales()) == {"beta1", "beta2", "b3"}
+    for k in plain:
+        if k in ("beta1", "beta2", "b3"):
+            np.testing.assert_allclose(scaled[k], 8 * plain[k], rtol=1e-4, atol=1e-7, err_msg=k)
+            assert np.abs(plain[k]).max() > 0
+        else:
+            np.testing.assert_array_equal(scaled[k], plain[k], err_msg=k)
+
+
+def test_bias_lr_scale_default_is_bit_exact_and_is_checked():
+    X, y = _data()
+    a = NeuralNet(**{**AIRBENCH, "epochs": 2}).fit(X, y)
+    b = NeuralNet(**{**AIRBENCH, "epochs": 2, "bias_lr_scale": 1.0}).fit(X, y)
+    for k in a.params_:
+        np.testing.assert_array_equal(a.params_[k], b.params_[k])
+    assert NeuralNet(hidden=(3,)).initialize(4, 2, np.random.default_rng(0)).lr_scales() == {}
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "8", None):
+        with pytest.raises(UsageError) as exc:
+            NeuralNet(hidden=(3,), bias_lr_scale=bad).fit(X, y)
+        assert exc.value.param == "bias_lr_scale" and "bias_lr_scale must be a number > 0" in str(exc.value)

@@ -100,9 +100,11 @@ def _apply_preset(ctx, name, params):
               show_default=True, help="Multiply the class scores by this (airbench: 1/9, i.e. 0.1111).")
 @click.option("--classifier-bias/--no-classifier-bias", default=D["classifier_bias"], show_default=True,
               help="A bias in the last (classifier) layer; airbench's has none.")
-@click.option("--tta", type=click.Choice(["none", "flip"]), default=D["tta"] or "none", show_default=True,
+@click.option("--tta", type=click.Choice(["none", "flip", "flip+shift"]), default=D["tta"] or "none", show_default=True,
               callback=lambda ctx, param, value: None if value == "none" else value,
-              help="Test-time augmentation: flip scores each image as the mean over it and its mirror image.")
+              help="Test-time augmentation: flip scores each image as the mean over it and its mirror image; "
+                   "flip+shift (airbench's) also over its one-pixel diagonal shifts (reflect padding): 0.5 flip(x) "
+                   "+ 0.25 flip(x shifted up-left) + 0.25 flip(x shifted down-right).")
 @training_options("convnet")
 @precision_option("convnet")
 @click.option("--preprocess", "preprocess_spec", default="none", show_default=True, metavar="CHAIN",

@@ -1,5 +1,7 @@
 """Seeded training-time augmentation of image batches: `flip` (horizontal, probability 1/2), `flip:alt`
-(alternating flips) and `crop:P` (pad by P zeros on each side, then a random crop back to the original size).
+(alternating flips) and `crop:P` (pad by P zeros on each side, then a random crop back to the original size;
+`crop:P:reflect` pads by reflecting the image at its edges instead, as airbench does, so a shifted image
+shows no black band).
 
 `parse("flip,crop:4")` returns an `Augment` (callable `(X, rng) -> X'`) or None for no augmentation.
 Every batch draws the same numbers from the Generator whatever the options (flips, then offsets), so a
@@ -29,6 +31,7 @@ class Augment:
     flip: bool = False
     crop: int = 0
     alternate: bool = False  # flip:alt (implies flip)
+    reflect: bool = False  # crop:P:reflect
 
     def new_state(self, n: int) -> np.ndarray | None:
         """The per-row state `flip:alt` needs (each row's flip in epoch 0), None for stateless options."""
@@ -44,6 +47,9 @@ class Augment:
         if self.crop > min(X.shape[1:3]):
             raise UsageError(f"augment crop:{self.crop} pads by more than the {X.shape[1]}x{X.shape[2]} images "
                              "themselves; use a padding of at most their side", param="augment")
+        if self.reflect and self.crop >= min(X.shape[1:3]):
+            raise UsageError(f"augment crop:{self.crop}:reflect reflects the {X.shape[1]}x{X.shape[2]} images by "
+                             f"more than their side less one; use a padding below their side", param="augment")
         n = len(X)
         flips = rng.random(n) < 0.5
         offsets = rng.integers(0, 2 * self.crop + 1, size=(2, n))
@@ -51,7 +57,7 @@ class Augment:
             flips = self._alternating(flips, index, epoch, state)
         elif not self.flip:
             flips[:] = False
-        return flip_crop(X, flips, offsets[0], offsets[1], self.crop)
+        return flip_crop(X, flips, offsets[0], offsets[1], self.crop, self.reflect)
 
     @staticmethod
     def _alternating(drawn, index, epoch, state) -> np.ndarray:
@@ -73,14 +79,14 @@ class Augment:
     @property
     def spec(self) -> str:
         parts = (["flip:alt" if self.alternate else "flip"] if self.flip else []) + \
-            ([f"crop:{self.crop}"] if self.crop else [])
+            ([f"crop:{self.crop}" + (":reflect" if self.reflect else "")] if self.crop else [])
         return ",".join(parts)
 
 
 def parse(spec: str | None) -> Augment | None:
     if spec in (None, "", "none"):
         return None
-    flip, alternate, crop = False, False, 0
+    flip, alternate, crop, reflect = False, False, 0, False
     for part in str(spec).split(","):
         name, _, arg = part.strip().partition(":")
         if name == "flip" and arg in ("", "alt"):
@@ -88,13 +94,17 @@ def parse(spec: str | None) -> Augment | None:
                 raise UsageError(f"augment: give flip or flip:alt, not both (in {spec!r})", param="augment")
             flip, alternate = True, arg == "alt"
         elif name == "crop":
+            arg, _, mode = arg.partition(":")
+            if mode not in ("", "reflect"):
+                raise UsageError(f"bad augmentation {part!r}: crop:PAD or crop:PAD:reflect", param="augment")
             try:
                 crop = int(arg) if arg else 4
             except ValueError:
-                raise UsageError(f"bad augmentation {part!r}: crop:PAD with an integer PAD") from None
+                raise UsageError(f"bad augmentation {part!r}: crop:PAD with an integer PAD", param="augment") from None
             if crop < 0:
-                raise UsageError(f"bad augmentation {part!r}: PAD must be >= 0")
+                raise UsageError(f"bad augmentation {part!r}: PAD must be >= 0", param="augment")
+            reflect = mode == "reflect"
         else:
             raise UsageError(f"augment: unknown augmentation {part!r}; use flip, flip:alt (alternating flips), "
-                             f"crop:PAD (e.g. flip:alt,crop:4)", param="augment")
-    return Augment(flip, crop, alternate)
+                             f"crop:PAD, crop:PAD:reflect (e.g. flip:alt,crop:2:reflect)", param="augment")
+    return Augment(flip, crop, alternate, reflect)

@@ -99,8 +99,8 @@ def _state_shapes(solver) -> dict[str, np.ndarray]:
     like.update({f"best/{k}": v for k, v in snapshot.items()})
     if solver.ema_state is not None:
         like.update({f"ema/{k}": v for k, v in snapshot.items()})
-    if solver.slow_state is not None:
-        like.update({f"lookahead/{k}": v for k, v in params.items()})
+    if solver.slow_state is not None:  # "K:ramp" averages the batch-norm statistics too
+        like.update({f"lookahead/{k}": v for k, v in (snapshot if solver.ramp else params).items()})
     for name, w in params.items():
         like.update({f"opt/{name}/{key}": w for key in optim_rules.STATE[solver.optim_name]})
     return like
@@ -128,7 +128,7 @@ def _check_arrays(solver, arrays: dict[str, np.ndarray]) -> None:
             if key.rsplit("/", 1)[1] in optim_rules.NONNEGATIVE_STATE and key.startswith("opt/") and np.any(arr < 0):
                 raise UsageError(f"{key} is a running sum of squares and holds negative values")
     stats = {k.split("/", 1)[1].replace("buffer:", "") + f" ({k})": v for k, v in arrays.items()
-             if k.startswith(("buffer/", "best/buffer:", "ema/buffer:"))}
+             if k.startswith(("buffer/", "best/buffer:", "ema/buffer:", "lookahead/buffer:"))}
     if hasattr(solver.model, "check_buffers"):
         solver.model.check_buffers(stats, "the batch-norm statistics")
     order = arrays.get("order")

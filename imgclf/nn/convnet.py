@@ -24,8 +24,10 @@ k steps) and `augment="flip:alt,crop:4"` (alternating flips; imgclf/nn/augment.p
 running statistics' decay); `patch_whiten`, which initialises the first layer's filters as patch
 whitening: the leading F/2 principal directions of the training images' KxK patches (the Whitening
 transform of imgclf/preprocessing.py fitted on im2col rows), scaled by 1/sqrt(eigenvalue + eps), and their
-negatives, so after the ReLU the layer passes both signs of each whitened component; and `tta="flip"`,
-which scores each image as the mean of its own and its mirror image's class scores.
+negatives, so after the ReLU the layer passes both signs of each whitened component; `tta="flip"`,
+which scores each image as the mean of its own and its mirror image's class scores; and
+`tta="flip+shift"` (airbench's level 2): 0.5 flip(x) + 0.25 flip(x shifted by (-1, -1)) + 0.25 flip(x shifted
+by (+1, +1)), the shifts cropped from the image reflect-padded by one pixel ([0:H, 0:W] and [2:H+2, 2:W+2]).
 
 airbench's network (Keller Jordan's airbench94) is these parameters together: `stem="whiten:2"` (a frozen
 2x2 'valid' convolution with 2*2*2*C filters, +/- the whitened eigenvectors of the training images' 2x2
@@ -58,7 +60,7 @@ PREDICT_CHUNK = 250
 WHITEN_SAMPLE = 500
 # Added to the patch covariance's eigenvalues (the channels are standardised, so the total is KxKxC).
 WHITEN_EPS = 1e-2
-TTA = (None, "flip")
+TTA = (None, "flip", "flip+shift")
 # The pool entry of a layer's cache when batch norm, ReLU and pooling ran as one fused layer.
 FUSED_POOL = "bn+relu+pool"
 # The activation entry of a layer's cache when batch norm and GELU ran as one layer.
@@ -144,15 +146,17 @@ class ConvNet(NeuralNet):
     augment : str, default="auto"
         As in NeuralNet; "auto" is flips and random crops of up to an eighth of the image size (crop:4 on
         32x32) for colour images, none for grey ones.
-    label_smoothing, ema, lookahead, precision
+    label_smoothing, ema, lookahead, bias_lr_scale, precision
         As in NeuralNet, with the same defaults; precision="bf16" runs the convolutions' three products
         per step (forward, filter gradient, input gradient) in bfloat16 with float32 accumulation.
     input_shape : tuple of int, default=None
         (H, W, C) to fold (N, D) rows into images; None: rows are read as 1x1 images with D channels.
     random_state : int, numpy.random.Generator or None, default=None
         Seeds initialisation, shuffling, augmentation and dropout; the same seed gives the same model.
-    tta : {None, "flip"}, default=None
-        Test-time augmentation: "flip" scores each image as the mean of its and its mirror image's scores.
+    tta : {None, "flip", "flip+shift"}, default=None
+        Test-time augmentation: "flip" scores each image as the mean of its and its mirror image's scores;
+        "flip+shift" (airbench's) as 0.5 flip(x) + 0.25 flip(x shifted one pixel up-left) + 0.25 flip(x
+        shifted down-right), the shifts from the image reflect-padded by one pixel (six forward passes).
     bn_momentum : float, default=0.9
         Batch norm's running statistics: running = m * running + (1 - m) * batch.
     patch_whiten : bool, default=False
@@ -197,7 +201,8 @@ class ConvNet(NeuralNet):
                  dtype="float32", input_shape=None, class_weight=None, random_state=None, label_smoothing=0.0,
                  ema=None, tta=None, bn_momentum=0.9, patch_whiten=False, lookahead=None, pool_position="last",
                  stem=None, stem_bias_epochs=3, bn_scale=True, dirac=False, head="flatten", logit_scale=1.0,
-                 classifier_bias=True, precision="float32"):
+                 classifier_bias=True, precision="float32",
+                 bias_lr_scale=1.0):
         self.filters = filters
         self.filter_size = filter_size
         self.pool = pool
@@ -218,7 +223,8 @@ class ConvNet(NeuralNet):
                          lr_schedule=lr_schedule, epochs=epochs, batch_size=batch_size, augment=augment,
                          patience=patience, train_acc_sample=train_acc_sample, dtype=dtype,
                          class_weight=class_weight, random_state=random_state, label_smoothing=label_smoothing,
-                         ema=ema, lookahead=lookahead, precision=precision)
+                         ema=ema, lookahead=lookahead, precision=precision,
+                         bias_lr_scale=bias_lr_scale)
 
     # -- validation ------------------------------------------------------------------------------
     def hidden_sizes(self) -> tuple[int, ...]:
@@ -235,7 +241,7 @@ class ConvNet(NeuralNet):
         if not isinstance(self.pool_position, str) or self.pool_position not in POOL_POSITIONS:
             raise UsageError(f"pool_position must be 'last' or 'first', got {self.pool_position!r}")
         if self.tta not in TTA:
-            raise UsageError(f"tta must be None or 'flip', got {self.tta!r}")
+            raise UsageError(f"tta must be None, 'flip' or 'flip+shift', got {self.tta!r}", param="tta")
         check_number(self.bn_momentum, "bn_momentum", "in [0, 1)", low=0, high=1, high_open=True)
         check_flag(self.patch_whiten, "patch_whiten")
         if parse_stem(self.stem) is not None and self.patch_whiten:
@@ -592,12 +598,27 @@ class ConvNet(NeuralNet):
 
     def _scores(self, Xp, state=None) -> np.ndarray:
         if self.tta == "flip":
-            # Test-time augmentation: the mean of the image's and its mirror image's scores.
-            out = self._plain_scores(Xp, state)
-            out += self._plain_scores(np.ascontiguousarray(Xp[:, :, ::-1]), state)
+            return self._mirror_scores(Xp, state)
+        if self.tta == "flip+shift":
+            # airbench's level 2: the flip TTA of the image and of its two diagonal one-pixel shifts, from the
+            # reflect-padded image (the standardisation is per channel, so padding Xp pads the raw image).
+            H, W = Xp.shape[1:3]
+            padded = np.pad(Xp, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+            shifted = self._mirror_scores(np.ascontiguousarray(padded[:, :H, :W]), state)
+            shifted += self._mirror_scores(np.ascontiguousarray(padded[:, 2:, 2:]), state)
+            out = self._mirror_scores(Xp, state)
             out *= out.dtype.type(0.5)
+            shifted *= shifted.dtype.type(0.25)
+            out += shifted
             return out
         return self._plain_scores(Xp, state)
+
+    def _mirror_scores(self, Xp, state=None) -> np.ndarray:
+        """The mean of the images' and their mirror images' scores."""
+        out = self._plain_scores(Xp, state)
+        out += self._plain_scores(np.ascontiguousarray(Xp[:, :, ::-1]), state)
+        out *= out.dtype.type(0.5)
+        return out
 
     def _plain_scores(self, Xp, state=None) -> np.ndarray:
         if len(Xp) <= PREDICT_CHUNK:

@@ -66,16 +66,18 @@ class NeuralNet(TrainedClassifier):
     optim_options : dict, default=None
         The update rule's settings, e.g. {"beta1": 0.9, "beta2": 0.999} or {"momentum": 0.95}.
     lr_schedule : str, default="step:0.9"
-        "step:F[:E]" (times F every E epochs), "exp:K", "inv:K", "warmup:P[:S]" (per step: linear from S*lr
-        to lr over the first fraction P of the run, then linear to 0) or "none"/None (constant).
+        "step:F[:E]" (times F every E epochs), "exp:K", "inv:K", "warmup:P[:S[:E]]" (per step: linear from
+        S*lr to lr over the first fraction P of the run, then linear to E*lr, default 0) or "none"/None
+        (constant).
     epochs : int or "auto", default="auto"
         Passes over the training set; the best epoch's weights are kept. "auto": 8, and at least 600 steps
         on small data, with an early stop for the extra epochs (imgclf.base.AUTO_MIN_STEPS).
     batch_size : int, default=200
         Rows per step.
     augment : str, default="auto"
-        Training-time augmentation of image batches: "flip" (horizontal, probability 1/2), "crop:P" (pad by
-        P, crop back at random), both as "flip,crop:4", or None/"none". Needs (N, H, W, C) images.
+        Training-time augmentation of image batches: "flip" (horizontal, probability 1/2), "flip:alt"
+        (alternating per epoch), "crop:P" (pad by P zeros, crop back at random), "crop:P:reflect" (reflect
+        padding instead, as airbench), combined as "flip,crop:4", or None/"none". Needs (N, H, W, C) images.
         "auto": flips for colour images, none for grey images (a mirrored digit is another digit) and
         feature rows.
     patience : int, default=None
@@ -98,6 +100,12 @@ class NeuralNet(TrainedClassifier):
         Lookahead (Zhang et al. 2019) around the update rule: "K:ALPHA" or (k, alpha), e.g. "5:0.5": slow
         weights that after every k-th step move alpha of the way to the live weights, which then restart
         from them. With `ema` the average is of the live weights after that step (imgclf/nn/solver.py).
+        "K:ramp" (e.g. "5:ramp") is airbench's averaging: every k steps slow += (1 - rho)(live - slow),
+        live = slow, with rho = 0.95**k * (t/T)**3 at step t of the run's T, batch-norm statistics
+        included, and live = slow at every epoch's end (what is scored and kept is the average).
+    bias_lr_scale : float, default=1.0
+        The learning rate of the biases and batch-norm betas is lr * bias_lr_scale (airbench trains its
+        batch-norm biases at 64 times the rate); the other parameters train at lr.
     precision : {"float32", "bf16"}, default="float32"
         The training steps' matrix products: "bf16" rounds their inputs to bfloat16 and accumulates in
         float32 (Intel MKL on CPUs with AVX512-BF16 or AMX-BF16: `pip install 'imgclf[bf16]'`;
@@ -129,7 +137,7 @@ class NeuralNet(TrainedClassifier):
                  reg=1e-4, optim="adam", lr=1e-3, optim_options=None, lr_schedule="step:0.9", epochs="auto",
                  batch_size=200, augment="auto", patience=None, train_acc_sample=1000, dtype="float32",
                  class_weight=None, random_state=None, label_smoothing=0.0, ema=None, lookahead=None,
-                 precision="float32"):
+                 precision="float32", bias_lr_scale=1.0):
         self.hidden = hidden
         self.activation = activation
         self.batchnorm = batchnorm
@@ -153,6 +161,7 @@ class NeuralNet(TrainedClassifier):
         self.ema = ema
         self.lookahead = lookahead
         self.precision = precision
+        self.bias_lr_scale = bias_lr_scale
 
     # -- validation ------------------------------------------------------------------------------
     def hidden_sizes(self) -> tuple[int, ...]:
@@ -194,6 +203,7 @@ class NeuralNet(TrainedClassifier):
             check_number(self.ema, "ema", "a decay in (0, 1) (e.g. 0.999) or None", low=0, high=1, low_open=True,
                          high_open=True)
         parse_lookahead(self.lookahead)
+        check_number(self.bias_lr_scale, "bias_lr_scale", "a number > 0", low=0, low_open=True)
         self._check_training_params()
 
     def _check_training_params(self) -> None:
@@ -348,6 +358,13 @@ class NeuralNet(TrainedClassifier):
         """reg for every weight matrix: the Solver folds reg * sum W^2 into the update."""
         reg = float(self.reg)
         return {k: reg for k in self.params_ if k.startswith("W")} if reg else {}
+
+    def lr_scales(self) -> dict:
+        """bias_lr_scale for every bias (b{i}) and batch-norm beta: the Solver steps them at lr * scale."""
+        scale = float(self.bias_lr_scale)
+        if scale == 1.0:
+            return {}
+        return {k: scale for k in self.params_ if k.startswith("beta") or (k[:1] == "b" and k[1:].isdigit())}
 
     def _add_l2(self, grads) -> float:
         """Add reg * d(sum W^2) to every weight gradient in place; return the penalty reg * sum W^2."""

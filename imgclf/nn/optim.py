@@ -135,20 +135,33 @@ def make_config(name: str, learning_rate: float, **overrides) -> dict:
     return config
 
 
-def parse_lookahead(value, param: str = "lookahead") -> tuple[int, float] | None:
+RAMP = "ramp"  # lookahead "K:ramp": airbench's averaging, see parse_lookahead
+RAMP_BASE, RAMP_POWER = 0.95, 3
+
+
+def ramp_rho(k: int, step: int, total: int) -> float:
+    """The slow weights' decay of lookahead "K:ramp" at step `step` (counted from 1) of `total`:
+    0.95**k * (step / total)**3 (airbench's schedule: the slow weights follow the live ones early on and
+    average over more and more of the run towards its end)."""
+    return RAMP_BASE**k * (min(step, total) / total) ** RAMP_POWER
+
+
+def parse_lookahead(value, param: str = "lookahead") -> tuple[int, float | str] | None:
     """Lookahead's settings (Zhang et al. 2019) as (k, alpha): None/"none" (off), "K:ALPHA" such as "5:0.5",
     or a pair (k, alpha); k an integer >= 1 (steps between synchronisations), alpha in (0, 1] (the slow
-    weights' step towards the fast ones)."""
+    weights' step towards the fast ones). "K:ramp" (or (k, "ramp")) is airbench's weight averaging: alpha
+    = 1 - rho with rho = 0.95**k * (t/T)**3 at step t of the run's T, the batch-norm statistics averaged
+    too, and the live weights set to the slow ones at every epoch's end (imgclf/nn/solver.py)."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
         return None
-    bad = UsageError(f"{param} must be K:ALPHA (e.g. 5:0.5) or a pair (k, alpha) with an integer k >= 1 and "
-                     f"alpha in (0, 1], or None; got {value!r}", param=param)
+    bad = UsageError(f"{param} must be K:ALPHA (e.g. 5:0.5), K:ramp (airbench's averaging) or a pair (k, alpha) "
+                     f"with an integer k >= 1 and alpha in (0, 1] or 'ramp', or None; got {value!r}", param=param)
     if isinstance(value, str):
         k, sep, alpha = value.partition(":")
         if not sep:
             raise bad
         try:
-            k, alpha = int(k), float(alpha)
+            k, alpha = int(k), (RAMP if alpha.strip() == RAMP else float(alpha))
         except ValueError:
             raise bad from None
     else:
@@ -156,9 +169,15 @@ def parse_lookahead(value, param: str = "lookahead") -> tuple[int, float] | None
             k, alpha = value
         except (TypeError, ValueError):
             raise bad from None
-        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) \
-                or isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, (int, float, np.number)):
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
             raise bad
+        if not (alpha == RAMP if isinstance(alpha, str)
+                else not isinstance(alpha, (bool, np.bool_)) and isinstance(alpha, (int, float, np.number))):
+            raise bad
+    if alpha == RAMP:
+        if k < 1:
+            raise bad
+        return int(k), RAMP
     if not (k >= 1 and np.isfinite(alpha) and 0 < alpha <= 1):
         raise bad
     return int(k), float(alpha)

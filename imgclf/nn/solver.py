@@ -12,6 +12,8 @@ itself, no adapter) provides:
   - `frozen_params(epoch)` (optional): names of parameters this (0-based) epoch's steps leave alone;
   - `loss_rows(X, idx, y)` (optional): `loss_and_grads(prepare_batch(X[idx]), y)` without the gather;
   - `kind` and `to_arrays()` (optional): recorded in checkpoints, so a run can be rebuilt;
+  - `lr_scales()` (optional): dict param name -> factor; those parameters step at lr * factor (the nets'
+    `bias_lr_scale`: biases and batch-norm betas at a multiple of the rate, as airbench's bias_scaler);
   - `l2_penalties()` (optional): dict param name -> reg for an L2 penalty reg * sum(w^2) that the Solver
     folds into the optimiser's pass over w (then it calls `loss_and_grads(..., l2=False)` for the data
     term alone and adds the penalty of the weights before the step to the reported loss: the same
@@ -35,6 +37,15 @@ untouched. It applies to the trained parameters, not to buffers such as batch-no
 weights are what is scored, kept and returned; with `ema` as well the average is taken after the
 lookahead step, i.e. of the live weights as they stand after each step (on a k-th step, the new slow
 weights).
+
+With `lookahead=(k, "ramp")` ("K:ramp") the same synchronisation is airbench's weight averaging: after
+every k-th step t of the run's T steps (t counted from 1, T = epochs x steps per epoch, or `iters`)
+slow += (1 - rho) (live - slow), live = slow, with rho = 0.95**k * (t/T)**3, so the slow weights follow
+the live ones closely early on (rho ~ 0: no separate start epoch is needed) and average over more and more
+steps towards the end (rho -> 0.95**k); the batch-norm running statistics are averaged alike (airbench
+averages the whole state dict), and at the end of every epoch the live weights and statistics are set to
+the slow ones, so what is scored, kept and returned is the average. (airbench94 makes that last copy at the
+end of the run only, hlb-cifar10 at every epoch's end; here it is the epoch's end, where imgclf scores.)
 
 An augmentation that needs per-row state (`flip:alt`, imgclf/nn/augment.py: its `new_state(n)` returns an
 array) is called with the batch's training rows, the epoch (0-based) and that state, which the Solver
@@ -134,7 +145,7 @@ class Solver:
         The update rule's settings, e.g. {"momentum": 0.95} or {"beta1": 0.9, "beta2": 0.999}.
     lr_schedule : str, default=None
         How the learning rate changes per epoch: "step:F[:E]" (times F every E epochs), "exp:K", "inv:K",
-        per step "warmup:P[:S]", or "none" (imgclf/nn/schedules.py). None: times `lr_decay` every epoch.
+        per step "warmup:P[:S[:E]]", or "none" (imgclf/nn/schedules.py). None: times `lr_decay` every epoch.
     lr_decay : float, default=1.0
         The per-epoch factor when `lr_schedule` is None.
     epochs : int, default=10
@@ -171,9 +182,10 @@ class Solver:
     ema : float, default=None
         Keep a moving average of the weights and buffers with this decay (see the module docstring); it is
         scored, kept as the best and restored at the end, and checkpointed.
-    lookahead : (int, float), default=None
+    lookahead : (int, float) or (int, "ramp"), default=None
         (k, alpha): Lookahead around the update rule, slow weights synchronised every k steps with step
-        alpha (see the module docstring); checkpointed. None: off.
+        alpha; (k, "ramp"): airbench's ramped weight averaging (see the module docstring); checkpointed.
+        None: off.
     """
 
     def __init__(
@@ -235,7 +247,12 @@ class Solver:
         self.ema = ema
         self.ema_state = self._snapshot() if ema else None
         self.lookahead = optim_rules.parse_lookahead(lookahead)
-        self.slow_state = {k: v.copy() for k, v in model.params_.items()} if self.lookahead else None
+        self.ramp = bool(self.lookahead) and self.lookahead[1] == optim_rules.RAMP
+        self.total_steps = iters if iters is not None else self.epochs * self.steps_per_epoch
+        if self.ramp:  # airbench averages the batch-norm statistics too
+            self.slow_state = self._snapshot()
+        else:
+            self.slow_state = {k: v.copy() for k, v in model.params_.items()} if self.lookahead else None
         self.iters = iters
         self.augment = augment
         new_state = getattr(augment, "new_state", None)
@@ -257,6 +274,12 @@ class Solver:
         self.l2 = {k: float(v) for k, v in penalties.items() if v}
         for name, reg in self.l2.items():
             self.configs[name]["l2"] = 2 * reg
+        scales = model.lr_scales() if hasattr(model, "lr_scales") else {}
+        self.lr_scales = {k: float(v) for k, v in scales.items() if float(v) != 1.0}
+        for name, scale in self.lr_scales.items():
+            if name not in model.params_ or not (np.isfinite(scale) and scale > 0):
+                raise UsageError(f"lr_scales must map parameters to factors > 0, got {name!r}: {scale!r}",
+                                 param="lr_scales")
         self.result = TrainResult()
         self.epoch = 0  # completed epochs
         self.iteration = 0
@@ -324,6 +347,8 @@ class Solver:
             "best_epoch": res.best_epoch,
             "extra": self.checkpoint_extra,
         }
+        if self.lr_scales:  # absent when every parameter steps at lr, as in checkpoints from before
+            meta["lr_scales"] = dict(self.lr_scales)
         if hasattr(self.model, "to_arrays"):
             params, _ = self.model.to_arrays()
             meta["model"] = {"kind": getattr(self.model, "kind", None), "hyperparameters": params}
@@ -357,6 +382,9 @@ class Solver:
         mine = list(self.lookahead) if self.lookahead else None
         if meta.get("lookahead") != mine:
             raise ModelFileError(f"{source}: checkpoint of a run with lookahead={meta.get('lookahead')!r}, not {mine!r}")
+        if (meta.get("lr_scales") or {}) != self.lr_scales:
+            raise ModelFileError(f"{source}: checkpoint of a run with learning-rate factors "
+                                 f"{meta.get('lr_scales') or {}!r}, not {self.lr_scales!r} (bias_lr_scale)")
         if ("augment_state" in arrays) != (self.augment_state is not None):
             has = "with" if "augment_state" in arrays else "without"
             raise ModelFileError(f"{source}: checkpoint of a run {has} alternating flips (augment flip:alt); use "
@@ -424,11 +452,12 @@ class Solver:
         first = next(iter(self.model.params_))
         before = self.model.params_[first].copy() if want_ratio else None
         frozen = self.model.frozen_params(self.epoch) if hasattr(self.model, "frozen_params") else ()
+        scales = self.lr_scales
         for name, w in self.model.params_.items():
             if name in frozen:  # e.g. ConvNet's batch-norm gammas with bn_scale=False: never updated
                 continue
             config = self.configs[name]
-            config["learning_rate"] = lr
+            config["learning_rate"] = lr * scales[name] if name in scales else lr
             self.rule(w, grads[name], config)
         loss += sum(reg * self.configs[name]["sum_sq"] for name, reg in self.l2.items())
         if self.slow_state is not None and (self.iteration + 1) % self.lookahead[0] == 0:
@@ -442,10 +471,13 @@ class Solver:
         return float(loss), ratio
 
     def _lookahead_sync(self) -> None:
-        """slow += alpha * (fast - slow); fast = slow (after every k-th step)."""
-        alpha = self.lookahead[1]
-        for k, slow in self.slow_state.items():
-            fast = self.model.params_[k]
+        """slow += alpha * (fast - slow); fast = slow (after every k-th step); "ramp": alpha = 1 - rho(t)."""
+        k, alpha = self.lookahead
+        if alpha == optim_rules.RAMP:
+            alpha = 1.0 - optim_rules.ramp_rho(k, self.iteration + 1, self.total_steps)
+        buffers = getattr(self.model, "buffers_", {})
+        for key, slow in self.slow_state.items():
+            fast = buffers[key[7:]] if key.startswith("buffer:") else self.model.params_[key]
             slow += slow.dtype.type(alpha) * (fast - slow)
             fast[...] = slow
 
@@ -517,6 +549,8 @@ class Solver:
             if not all(np.isfinite(w).all() for w in self.model.params_.values()):
                 self._diverged(f"the weights became non-finite by iteration {self.iteration}")
                 return
+            if self.ramp:  # airbench's averaging: the epoch ends on the slow weights
+                self._restore(self.slow_state)
             losses = res.loss_history[len(res.loss_history) - self.position:]
             lr = self._lr_at(max(self.position - 1, 0))  # the last step's (per-step schedules change within an epoch)
             self.epoch += 1
