@@ -43,17 +43,20 @@ def _apply_preset(ctx, name, params):
     from imgclf.nn.presets import preset
 
     for key, value in preset("convnet", name).items():
-        if ctx.get_parameter_source(key) != ParameterSource.COMMANDLINE:
+        if key == "optim_options":  # built from --momentum etc.: the ones given on the command line win
+            params[key] = {**value, **(params.get(key) or {})}
+        elif ctx.get_parameter_source(key) != ParameterSource.COMMANDLINE:
             params[key] = value
     return params
 
 
 @click.command()
 @click.option("--preset", type=click.Choice(["fast", "best"]), default=None,
-              help="A measured recipe (docs/recipes.md): fast = 9 epochs (the 5-minute budget), best = 28 epochs "
-                   "(15 minutes), both the 32,64,128 batch-norm net with one-cycle warm-up, label smoothing, "
-                   "weight averaging, patch-whitening init and flip test-time augmentation. Options given "
-                   "on the command line override its settings.")
+              help="A measured recipe (docs/recipes.md): airbench's network and training loop on a "
+                   "32x2,128x2,128x2 net (whitening stem, GELU, Nesterov SGD at batch 512, label smoothing 0.2, "
+                   "Lookahead ramp, flip+shift test-time augmentation); fast = 5 epochs (the 5-minute budget), "
+                   "best = 15 (15 minutes), both measured with --precision bf16. Options given on the command "
+                   "line override its settings.")
 @click.option("--filters", callback=_filters, default=",".join(map(str, D["filters"])), show_default=True,
               metavar="F[xK],...",
               help="Filters per stage; each stage is K convolutions (default 1) then a pool. "
@@ -157,6 +160,9 @@ def convnet(ctx, preset, filters, filter_size, hidden, pool, pool_position, batc
                 bn_momentum=bn_momentum, stem=stem, stem_bias_epochs=stem_bias_epochs, bn_scale=bn_scale, dirac=dirac,
                 head=head, logit_scale=logit_scale, classifier_bias=classifier_bias, tta=tta,
                 precision=precision)
+    if preset:
+        # --momentum etc. are checked against the update rule: the preset's, unless --optim is given
+        options["optim"] = _apply_preset(ctx, preset, {"optim": options["optim"]})["optim"]
     run, params, extra, preprocess_spec, seed = model_settings(ctx, options, arch, preprocess_spec, seed)
     if preset and not run["resume"]:
         params = _apply_preset(ctx, preset, params)
