@@ -6,9 +6,9 @@
 Each CONFIG is `filters/position/batch[/hidden]`, e.g. `32x2,128x2,128x2/first/128` or `32,64,128/last/64/256`.
 Every net trains with the methods of the fast preset before the fifth session (batch norm, Adam,
 warm-up schedule, flip+crop:4, label smoothing 0.1, ema 0.999, patch whitening) for one epoch on the
-first --n CIFAR-10 training images (IMGCLF_DATA), no validation; the figure is that epoch's seconds (the fit's history: the steps and the
-1000-image training-accuracy pass, without the set-up) scaled to 49000 images, with the whole fit's
-CPU time scaled alike beside it. The
+first --n CIFAR-10 training images (IMGCLF_DATA), no validation; the figure is that epoch's seconds (the
+fit's history: the steps and the 1000-image training-accuracy pass, without the set-up) scaled to 49000
+images, with the whole fit's CPU time scaled alike beside it. The
 first fit of the run is a tiny warm-up (numba compilation). The floor column is the net's forward +
 backward multiply-adds at the GEMM rate measured at the start of the run. `--precision float32,bf16` fits
 every config once per precision (ConvNet's `precision`: bfloat16 products where the CPU and MKL have them,
