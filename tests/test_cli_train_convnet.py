@@ -259,6 +259,10 @@ def test_preset_momentum_from_the_command_line_wins(runner):
     assert result.exit_code == 0, result.output
     hp = json.loads(result.stdout)["hyperparameters"]
     assert hp["optim"] == "nesterov" and hp["optim_options"] == {"momentum": 0.9}
+    result = runner.invoke(cli, ["train", "convnet", "--preset", "fast", "--optim", "adam", *small])
+    assert result.exit_code == 0, result.output
+    hp = json.loads(result.stdout)["hyperparameters"]
+    assert hp["optim"] == "adam" and not hp["optim_options"]  # the recipe's momentum stays with its nesterov
 
 
 def test_airbench_options_reach_the_model(runner, small_stream):

@@ -100,6 +100,9 @@ def test_stem_whitens_the_patches_and_stays_frozen():
     assert all(np.all(v == 1) for k, v in m.params_.items() if k.startswith("gamma"))
     m0 = ConvNet(**dict(AIRBENCH, stem_bias_epochs=0, epochs=1, batch_size=20, random_state=0)).fit(X, y)
     assert not m0.params_["stem_b"].any()
+    # the freezing ends with the fit: a gradient afterwards (a gradient check) has the stem's bias again
+    _, grads = m0.loss_and_grads(m0.prepare(X[:8]), np.asarray(y[:8]))
+    assert grads["stem_b"].any()
     assert m0.frozen_params(0) == {"stem_b", "gamma1", "gamma2", "gamma3", "gamma4"}
 
 

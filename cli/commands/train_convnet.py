@@ -42,11 +42,13 @@ def _apply_preset(ctx, name, params):
 
     from imgclf.nn.presets import preset
 
-    for key, value in preset("convnet", name).items():
-        if key == "optim_options":  # built from --momentum etc.: the ones given on the command line win
-            params[key] = {**value, **(params.get(key) or {})}
-        elif ctx.get_parameter_source(key) != ParameterSource.COMMANDLINE:
+    recipe = preset("convnet", name)
+    for key, value in recipe.items():
+        if key != "optim_options" and ctx.get_parameter_source(key) != ParameterSource.COMMANDLINE:
             params[key] = value
+    if params.get("optim") == recipe["optim"]:
+        # the recipe's momentum goes with its update rule; --momentum etc. given on the command line win
+        params["optim_options"] = {**recipe["optim_options"], **(params.get("optim_options") or {})}
     return params
 
 
@@ -126,7 +128,7 @@ def convnet(ctx, preset, filters, filter_size, hidden, pool, pool_position, batc
             **options):
     """Train a convolutional net: [conv - [bn] - relu] x K - maxpool stages, affine - relu - [dropout], affine.
 
-    The last but two example is airbench's network (Keller Jordan's airbench94): a frozen whitening stem,
+    The last but three example is airbench's network (Keller Jordan's airbench94): a frozen whitening stem,
     conv-pool-conv blocks with GELU, batch norm without scale, identity-initialised convolutions, a
     global-max head and scores times 1/9.
 
@@ -144,7 +146,7 @@ def convnet(ctx, preset, filters, filter_size, hidden, pool, pool_position, batc
       imgclf train convnet --filters 32x2,64x2 --batchnorm --dropout 0.3 -o conv.npz
       imgclf train convnet --batchnorm --epochs 12 --lr-schedule step:0.7 --plot curves.png
       imgclf train convnet --data mnist --filters 16,32 --hidden 128 --epochs 3
-      imgclf train convnet --preset fast
+      imgclf train convnet --preset fast --precision bf16
       imgclf train convnet --preset best --epochs 16
       imgclf train convnet --filters 64x2,128x2,128x2 --pool-position first --batchnorm --hidden 0 --stem whiten:2 --activation gelu --no-bn-scale --bn-momentum 0.6 --dirac --head maxpool --logit-scale 0.1111 --no-classifier-bias
       imgclf train convnet --checkpoint-dir ckpt --log train.jsonl
