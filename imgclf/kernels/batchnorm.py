@@ -288,6 +288,12 @@ def forward_pool2(x, gamma, beta, running_mean, running_var, mode: str, momentum
     out (N, H/2, W/2, C) is the pooled map, arg (uint8) which window element won (0..3, row-major, the
     first on ties) and stats = (mean, inv, scale, shift) what `backward_pool2` needs besides x."""
     _check_pool2(x)
+    return _normalise_pool2(_scale_shift_relu_pool2, x, gamma, beta, running_mean, running_var, mode, momentum, eps)
+
+
+def _normalise_pool2(kernel, x, gamma, beta, running_mean, running_var, mode, momentum, eps):
+    """The fused forward passes' shared part once x's shape is checked: the statistics, then `kernel`
+    (normalise, activate, 2x2 pool) writing out and arg; (out, arg, stats)."""
     _check(x.reshape(-1, x.shape[3]), gamma, beta)
     N, H, W, C = x.shape
     mean, inv = _statistics(x.reshape(-1, C), running_mean, running_var, mode, momentum, eps)
@@ -295,7 +301,7 @@ def forward_pool2(x, gamma, beta, running_mean, running_var, mode: str, momentum
     out = np.empty((N, H // 2, W // 2, C), x.dtype)
     arg = np.empty(out.shape, np.uint8)
     with threads_for(x.size):
-        _scale_shift_relu_pool2(x, scale, shift, out, arg)
+        kernel(x, scale, shift, out, arg)
     return out, arg, (mean, inv, scale, shift)
 
 
@@ -474,14 +480,7 @@ def forward_gelu_pool2(x, gamma, beta, running_mean, running_var, mode: str, mom
     N, H, W, C = x.shape
     if H < 2 or W < 2:
         raise UsageError(f"fused 2x2 pooling needs maps of at least 2x2, got {H}x{W}")
-    _check(x.reshape(-1, C), gamma, beta)
-    mean, inv = _statistics(x.reshape(-1, C), running_mean, running_var, mode, momentum, eps)
-    scale, shift = _affine(gamma, beta, mean, inv, x.dtype)
-    out = np.empty((N, H // 2, W // 2, C), x.dtype)
-    arg = np.empty(out.shape, np.uint8)
-    with threads_for(x.size):
-        _scale_shift_gelu_pool2(x, scale, shift, out, arg)
-    return out, arg, (mean, inv, scale, shift)
+    return _normalise_pool2(_scale_shift_gelu_pool2, x, gamma, beta, running_mean, running_var, mode, momentum, eps)
 
 
 def backward_gelu_pool2(dout, arg, x, stats, gamma):

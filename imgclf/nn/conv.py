@@ -232,20 +232,30 @@ def bn_relu_pool_forward(x, gamma, beta, running_mean, running_var, mode: str, m
     in sequence, without writing the full-size normalised map (imgclf/kernels/batchnorm.py)."""
     from ..kernels import batchnorm
 
+    return _fused_pool_forward(batchnorm.forward_pool2, x, gamma, beta, running_mean, running_var, mode, momentum, eps)
+
+
+def _fused_pool_forward(forward, x, gamma, beta, running_mean, running_var, mode, momentum, eps):
+    """A fused batch norm + activation + 2x2 pool kernel wrapper's forward pass (`forward` from
+    imgclf/kernels/batchnorm.py): (out, cache)."""
     if x.ndim != 4:
         raise UsageError(f"spatial batch norm input must be images (N, H, W, C), got shape {x.shape}")
     x = np.ascontiguousarray(x)
-    out, arg, stats = batchnorm.forward_pool2(x, gamma, beta, running_mean, running_var, mode, momentum, eps)
+    out, arg, stats = forward(x, gamma, beta, running_mean, running_var, mode, momentum, eps)
     return out, (x, arg, stats, gamma)
+
+
+def _fused_pool_backward(backward, dout, cache):
+    x, arg, stats, gamma = cache
+    dx, dgamma, dbeta = backward(dout, arg, x, stats, gamma)
+    return dx, {"gamma": dgamma, "beta": dbeta}
 
 
 def bn_relu_pool_backward(dout, cache):
     """Gradients of the training-mode forward pass from the pooled gradient: (dx, {"gamma", "beta"})."""
     from ..kernels import batchnorm
 
-    x, arg, stats, gamma = cache
-    dx, dgamma, dbeta = batchnorm.backward_pool2(dout, arg, x, stats, gamma)
-    return dx, {"gamma": dgamma, "beta": dbeta}
+    return _fused_pool_backward(batchnorm.backward_pool2, dout, cache)
 
 
 def bn_gelu_forward(x, gamma, beta, running_mean, running_var, mode: str, momentum: float = 0.9, eps: float = 1e-5):
@@ -276,17 +286,12 @@ def bn_gelu_pool_forward(x, gamma, beta, running_mean, running_var, mode: str, m
     the numbers of the three layers in sequence, without writing the full-size maps."""
     from ..kernels import batchnorm
 
-    if x.ndim != 4:
-        raise UsageError(f"spatial batch norm input must be images (N, H, W, C), got shape {x.shape}")
-    x = np.ascontiguousarray(x)
-    out, arg, stats = batchnorm.forward_gelu_pool2(x, gamma, beta, running_mean, running_var, mode, momentum, eps)
-    return out, (x, arg, stats, gamma)
+    return _fused_pool_forward(batchnorm.forward_gelu_pool2, x, gamma, beta, running_mean, running_var, mode, momentum,
+                               eps)
 
 
 def bn_gelu_pool_backward(dout, cache):
     """Gradients of the training-mode forward pass from the pooled gradient: (dx, {"gamma", "beta"})."""
     from ..kernels import batchnorm
 
-    x, arg, stats, gamma = cache
-    dx, dgamma, dbeta = batchnorm.backward_gelu_pool2(dout, arg, x, stats, gamma)
-    return dx, {"gamma": dgamma, "beta": dbeta}
+    return _fused_pool_backward(batchnorm.backward_gelu_pool2, dout, cache)
