@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from numba import njit, prange
 
+from .im2col import _zero_run
+
 
 @njit(cache=True, inline="always")
 def _rne(u):
@@ -34,12 +36,6 @@ def round_bf16(src, dst):
 def _round_run(dst, src):
     for t in range(dst.shape[0]):
         dst[t] = _rne(src[t])
-
-
-@njit(cache=True, inline="always")
-def _zero_run(dst):
-    for t in range(dst.shape[0]):
-        dst[t] = 0
 
 
 @njit(parallel=True, cache=True)
