@@ -57,3 +57,11 @@ class Interrupted(ImgclfError):
 
 class Unsupported(UsageError):
     """A parameter asks for what this machine or installation lacks (a CPU feature, an optional library)."""
+
+
+class NativeLibraryError(ImgclfError):
+    """An optional native library (oneDNN) reported a failure at run time; `status` is its status name."""
+
+    def __init__(self, *args, status: str | None = None):
+        super().__init__(*args)
+        self.status = status

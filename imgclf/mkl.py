@@ -39,8 +39,8 @@ class Missing(Exception):
     """Why MKL's runtime could not be loaded (internal: callers turn it into their own typed error)."""
 
 
-def candidate_paths() -> list[str]:
-    """Where `libmkl_rt` is looked for, in order (existing files only, without duplicates)."""
+def library_dirs() -> list[str]:
+    """The folders pip puts a wheel's shared libraries in, for this Python, in search order (they may not exist)."""
     dirs = []
     for prefix in (sys.prefix, sys.base_prefix, sys.exec_prefix, getattr(site, "USER_BASE", None)):
         if prefix:
@@ -52,15 +52,25 @@ def candidate_paths() -> list[str]:
     for sp in packages:
         # <prefix>/lib/pythonX.Y/site-packages -> <prefix>/lib; conda-style mkl packages beside it
         dirs += [os.path.dirname(os.path.dirname(sp)), os.path.join(sp, "mkl"), os.path.join(sp, "..", "..")]
+    return dirs
+
+
+def find_libraries(names) -> list[str]:
+    """Existing files called one of `names` (glob patterns) in `library_dirs()`, in order, without duplicates."""
     found, seen = [], set()
-    for d in dirs:
-        for name in _LIB_NAMES:
+    for d in library_dirs():
+        for name in names:
             for path in sorted(glob.glob(os.path.join(d, name))):
                 real = os.path.realpath(path)
                 if real not in seen and os.path.isfile(real):
                     seen.add(real)
                     found.append(path)
     return found
+
+
+def candidate_paths() -> list[str]:
+    """Where `libmkl_rt` is looked for, in order (existing files only, without duplicates)."""
+    return find_libraries(_LIB_NAMES)
 
 
 def _threading_layer() -> int:

@@ -9,6 +9,11 @@ The im2col matrix is the one large temporary (KH*KW times the input). A `Workspa
 matching gradient buffer, from one minibatch to the next instead of reallocating them on every call;
 a layer's buffers are only valid until its next forward call, which the training loop respects
 (forward then backward, one batch at a time).
+
+`backend="dnnl"` runs the convolution's three passes as oneDNN's direct convolutions instead
+(imgclf/dnnl.py, the optional `dnnl` extra): no column matrix, no col2im, and with precision="bf16"
+AMX / AVX512-BF16 kernels on bfloat16 images, filters and upstream gradients. The gradients mean the
+same; `resolve_backend` says which backend "auto" comes to for a layer.
 """
 
 from __future__ import annotations
@@ -57,14 +62,44 @@ def _check_conv(x, w, b):
         raise UsageError(f"bias must have shape ({w.shape[3]},), got {b.shape}")
 
 
+BACKENDS = ("im2col", "dnnl")
+# "auto" keeps im2col for output maps of at most this many pixels: on 3x3 maps (batch 512, 128-256
+# channels) oneDNN 3.2's kernels took 1.6-2.6x im2col's time (docs/dnnl.md), on 7x7 and larger far less.
+AUTO_IM2COL_PIXELS = 16
+
+
+class DnnlCache(tuple):
+    """What the backward pass of a oneDNN convolution needs (the forward pass's inputs as multiplied)."""
+
+    __slots__ = ()
+    fields = ("x_shape", "x_in", "w_in", "w", "has_bias", "stride", "pad", "dilation", "low")
+
+
+def resolve_backend(backend: str, dtype, out_pixels: int) -> str:
+    """The backend a layer runs on: "auto" is oneDNN where it is installed, the data is float32 and the
+    output map has more than AUTO_IM2COL_PIXELS pixels, else im2col; "im2col" and "dnnl" are themselves."""
+    if backend == "auto":
+        from .. import dnnl
+
+        if np.dtype(dtype) == np.float32 and out_pixels > AUTO_IM2COL_PIXELS and dnnl.available():
+            return "dnnl"
+        return "im2col"
+    if backend not in BACKENDS:
+        raise UsageError(f"backend must be one of 'auto', {', '.join(map(repr, BACKENDS))}, got {backend!r}",
+                         param="backend")
+    return backend
+
+
 def conv_forward(x, w, b, stride: int = 1, pad: int = 0, dilation: int = 1, workspace: Workspace | None = None,
-                 precision: str = "float32"):
+                 precision: str = "float32", backend: str = "im2col"):
     """out[n, i, j, f] = b[f] + sum_{p,q,c} xpad[n, i*S + p*D, j*S + q*D, c] * w[p, q, c, f].
 
     `b` may be None (no bias: a batch norm follows); then the gradients have no "b" either.
     `precision="bf16"` (float32 x and w only): the GEMM's inputs are rounded to bfloat16 (the column
     matrix is built in bfloat16 directly) and multiplied with float32 accumulation (imgclf/bf16.py); the
-    output, the bias and both backward products' results stay float32, and so does `w` itself."""
+    output, the bias and both backward products' results stay float32, and so does `w` itself.
+    `backend`: "im2col" (im2col + one GEMM), "dnnl" (oneDNN's direct convolutions, float32 data only;
+    Unsupported where oneDNN is not installed; no workspace needed) or "auto" (`resolve_backend`)."""
     _check_conv(x, w, b)
     low = _check_precision(precision, x, w)
     KH, KW, C, F = w.shape
@@ -72,6 +107,8 @@ def conv_forward(x, w, b, stride: int = 1, pad: int = 0, dilation: int = 1, work
     Ho = output_size(H, KH, stride, pad, dilation, "convolution height")
     Wo = output_size(W, KW, stride, pad, dilation, "convolution width")
     dtype = np.result_type(x.dtype, w.dtype)
+    if resolve_backend(backend, dtype, Ho * Wo) == "dnnl":
+        return _dnnl_forward(x, w, b, stride, pad, dilation, low)
     x = np.ascontiguousarray(x, dtype=dtype)
     tap = _single_tap(H, W, Ho, Wo, KH, KW, pad, dilation)
     w16 = None
@@ -100,6 +137,51 @@ def conv_forward(x, w, b, stride: int = 1, pad: int = 0, dilation: int = 1, work
     return out.reshape(N, Ho, Wo, F), (x.shape, cols, w, b is not None, stride, pad, dilation, workspace, w16, tap)
 
 
+def _dnnl_forward(x, w, b, stride, pad, dilation, low):
+    from .. import dnnl
+
+    if x.dtype != np.float32 or w.dtype != np.float32:
+        raise UsageError(f"backend='dnnl' takes float32 images and filters, got {x.dtype} and {w.dtype}",
+                         param="backend")
+    dnnl.require("backend")
+    x = np.ascontiguousarray(x)
+    if low:
+        from .. import bf16
+
+        x_in, w_in = bf16.to_bf16(x), bf16.to_bf16(np.ascontiguousarray(w))
+    else:
+        x_in, w_in = x, np.ascontiguousarray(w)
+    out = dnnl.conv_forward(x_in, w_in, stride, pad, dilation)
+    if b is not None:
+        out += b.astype(np.float32, copy=False)
+    return out, DnnlCache((x.shape, x_in, w_in, w, b is not None, stride, pad, dilation, low))
+
+
+def _dnnl_backward(dout, cache, need_dx):
+    from .. import dnnl
+
+    x_shape, x_in, w_in, w, has_bias, stride, pad, dilation, low = cache
+    F = w.shape[3]
+    d = np.ascontiguousarray(dout, dtype=np.float32)
+    N, H, W, _ = x_shape
+    Ho = output_size(H, w.shape[0], stride, pad, dilation, "convolution height")
+    Wo = output_size(W, w.shape[1], stride, pad, dilation, "convolution width")
+    if d.size != N * Ho * Wo * F:
+        raise UsageError(f"convolution backward: upstream gradient {dout.shape} does not match the forward pass")
+    d = d.reshape(N, Ho, Wo, F)
+    if low:
+        from .. import bf16
+
+        d_in = bf16.to_bf16(d)
+    else:
+        d_in = d
+    grads = {"w": dnnl.conv_backward_weights(x_in, d_in, w.shape, stride, pad, dilation)}
+    if has_bias:
+        grads["b"] = d.reshape(-1, F).sum(axis=0)
+    dx = dnnl.conv_backward_data(d_in, w_in, x_shape, stride, pad, dilation) if need_dx else None
+    return dx, grads
+
+
 def _check_precision(precision, x, w) -> bool:
     """Whether the products run in bfloat16; UsageError for an unknown precision or float64 data."""
     if precision == "float32":
@@ -123,6 +205,8 @@ def conv_backward(dout, cache, need_dx: bool = True):
     """Gradients (dx, {"w", "b"}); dx is None when `need_dx` is false (the first layer needs none).
     After a bfloat16 forward pass both products take bfloat16 inputs (the stored columns and filters,
     the upstream gradient rounded) and give float32 dw and dx."""
+    if isinstance(cache, DnnlCache):
+        return _dnnl_backward(dout, cache, need_dx)
     x_shape, cols, w, has_bias, stride, pad, dilation, workspace, w16, tap = cache
     KH, KW, C, F = w.shape
     low = w16 is not None
@@ -175,12 +259,13 @@ def max_pool_backward(dout, cache):
 
 
 def conv_act_forward(x, w, b, activation: str = "relu", alpha: float | None = None, stride: int = 1, pad: int = 0,
-                     dilation: int = 1, workspace: Workspace | None = None, precision: str = "float32"):
+                     dilation: int = 1, workspace: Workspace | None = None, precision: str = "float32",
+                     backend: str = "im2col"):
     """act(conv(x, w) + b): the bias and activation are one fused pass over the GEMM's output."""
     from .layers import ACTIVATION_DEFAULTS, _ew
 
     alpha = ACTIVATION_DEFAULTS[activation] if alpha is None else alpha
-    z, c_conv = conv_forward(x, w, None, stride, pad, dilation, workspace, precision)
+    z, c_conv = conv_forward(x, w, None, stride, pad, dilation, workspace, precision, backend)
     a, out = _ew().bias_act_forward(z.reshape(-1, w.shape[3]), b.astype(z.dtype, copy=False), activation, alpha)
     return out.reshape(z.shape), (c_conv, a, activation, alpha)
 

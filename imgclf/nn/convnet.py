@@ -151,6 +151,13 @@ class ConvNet(NeuralNet):
     label_smoothing, ema, lookahead, bias_lr_scale, precision
         As in NeuralNet, with the same defaults; precision="bf16" runs the convolutions' three products
         per step (forward, filter gradient, input gradient) in bfloat16 with float32 accumulation.
+    conv_backend : {"auto", "im2col", "dnnl"}, default="auto"
+        How the convolutions run (a speed choice: the numbers agree to float32 rounding, docs/dnnl.md):
+        "im2col" (im2col + one matrix product), "dnnl" (oneDNN's direct convolutions, the optional
+        `dnnl` extra; Unsupported where it is not installed; float32 dtype only), or "auto": oneDNN where
+        it is installed, except for maps of at most 4x4 pixels where im2col is faster, else im2col.
+        Scoring uses oneDNN where it can (float32 data, installed) whatever was asked; model files do
+        not record it, so a model trained with either backend loads and predicts anywhere.
     input_shape : tuple of int, default=None
         (H, W, C) to fold (N, D) rows into images; None: rows are read as 1x1 images with D channels.
     random_state : int, numpy.random.Generator or None, default=None
@@ -204,7 +211,7 @@ class ConvNet(NeuralNet):
                  ema=None, tta=None, bn_momentum=0.9, patch_whiten=False, lookahead=None, pool_position="last",
                  stem=None, stem_bias_epochs=3, bn_scale=True, dirac=False, head="flatten", logit_scale=1.0,
                  classifier_bias=True, precision="float32",
-                 bias_lr_scale=1.0):
+                 bias_lr_scale=1.0, conv_backend="auto"):
         self.filters = filters
         self.filter_size = filter_size
         self.pool = pool
@@ -220,6 +227,7 @@ class ConvNet(NeuralNet):
         self.head = head
         self.logit_scale = logit_scale
         self.classifier_bias = classifier_bias
+        self.conv_backend = conv_backend
         super().__init__(hidden=hidden, activation=activation, batchnorm=batchnorm, dropout=dropout, init=init,
                          loss=loss, reg=reg, optim=optim, lr=lr, optim_options=optim_options,
                          lr_schedule=lr_schedule, epochs=epochs, batch_size=batch_size, augment=augment,
@@ -257,6 +265,26 @@ class ConvNet(NeuralNet):
             raise UsageError(f"head must be 'flatten' or 'maxpool', got {self.head!r}", param="head")
         check_number(self.logit_scale, "logit_scale", "a finite number > 0", low=0, low_open=True)
         check_flag(self.classifier_bias, "classifier_bias")
+        backend = self._conv_backend()
+        if backend == "dnnl" and self.dtype != "float32":
+            raise UsageError(f"conv_backend='dnnl' runs float32 convolutions; it needs dtype='float32', got "
+                             f"{self.dtype!r}", param="conv_backend")
+
+    def _conv_backend(self, mode: str = "train") -> str:
+        """The backend asked for ("auto", "im2col" or "dnnl"; estimators pickled before the parameter:
+        "auto"); outside training an explicit "dnnl" is "auto" (scoring runs wherever the model loads)."""
+        backend = getattr(self, "conv_backend", "auto")
+        if not isinstance(backend, str) or backend not in ("auto",) + conv.BACKENDS:
+            raise UsageError(f"conv_backend must be 'auto', 'im2col' or 'dnnl', got {backend!r}",
+                             param="conv_backend")
+        return "auto" if backend == "dnnl" and mode != "train" else backend
+
+    def _file_params(self) -> dict:
+        # conv_backend is how this machine runs the convolutions, not part of the model: not recorded, so
+        # the file loads with older readers and on machines without oneDNN
+        params = super()._file_params()
+        params.pop("conv_backend", None)
+        return params
 
     def check_input_shape(self, shape) -> list[tuple[int, int, int]]:
         """Check the parameters and that the layers fit images of `shape` (H, W, C), before any data is
@@ -489,19 +517,21 @@ class ConvNet(NeuralNet):
         act, alpha = getattr(self, "_act", None) or layers.parse_activation(self.activation)
         P, B = state or (self.params_, self.buffers_)
         prec = self._train_precision(mode)
+        backend = self._conv_backend(mode)
         pad = (int(self.filter_size) - 1) // 2
         h, caches = X, []
         extra = {}
         if "stem_b" in P:
             # the frozen whitening convolution ('valid'), its bias and the activation fused
             Ws = self.stem_w_.astype(h.dtype, copy=False)
-            h, extra["stem"] = conv.conv_act_forward(h, Ws, P["stem_b"], act, alpha, 1, 0, 1, self._workspace(0))
+            h, extra["stem"] = conv.conv_act_forward(h, Ws, P["stem_b"], act, alpha, 1, 0, 1, self._workspace(0),
+                                                     backend=backend)
         convs = self._conv_layers()
         for i, (_, pooled) in enumerate(convs, 1):
             W, ws = P[f"W{i}"], self._workspace(i)
             c_act, c_pool = None, None
             if self.batchnorm:
-                h, c_conv = conv.conv_forward(h, W, None, 1, pad, 1, ws, prec)
+                h, c_conv = conv.conv_forward(h, W, None, 1, pad, 1, ws, prec, backend)
                 if act == "relu" and pooled and conv.fuses_bn_relu_pool(h.shape, int(self.pool)):
                     # bn, relu and 2x2 pool as one layer: the full-size normalised map is never written
                     h, c_bn = self._bn(i, h, mode, conv.bn_relu_pool_forward, P, B)
@@ -522,7 +552,7 @@ class ConvNet(NeuralNet):
                     if act != "relu":
                         h, c_act = layers.activation_forward(h, act, alpha)
             else:
-                h, c_conv = conv.conv_act_forward(h, W, P[f"b{i}"], act, alpha, 1, pad, 1, ws, prec)
+                h, c_conv = conv.conv_act_forward(h, W, P[f"b{i}"], act, alpha, 1, pad, 1, ws, prec, backend)
                 c_bn = None
             if pooled:
                 # with a stem the maps are odd (31x31): pools leave out the last row and column, as PyTorch's
@@ -635,6 +665,10 @@ class ConvNet(NeuralNet):
         from .solver import Solver
 
         self._check_params()
+        if self._conv_backend() == "dnnl":
+            from .. import dnnl
+
+            dnnl.require("conv_backend")
         self.input_shape_ = None
         X, y_enc, Xv, yv = self._fit_data(X, y, X_val, y_val, self._fit_images)
         self._geometry(self.input_shape_)
