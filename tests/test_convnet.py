@@ -143,7 +143,7 @@ def test_estimator_idiom_and_weight_images():
 
 def test_im2col_buffers_are_reused_across_minibatches():
     X, y = make_images(40, n_classes=2, shape=(8, 8, 3))
-    m = ConvNet(filters=(4, 8), hidden=8, epochs=1, batch_size=20, random_state=0).fit(X, y)
+    m = ConvNet(filters=(4, 8), hidden=8, epochs=1, batch_size=20, random_state=0, conv_backend="im2col").fit(X, y)
     rng = np.random.default_rng(0)
     _, caches1 = m._forward(m.prepare(X[:20]), "train", rng)
     m.loss_and_grads(m.prepare(X[:20]), np.asarray(y[:20]), "train", rng)

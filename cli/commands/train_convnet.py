@@ -6,9 +6,9 @@ import click
 
 from ..console import reporter
 from ..options import data_options, json_option, quiet_option, seed_option
-from ..training import (check_augment_data, check_images, class_weights_for, estimator_defaults, fit_with_progress,
-                        load_training_data, model_settings, precision_option, report_result, save_curves,
-                        training_options)
+from ..training import (check_augment_data, check_images, class_weights_for, conv_backend_option, estimator_defaults,
+                        fit_with_progress, load_training_data, model_settings, precision_option, report_result,
+                        save_curves, training_options)
 
 # The estimator's defaults (imgclf.nn.convnet.ConvNet), measured on CIFAR-10 (49000/1000/10000): docs/recipes.md.
 D = estimator_defaults("convnet")
@@ -112,6 +112,7 @@ def _apply_preset(ctx, name, params):
                    "+ 0.25 flip(x shifted up-left) + 0.25 flip(x shifted down-right).")
 @training_options("convnet")
 @precision_option("convnet")
+@conv_backend_option
 @click.option("--preprocess", "preprocess_spec", default="none", show_default=True, metavar="CHAIN",
               help="Preprocessing fitted on the training split and stored in the model (the net already "
                    "standardises each channel itself); it must keep the image layout (no pca).")
@@ -124,7 +125,7 @@ def _apply_preset(ctx, name, params):
 @click.pass_context
 def convnet(ctx, preset, filters, filter_size, hidden, pool, pool_position, batchnorm, dropout, activation, init, patch_whiten,
             bn_momentum, stem, stem_bias_epochs, bn_scale, dirac, head, logit_scale, classifier_bias, tta, precision,
-            preprocess_spec, output, seed, as_json, quiet, data, n_train, n_test, val, size, color,
+            conv_backend, preprocess_spec, output, seed, as_json, quiet, data, n_train, n_test, val, size, color,
             **options):
     """Train a convolutional net: [conv - [bn] - relu] x K - maxpool stages, affine - relu - [dropout], affine.
 
@@ -132,7 +133,8 @@ def convnet(ctx, preset, filters, filter_size, hidden, pool, pool_position, batc
     conv-pool-conv blocks with GELU, batch norm without scale, identity-initialised convolutions, a
     global-max head and scores times 1/9.
 
-    Convolutions run as im2col (numba) + one BLAS GEMM on NHWC images; the number of input channels
+    Convolutions run as im2col (numba) + one BLAS GEMM on NHWC images, or through oneDNN where it is
+    installed (--conv-backend); the number of input channels
     comes from the data (3 for CIFAR-10, 1 for MNIST). The net standardises each input channel with the
     training set's statistics, so raw images need no --preprocess. --augment auto (the default) means
     flips and random crops of up to an eighth of the size (crop:4 on 32x32) for colour images and none
@@ -161,7 +163,7 @@ def convnet(ctx, preset, filters, filter_size, hidden, pool, pool_position, batc
                 batchnorm=batchnorm, dropout=dropout, activation=activation, init=init, patch_whiten=patch_whiten,
                 bn_momentum=bn_momentum, stem=stem, stem_bias_epochs=stem_bias_epochs, bn_scale=bn_scale, dirac=dirac,
                 head=head, logit_scale=logit_scale, classifier_bias=classifier_bias, tta=tta,
-                precision=precision)
+                precision=precision, conv_backend=conv_backend)
     if preset:
         # --momentum etc. are checked against the update rule: the preset's, unless --optim is given
         options["optim"] = _apply_preset(ctx, preset, {"optim": options["optim"]})["optim"]
