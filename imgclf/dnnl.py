@@ -16,7 +16,8 @@ reordered into it per call and the filter gradient back out of it, which costs a
 a layer.
 
 Primitive descriptors and primitives are cached per geometry (shapes, stride, padding, dilation, data
-types) in a bounded cache (`CACHE_SIZE`, least recently used out; evicted ones are destroyed). Memory
+types) in a bounded cache (`CACHE_SIZE`, least recently used out; evicted ones are destroyed
+once no call uses them). Memory
 objects wrap the callers' numpy buffers per call. Each call runs on imgclf's BLAS thread count
 (imgclf/blas.py) through OpenMP's `omp_set_num_threads`, restored afterwards, without the GIL (ctypes
 releases it). Streams and the scratchpad (user-managed) are per thread, so threads may call concurrently.
@@ -28,6 +29,7 @@ load against the library's own `dnnl_*2str` names where it has them.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
@@ -286,6 +288,9 @@ class _Primitive:
 class _Conv:
     """The three convolution primitives of one geometry and the filter reorders they need."""
 
+    users = 0  # calls running with it (the cache's lock guards both)
+    evicted = False
+
     def __init__(self, key):
         (N, H, W, C), (KH, KW, F), (Ho, Wo), stride, pad, dilation, in_dt = key
         self.lib = lib = _lib()
@@ -370,28 +375,42 @@ class _Conv:
 
 
 class _Cache:
-    """Least recently used `_Conv`s by geometry; evicted ones are destroyed."""
+    """Least recently used `_Conv`s by geometry; evicted ones are destroyed once no call uses them."""
 
     def __init__(self, size: int):
         self.size = size
         self.entries: OrderedDict = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, key) -> _Conv:
+    @contextlib.contextmanager
+    def use(self, key):
+        """The `_Conv` of `key` (built if new), kept alive for the block even if evicted meanwhile."""
         with self.lock:
             conv = self.entries.pop(key, None)
             if conv is None:
                 conv = _Conv(key)
             self.entries[key] = conv
+            conv.users += 1
             while len(self.entries) > self.size:
-                _, old = self.entries.popitem(last=False)
-                old.destroy()
-            return conv
+                self._retire(self.entries.popitem(last=False)[1])
+        try:
+            yield conv
+        finally:
+            with self.lock:
+                conv.users -= 1
+                if conv.evicted and conv.users == 0:
+                    conv.destroy()
+
+    @staticmethod
+    def _retire(conv) -> None:
+        conv.evicted = True
+        if conv.users == 0:
+            conv.destroy()
 
     def clear(self) -> None:
         with self.lock:
             while self.entries:
-                self.entries.popitem()[1].destroy()
+                self._retire(self.entries.popitem()[1])
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -532,10 +551,9 @@ def conv_forward(x, w, stride: int = 1, pad: int = 0, dilation: int = 1, out=Non
     (N, _, _, _), (_, _, F), (Ho, Wo) = key[0], key[1], key[2]
     out = _out(out, (N, Ho, Wo, F), "out")
     lib = _lib()
-    conv = _cache.get(key)
     run = _Run(lib)
     try:
-        with _Threads(lib):
+        with _cache.use(key) as conv, _Threads(lib):
             mw = run.filters(conv, w, conv.to_fwd, conv.w_fwd)
             run.execute(conv.fwd, [(_ARG_SRC, run.memory(conv.src, x)), (_ARG_WEIGHTS, mw),
                                    (_ARG_DST, run.memory(conv.dst, out))])
@@ -556,10 +574,9 @@ def conv_backward_data(dout, w, x_shape, stride: int = 1, pad: int = 0, dilation
                          param="dout")
     out = _out(out, key[0], "out")
     lib = _lib()
-    conv = _cache.get(key)
     run = _Run(lib)
     try:
-        with _Threads(lib):
+        with _cache.use(key) as conv, _Threads(lib):
             mw = run.filters(conv, w, conv.to_bwd, conv.w_bwd)
             run.execute(conv.bwd_data, [(_ARG_DIFF_DST, run.memory(conv.diff_dst, dout)), (_ARG_WEIGHTS, mw),
                                         (_ARG_DIFF_SRC, run.memory(conv.diff_src, out))])
@@ -581,10 +598,9 @@ def conv_backward_weights(x, dout, w_shape, stride: int = 1, pad: int = 0, dilat
                          param="dout")
     out = _out(out, (KH, KW, key[0][3], F), "out")
     lib = _lib()
-    conv = _cache.get(key)
     run = _Run(lib)
     try:
-        with _Threads(lib):
+        with _cache.use(key) as conv, _Threads(lib):
             args = [(_ARG_SRC, run.memory(conv.src, x)), (_ARG_DIFF_DST, run.memory(conv.diff_dst, dout))]
             if conv.from_dw is None:
                 run.execute(conv.bwd_weights, args + [(_ARG_DIFF_WEIGHTS, run.memory(conv.dw_user, out))])
@@ -602,4 +618,5 @@ def implementations(x_shape, w_shape, stride: int = 1, pad: int = 0, dilation: i
     """The kernels oneDNN picks for a geometry, by pass ({"forward": "brgconv:avx512_core_amx", ...})."""
     if np.dtype(dtype) not in _TYPES:
         raise UsageError(f"dtype must be float32 or uint16 (bfloat16), got {np.dtype(dtype)}", param="dtype")
-    return _cache.get(_key(x_shape, w_shape, stride, pad, dilation, dtype)).names()
+    with _cache.use(_key(x_shape, w_shape, stride, pad, dilation, dtype)) as conv:
+        return conv.names()

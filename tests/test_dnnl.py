@@ -146,6 +146,31 @@ def test_binding_validation_and_cache(rng):
 
 
 @needs_dnnl
+def test_an_evicted_geometry_lives_until_its_call_ends(monkeypatch, rng):
+    monkeypatch.setattr(dnnl, "_cache", dnnl._Cache(2))
+    keys = [dnnl._key((n, 5, 5, 3), (3, 3, 3, 4), 1, 1, 1, np.float32) for n in (1, 2, 3)]
+    with dnnl._cache.use(keys[0]) as first:
+        for key in keys[1:]:
+            with dnnl._cache.use(key):
+                pass
+        assert first.evicted and first.parts  # out of the cache, not destroyed while in use
+    assert not first.parts and len(dnnl._cache) == 2
+
+
+@needs_dnnl
+def test_threads_may_call_concurrently(rng):
+    from concurrent.futures import ThreadPoolExecutor
+
+    xs = [rng.standard_normal((4, 9, 9, 6)).astype(np.float32) for _ in range(8)]
+    w = rng.standard_normal((3, 3, 6, 5)).astype(np.float32)
+    ref = [dnnl.conv_forward(x, w, pad=1) for x in xs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda x: dnnl.conv_forward(x, w, pad=1), xs))
+    for a, b in zip(got, ref):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_dnnl
 def test_runs_on_imgclf_thread_count(rng):
     from imgclf.blas import blas_threads
 
