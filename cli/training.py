@@ -143,9 +143,10 @@ def conv_backend_option(func):
                         default=estimator_defaults("convnet")["conv_backend"], show_default=True,
                         callback=_conv_backend,
                         help="How the convolutions run: im2col + one matrix product, dnnl (oneDNN's direct "
-                             "convolutions: pip install 'imgclf[dnnl]'; 1.5x faster in float32 and 2.5x with "
-                             "--precision bf16 on AMX CPUs), or auto: dnnl where installed (im2col for maps of 4x4 "
-                             "pixels or fewer). A speed choice: the model is the same and is not tied to it.")(func)
+                             "convolutions: pip install 'imgclf[dnnl]'; the fast preset's epoch ran 1.5x faster in "
+                             "float32 and 2.2x with --precision bf16 on an AMX CPU, docs/dnnl.md), or auto: dnnl "
+                             "where installed (im2col for maps of 4x4 pixels or fewer). A speed choice: the model is "
+                             "the same and is not tied to it.")(func)
 
 
 def class_weights_for(spec, ds):
