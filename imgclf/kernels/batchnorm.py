@@ -291,18 +291,24 @@ def forward_pool2(x, gamma, beta, running_mean, running_var, mode: str, momentum
     return _normalise_pool2(_scale_shift_relu_pool2, x, gamma, beta, running_mean, running_var, mode, momentum, eps)
 
 
-def _normalise_pool2(kernel, x, gamma, beta, running_mean, running_var, mode, momentum, eps):
+def _normalise_pool2(kernel, x, gamma, beta, running_mean, running_var, mode, momentum, eps, winners=False):
     """The fused forward passes' shared part once x's shape is checked: the statistics, then `kernel`
-    (normalise, activate, 2x2 pool) writing out and arg; (out, arg, stats)."""
+    (normalise, activate, 2x2 pool) writing out and arg; (out, arg, stats). With `winners` the kernel
+    also writes the winners' x (pooled shape) in training mode, which stats then ends with."""
     _check(x.reshape(-1, x.shape[3]), gamma, beta)
     N, H, W, C = x.shape
     mean, inv = _statistics(x.reshape(-1, C), running_mean, running_var, mode, momentum, eps)
     scale, shift = _affine(gamma, beta, mean, inv, x.dtype)
     out = np.empty((N, H // 2, W // 2, C), x.dtype)
     arg = np.empty(out.shape, np.uint8)
+    if not winners:
+        with threads_for(x.size):
+            kernel(x, scale, shift, out, arg)
+        return out, arg, (mean, inv, scale, shift)
+    xw = np.empty(out.shape if mode == "train" else (0, 0, 0, C), x.dtype)
     with threads_for(x.size):
-        kernel(x, scale, shift, out, arg)
-    return out, arg, (mean, inv, scale, shift)
+        kernel(x, scale, shift, out, arg, xw)
+    return out, arg, (mean, inv, scale, shift, xw)
 
 
 def backward_pool2(dout, arg, x, stats, gamma):
@@ -339,19 +345,25 @@ def _scale_shift_gelu(x, scale, shift, out):
 
 @njit(parallel=True, cache=True)
 def _gelu_backward_sums(dout, x, scale, shift, mean, inv, dy, sums):
-    """dy = dout * gelu'(x*scale + shift) written, and `_backward_sums` of it in the same pass."""
+    """dy = dout * gelu'(x*scale + shift) written, and `_backward_sums` of it in the same pass.
+
+    dy and xhat = (x - mean)*inv are computed in x's dtype (dy is stored in it anyway, and the forward
+    pass's x*scale + shift carries the same rounding), only the sums in float64: the float64 work per
+    element was what kept this pass below memory speed."""
     M, C = x.shape
     part = np.zeros((CHUNKS, 2, C))
+    m, iv = mean.astype(x.dtype), inv.astype(x.dtype)
     step = (M + CHUNKS - 1) // CHUNKS
     for k in prange(CHUNKS):
         s, q = part[k, 0], part[k, 1]
         for r in range(k * step, min(M, (k + 1) * step)):
             g, xr, d = dout[r], x[r], dy[r]
             for c in range(C):
-                v = np.float64(g[c]) * gelu_grad(xr[c] * scale[c] + shift[c])
-                d[c] = v
-                s[c] += v
-                q[c] += v * (np.float64(xr[c]) - mean[c]) * inv[c]
+                v = xr[c]
+                e = g[c] * gelu_grad(v * scale[c] + shift[c])
+                d[c] = e
+                s[c] += e
+                q[c] += e * ((v - m[c]) * iv[c])
     sums[0] = part[:, 0].sum(axis=0)
     sums[1] = part[:, 1].sum(axis=0)
 
@@ -388,66 +400,51 @@ def backward_gelu(dout, x, stats, gamma):
 # -- batch norm + GELU + 2x2 max pool: as the ReLU version, but the GELU is not monotonic, so the window's
 # maximum is taken after it (four GELUs per window forward, one derivative, at the winner, backward). Odd
 # maps pool in floor mode: their last row/column is in no window, gets no gradient through the pool, but
-# still its batch-norm share (dx = b*x + c there).
+# still its batch-norm share (dx = b*x + c there). In training the forward pass also keeps each window's
+# winning x (pooled shape): the backward sums pass then reads pooled arrays only, as `_gelu_backward_sums`
+# of them, instead of all of x again (a quarter of the bytes).
+
+@njit(cache=True, inline="always")
+def _gelu_window(top, bottom, l, r, c, s, t):
+    """(max, first winning element 0..3, the winner's x) of gelu(x*s + t) over one 2x2 window's channel c."""
+    a = top[l + c]
+    m, km, w = gelu(a * s + t), np.uint8(0), a
+    a = top[r + c]
+    v = gelu(a * s + t)
+    if v > m:
+        m, km, w = v, np.uint8(1), a
+    a = bottom[l + c]
+    v = gelu(a * s + t)
+    if v > m:
+        m, km, w = v, np.uint8(2), a
+    a = bottom[r + c]
+    v = gelu(a * s + t)
+    if v > m:
+        m, km, w = v, np.uint8(3), a
+    return m, km, w
+
 
 @njit(parallel=True, cache=True)
-def _scale_shift_gelu_pool2(x, scale, shift, out, arg):
-    """out = 2x2 max of gelu(x*scale + shift) over whole windows, arg = the first winning element (0..3)."""
+def _scale_shift_gelu_pool2(x, scale, shift, out, arg, xw):
+    """out = 2x2 max of gelu(x*scale + shift) over whole windows, arg = the first winning element (0..3),
+    and, when xw is not empty (training), xw = the winner's x: all the backward sums pass needs of x."""
     N, H, W, C = x.shape
     Ho, Wo = out.shape[1], out.shape[2]
+    keep = xw.size > 0
     for nh in prange(N * Ho):
         top, bottom = _window_rows(x, nh, Ho)
         o, k = _pooled_row(out, nh), _pooled_row(arg, nh)
-        for j in range(Wo):
-            l, r, p = 2 * j * C, (2 * j + 1) * C, j * C
-            for c in range(C):
-                s, t = scale[c], shift[c]
-                m, km = gelu(top[l + c] * s + t), np.uint8(0)
-                v = gelu(top[r + c] * s + t)
-                if v > m:
-                    m, km = v, np.uint8(1)
-                v = gelu(bottom[l + c] * s + t)
-                if v > m:
-                    m, km = v, np.uint8(2)
-                v = gelu(bottom[r + c] * s + t)
-                if v > m:
-                    m, km = v, np.uint8(3)
-                o[p + c] = m
-                k[p + c] = km
-
-
-@njit(cache=True, inline="always")
-def _winner(top, bottom, l, r, c, kk):
-    v = top[l + c]
-    v = top[r + c] if kk == 1 else v
-    v = bottom[l + c] if kk == 2 else v
-    v = bottom[r + c] if kk == 3 else v
-    return v
-
-
-@njit(parallel=True, cache=True)
-def _gelu_pool2_backward_sums(dout, arg, x, scale, shift, mean, inv, dy, sums):
-    """dy (pooled shape) = dout * gelu'(winner*scale + shift), and its `_backward_sums`, in one pass."""
-    N, H, W, C = x.shape
-    Ho, Wo = dout.shape[1], dout.shape[2]
-    rows = N * Ho
-    part = np.zeros((CHUNKS, 2, C))
-    step = (rows + CHUNKS - 1) // CHUNKS
-    for k in prange(CHUNKS):
-        s, q = part[k, 0], part[k, 1]
-        for nh in range(k * step, min(rows, (k + 1) * step)):
-            top, bottom = _window_rows(x, nh, Ho)
-            g, a, d = _pooled_row(dout, nh), _pooled_row(arg, nh), _pooled_row(dy, nh)
+        if keep:
+            xo = _pooled_row(xw, nh)
             for j in range(Wo):
                 l, r, p = 2 * j * C, (2 * j + 1) * C, j * C
                 for c in range(C):
-                    v = _winner(top, bottom, l, r, c, a[p + c])
-                    e = np.float64(g[p + c]) * gelu_grad(v * scale[c] + shift[c])
-                    d[p + c] = e
-                    s[c] += e
-                    q[c] += e * (np.float64(v) - mean[c]) * inv[c]
-    sums[0] = part[:, 0].sum(axis=0)
-    sums[1] = part[:, 1].sum(axis=0)
+                    o[p + c], k[p + c], xo[p + c] = _gelu_window(top, bottom, l, r, c, scale[c], shift[c])
+        else:
+            for j in range(Wo):
+                l, r, p = 2 * j * C, (2 * j + 1) * C, j * C
+                for c in range(C):
+                    o[p + c], k[p + c], _ = _gelu_window(top, bottom, l, r, c, scale[c], shift[c])
 
 
 @njit(parallel=True, cache=True)
@@ -480,21 +477,27 @@ def forward_gelu_pool2(x, gamma, beta, running_mean, running_var, mode: str, mom
     N, H, W, C = x.shape
     if H < 2 or W < 2:
         raise UsageError(f"fused 2x2 pooling needs maps of at least 2x2, got {H}x{W}")
-    return _normalise_pool2(_scale_shift_gelu_pool2, x, gamma, beta, running_mean, running_var, mode, momentum, eps)
+    return _normalise_pool2(_scale_shift_gelu_pool2, x, gamma, beta, running_mean, running_var, mode, momentum, eps,
+                            winners=True)
 
 
 def backward_gelu_pool2(dout, arg, x, stats, gamma):
-    """(dx, dgamma, dbeta) of `forward_gelu_pool2` in training mode, from the pooled gradient dout."""
-    mean, inv, scale, shift = stats
+    """(dx, dgamma, dbeta) of `forward_gelu_pool2` in training mode, from the pooled gradient dout.
+
+    Two passes: dy = dout * gelu'(winner) and its sums over pooled arrays only (the winners' x kept by the
+    forward pass: a quarter of x's bytes), then dx over the full map."""
+    mean, inv, scale, shift, xw = stats
     N, H, W, C = x.shape
     Ho, Wo = H // 2, W // 2
     if dout.shape != arg.shape or dout.shape != (N, Ho, Wo, C):
         raise UsageError(f"fused batch norm + pool backward: gradient {dout.shape} does not match the forward pass")
+    if xw.shape != dout.shape:
+        raise UsageError("fused batch norm + gelu + pool backward needs the forward pass in training mode")
     dout = np.ascontiguousarray(dout, dtype=x.dtype)
     sums = np.empty((2, C))
     dy = np.empty_like(dout)
-    with threads_for(x.size):
-        _gelu_pool2_backward_sums(dout, arg, x, scale, shift, mean, inv, dy, sums)
+    with threads_for(dout.size):
+        _gelu_backward_sums(dout.reshape(-1, C), xw.reshape(-1, C), scale, shift, mean, inv, dy.reshape(-1, C), sums)
     a, b, c0 = _dx_coefficients(gamma, mean, inv, sums, N * H * W, x.dtype)
     dx = np.empty_like(x)
     with threads_for(x.size):
