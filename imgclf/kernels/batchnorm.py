@@ -17,6 +17,8 @@ float32 scale and shift as the forward pass, so the gradients are those of the u
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from numba import njit, prange
 
@@ -197,6 +199,37 @@ def _pool2_backward_dx(dout, arg, x, scale, shift, a, b, c0, dx):
                 _dx_at(dbottom, bottom, r + c, gc, kc == 3, s, t, ac, bc, cc, zero)
 
 
+# -- recycled outputs. A fresh numpy array of tens of MB is mmapped by malloc and every page faults on first
+# write; on the 2-core VM (transparent huge pages on madvise, which numpy asks for) that cost more than the
+# kernels writing them: the dx pass over a 512x15x15x256 map ran 143 ms in a training step, 18 ms on a warm
+# buffer. So the big arrays these wrappers return come from a small pool, and a pooled array is handed out
+# again only once nothing but the pool references it (its reference count: views of it count too), so an
+# array a caller still holds is never overwritten. Each training step frees and asks for the same shapes.
+POOL_MIN_BYTES = 1 << 22
+POOL_SIZE = 24
+_POOL: list = []  # most recently handed out last
+
+
+def _empty(shape, dtype):
+    """np.empty(shape, dtype), for arrays of POOL_MIN_BYTES or more a recycled one when one is free."""
+    dtype = np.dtype(dtype)
+    shape = tuple(int(n) for n in shape)
+    if int(np.prod(shape)) * dtype.itemsize < POOL_MIN_BYTES:
+        return np.empty(shape, dtype)
+    for i in range(len(_POOL)):
+        buf = _POOL[i]
+        # a free buffer has 3 references: the pool's list, `buf` and getrefcount's argument
+        if buf.shape == shape and buf.dtype == dtype and sys.getrefcount(buf) == 3:
+            del _POOL[i]
+            break
+    else:
+        buf = np.empty(shape, dtype)
+        if len(_POOL) >= POOL_SIZE:
+            del _POOL[0]
+    _POOL.append(buf)
+    return buf
+
+
 def _check(x, gamma, beta):
     if x.ndim != 2 or x.dtype not in (np.float32, np.float64) or not x.flags.c_contiguous:
         raise UsageError(f"batch norm kernels expect a C-contiguous float (M, C) array, got {x.dtype} {x.shape}")
@@ -244,7 +277,7 @@ def forward(x, gamma, beta, running_mean, running_var, mode: str, momentum: floa
     `stats` = (mean, inv) in float64, what the backward pass needs besides x and out."""
     _check(x, gamma, beta)
     mean, inv = _statistics(x, running_mean, running_var, mode, momentum, eps)
-    out = np.empty_like(x)
+    out = _empty(x.shape, x.dtype)
     with threads_for(x.size):
         _scale_shift(x, *_affine(gamma, beta, mean, inv, x.dtype), relu, out)
     return out, (mean, inv)
@@ -268,7 +301,7 @@ def backward(dout, x, out, stats, gamma, relu: bool = False):
     sums = np.empty((2, C))
     with threads_for(x.size):
         _backward_sums(dout, out, x, mean, inv, relu, sums)
-    dx = np.empty_like(x)
+    dx = _empty(x.shape, x.dtype)
     with threads_for(x.size):
         _backward_dx(dout, out, x, *_dx_coefficients(gamma, mean, inv, sums, M, x.dtype), relu, dx)
     return dx, sums[1].astype(gamma.dtype), sums[0].astype(gamma.dtype)
@@ -299,13 +332,13 @@ def _normalise_pool2(kernel, x, gamma, beta, running_mean, running_var, mode, mo
     N, H, W, C = x.shape
     mean, inv = _statistics(x.reshape(-1, C), running_mean, running_var, mode, momentum, eps)
     scale, shift = _affine(gamma, beta, mean, inv, x.dtype)
-    out = np.empty((N, H // 2, W // 2, C), x.dtype)
-    arg = np.empty(out.shape, np.uint8)
+    out = _empty((N, H // 2, W // 2, C), x.dtype)
+    arg = _empty(out.shape, np.uint8)
     if not winners:
         with threads_for(x.size):
             kernel(x, scale, shift, out, arg)
         return out, arg, (mean, inv, scale, shift)
-    xw = np.empty(out.shape if mode == "train" else (0, 0, 0, C), x.dtype)
+    xw = _empty(out.shape, x.dtype) if mode == "train" else np.empty((0, 0, 0, C), x.dtype)
     with threads_for(x.size):
         kernel(x, scale, shift, out, arg, xw)
     return out, arg, (mean, inv, scale, shift, xw)
@@ -321,7 +354,7 @@ def backward_pool2(dout, arg, x, stats, gamma):
     sums = np.empty((2, C))
     with threads_for(x.size):
         _pool2_backward_sums(dout, arg, x, scale, shift, mean, inv, sums)
-    dx = np.empty_like(x)
+    dx = _empty(x.shape, x.dtype)
     with threads_for(x.size):
         _pool2_backward_dx(dout, arg, x, scale, shift, *_dx_coefficients(gamma, mean, inv, sums, N * H * W, x.dtype),
                            dx)
@@ -374,7 +407,7 @@ def forward_gelu(x, gamma, beta, running_mean, running_var, mode: str, momentum:
     _check(x, gamma, beta)
     mean, inv = _statistics(x, running_mean, running_var, mode, momentum, eps)
     scale, shift = _affine(gamma, beta, mean, inv, x.dtype)
-    out = np.empty_like(x)
+    out = _empty(x.shape, x.dtype)
     with threads_for(x.size):
         _scale_shift_gelu(x, scale, shift, out)
     return out, (mean, inv, scale, shift)
@@ -388,7 +421,7 @@ def backward_gelu(dout, x, stats, gamma):
         raise UsageError(f"batch norm + gelu backward: gradient {dout.shape} does not match the forward pass")
     dout = np.ascontiguousarray(dout, dtype=x.dtype)
     sums = np.empty((2, C))
-    dy = np.empty_like(x)
+    dy = _empty(x.shape, x.dtype)
     with threads_for(x.size):
         _gelu_backward_sums(dout, x, scale, shift, mean, inv, dy, sums)
     with threads_for(x.size):
@@ -495,11 +528,11 @@ def backward_gelu_pool2(dout, arg, x, stats, gamma):
         raise UsageError("fused batch norm + gelu + pool backward needs the forward pass in training mode")
     dout = np.ascontiguousarray(dout, dtype=x.dtype)
     sums = np.empty((2, C))
-    dy = np.empty_like(dout)
+    dy = _empty(dout.shape, x.dtype)
     with threads_for(dout.size):
         _gelu_backward_sums(dout.reshape(-1, C), xw.reshape(-1, C), scale, shift, mean, inv, dy.reshape(-1, C), sums)
     a, b, c0 = _dx_coefficients(gamma, mean, inv, sums, N * H * W, x.dtype)
-    dx = np.empty_like(x)
+    dx = _empty(x.shape, x.dtype)
     with threads_for(x.size):
         _gelu_pool2_backward_dx(dy, arg, x, a, b, c0, dx)
     # an odd map's last row / column: in no window, so only batch norm's share of the gradient
