@@ -1,33 +1,33 @@
-"""kernels/batchnorm.py's recycled output buffers: a big array is handed out again only when nothing else
+"""kernels/buffers.py's recycled output arrays (kernels/batchnorm.py's outputs): a big array is handed out again only when nothing else
 references it (not the caller, not a view of it), and results through recycled buffers are unchanged."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from imgclf.kernels import batchnorm as bn
+from imgclf.kernels import buffers
 from imgclf.nn import conv
 
 
 def test_a_held_buffer_is_never_handed_out_again():
     shape = (1 << 20,)
-    a = bn._empty(shape, np.float32)
-    b = bn._empty(shape, np.float32)
+    a = buffers.empty(shape, np.float32)
+    b = buffers.empty(shape, np.float32)
     assert not np.shares_memory(a, b)
     view = b.reshape(1024, 1024)
     del b
-    c = bn._empty(shape, np.float32)
+    c = buffers.empty(shape, np.float32)
     assert not np.shares_memory(c, view) and not np.shares_memory(c, a)
     pa = a.ctypes.data
     del a
-    assert bn._empty(shape, np.float32).ctypes.data == pa  # free again: recycled
-    small = bn._empty((10,), np.float32)
-    assert all(small is not p for p in bn._POOL)
-    assert len(bn._POOL) <= bn.POOL_SIZE
+    assert buffers.empty(shape, np.float32).ctypes.data == pa  # free again: recycled
+    small = buffers.empty((10,), np.float32)
+    assert all(small is not p for p in buffers._POOL)
+    assert len(buffers._POOL) <= buffers.POOL_SIZE
 
 
 def test_repeated_steps_through_recycled_buffers_give_the_same_numbers(rng, monkeypatch):
-    monkeypatch.setattr(bn, "POOL_MIN_BYTES", 64)  # small arrays go through the pool too
+    monkeypatch.setattr(buffers, "POOL_MIN_BYTES", 64)  # small arrays go through the pool too
     x = (rng.standard_normal((4, 7, 6, 8)) * 2 + 0.3).astype(np.float32)
     gamma, beta = rng.standard_normal(8).astype(np.float32), rng.standard_normal(8).astype(np.float32)
 

@@ -17,13 +17,12 @@ float32 scale and shift as the forward pass, so the gradients are those of the u
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 from numba import njit, prange
 
 from ..errors import UsageError
 from .elementwise import gelu, gelu_grad
+from .buffers import empty as _empty
 from .threads import threads_for
 
 CHUNKS = 8
@@ -197,37 +196,6 @@ def _pool2_backward_dx(dout, arg, x, scale, shift, a, b, c0, dx):
                 _dx_at(dtop, top, r + c, gc, kc == 1, s, t, ac, bc, cc, zero)
                 _dx_at(dbottom, bottom, l + c, gc, kc == 2, s, t, ac, bc, cc, zero)
                 _dx_at(dbottom, bottom, r + c, gc, kc == 3, s, t, ac, bc, cc, zero)
-
-
-# -- recycled outputs. A fresh numpy array of tens of MB is mmapped by malloc and every page faults on first
-# write; on the 2-core VM (transparent huge pages on madvise, which numpy asks for) that cost more than the
-# kernels writing them: the dx pass over a 512x15x15x256 map ran 143 ms in a training step, 18 ms on a warm
-# buffer. So the big arrays these wrappers return come from a small pool, and a pooled array is handed out
-# again only once nothing but the pool references it (its reference count: views of it count too), so an
-# array a caller still holds is never overwritten. Each training step frees and asks for the same shapes.
-POOL_MIN_BYTES = 1 << 22
-POOL_SIZE = 24
-_POOL: list = []  # most recently handed out last
-
-
-def _empty(shape, dtype):
-    """np.empty(shape, dtype), for arrays of POOL_MIN_BYTES or more a recycled one when one is free."""
-    dtype = np.dtype(dtype)
-    shape = tuple(int(n) for n in shape)
-    if int(np.prod(shape)) * dtype.itemsize < POOL_MIN_BYTES:
-        return np.empty(shape, dtype)
-    for i in range(len(_POOL)):
-        buf = _POOL[i]
-        # a free buffer has 3 references: the pool's list, `buf` and getrefcount's argument
-        if buf.shape == shape and buf.dtype == dtype and sys.getrefcount(buf) == 3:
-            del _POOL[i]
-            break
-    else:
-        buf = np.empty(shape, dtype)
-        if len(_POOL) >= POOL_SIZE:
-            del _POOL[0]
-    _POOL.append(buf)
-    return buf
 
 
 def _check(x, gamma, beta):
