@@ -207,7 +207,7 @@ def test_gelu_reference_formula():
     assert math.isclose(activation_naive(np.array([1.0]), "gelu")[0], 0.8413447460685429, rel_tol=1e-12)
 
 
-@pytest.mark.parametrize("shape", [(3, 6, 4, 5), (2, 7, 5, 3), (2, 5, 6, 2)])
+@pytest.mark.parametrize("shape", [(3, 6, 4, 5), (2, 7, 5, 3), (2, 5, 6, 2), (3, 6, 7, 4)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_fused_bn_gelu_pool_matches_the_three_layers(shape, dtype, rng):
     """bn + gelu + 2x2 pool (floor mode on odd maps) against bn + gelu, then the pool, in sequence."""

@@ -462,7 +462,8 @@ def _scale_shift_gelu_pool2(x, scale, shift, out, arg, xw):
 
 @njit(parallel=True, cache=True)
 def _gelu_pool2_backward_dx(dy, arg, x, a, b, c0, dx):
-    """dx = a*dy + b*x + c0 over the windows, dy the pooled gradient at the winner (0 elsewhere)."""
+    """dx = a*dy + b*x + c0 over the windows, dy the pooled gradient at the winner (0 elsewhere); an odd
+    map's last column and row, in no window, get batch norm's share alone: dx = b*x + c0."""
     N, H, W, C = x.shape
     Ho, Wo = dy.shape[1], dy.shape[2]
     zero = dx.dtype.type(0)
@@ -478,6 +479,17 @@ def _gelu_pool2_backward_dx(dy, arg, x, a, b, c0, dx):
                 dtop[r + c] = ac * (gc if kc == 1 else zero) + bc * top[r + c] + cc
                 dbottom[l + c] = ac * (gc if kc == 2 else zero) + bc * bottom[l + c] + cc
                 dbottom[r + c] = ac * (gc if kc == 3 else zero) + bc * bottom[r + c] + cc
+        if W > 2 * Wo:
+            e = 2 * Wo * C
+            for c in range(C):
+                dtop[e + c] = b[c] * top[e + c] + c0[c]
+                dbottom[e + c] = b[c] * bottom[e + c] + c0[c]
+        n = nh // Ho
+        if H > 2 * Ho and nh - n * Ho == Ho - 1:
+            last, dlast = x[n, 2 * Ho].reshape(W * C), dx[n, 2 * Ho].reshape(W * C)
+            for j in range(W):
+                for c in range(C):
+                    dlast[j * C + c] = b[c] * last[j * C + c] + c0[c]
 
 
 def forward_gelu_pool2(x, gamma, beta, running_mean, running_var, mode: str, momentum: float = 0.9,
@@ -515,9 +527,4 @@ def backward_gelu_pool2(dout, arg, x, stats, gamma):
     dx = _empty(x.shape, x.dtype)
     with threads_for(x.size):
         _gelu_pool2_backward_dx(dy, arg, x, a, b, c0, dx)
-    # an odd map's last row / column: in no window, so only batch norm's share of the gradient
-    if H > 2 * Ho:
-        dx[:, 2 * Ho:] = x[:, 2 * Ho:] * b + c0
-    if W > 2 * Wo:
-        dx[:, :2 * Ho, 2 * Wo:] = x[:, :2 * Ho, 2 * Wo:] * b + c0
     return dx, sums[1].astype(gamma.dtype), sums[0].astype(gamma.dtype)
