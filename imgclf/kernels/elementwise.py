@@ -37,7 +37,7 @@ INV_SQRT_2PI = 0.3989422804014327  # 1 / sqrt(2 pi)
 # absolute error 4.2e-7 against math.erf; pure multiply-adds and one division, so LLVM vectorises the loops
 # around it, where a libm erf call per element (7 ns) made batch norm + GELU 6x slower than + ReLU.
 # batchnorm.py's kernels compile `gelu` into themselves, and numba's cache (cache=True) does not notice a
-# change here: after editing gelu, _erf32 or gelu_grad, delete imgclf/kernels/__pycache__/batchnorm.*.
+# change here: after editing gelu, _erf32, _exp_neg32 or gelu_grad, delete imgclf/kernels/__pycache__/batchnorm.*.
 _ERF_ALPHA = (-1.60960333262415e-02, -2.95459980854025e-03, -7.34990630326855e-04, -5.69250639462346e-05,
               -2.10102402082508e-06, 2.77068142495902e-08, -2.72614225801306e-10)
 _ERF_BETA = (-1.42647390514189e-02, -7.37332916720468e-03, -1.68282697438203e-03, -2.13374055278905e-04,
