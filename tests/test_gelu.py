@@ -13,6 +13,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from imgclf.errors import UsageError
 from imgclf.gradcheck import check_gradients
 from imgclf.kernels import elementwise as ew
 from imgclf.nn import conv, layers
@@ -155,6 +156,13 @@ def test_gelu_kernels_without_jit():
         h, cb = conv.spatial_batchnorm_forward(x, g, be, np.zeros(2), np.ones(2), "train")
         dx_ref, gr_ref = conv.spatial_batchnorm_backward(G * activation_grad_naive(h, "gelu"), cb)
         assert np.allclose(dx, dx_ref) and np.allclose(gr["gamma"], gr_ref["gamma"])
+        # the float32 exp's Python source: the same polynomial and exponent bits
+        v = np.float32(-np.array([0.0, 1e-6, 0.3, 1.0, 2.5, 10.0, 50.0, 87.0], np.float32))
+        e = np.array([ew._exp_neg32(t) for t in v])
+        assert e.dtype == np.float32
+        ref = np.array([math.exp(float(t)) for t in v])
+        assert np.all(np.abs(e - ref) <= np.spacing(ref.astype(np.float32))), (e, ref)
+        assert ew._exp_neg32(np.float32(-88.0)) == 0.0
         print("ok")
     """)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -165,11 +173,41 @@ def test_gelu_kernels_without_jit():
     assert res.stdout.strip() == "ok"
 
 
+def test_exp_neg32_within_one_ulp_of_math_exp():
+    """The GELU derivative's float32 exp (compiled) on [ln(FLT_MIN), 0], tiny and huge arguments: within one
+    ulp of the correctly rounded value; 0 below ln(FLT_MIN), where exp is subnormal."""
+    from numba import njit
+
+    @njit
+    def run(x, out):
+        for i in range(x.size):
+            out[i] = ew._exp_neg32(x[i])
+
+    x = np.concatenate([np.linspace(-87.3365, 0, 200_001, dtype=np.float32),
+                        -np.logspace(-9, 1.9, 2001).astype(np.float32), np.float32([0.0, -0.0, -1e-30])])
+    out = np.empty_like(x)
+    run(x, out)
+    ref = np.array([math.exp(float(v)) for v in x])
+    np.testing.assert_array_less(np.abs(out - ref), np.spacing(ref.astype(np.float32)) * 1.0001)
+    assert out[-3] == out[-2] == out[-1] == 1.0
+    low = np.float32([-87.34, -88.0, -100.0, -1e30, -np.inf])
+    out = np.empty_like(low)
+    run(low, out)
+    np.testing.assert_array_equal(out, 0.0)
+
+
+def test_fused_bn_gelu_pool_backward_needs_the_training_forward(rng):
+    x = rng.standard_normal((2, 4, 4, 3))
+    out, cache = conv.bn_gelu_pool_forward(x, np.ones(3), np.zeros(3), np.zeros(3), np.ones(3), "test")
+    with pytest.raises(UsageError, match="training mode"):
+        conv.bn_gelu_pool_backward(np.ones_like(out), cache)
+
+
 def test_gelu_reference_formula():
     assert math.isclose(activation_naive(np.array([1.0]), "gelu")[0], 0.8413447460685429, rel_tol=1e-12)
 
 
-@pytest.mark.parametrize("shape", [(3, 6, 4, 5), (2, 7, 5, 3), (2, 5, 6, 2)])
+@pytest.mark.parametrize("shape", [(3, 6, 4, 5), (2, 7, 5, 3), (2, 5, 6, 2), (3, 6, 7, 4)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_fused_bn_gelu_pool_matches_the_three_layers(shape, dtype, rng):
     """bn + gelu + 2x2 pool (floor mode on odd maps) against bn + gelu, then the pool, in sequence."""

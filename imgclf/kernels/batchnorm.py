@@ -22,6 +22,7 @@ from numba import njit, prange
 
 from ..errors import UsageError
 from .elementwise import gelu, gelu_grad
+from .buffers import empty as _empty
 from .threads import threads_for
 
 CHUNKS = 8
@@ -244,7 +245,7 @@ def forward(x, gamma, beta, running_mean, running_var, mode: str, momentum: floa
     `stats` = (mean, inv) in float64, what the backward pass needs besides x and out."""
     _check(x, gamma, beta)
     mean, inv = _statistics(x, running_mean, running_var, mode, momentum, eps)
-    out = np.empty_like(x)
+    out = _empty(x.shape, x.dtype)
     with threads_for(x.size):
         _scale_shift(x, *_affine(gamma, beta, mean, inv, x.dtype), relu, out)
     return out, (mean, inv)
@@ -268,7 +269,7 @@ def backward(dout, x, out, stats, gamma, relu: bool = False):
     sums = np.empty((2, C))
     with threads_for(x.size):
         _backward_sums(dout, out, x, mean, inv, relu, sums)
-    dx = np.empty_like(x)
+    dx = _empty(x.shape, x.dtype)
     with threads_for(x.size):
         _backward_dx(dout, out, x, *_dx_coefficients(gamma, mean, inv, sums, M, x.dtype), relu, dx)
     return dx, sums[1].astype(gamma.dtype), sums[0].astype(gamma.dtype)
@@ -291,18 +292,24 @@ def forward_pool2(x, gamma, beta, running_mean, running_var, mode: str, momentum
     return _normalise_pool2(_scale_shift_relu_pool2, x, gamma, beta, running_mean, running_var, mode, momentum, eps)
 
 
-def _normalise_pool2(kernel, x, gamma, beta, running_mean, running_var, mode, momentum, eps):
+def _normalise_pool2(kernel, x, gamma, beta, running_mean, running_var, mode, momentum, eps, winners=False):
     """The fused forward passes' shared part once x's shape is checked: the statistics, then `kernel`
-    (normalise, activate, 2x2 pool) writing out and arg; (out, arg, stats)."""
+    (normalise, activate, 2x2 pool) writing out and arg; (out, arg, stats). With `winners` the kernel
+    also writes the winners' x (pooled shape) in training mode, which stats then ends with."""
     _check(x.reshape(-1, x.shape[3]), gamma, beta)
     N, H, W, C = x.shape
     mean, inv = _statistics(x.reshape(-1, C), running_mean, running_var, mode, momentum, eps)
     scale, shift = _affine(gamma, beta, mean, inv, x.dtype)
-    out = np.empty((N, H // 2, W // 2, C), x.dtype)
-    arg = np.empty(out.shape, np.uint8)
+    out = _empty((N, H // 2, W // 2, C), x.dtype)
+    arg = _empty(out.shape, np.uint8)
+    if not winners:
+        with threads_for(x.size):
+            kernel(x, scale, shift, out, arg)
+        return out, arg, (mean, inv, scale, shift)
+    xw = _empty(out.shape, x.dtype) if mode == "train" else np.empty((0, 0, 0, C), x.dtype)
     with threads_for(x.size):
-        kernel(x, scale, shift, out, arg)
-    return out, arg, (mean, inv, scale, shift)
+        kernel(x, scale, shift, out, arg, xw)
+    return out, arg, (mean, inv, scale, shift, xw)
 
 
 def backward_pool2(dout, arg, x, stats, gamma):
@@ -315,7 +322,7 @@ def backward_pool2(dout, arg, x, stats, gamma):
     sums = np.empty((2, C))
     with threads_for(x.size):
         _pool2_backward_sums(dout, arg, x, scale, shift, mean, inv, sums)
-    dx = np.empty_like(x)
+    dx = _empty(x.shape, x.dtype)
     with threads_for(x.size):
         _pool2_backward_dx(dout, arg, x, scale, shift, *_dx_coefficients(gamma, mean, inv, sums, N * H * W, x.dtype),
                            dx)
@@ -337,21 +344,39 @@ def _scale_shift_gelu(x, scale, shift, out):
                 o[c] = gelu(row[c] * scale[c] + shift[c])
 
 
+ROWS = 16
+
+
 @njit(parallel=True, cache=True)
 def _gelu_backward_sums(dout, x, scale, shift, mean, inv, dy, sums):
-    """dy = dout * gelu'(x*scale + shift) written, and `_backward_sums` of it in the same pass."""
+    """dy = dout * gelu'(x*scale + shift) written, and `_backward_sums` of it in the same pass.
+
+    dy and xhat = (x - mean)*inv are computed in x's dtype (dy is stored in it anyway, and the forward
+    pass's x*scale + shift carries the same rounding), and summed in x's dtype over blocks of ROWS rows,
+    whose sums are added in float64: float64 work per element kept this pass at half memory speed (float64
+    lanes are half as many, and the whole loop took their width)."""
     M, C = x.shape
     part = np.zeros((CHUNKS, 2, C))
+    m, iv = mean.astype(x.dtype), inv.astype(x.dtype)
     step = (M + CHUNKS - 1) // CHUNKS
     for k in prange(CHUNKS):
         s, q = part[k, 0], part[k, 1]
-        for r in range(k * step, min(M, (k + 1) * step)):
-            g, xr, d = dout[r], x[r], dy[r]
+        bs, bq = np.empty(C, x.dtype), np.empty(C, x.dtype)
+        end = min(M, (k + 1) * step)
+        for r0 in range(k * step, end, ROWS):
+            bs[:] = 0
+            bq[:] = 0
+            for r in range(r0, min(end, r0 + ROWS)):
+                g, xr, d = dout[r], x[r], dy[r]
+                for c in range(C):
+                    v = xr[c]
+                    e = g[c] * gelu_grad(v * scale[c] + shift[c])
+                    d[c] = e
+                    bs[c] += e
+                    bq[c] += e * ((v - m[c]) * iv[c])
             for c in range(C):
-                v = np.float64(g[c]) * gelu_grad(xr[c] * scale[c] + shift[c])
-                d[c] = v
-                s[c] += v
-                q[c] += v * (np.float64(xr[c]) - mean[c]) * inv[c]
+                s[c] += bs[c]
+                q[c] += bq[c]
     sums[0] = part[:, 0].sum(axis=0)
     sums[1] = part[:, 1].sum(axis=0)
 
@@ -362,7 +387,7 @@ def forward_gelu(x, gamma, beta, running_mean, running_var, mode: str, momentum:
     _check(x, gamma, beta)
     mean, inv = _statistics(x, running_mean, running_var, mode, momentum, eps)
     scale, shift = _affine(gamma, beta, mean, inv, x.dtype)
-    out = np.empty_like(x)
+    out = _empty(x.shape, x.dtype)
     with threads_for(x.size):
         _scale_shift_gelu(x, scale, shift, out)
     return out, (mean, inv, scale, shift)
@@ -376,7 +401,7 @@ def backward_gelu(dout, x, stats, gamma):
         raise UsageError(f"batch norm + gelu backward: gradient {dout.shape} does not match the forward pass")
     dout = np.ascontiguousarray(dout, dtype=x.dtype)
     sums = np.empty((2, C))
-    dy = np.empty_like(x)
+    dy = _empty(x.shape, x.dtype)
     with threads_for(x.size):
         _gelu_backward_sums(dout, x, scale, shift, mean, inv, dy, sums)
     with threads_for(x.size):
@@ -388,71 +413,57 @@ def backward_gelu(dout, x, stats, gamma):
 # -- batch norm + GELU + 2x2 max pool: as the ReLU version, but the GELU is not monotonic, so the window's
 # maximum is taken after it (four GELUs per window forward, one derivative, at the winner, backward). Odd
 # maps pool in floor mode: their last row/column is in no window, gets no gradient through the pool, but
-# still its batch-norm share (dx = b*x + c there).
+# still its batch-norm share (dx = b*x + c there). In training the forward pass also keeps each window's
+# winning x (pooled shape): the backward sums pass then reads pooled arrays only, as `_gelu_backward_sums`
+# of them, instead of all of x again (a quarter of the bytes).
+
+@njit(cache=True, inline="always")
+def _gelu_window(top, bottom, l, r, c, s, t):
+    """(max, first winning element 0..3, the winner's x) of gelu(x*s + t) over one 2x2 window's channel c."""
+    a = top[l + c]
+    m, km, w = gelu(a * s + t), np.uint8(0), a
+    a = top[r + c]
+    v = gelu(a * s + t)
+    if v > m:
+        m, km, w = v, np.uint8(1), a
+    a = bottom[l + c]
+    v = gelu(a * s + t)
+    if v > m:
+        m, km, w = v, np.uint8(2), a
+    a = bottom[r + c]
+    v = gelu(a * s + t)
+    if v > m:
+        m, km, w = v, np.uint8(3), a
+    return m, km, w
+
 
 @njit(parallel=True, cache=True)
-def _scale_shift_gelu_pool2(x, scale, shift, out, arg):
-    """out = 2x2 max of gelu(x*scale + shift) over whole windows, arg = the first winning element (0..3)."""
+def _scale_shift_gelu_pool2(x, scale, shift, out, arg, xw):
+    """out = 2x2 max of gelu(x*scale + shift) over whole windows, arg = the first winning element (0..3),
+    and, when xw is not empty (training), xw = the winner's x: all the backward sums pass needs of x."""
     N, H, W, C = x.shape
     Ho, Wo = out.shape[1], out.shape[2]
+    keep = xw.size > 0
     for nh in prange(N * Ho):
         top, bottom = _window_rows(x, nh, Ho)
         o, k = _pooled_row(out, nh), _pooled_row(arg, nh)
-        for j in range(Wo):
-            l, r, p = 2 * j * C, (2 * j + 1) * C, j * C
-            for c in range(C):
-                s, t = scale[c], shift[c]
-                m, km = gelu(top[l + c] * s + t), np.uint8(0)
-                v = gelu(top[r + c] * s + t)
-                if v > m:
-                    m, km = v, np.uint8(1)
-                v = gelu(bottom[l + c] * s + t)
-                if v > m:
-                    m, km = v, np.uint8(2)
-                v = gelu(bottom[r + c] * s + t)
-                if v > m:
-                    m, km = v, np.uint8(3)
-                o[p + c] = m
-                k[p + c] = km
-
-
-@njit(cache=True, inline="always")
-def _winner(top, bottom, l, r, c, kk):
-    v = top[l + c]
-    v = top[r + c] if kk == 1 else v
-    v = bottom[l + c] if kk == 2 else v
-    v = bottom[r + c] if kk == 3 else v
-    return v
-
-
-@njit(parallel=True, cache=True)
-def _gelu_pool2_backward_sums(dout, arg, x, scale, shift, mean, inv, dy, sums):
-    """dy (pooled shape) = dout * gelu'(winner*scale + shift), and its `_backward_sums`, in one pass."""
-    N, H, W, C = x.shape
-    Ho, Wo = dout.shape[1], dout.shape[2]
-    rows = N * Ho
-    part = np.zeros((CHUNKS, 2, C))
-    step = (rows + CHUNKS - 1) // CHUNKS
-    for k in prange(CHUNKS):
-        s, q = part[k, 0], part[k, 1]
-        for nh in range(k * step, min(rows, (k + 1) * step)):
-            top, bottom = _window_rows(x, nh, Ho)
-            g, a, d = _pooled_row(dout, nh), _pooled_row(arg, nh), _pooled_row(dy, nh)
+        if keep:
+            xo = _pooled_row(xw, nh)
             for j in range(Wo):
                 l, r, p = 2 * j * C, (2 * j + 1) * C, j * C
                 for c in range(C):
-                    v = _winner(top, bottom, l, r, c, a[p + c])
-                    e = np.float64(g[p + c]) * gelu_grad(v * scale[c] + shift[c])
-                    d[p + c] = e
-                    s[c] += e
-                    q[c] += e * (np.float64(v) - mean[c]) * inv[c]
-    sums[0] = part[:, 0].sum(axis=0)
-    sums[1] = part[:, 1].sum(axis=0)
+                    o[p + c], k[p + c], xo[p + c] = _gelu_window(top, bottom, l, r, c, scale[c], shift[c])
+        else:
+            for j in range(Wo):
+                l, r, p = 2 * j * C, (2 * j + 1) * C, j * C
+                for c in range(C):
+                    o[p + c], k[p + c], _ = _gelu_window(top, bottom, l, r, c, scale[c], shift[c])
 
 
 @njit(parallel=True, cache=True)
 def _gelu_pool2_backward_dx(dy, arg, x, a, b, c0, dx):
-    """dx = a*dy + b*x + c0 over the windows, dy the pooled gradient at the winner (0 elsewhere)."""
+    """dx = a*dy + b*x + c0 over the windows, dy the pooled gradient at the winner (0 elsewhere); an odd
+    map's last column and row, in no window, get batch norm's share alone: dx = b*x + c0."""
     N, H, W, C = x.shape
     Ho, Wo = dy.shape[1], dy.shape[2]
     zero = dx.dtype.type(0)
@@ -468,6 +479,17 @@ def _gelu_pool2_backward_dx(dy, arg, x, a, b, c0, dx):
                 dtop[r + c] = ac * (gc if kc == 1 else zero) + bc * top[r + c] + cc
                 dbottom[l + c] = ac * (gc if kc == 2 else zero) + bc * bottom[l + c] + cc
                 dbottom[r + c] = ac * (gc if kc == 3 else zero) + bc * bottom[r + c] + cc
+        if W > 2 * Wo:
+            e = 2 * Wo * C
+            for c in range(C):
+                dtop[e + c] = b[c] * top[e + c] + c0[c]
+                dbottom[e + c] = b[c] * bottom[e + c] + c0[c]
+        n = nh // Ho
+        if H > 2 * Ho and nh - n * Ho == Ho - 1:
+            last, dlast = x[n, 2 * Ho].reshape(W * C), dx[n, 2 * Ho].reshape(W * C)
+            for j in range(W):
+                for c in range(C):
+                    dlast[j * C + c] = b[c] * last[j * C + c] + c0[c]
 
 
 def forward_gelu_pool2(x, gamma, beta, running_mean, running_var, mode: str, momentum: float = 0.9,
@@ -480,28 +502,29 @@ def forward_gelu_pool2(x, gamma, beta, running_mean, running_var, mode: str, mom
     N, H, W, C = x.shape
     if H < 2 or W < 2:
         raise UsageError(f"fused 2x2 pooling needs maps of at least 2x2, got {H}x{W}")
-    return _normalise_pool2(_scale_shift_gelu_pool2, x, gamma, beta, running_mean, running_var, mode, momentum, eps)
+    return _normalise_pool2(_scale_shift_gelu_pool2, x, gamma, beta, running_mean, running_var, mode, momentum, eps,
+                            winners=True)
 
 
 def backward_gelu_pool2(dout, arg, x, stats, gamma):
-    """(dx, dgamma, dbeta) of `forward_gelu_pool2` in training mode, from the pooled gradient dout."""
-    mean, inv, scale, shift = stats
+    """(dx, dgamma, dbeta) of `forward_gelu_pool2` in training mode, from the pooled gradient dout.
+
+    Two passes: dy = dout * gelu'(winner) and its sums over pooled arrays only (the winners' x kept by the
+    forward pass: a quarter of x's bytes), then dx over the full map."""
+    mean, inv, scale, shift, xw = stats
     N, H, W, C = x.shape
     Ho, Wo = H // 2, W // 2
     if dout.shape != arg.shape or dout.shape != (N, Ho, Wo, C):
         raise UsageError(f"fused batch norm + pool backward: gradient {dout.shape} does not match the forward pass")
+    if xw.shape != dout.shape:
+        raise UsageError("fused batch norm + gelu + pool backward needs the forward pass in training mode")
     dout = np.ascontiguousarray(dout, dtype=x.dtype)
     sums = np.empty((2, C))
-    dy = np.empty_like(dout)
-    with threads_for(x.size):
-        _gelu_pool2_backward_sums(dout, arg, x, scale, shift, mean, inv, dy, sums)
+    dy = _empty(dout.shape, x.dtype)
+    with threads_for(dout.size):
+        _gelu_backward_sums(dout.reshape(-1, C), xw.reshape(-1, C), scale, shift, mean, inv, dy.reshape(-1, C), sums)
     a, b, c0 = _dx_coefficients(gamma, mean, inv, sums, N * H * W, x.dtype)
-    dx = np.empty_like(x)
+    dx = _empty(x.shape, x.dtype)
     with threads_for(x.size):
         _gelu_pool2_backward_dx(dy, arg, x, a, b, c0, dx)
-    # an odd map's last row / column: in no window, so only batch norm's share of the gradient
-    if H > 2 * Ho:
-        dx[:, 2 * Ho:] = x[:, 2 * Ho:] * b + c0
-    if W > 2 * Wo:
-        dx[:, :2 * Ho, 2 * Wo:] = x[:, :2 * Ho, 2 * Wo:] * b + c0
     return dx, sums[1].astype(gamma.dtype), sums[0].astype(gamma.dtype)

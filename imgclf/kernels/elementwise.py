@@ -21,8 +21,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 from ..errors import UsageError
 
@@ -36,7 +37,7 @@ INV_SQRT_2PI = 0.3989422804014327  # 1 / sqrt(2 pi)
 # absolute error 4.2e-7 against math.erf; pure multiply-adds and one division, so LLVM vectorises the loops
 # around it, where a libm erf call per element (7 ns) made batch norm + GELU 6x slower than + ReLU.
 # batchnorm.py's kernels compile `gelu` into themselves, and numba's cache (cache=True) does not notice a
-# change here: after editing gelu, _erf32 or gelu_grad, delete imgclf/kernels/__pycache__/batchnorm.*.
+# change here: after editing gelu, _erf32, _exp_neg32 or gelu_grad, delete imgclf/kernels/__pycache__/batchnorm.*.
 _ERF_ALPHA = (-1.60960333262415e-02, -2.95459980854025e-03, -7.34990630326855e-04, -5.69250639462346e-05,
               -2.10102402082508e-06, 2.77068142495902e-08, -2.72614225801306e-10)
 _ERF_BETA = (-1.42647390514189e-02, -7.37332916720468e-03, -1.68282697438203e-03, -2.13374055278905e-04,
@@ -60,6 +61,56 @@ def _erf32(x):
     q = x2 * q + _B2
     q = x2 * q + _B0
     return x * p / q
+
+
+# float32 exp(x) for x <= 0 (the GELU derivative's exp(-x^2/2)): Cephes' expf, i.e. x = n ln2 + r with
+# |r| <= ln2/2 (ln2 split in two for an exact n*ln2), exp(r) a degree-7 polynomial, 2^n written into the
+# exponent bits. Pure multiply-adds, a floor and integer ops on 32-bit lanes, where numba's np.exp on float32
+# is a scalar libm `expf` call per element that kept the whole backward-sums loops scalar (no SVML here).
+# Within 1 ulp of math.exp on [ln(FLT_MIN), 0] (tests/test_gelu.py); below ln(FLT_MIN) = -87.34, where
+# exp is subnormal, it returns 0 (subnormal arithmetic would be slow and means nothing to a gradient).
+_LOG2E, _LN2_HI, _LN2_LO = np.float32(1.4426950408889634), np.float32(0.693359375), np.float32(-2.12194440e-4)
+_EXP_MIN, _HALF32 = np.float32(-87.33654), np.float32(0.5)
+_P0, _P1, _P2, _P3, _P4, _P5 = (np.float32(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
+                                                        4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
+
+
+def _pow2_32(n):
+    """2^n as float32 for an integral float32 n in [-126, 127], from its exponent bits."""
+    return np.array((int(n) + 127) << 23, np.uint32).view(np.float32)[()]
+
+
+@intrinsic
+def _pow2_32_ir(typingctx, n):
+    if not _is_float32(n):
+        return None
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        bits = builder.shl(builder.add(builder.fptosi(args[0], i32), ir.Constant(i32, 127)), ir.Constant(i32, 23))
+        return builder.bitcast(bits, ir.FloatType())
+    return types.float32(types.float32), codegen
+
+
+@overload(_pow2_32, inline="always")
+def _pow2_32_impl(n):
+    if _is_float32(n):
+        return lambda n: _pow2_32_ir(n)
+
+
+@njit(cache=True, inline="always")
+def _exp_neg32(x):
+    """exp(x) for float32 x <= 0 (see above); 0 below ln(FLT_MIN)."""
+    n = np.floor(x * _LOG2E + _HALF32)
+    r = x - n * _LN2_HI
+    r = r - n * _LN2_LO
+    p = _P0 * r + _P1
+    p = p * r + _P2
+    p = p * r + _P3
+    p = p * r + _P4
+    p = p * r + _P5
+    p = p * r * r + r + np.float32(1.0)
+    return p * _pow2_32(max(n, np.float32(-126.0))) if x >= _EXP_MIN else np.float32(0.0)
 
 
 def gelu(v):
@@ -99,7 +150,7 @@ def _gelu_grad_impl(v):
         h, s, c = np.float32(0.5), np.float32(SQRT_HALF), np.float32(INV_SQRT_2PI)
 
         def impl(v):
-            return h * (np.float32(1.0) + _erf32(v * s)) + v * c * np.exp(-h * v * v)
+            return h * (np.float32(1.0) + _erf32(v * s)) + v * c * _exp_neg32(-h * v * v)
     else:
         def impl(v):
             w = np.float64(v)
