@@ -73,7 +73,9 @@ def require(param: str = "precision") -> None:
 
 def _out(out, shape, dtype, name):
     if out is None:
-        return np.empty(shape, dtype)
+        from .kernels import buffers
+
+        return buffers.empty(shape, dtype)  # a warm recycled array: fresh ones fault every page
     if not isinstance(out, np.ndarray) or out.shape != tuple(shape) or out.dtype != dtype or not out.flags.c_contiguous:
         got = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
         raise UsageError(f"{name} must be a C-contiguous {np.dtype(dtype)} array of shape {tuple(shape)}, got {got}",

@@ -504,7 +504,9 @@ def _array(a, name, ndim):
 
 def _out(out, shape, name):
     if out is None:
-        return np.empty(shape, np.float32)
+        from .kernels import buffers
+
+        return buffers.empty(shape, np.float32)  # a warm recycled array: fresh ones fault every page
     if not isinstance(out, np.ndarray) or out.shape != tuple(shape) or out.dtype != np.float32 \
             or not out.flags.c_contiguous or not out.flags.writeable:
         got = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__

@@ -12,12 +12,14 @@ The pool keeps at most POOL_SIZE arrays alive (least recently handed out dropped
 from __future__ import annotations
 
 import sys
+import threading
 
 import numpy as np
 
 POOL_MIN_BYTES = 1 << 22
-POOL_SIZE = 24
+POOL_SIZE = 64
 _POOL: list = []  # most recently handed out last
+_LOCK = threading.Lock()  # a search and its removal must not interleave with another thread's
 
 
 def empty(shape, dtype):
@@ -26,6 +28,11 @@ def empty(shape, dtype):
     shape = tuple(int(n) for n in shape)
     if int(np.prod(shape)) * dtype.itemsize < POOL_MIN_BYTES:
         return np.empty(shape, dtype)
+    with _LOCK:
+        return _take(shape, dtype)
+
+
+def _take(shape, dtype):
     for i in range(len(_POOL)):
         buf = _POOL[i]
         # a free buffer has 3 references: the pool's list, `buf` and getrefcount's argument
