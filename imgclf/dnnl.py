@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import functools
-import os
 import threading
 from collections import OrderedDict
 
@@ -125,39 +123,25 @@ def _declare(lib) -> None:
 @functools.lru_cache(maxsize=1)
 def _load():
     """(library, None) or (None, reason); cached, so the search and the loading happen once."""
-    override = os.environ.get(ENV_PATH)
-    if override:
-        paths = [override]
-    else:
-        paths = candidate_paths()
-        if not paths:
-            name = ctypes.util.find_library("dnnl")
-            paths = [name] if name else []
-    if not paths:
-        return None, f"oneDNN (libdnnl.so.3) was not found ({INSTALL_HINT})"
-    errors = []
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError as exc:
-            errors.append(f"{path}: {exc}")
-            continue
-        try:
-            _declare(lib)
-        except AttributeError as exc:
-            errors.append(f"{path}: not oneDNN 3's C API ({exc})")
-            continue
-        version = lib.dnnl_version().contents
-        if version.major != 3:
-            errors.append(f"{path}: oneDNN {version.major}.{version.minor}, imgclf needs 3.x")
-            continue
-        wrong = [f"{fn}({value}) is {getattr(lib, fn)(value)!r}" for fn, value, name in _NAMED
-                 if getattr(lib, fn)(value) != name]
-        if wrong:
-            errors.append(f"{path}: its enum values differ from oneDNN 3.2's: " + "; ".join(wrong))
-            continue
-        return lib, None
-    return None, "oneDNN could not be loaded (" + "; ".join(errors) + ")"
+    from .mkl import load_first
+
+    return load_first(ENV_PATH, candidate_paths, "dnnl", f"oneDNN (libdnnl.so.3) was not found ({INSTALL_HINT})",
+                      "oneDNN", _accept)
+
+
+def _accept(lib) -> str | None:
+    try:
+        _declare(lib)
+    except AttributeError as exc:
+        return f"not oneDNN 3's C API ({exc})"
+    version = lib.dnnl_version().contents
+    if version.major != 3:
+        return f"oneDNN {version.major}.{version.minor}, imgclf needs 3.x"
+    wrong = [f"{fn}({value}) is {getattr(lib, fn)(value)!r}" for fn, value, name in _NAMED
+             if getattr(lib, fn)(value) != name]
+    if wrong:
+        return "its enum values differ from oneDNN 3.2's: " + "; ".join(wrong)
+    return None
 
 
 def unavailable_reason() -> str | None:

@@ -80,19 +80,23 @@ def _threading_layer() -> int:
     return THREADING_LAYERS[name]
 
 
-@functools.lru_cache(maxsize=1)
-def _load():
-    """(library, None) or (None, reason); cached, so the search and the loading happen once."""
-    override = os.environ.get(ENV_PATH)
+def load_first(env_path: str, candidates, loader_name: str, not_found: str, what: str, accept):
+    """(library, None) for the first shared library that loads and that `accept` takes, else (None, reason).
+
+    The file named by the environment variable `env_path` replaces the search; otherwise `candidates()`
+    (files found in pip's folders), else the system loader's `loader_name`. `accept(lib)` declares what it
+    needs and returns None, or says why the library will not do (the next candidate is tried); raising
+    `Missing` ends the search with that reason. MKL and oneDNN (imgclf/dnnl.py) load this way."""
+    override = os.environ.get(env_path)
     if override:
         paths = [override]
     else:
-        paths = candidate_paths()
+        paths = candidates()
         if not paths:
-            name = ctypes.util.find_library("mkl_rt")
+            name = ctypes.util.find_library(loader_name)
             paths = [name] if name else []
     if not paths:
-        return None, "Intel MKL's runtime (libmkl_rt) was not found"
+        return None, not_found
     errors = []
     for path in paths:
         try:
@@ -100,24 +104,37 @@ def _load():
         except OSError as exc:
             errors.append(f"{path}: {exc}")
             continue
-        if not all(hasattr(lib, s) for s in ("cblas_gemm_bf16bf16f32", "MKL_Set_Threading_Layer",
-                                               "MKL_Set_Num_Threads_Local")):
-            errors.append(f"{path}: no cblas_gemm_bf16bf16f32 (MKL 2020 or later is needed)")
-            continue
         try:
-            layer = _threading_layer()
+            why = accept(lib)
         except Missing as exc:
             return None, str(exc)
-        lib.MKL_Set_Interface_Layer(0)
-        lib.MKL_Set_Threading_Layer(layer)
-        # Exactly the threads asked for, never fewer when the machine is busy: a product's summation order
-        # (MKL splits a long inner dimension, e.g. a filter gradient's N*H*W, between threads) then depends on
-        # imgclf's thread count only, so the same seed gives the same weights.
-        if hasattr(lib, "MKL_Set_Dynamic"):
-            lib.MKL_Set_Dynamic(0)
-        _declare(lib)
-        return lib, None
-    return None, "Intel MKL's runtime could not be loaded (" + "; ".join(errors) + ")"
+        if why is None:
+            return lib, None
+        errors.append(f"{path}: {why}")
+    return None, f"{what} could not be loaded (" + "; ".join(errors) + ")"
+
+
+@functools.lru_cache(maxsize=1)
+def _load():
+    """(library, None) or (None, reason); cached, so the search and the loading happen once."""
+    return load_first(ENV_PATH, candidate_paths, "mkl_rt", "Intel MKL's runtime (libmkl_rt) was not found",
+                      "Intel MKL's runtime", _accept)
+
+
+def _accept(lib) -> str | None:
+    if not all(hasattr(lib, s) for s in ("cblas_gemm_bf16bf16f32", "MKL_Set_Threading_Layer",
+                                           "MKL_Set_Num_Threads_Local")):
+        return "no cblas_gemm_bf16bf16f32 (MKL 2020 or later is needed)"
+    layer = _threading_layer()
+    lib.MKL_Set_Interface_Layer(0)
+    lib.MKL_Set_Threading_Layer(layer)
+    # Exactly the threads asked for, never fewer when the machine is busy: a product's summation order
+    # (MKL splits a long inner dimension, e.g. a filter gradient's N*H*W, between threads) then depends on
+    # imgclf's thread count only, so the same seed gives the same weights.
+    if hasattr(lib, "MKL_Set_Dynamic"):
+        lib.MKL_Set_Dynamic(0)
+    _declare(lib)
+    return None
 
 
 def _declare(lib) -> None:

@@ -284,3 +284,18 @@ def test_cli_conv_backend_trains(runner, small_stream, tmp_path, backend):
     ev = runner.invoke(cli, ["evaluate", "-m", str(out), "--data", str(small_stream), "--json"])
     assert ev.exit_code == 0, ev.output
     assert json.loads(ev.stdout)["accuracy"] == pytest.approx(d["accuracy"])
+
+
+def test_loader_refuses_what_is_not_onednn(monkeypatch, tmp_path):
+    # the file named by IMGCLF_DNNL_LIB replaces the search: a missing file, then a library without oneDNN's API
+    monkeypatch.setenv(dnnl.ENV_PATH, str(tmp_path / "libdnnl.so.3"))
+    lib, reason = dnnl._load.__wrapped__()
+    assert lib is None and reason.startswith("oneDNN could not be loaded (") and "libdnnl.so.3" in reason
+    import ctypes.util
+
+    libm = ctypes.util.find_library("m")
+    if libm is None:
+        pytest.skip("no libm to load")
+    monkeypatch.setenv(dnnl.ENV_PATH, libm)
+    lib, reason = dnnl._load.__wrapped__()
+    assert lib is None and "not oneDNN 3's C API" in reason
