@@ -15,6 +15,8 @@ Columns:
   floor   the net's forward+backward multiply-adds (2 FLOPs each) at that rate
   gemms   the net's bare GEMMs of one epoch at their real shapes, timed alone (fc: benchmarks/nets.py's
           gemm_epoch; conv: the im2col products on 40 batches, scaled to the epoch)
+imgclf's convnet runs with its default conv_backend="auto": oneDNN's convolutions where the optional `dnnl`
+extra is installed (docs/dnnl.md), and then the im2col path is timed beside it ("conv im2col").
 Targets (issue 18): imgclf <= 0.8x PyTorch for both nets; conv epoch <= 1.5x its floor; fc epoch <= 1.3x
 its GEMMs at H=100 and <= 1.15x at H=500.
 
@@ -130,12 +132,12 @@ def torch_fc(X, y, h):
 
 
 # -- convnet -------------------------------------------------------------------------------------------
-def imgclf_conv(X, y, augment=None, profile=None):
+def imgclf_conv(X, y, augment=None, profile=None, backend="auto"):
     from imgclf.nn.convnet import ConvNet
     from imgclf.nn.solver import Solver
 
     net = ConvNet(filters=CONV_FILTERS, batchnorm=True, hidden=CONV_HIDDEN, dropout=0.3, batch_size=64, optim="adam",
-                  lr=2e-3, reg=1e-4, random_state=0)
+                  lr=2e-3, reg=1e-4, random_state=0, conv_backend=backend)
     net.input_shape_ = X.shape[1:]
     net.classes_ = np.arange(10)
     rng = np.random.default_rng(0)
@@ -318,13 +320,18 @@ def main():
             floor = 2 * fc_macs(h) * (args.n // 200 * 200) / (peak * 1e9)
             report(f"fc H={h}", ours, (peer, "-"), floor, g)
         del X
+    from imgclf import dnnl
+
+    dnnl_ok = dnnl.available()  # then imgclf's default conv_backend "auto" runs oneDNN; im2col is timed beside it
     if "conv" in only or "table" in only:
         X = rng.standard_normal((args.n, 32, 32, 3), dtype=np.float32)
         y = rng.integers(0, 10, args.n)
         imgclf_conv(X[:256], y[:256])
+        imgclf_conv(X[:256], y[:256], backend="im2col")
     if "conv" in only:
         g = conv_gemm_epoch(args.n)
         ours = imgclf_conv(X, y)
+        ours_im2col = imgclf_conv(X, y, backend="im2col") if dnnl_ok else None
         cl = torch_conv(X, y, True)
         nchw = torch_conv(X, y, False)
         peer = (cl, "CL") if cl.t <= nchw.t else (nchw, "NCHW")
@@ -332,7 +339,9 @@ def main():
         print(f"  (torch channels_last {cl.wall:.2f} s wall {cl.cpu:.2f} s cpu, NCHW {nchw.wall:.2f} s wall "
               f"{nchw.cpu:.2f} s cpu; the net's forward+backward is "
               f"{2 * conv_macs() / 1e6:.1f} MFLOP per image, {2 * conv_macs() * args.n / 1e12:.2f} TFLOP an epoch)")
-        report("conv 32,64,128", ours, peer, floor, g)
+        if ours_im2col is not None:
+            report("conv im2col", ours_im2col, peer, floor, g)
+        report("conv oneDNN" if dnnl_ok else "conv 32,64,128", ours, peer, floor, g)
     if "table" in only:
         from imgclf.nn.augment import parse
 
