@@ -229,18 +229,19 @@ def test_auto_augment_flips_and_crops_colour_images_only(runner, small_stream, t
     assert d["augmentation"] is None
 
 
-def test_presets_on_the_built_in_shapes_are_reproducible_and_flags_win(runner):
+@pytest.mark.parametrize("name", ["fast", "best"])
+def test_presets_on_the_built_in_shapes_are_reproducible_and_flags_win(runner, name):
     from imgclf.nn.presets import PRESETS, preset
 
     small = ["--data", "shapes", "--n-train", "120", "--n-test", "40", "--val", "40", "--filters", "4,8", "--hidden",
              "8", "--epochs", "2", "--json", "-q"]
     runs = []
     for _ in range(2):
-        result = runner.invoke(cli, ["train", "convnet", "--preset", "fast", *small])
+        result = runner.invoke(cli, ["train", "convnet", "--preset", name, *small])
         assert result.exit_code == 0, result.output
         runs.append(json.loads(result.stdout))
     hp = runs[0]["hyperparameters"]
-    recipe = preset("convnet", "fast")
+    recipe = preset("convnet", name)
     for key, value in recipe.items():
         if key not in ("filters", "hidden", "epochs"):
             assert hp[key] == (list(value) if isinstance(value, tuple) else value), key

@@ -8,13 +8,14 @@ settings go on top (the CLI maps `--preset NAME` here and lets flags given on th
                  initialised convolutions, a global-max head with scores times 1/9; Nesterov SGD (momentum
                  0.85, batch 512, lr 0.75, biases at 64x the rate), label smoothing 0.2, the triangular
                  warm-up/decay schedule, Lookahead with airbench's ramp, alternating flips and 2-pixel
-                 reflect-padded crops, and flip+shift test-time augmentation; 5 epochs: 0.8600 on CIFAR-10
-                 (50000 training images) in 298 s of training with --precision bf16 on this project's
-                 2-core machine
-  convnet best   the same recipe over 15 epochs (the 15-minute budget): 0.8950 in 924 s of training with
-                 --precision bf16
+                 reflect-padded crops, and flip+shift test-time augmentation; 5 epochs: 0.8636 on CIFAR-10
+                 (50000 training images) in 145 s of training with --precision bf16 and oneDNN's
+                 convolutions on this project's 2-core machine (298 s with im2col's)
+  convnet best   the same recipe on airbench94's widths (64x2,256x2,256x2) for 10 epochs (the 15-minute
+                 budget): 0.9074 on CIFAR-10 in 758 s of training with --precision bf16 and oneDNN's
+                 convolutions (the `dnnl` extra; conv_backend "auto" picks them)
 The presets leave `precision` at float32 (the reference); add precision="bf16" (`--precision bf16`) where
-the CPU and MKL have it: that is how the figures above were measured.
+the CPU and MKL have it: that is how the figures above were measured (docs/recipes.md, sixth session).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ _CONVNET = dict(filters=("32x2", "128x2", "128x2"), pool_position="first", batch
 PRESETS = {
     "convnet": {
         "fast": dict(_CONVNET, epochs=5),
-        "best": dict(_CONVNET, epochs=15),
+        "best": dict(_CONVNET, filters=("64x2", "256x2", "256x2"), epochs=10),
     },
 }
 
