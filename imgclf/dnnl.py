@@ -527,6 +527,26 @@ def _same_type(a, b, names):
 
 
 # -- the three passes -----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _call(key):
+    """One pass's context: (the call's memory objects and stream, the geometry's primitives) on imgclf's thread
+    count; the memory objects are destroyed when the pass ends."""
+    lib = _lib()
+    run = _Run(lib)
+    try:
+        with _cache.use(key) as conv, _Threads(lib):
+            yield run, conv
+    finally:
+        run.close()
+
+
+def _check_dout(dout, key):
+    (N, _, _, _), (_, _, F), (Ho, Wo) = key[0], key[1], key[2]
+    if dout.shape != (N, Ho, Wo, F):
+        raise UsageError(f"dout must have the forward output's shape {(N, Ho, Wo, F)}, got {dout.shape}",
+                         param="dout")
+
+
 def conv_forward(x, w, stride: int = 1, pad: int = 0, dilation: int = 1, out=None) -> np.ndarray:
     """out[n, i, j, f] = sum_{p,q,c} xpad[n, i*S + p*D, j*S + q*D, c] * w[p, q, c, f], float32 (N, Ho, Wo, F).
 
@@ -536,15 +556,10 @@ def conv_forward(x, w, stride: int = 1, pad: int = 0, dilation: int = 1, out=Non
     key = _key(x.shape, w.shape, stride, pad, dilation, x.dtype)
     (N, _, _, _), (_, _, F), (Ho, Wo) = key[0], key[1], key[2]
     out = _out(out, (N, Ho, Wo, F), "out")
-    lib = _lib()
-    run = _Run(lib)
-    try:
-        with _cache.use(key) as conv, _Threads(lib):
-            mw = run.filters(conv, w, conv.to_fwd, conv.w_fwd)
-            run.execute(conv.fwd, [(_ARG_SRC, run.memory(conv.src, x)), (_ARG_WEIGHTS, mw),
-                                   (_ARG_DST, run.memory(conv.dst, out))])
-    finally:
-        run.close()
+    with _call(key) as (run, conv):
+        mw = run.filters(conv, w, conv.to_fwd, conv.w_fwd)
+        run.execute(conv.fwd, [(_ARG_SRC, run.memory(conv.src, x)), (_ARG_WEIGHTS, mw),
+                               (_ARG_DST, run.memory(conv.dst, out))])
     return out
 
 
@@ -554,20 +569,12 @@ def conv_backward_data(dout, w, x_shape, stride: int = 1, pad: int = 0, dilation
     dout, w = _array(dout, "dout", 4), _array(w, "w", 4)
     _same_type(dout, w, ("dout", "w"))
     key = _key(x_shape, w.shape, stride, pad, dilation, w.dtype)
-    (N, _, _, _), (_, _, F), (Ho, Wo) = key[0], key[1], key[2]
-    if dout.shape != (N, Ho, Wo, F):
-        raise UsageError(f"dout must have the forward output's shape {(N, Ho, Wo, F)}, got {dout.shape}",
-                         param="dout")
+    _check_dout(dout, key)
     out = _out(out, key[0], "out")
-    lib = _lib()
-    run = _Run(lib)
-    try:
-        with _cache.use(key) as conv, _Threads(lib):
-            mw = run.filters(conv, w, conv.to_bwd, conv.w_bwd)
-            run.execute(conv.bwd_data, [(_ARG_DIFF_DST, run.memory(conv.diff_dst, dout)), (_ARG_WEIGHTS, mw),
-                                        (_ARG_DIFF_SRC, run.memory(conv.diff_src, out))])
-    finally:
-        run.close()
+    with _call(key) as (run, conv):
+        mw = run.filters(conv, w, conv.to_bwd, conv.w_bwd)
+        run.execute(conv.bwd_data, [(_ARG_DIFF_DST, run.memory(conv.diff_dst, dout)), (_ARG_WEIGHTS, mw),
+                                    (_ARG_DIFF_SRC, run.memory(conv.diff_src, out))])
     return out
 
 
@@ -578,25 +585,18 @@ def conv_backward_weights(x, dout, w_shape, stride: int = 1, pad: int = 0, dilat
     x, dout = _array(x, "x", 4), _array(dout, "dout", 4)
     _same_type(x, dout, ("x", "dout"))
     key = _key(x.shape, w_shape, stride, pad, dilation, x.dtype)
-    (N, _, _, _), (KH, KW, F), (Ho, Wo) = key[0], key[1], key[2]
-    if dout.shape != (N, Ho, Wo, F):
-        raise UsageError(f"dout must have the forward output's shape {(N, Ho, Wo, F)}, got {dout.shape}",
-                         param="dout")
-    out = _out(out, (KH, KW, key[0][3], F), "out")
-    lib = _lib()
-    run = _Run(lib)
-    try:
-        with _cache.use(key) as conv, _Threads(lib):
-            args = [(_ARG_SRC, run.memory(conv.src, x)), (_ARG_DIFF_DST, run.memory(conv.diff_dst, dout))]
-            if conv.from_dw is None:
-                run.execute(conv.bwd_weights, args + [(_ARG_DIFF_WEIGHTS, run.memory(conv.dw_user, out))])
-            else:
-                buf = np.empty(int(lib.dnnl_memory_desc_get_size(conv.dw)), np.uint8)
-                mdw = run.memory(conv.dw, buf)
-                run.execute(conv.bwd_weights, args + [(_ARG_DIFF_WEIGHTS, mdw)])
-                run.execute(conv.from_dw, [(_ARG_SRC, mdw), (_ARG_DST, run.memory(conv.dw_user, out))])
-    finally:
-        run.close()
+    _check_dout(dout, key)
+    (KH, KW, F), C = key[1], key[0][3]
+    out = _out(out, (KH, KW, C, F), "out")
+    with _call(key) as (run, conv):
+        args = [(_ARG_SRC, run.memory(conv.src, x)), (_ARG_DIFF_DST, run.memory(conv.diff_dst, dout))]
+        if conv.from_dw is None:
+            run.execute(conv.bwd_weights, args + [(_ARG_DIFF_WEIGHTS, run.memory(conv.dw_user, out))])
+        else:
+            buf = np.empty(int(run.lib.dnnl_memory_desc_get_size(conv.dw)), np.uint8)
+            mdw = run.memory(conv.dw, buf)
+            run.execute(conv.bwd_weights, args + [(_ARG_DIFF_WEIGHTS, mdw)])
+            run.execute(conv.from_dw, [(_ARG_SRC, mdw), (_ARG_DST, run.memory(conv.dw_user, out))])
     return out
 
 
