@@ -18,17 +18,10 @@ from numba import njit, prange
 from .im2col import _zero_run
 
 
-@njit(cache=True, inline="always")
-def _rne(u):
-    # u: the float32's bits (uint32). Branch-free so LLVM vectorises the loops that call it.
-    quiet = (u >> 16) | 0x0040
-    rounded = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
-    return quiet if (u & 0x7FFFFFFF) > 0x7F800000 else rounded
-
-
-# `_rne` on 32-bit lanes: numba types integer arithmetic at 64 bits (uint32 + uint32 is uint64), so `_rne`
-# runs on 64-bit lanes (vpmovzxdq, vpaddq: 8 values per zmm register). Truncating every intermediate back
-# to uint32 lets LLVM narrow the operations: 16 values per register.
+# Round to nearest even on the bits u (uint32) of a float32, branch-free so LLVM vectorises the loops that
+# call it. numba types integer arithmetic at 64 bits (uint32 + uint32 is uint64), which ran these loops on
+# 64-bit lanes (vpmovzxdq, vpaddq: 8 values per zmm register); truncating every intermediate back to
+# uint32 lets LLVM narrow the operations: 16 values per register.
 _U16, _U1, _QUIET, _ROUND = np.uint32(16), np.uint32(1), np.uint32(0x0040), np.uint32(0x7FFF)
 _ABS, _INF = np.uint32(0x7FFFFFFF), np.uint32(0x7F800000)
 
@@ -51,7 +44,7 @@ def round_bf16(src, dst):
 @njit(cache=True, inline="always")
 def _round_run(dst, src):
     for t in range(dst.shape[0]):
-        dst[t] = _rne(src[t])
+        dst[t] = np.uint16(_rne32(src[t]))
 
 
 @njit(parallel=True, cache=True)
