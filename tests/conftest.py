@@ -71,6 +71,64 @@ def make_images(n, n_classes=3, shape=(8, 8, 3), seed=0):
     return X, y.astype(np.int64)
 
 
+def check_linear_gradients(forward, params, grads_of, seed=0, **kw):
+    """Numerical check of every gradient of f(params) = sum(forward(params) * G) for a fixed random G;
+    `grads_of(G)` gives the analytic gradients."""
+    from imgclf.gradcheck import check_gradients
+
+    out = forward(params)
+    G = np.random.default_rng(seed).standard_normal(out.shape)
+    report = check_gradients(lambda p: float(np.sum(forward(p) * G)), params, grads_of(G), n_checks=12, **kw)
+    assert report.ok and report.max_rel_error < 1e-6, report.as_dict()
+
+
+def check_bn_layer_gradients(forward, backward, x, rng):
+    """Gradient check of a fused batch-norm layer's `forward`/`backward` pair (training mode) in x, gamma and
+    beta (drawn from `rng`)."""
+    C = x.shape[-1]
+    params = {"x": x, "gamma": rng.standard_normal(C), "beta": rng.standard_normal(C)}
+
+    def fwd(q):
+        return forward(q["x"], q["gamma"], q["beta"], np.zeros(C), np.ones(C), "train")
+
+    def grads(G):
+        dx, g = backward(G, fwd(params)[1])
+        return {"x": dx, **g}
+
+    check_linear_gradients(lambda q: fwd(q)[0], params, grads)
+
+
+def check_model_gradients(model, X, y, seed=3):
+    """Gradient check of a ConvNet's loss_and_grads over every parameter (float64 models), dropout masks
+    fixed by a fresh rng per call; the weights moved off their initial values (beta = 0, b = 0, gamma = 1),
+    a whitening stem's frozen filters too. Returns the model."""
+    from imgclf.gradcheck import check_gradients
+
+    model._check_params()
+    model.input_shape_ = X.shape[1:]
+    model.initialize(int(np.prod(X.shape[1:])), int(y.max()) + 1, np.random.default_rng(seed))
+    r = np.random.default_rng(seed)
+    for v in model.params_.values():
+        v += 0.1 * r.standard_normal(v.shape)
+    if getattr(model, "stem_w_", None) is not None:
+        model.stem_w_[...] = 0.5 * r.standard_normal(model.stem_w_.shape)
+    Xp = model.prepare(X)
+    _, grads = model.loss_and_grads(Xp, y, "train", np.random.default_rng(7))
+    assert set(grads) == set(model.params_)
+    saved = model.params_
+
+    def f(p):
+        model.params_ = p
+        try:
+            return model.loss_and_grads(Xp, y, "train", np.random.default_rng(7))[0]
+        finally:
+            model.params_ = saved
+
+    report = check_gradients(f, model.params_, grads, n_checks=6, rng=np.random.default_rng(seed))
+    assert report.ok and report.max_rel_error < 1e-5, report.as_dict()
+    return model
+
+
 @pytest.fixture
 def small_stream(tmp_path):
     """A pipeline .npz with train/val/test of separable 8x8x3 images, 3 classes."""

@@ -65,24 +65,32 @@ def test_bad_options_exit_2(runner, small_stream, args, msg):
     assert msg in result.output
 
 
-def test_resume_from_a_checkpoint_gives_the_uninterrupted_weights(runner, small_stream, tmp_path):
-    args = ["train", "convnet", "--data", str(small_stream), *FAST, "--batchnorm", "--dropout", "0.2", "--augment",
-            "flip,crop:1", "--seed", "3", "-q"]
-    ck = tmp_path / "ck"
-    full = tmp_path / "full.npz"
-    r = runner.invoke(cli, [*args, "--checkpoint-dir", str(ck), "--keep-checkpoints", "0", "-o", str(full)])
-    assert r.exit_code == 0, r.output
-    first = sorted(ck.glob("ckpt_epoch001*.npz"))[0]
-    resumed = tmp_path / "resumed.npz"
-    r = runner.invoke(cli, [*args, "--resume", str(first), "-o", str(resumed)])
-    assert r.exit_code == 0, r.output
+def _full_and_resumed(runner, args, tmp_path, full_flags=(), resume_flags=()):
+    """Run `args` to the end with a checkpoint every epoch, then again from the first epoch's checkpoint:
+    (the full run's result, its saved model, the resumed run's saved model)."""
     from imgclf import storage
 
-    a, b = storage.load_model(resumed).model, storage.load_model(full).model
+    ck, full, resumed = tmp_path / "ck", tmp_path / "full.npz", tmp_path / "resumed.npz"
+    r = runner.invoke(cli, [*args, "--checkpoint-dir", str(ck), "--keep-checkpoints", "0", "-o", str(full),
+                            *full_flags])
+    assert r.exit_code == 0, r.output
+    first = sorted(ck.glob("ckpt_epoch001*.npz"))[0]
+    again = runner.invoke(cli, [*args, "--resume", str(first), "-o", str(resumed), *resume_flags])
+    assert again.exit_code == 0, again.output
+    return r, storage.load_model(full).model, storage.load_model(resumed).model
+
+
+def _assert_same_weights_and_statistics(a, b):
     for store in ("params_", "buffers_"):
         for k, v in getattr(b, store).items():
             np.testing.assert_array_equal(getattr(a, store)[k], v, err_msg=k)
 
+
+def test_resume_from_a_checkpoint_gives_the_uninterrupted_weights(runner, small_stream, tmp_path):
+    args = ["train", "convnet", "--data", str(small_stream), *FAST, "--batchnorm", "--dropout", "0.2", "--augment",
+            "flip,crop:1", "--seed", "3", "-q"]
+    _, full, resumed = _full_and_resumed(runner, args, tmp_path)
+    _assert_same_weights_and_statistics(resumed, full)
 
 
 def test_alternating_flips_and_lookahead_flags_resume_bit_exact_and_load(runner, small_stream, tmp_path):
@@ -91,24 +99,13 @@ def test_alternating_flips_and_lookahead_flags_resume_bit_exact_and_load(runner,
     gives the uninterrupted run's weights."""
     args = ["train", "convnet", "--data", str(small_stream), *FAST, "--batchnorm", "--augment", "flip:alt,crop:1",
             "--lookahead", "4:0.5", "--ema", "0.9", "--seed", "3"]
-    ck, full = tmp_path / "ck", tmp_path / "full.npz"
-    r = runner.invoke(cli, [*args, "--checkpoint-dir", str(ck), "--keep-checkpoints", "0", "-o", str(full), "--json"])
-    assert r.exit_code == 0, r.output
+    r, b, a = _full_and_resumed(runner, args, tmp_path, ["--json"], ["-q"])
     d = json.loads(r.stdout)
     assert d["hyperparameters"]["lookahead"] == "4:0.5" and d["hyperparameters"]["augment"] == "flip:alt,crop:1"
     assert d["augmentation"] == "flip:alt,crop:1"
-    first = sorted(ck.glob("ckpt_epoch001*.npz"))[0]
-    resumed = tmp_path / "resumed.npz"
-    r = runner.invoke(cli, [*args, "--resume", str(first), "-o", str(resumed), "-q"])
-    assert r.exit_code == 0, r.output
-    from imgclf import storage
-
-    a, b = storage.load_model(resumed).model, storage.load_model(full).model
     assert b.lookahead == "4:0.5" and b.augment == "flip:alt,crop:1"
-    for store in ("params_", "buffers_"):
-        for k, v in getattr(b, store).items():
-            np.testing.assert_array_equal(getattr(a, store)[k], v, err_msg=k)
-    ev = runner.invoke(cli, ["evaluate", "-m", str(full), "--data", str(small_stream), "--json"])
+    _assert_same_weights_and_statistics(a, b)
+    ev = runner.invoke(cli, ["evaluate", "-m", str(tmp_path / "full.npz"), "--data", str(small_stream), "--json"])
     assert ev.exit_code == 0, ev.output
     assert json.loads(ev.stdout)["accuracy"] == pytest.approx(d["accuracy"])
 
@@ -124,25 +121,14 @@ def test_airbench_training_flags_reach_the_model_resume_bit_exact_and_load(runne
     checkpoint gives the uninterrupted run's weights and statistics."""
     args = ["train", "convnet", "--data", str(small_stream), "--filters", "4,8", "--hidden", "0", "--epochs", "3",
             "--batch-size", "20", "--batchnorm", *AIRBENCH_FLAGS, "--seed", "3"]
-    ck, full = tmp_path / "ck", tmp_path / "full.npz"
-    r = runner.invoke(cli, [*args, "--checkpoint-dir", str(ck), "--keep-checkpoints", "0", "-o", str(full), "--json"])
-    assert r.exit_code == 0, r.output
+    r, b, a = _full_and_resumed(runner, args, tmp_path, ["--json"], ["-q"])
     d = json.loads(r.stdout)
     hp = d["hyperparameters"]
     assert (hp["bias_lr_scale"], hp["lookahead"], hp["lr_schedule"], hp["tta"], hp["augment"]) == \
         (16.0, "5:ramp", "warmup:0.23:0.2:0.07", "flip+shift", "flip:alt,crop:2:reflect")
     assert d["augmentation"] == "flip:alt,crop:2:reflect" and d["accuracy"] > 0.5
-    first = sorted(ck.glob("ckpt_epoch001*.npz"))[0]
-    resumed = tmp_path / "resumed.npz"
-    r = runner.invoke(cli, [*args, "--resume", str(first), "-o", str(resumed), "-q"])
-    assert r.exit_code == 0, r.output
-    from imgclf import storage
-
-    a, b = storage.load_model(resumed).model, storage.load_model(full).model
-    for store in ("params_", "buffers_"):
-        for k, v in getattr(b, store).items():
-            np.testing.assert_array_equal(getattr(a, store)[k], v, err_msg=k)
-    ev = runner.invoke(cli, ["evaluate", "-m", str(full), "--data", str(small_stream), "--json"])
+    _assert_same_weights_and_statistics(a, b)
+    ev = runner.invoke(cli, ["evaluate", "-m", str(tmp_path / "full.npz"), "--data", str(small_stream), "--json"])
     assert ev.exit_code == 0, ev.output
     assert json.loads(ev.stdout)["accuracy"] == pytest.approx(d["accuracy"])
 
@@ -361,17 +347,6 @@ def test_bad_airbench_options_exit_2(runner, small_stream, args, msg):
 
 def test_airbench_resume_gives_the_uninterrupted_weights(runner, small_stream, tmp_path):
     args = ["train", "convnet", "--data", str(small_stream), *AIRBENCH, "--seed", "3", "-q"]
-    ck = tmp_path / "ck"
-    full = tmp_path / "full.npz"
-    r = runner.invoke(cli, [*args, "--checkpoint-dir", str(ck), "--keep-checkpoints", "0", "-o", str(full)])
-    assert r.exit_code == 0, r.output
-    first = sorted(ck.glob("ckpt_epoch001*.npz"))[0]
-    resumed = tmp_path / "resumed.npz"
-    r = runner.invoke(cli, [*args, "--resume", str(first), "-o", str(resumed)])
-    assert r.exit_code == 0, r.output
-    from imgclf import storage
-
-    a, b = storage.load_model(full).model, storage.load_model(resumed).model
-    for k in a.params_:
-        np.testing.assert_array_equal(a.params_[k], b.params_[k], err_msg=k)
+    _, a, b = _full_and_resumed(runner, args, tmp_path)
+    _assert_same_weights_and_statistics(b, a)
     np.testing.assert_array_equal(a.stem_w_, b.stem_w_)

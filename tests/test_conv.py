@@ -12,8 +12,8 @@ import textwrap
 import numpy as np
 import pytest
 
+from conftest import check_bn_layer_gradients, check_linear_gradients
 from imgclf.errors import UsageError
-from imgclf.gradcheck import check_gradients
 from imgclf.nn import conv
 from reference import (bn_relu_pool_train_naive, conv_backward_naive, conv_forward_naive, max_pool_backward_naive,
                        max_pool_forward_naive, spatial_batchnorm_train_naive)
@@ -21,14 +21,6 @@ from reference import (bn_relu_pool_train_naive, conv_backward_naive, conv_forwa
 # (H, W, C, F, K, stride, pad, dilation)
 CONV_CASES = [(5, 5, 3, 4, 3, 1, 1, 1), (6, 7, 2, 3, 3, 1, 0, 1), (7, 7, 2, 3, 3, 2, 1, 1),
               (8, 8, 2, 2, 3, 1, 2, 2), (6, 6, 3, 2, 1, 1, 0, 1), (9, 9, 1, 2, 3, 2, 2, 2)]
-
-
-def _linear_check(forward, params, grads_of, seed=0, **kw):
-    """Numerical check of every gradient of f(params) = sum(forward(params) * G) for a fixed random G."""
-    out = forward(params)
-    G = np.random.default_rng(seed).standard_normal(out.shape)
-    report = check_gradients(lambda p: float(np.sum(forward(p) * G)), params, grads_of(G), n_checks=12, **kw)
-    assert report.ok and report.max_rel_error < 1e-6, report.as_dict()
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
@@ -60,7 +52,7 @@ def test_conv_gradient_check(case, rng):
         dx, g = conv.conv_backward(G, conv.conv_forward(params["x"], params["w"], params["b"], s, p, d)[1])
         return {"x": dx, "w": g["w"], "b": g["b"]}
 
-    _linear_check(fwd, params, grads)
+    check_linear_gradients(fwd, params, grads)
 
 
 def test_conv_act_gradient_check(rng):
@@ -78,7 +70,7 @@ def test_conv_act_gradient_check(rng):
     out = fwd(params)
     ref = np.maximum(conv_forward_naive(params["x"], params["w"], params["b"], 1, 1), 0)
     np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
-    _linear_check(fwd, params, grads)
+    check_linear_gradients(fwd, params, grads)
 
 
 def test_conv_without_bias_has_no_bias_gradient(rng):
@@ -156,7 +148,7 @@ def test_max_pool_gradient_check(size, stride, rng):
     def grads(G):
         return {"x": conv.max_pool_backward(G, conv.max_pool_forward(params["x"], size, stride)[1])[0]}
 
-    _linear_check(lambda q: conv.max_pool_forward(q["x"], size, stride)[0], params, grads)
+    check_linear_gradients(lambda q: conv.max_pool_forward(q["x"], size, stride)[0], params, grads)
 
 
 @pytest.mark.parametrize("relu", [False, True])
@@ -183,7 +175,7 @@ def test_spatial_batchnorm_matches_naive_and_gradient_check(relu, rng):
             x, gamma, beta, np.zeros(3), np.ones(3), "train", relu=relu)[1])
         return {"x": dx, **g}
 
-    _linear_check(fwd, params, grads)
+    check_linear_gradients(fwd, params, grads)
 
 
 def test_spatial_batchnorm_float32_statistics_are_accurate(rng):
@@ -227,17 +219,7 @@ def test_fused_bn_relu_pool_matches_the_three_layers(dtype, rng):
 
 def test_fused_bn_relu_pool_gradient_check(rng):
     x = rng.permutation(2 * 4 * 6 * 3).reshape(2, 4, 6, 3) / 10.0 - 1.5  # distinct values: no ties
-    params = {"x": x, "gamma": rng.standard_normal(3), "beta": rng.standard_normal(3)}
-
-    def fwd(q):
-        return conv.bn_relu_pool_forward(q["x"], q["gamma"], q["beta"], np.zeros(3), np.ones(3), "train")[0]
-
-    def grads(G):
-        dx, g = conv.bn_relu_pool_backward(G, conv.bn_relu_pool_forward(
-            x, params["gamma"], params["beta"], np.zeros(3), np.ones(3), "train")[1])
-        return {"x": dx, **g}
-
-    _linear_check(fwd, params, grads)
+    check_bn_layer_gradients(conv.bn_relu_pool_forward, conv.bn_relu_pool_backward, x, rng)
     assert conv.fuses_bn_relu_pool((2, 4, 6, 3), 2) and not conv.fuses_bn_relu_pool((2, 5, 6, 3), 2)
     assert not conv.fuses_bn_relu_pool((2, 6, 6, 3), 3)
 

@@ -5,34 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import make_images
+from conftest import check_model_gradients, make_images
 from imgclf.errors import UsageError
-from imgclf.gradcheck import check_gradients
 from imgclf.nn.convnet import ConvNet, parse_filters
-
-
-def _model_check(model, X, y, seed=3):
-    """Gradient check of loss_and_grads over every parameter, dropout masks fixed by a fresh rng per call."""
-    model._check_params()
-    model.input_shape_ = X.shape[1:]
-    model.initialize(int(np.prod(X.shape[1:])), int(y.max()) + 1, np.random.default_rng(seed))
-    r = np.random.default_rng(seed)
-    for k, v in model.params_.items():  # move off the initial values (beta = 0, b = 0, gamma = 1)
-        v += 0.1 * r.standard_normal(v.shape)
-    Xp = model.prepare(X)
-    _, grads = model.loss_and_grads(Xp, y, "train", np.random.default_rng(7))
-    saved = model.params_
-
-    def f(p):
-        model.params_ = p
-        try:
-            return model.loss_and_grads(Xp, y, "train", np.random.default_rng(7))[0]
-        finally:
-            model.params_ = saved
-
-    report = check_gradients(f, model.params_, grads, n_checks=6, rng=np.random.default_rng(seed))
-    assert report.ok and report.max_rel_error < 1e-5, report.as_dict()
-    return model
 
 
 @pytest.mark.parametrize("size,kw", [
@@ -48,7 +23,7 @@ def _model_check(model, X, y, seed=3):
 ])
 def test_whole_model_gradient_check(size, kw):
     X, y = make_images(6, n_classes=3, shape=(size, size, 3), seed=1)
-    model = _model_check(ConvNet(dtype="float64", reg=0.01, **kw), X, y)
+    model = check_model_gradients(ConvNet(dtype="float64", reg=0.01, **kw), X, y)
     assert all(p.ndim == 4 for k, p in model.params_.items() if k == "W1")
 
 

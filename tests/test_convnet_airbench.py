@@ -7,41 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import make_images
+from conftest import check_model_gradients, make_images
 from imgclf.errors import ModelFileError, UsageError
-from imgclf.gradcheck import check_gradients
 from imgclf.nn import convnet
 from imgclf.nn.convnet import ConvNet
 
 AIRBENCH = dict(filters=("4x2", "6x2"), pool_position="first", batchnorm=True, hidden=0, stem="whiten:2",
                 activation="gelu", bn_scale=False, bn_momentum=0.6, dirac=True, head="maxpool", logit_scale=1 / 9,
                 classifier_bias=False)
-
-
-def _grad_check(model, X, y, seed=3):
-    model._check_params()
-    model.input_shape_ = X.shape[1:]
-    model.initialize(int(np.prod(X.shape[1:])), int(y.max()) + 1, np.random.default_rng(seed))
-    r = np.random.default_rng(seed)
-    for v in model.params_.values():
-        v += 0.1 * r.standard_normal(v.shape)
-    if getattr(model, "stem_w_", None) is not None:
-        model.stem_w_[...] = 0.5 * r.standard_normal(model.stem_w_.shape)
-    Xp = model.prepare(X)
-    _, grads = model.loss_and_grads(Xp, y, "train", np.random.default_rng(7))
-    assert set(grads) == set(model.params_)
-    saved = model.params_
-
-    def f(p):
-        model.params_ = p
-        try:
-            return model.loss_and_grads(Xp, y, "train", np.random.default_rng(7))[0]
-        finally:
-            model.params_ = saved
-
-    report = check_gradients(f, model.params_, grads, n_checks=6, rng=np.random.default_rng(seed))
-    assert report.ok and report.max_rel_error < 1e-5, report.as_dict()
-    return model
 
 
 @pytest.mark.parametrize("size,kw", [
@@ -53,7 +26,7 @@ def _grad_check(model, X, y, seed=3):
 ])
 def test_whole_model_gradient_check(size, kw):
     X, y = make_images(6, n_classes=3, shape=(size, size, 3), seed=1)
-    _grad_check(ConvNet(dtype="float64", reg=0.01, **kw), X, y)
+    check_model_gradients(ConvNet(dtype="float64", reg=0.01, **kw), X, y)
 
 
 def test_geometry_of_airbench_on_32x32():

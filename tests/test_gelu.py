@@ -13,18 +13,11 @@ import textwrap
 import numpy as np
 import pytest
 
+from conftest import check_bn_layer_gradients, check_linear_gradients
 from imgclf.errors import UsageError
-from imgclf.gradcheck import check_gradients
 from imgclf.kernels import elementwise as ew
 from imgclf.nn import conv, layers
 from reference import activation_grad_naive, activation_naive, bias_act_dropout_naive, spatial_batchnorm_train_naive
-
-
-def _linear_check(forward, params, grads_of, seed=0):
-    out = forward(params)
-    G = np.random.default_rng(seed).standard_normal(out.shape)
-    report = check_gradients(lambda p: float(np.sum(forward(p) * G)), params, grads_of(G), n_checks=12)
-    assert report.ok and report.max_rel_error < 1e-6, report.as_dict()
 
 
 def test_gelu_known_values():
@@ -61,7 +54,7 @@ def test_gelu_layer_gradients(rng):
     x = rng.standard_normal((4, 6)) * 2
     out, cache = layers.activation_forward(x, "gelu")
     np.testing.assert_allclose(out, activation_naive(x, "gelu"), rtol=1e-12, atol=1e-12)
-    _linear_check(lambda p: layers.activation_forward(p["x"], "gelu")[0], {"x": x},
+    check_linear_gradients(lambda p: layers.activation_forward(p["x"], "gelu")[0], {"x": x},
                   lambda G: {"x": layers.activation_backward(G, cache)[0]})
 
 
@@ -76,7 +69,7 @@ def test_fused_affine_gelu_dropout_gradients(rng):
         dx, g = layers.affine_act_backward(G, fwd(params)[1])
         return {"x": dx, **g}
 
-    _linear_check(lambda p: fwd(p)[0], params, grads)
+    check_linear_gradients(lambda p: fwd(p)[0], params, grads)
 
 
 def test_conv_gelu_gradients(rng):
@@ -90,7 +83,7 @@ def test_conv_gelu_gradients(rng):
         dx, g = conv.conv_act_backward(G, fwd(params)[1])
         return {"x": dx, **g}
 
-    _linear_check(lambda p: fwd(p)[0], params, grads)
+    check_linear_gradients(lambda p: fwd(p)[0], params, grads)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -121,17 +114,7 @@ def test_bn_gelu_matches_the_two_layers(dtype, rng):
 
 
 def test_bn_gelu_gradient_check(rng):
-    params = {"x": rng.standard_normal((2, 3, 4, 3)) * 1.5, "gamma": rng.standard_normal(3),
-              "beta": rng.standard_normal(3)}
-
-    def fwd(q):
-        return conv.bn_gelu_forward(q["x"], q["gamma"], q["beta"], np.zeros(3), np.ones(3), "train")
-
-    def grads(G):
-        dx, g = conv.bn_gelu_backward(G, fwd(params)[1])
-        return {"x": dx, **g}
-
-    _linear_check(lambda q: fwd(q)[0], params, grads)
+    check_bn_layer_gradients(conv.bn_gelu_forward, conv.bn_gelu_backward, rng.standard_normal((2, 3, 4, 3)) * 1.5, rng)
 
 
 def test_gelu_kernels_without_jit():
@@ -234,16 +217,7 @@ def test_fused_bn_gelu_pool_matches_the_three_layers(shape, dtype, rng):
 
 def test_fused_bn_gelu_pool_gradient_check(rng):
     x = rng.permutation(2 * 5 * 7 * 3).reshape(2, 5, 7, 3) / 10.0 - 4.0  # distinct values: no ties
-    params = {"x": x, "gamma": rng.standard_normal(3), "beta": rng.standard_normal(3)}
-
-    def fwd(q):
-        return conv.bn_gelu_pool_forward(q["x"], q["gamma"], q["beta"], np.zeros(3), np.ones(3), "train")
-
-    def grads(G):
-        dx, g = conv.bn_gelu_pool_backward(G, fwd(params)[1])
-        return {"x": dx, **g}
-
-    _linear_check(lambda q: fwd(q)[0], params, grads)
+    check_bn_layer_gradients(conv.bn_gelu_pool_forward, conv.bn_gelu_pool_backward, x, rng)
 
 
 def test_fused_bn_gelu_pool_without_jit():
