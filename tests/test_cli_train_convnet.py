@@ -143,7 +143,7 @@ def test_airbench_training_flags_reach_the_model_resume_bit_exact_and_load(runne
     (["--augment", "crop:8:reflect"], "reflect"),
     (["--lr-schedule", "warmup:0.2:0.2:2"], "warmup:P[:S[:E]]"),
 ])
-def test_bad_airbench_options_exit_2(runner, small_stream, args, msg):
+def test_bad_airbench_training_options_exit_2(runner, small_stream, args, msg):
     result = runner.invoke(cli, ["train", "convnet", "--data", str(small_stream), *FAST, *args])
     assert result.exit_code == 2, result.output
     assert msg in result.output and "Traceback" not in result.output
@@ -339,7 +339,7 @@ def test_airbench_options_default_off(runner, small_stream):
     (["--dirac", "--filter-size", "2"], "--dirac"),
     (["--activation", "gelu:2"], "takes no parameter"),
 ])
-def test_bad_airbench_options_exit_2(runner, small_stream, args, msg):
+def test_bad_airbench_network_options_exit_2(runner, small_stream, args, msg):
     result = runner.invoke(cli, ["train", "convnet", "--data", str(small_stream), *FAST, *args])
     assert result.exit_code == 2, result.output
     assert msg in result.output
