@@ -71,6 +71,21 @@ def make_images(n, n_classes=3, shape=(8, 8, 3), seed=0):
     return X, y.astype(np.int64)
 
 
+def assert_runs_without_jit(code: str, timeout: float = 300) -> None:
+    """Run `code` in a fresh interpreter with NUMBA_DISABLE_JIT=1 (the kernels' Python source, on small
+    inputs), with the project and tests/ importable; it must exit 0 and print "ok"."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1",
+               PYTHONPATH=os.pathsep.join([os.environ.get("PYTHONPATH", root), root, os.path.join(root, "tests")]))
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=root,
+                         timeout=timeout)
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert res.stdout.strip() == "ok"
+
+
 def check_linear_gradients(forward, params, grads_of, seed=0, **kw):
     """Numerical check of every gradient of f(params) = sum(forward(params) * G) for a fixed random G;
     `grads_of(G)` gives the analytic gradients."""

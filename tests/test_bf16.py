@@ -12,9 +12,9 @@ import textwrap
 import numpy as np
 import pytest
 
+from conftest import assert_runs_without_jit
 from imgclf import bf16, mkl
 from imgclf.errors import Unsupported, UsageError
-from imgclf.kernels.im2col import im2col
 from reference import bf16_round_naive, im2col_naive
 
 needs_bf16 = pytest.mark.skipif(not bf16.available(), reason=f"bf16 GEMM unavailable: {bf16.unavailable_reason()}")
@@ -197,8 +197,4 @@ def test_kernels_match_naive_without_jit():
             assert np.array_equal(bf16.im2col(im, 3, 3, s, p, d), bf16_round_naive(im2col_naive(im, 3, 3, s, p, d)))
         print("ok")
     """)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1", PYTHONPATH=os.pathsep.join([root, os.path.join(root, "tests")]))
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=root, timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == "ok"
+    assert_runs_without_jit(code)

@@ -4,15 +4,12 @@ workspace reuse, and the kernels' Python source under NUMBA_DISABLE_JIT=1."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
-from conftest import check_bn_layer_gradients, check_linear_gradients
+from conftest import assert_runs_without_jit, check_bn_layer_gradients, check_linear_gradients
 from imgclf.errors import UsageError
 from imgclf.nn import conv
 from reference import (bn_relu_pool_train_naive, conv_backward_naive, conv_forward_naive, max_pool_backward_naive,
@@ -277,11 +274,7 @@ def test_layers_match_naive_without_jit():
         assert np.allclose(gr["beta"], gr_ref["beta"])
         print("ok")
     """)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1", PYTHONPATH=os.pathsep.join([root, os.path.join(root, "tests")]))
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=root, timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == "ok"
+    assert_runs_without_jit(code)
 
 
 @pytest.mark.parametrize("fs,pad,dilation", [(3, 1, 1), (5, 2, 1), (1, 0, 1), (3, 2, 2)])

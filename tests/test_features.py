@@ -2,12 +2,11 @@
 loops of tests/reference.py (also under NUMBA_DISABLE_JIT=1), chains through files, the Python API."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from conftest import assert_runs_without_jit
 from imgclf.colorhist import ColorHistogram
 from imgclf.errors import DataError, UsageError
 from imgclf.feature_union import FeatureUnion
@@ -271,6 +270,4 @@ def test_kernels_without_jit():
     """NUMBA_DISABLE_JIT=1: the kernels' Python source is what gets compiled; it must agree too."""
     tests = os.path.dirname(__file__)
     code = _NO_JIT.format(tests=tests)
-    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, NUMBA_DISABLE_JIT="1"),
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+    assert_runs_without_jit(code)

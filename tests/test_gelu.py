@@ -5,15 +5,12 @@ source under NUMBA_DISABLE_JIT=1."""
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
-from conftest import check_bn_layer_gradients, check_linear_gradients
+from conftest import assert_runs_without_jit, check_bn_layer_gradients, check_linear_gradients
 from imgclf.errors import UsageError
 from imgclf.kernels import elementwise as ew
 from imgclf.nn import conv, layers
@@ -148,12 +145,7 @@ def test_gelu_kernels_without_jit():
         assert ew._exp_neg32(np.float32(-88.0)) == 0.0
         print("ok")
     """)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1",
-               PYTHONPATH=os.pathsep.join([os.environ.get("PYTHONPATH", root), root, os.path.join(root, "tests")]))
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=root, timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == "ok"
+    assert_runs_without_jit(code)
 
 
 def test_exp_neg32_within_one_ulp_of_math_exp():
@@ -236,9 +228,4 @@ def test_fused_bn_gelu_pool_without_jit():
         assert np.allclose(dx, dx_ref) and np.allclose(gr["gamma"], gr_ref["gamma"])
         print("ok")
     """)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1",
-               PYTHONPATH=os.pathsep.join([os.environ.get("PYTHONPATH", root), root, os.path.join(root, "tests")]))
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=root, timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == "ok"
+    assert_runs_without_jit(code)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
+from conftest import assert_runs_without_jit
 from imgclf.errors import UsageError
 from imgclf.kernels.im2col import col2im, im2col, output_size
 from reference import im2col_naive
@@ -97,8 +95,4 @@ def test_kernels_match_naive_without_jit():
             assert abs(np.sum(cols * g) - np.sum(x * col2im(g, x.shape, kh, kw, s, p, d))) < 1e-10
         print("ok")
     """)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1", PYTHONPATH=os.pathsep.join([root, os.path.join(root, "tests")]))
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=root, timeout=120)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == "ok"
+    assert_runs_without_jit(code, timeout=120)

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from conftest import assert_runs_without_jit
 from imgclf.errors import UsageError
 from imgclf.kernels.distances import _l1_portable, _tile_rows, kneighbors, sqnorms
 from imgclf.kernels.simd import has_avx2
 from imgclf.kernels.topk import empty_heaps, smallest_k, sort_heaps
 from reference import knn_distances_naive, knn_select_naive
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _data(rng, n, m, d, dtype, levels=256):
@@ -182,7 +179,4 @@ D = rng.integers(0, 4, (3, 10)).astype(float)
 assert np.array_equal(smallest_k(D, 4)[1], knn_select_naive(D, 4)[1])
 print("ok")
 """
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == "ok"
+    assert_runs_without_jit(code)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import assert_runs_without_jit
 from imgclf.kernels import gram_u8 as g
 
 needs_vnni = pytest.mark.skipif(not g.has_vnni(), reason="this CPU has no AVX-512 VNNI (or numba is not compiling)")
@@ -206,10 +207,7 @@ lower = np.tril_indices(d + 1)
 assert np.array_equal(P[:d + 1, :d + 1][lower], naive_tiles(W8, d)[lower])
 print("ok")
 """.format(tests=str(Path(__file__).parent))
-    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, NUMBA_DISABLE_JIT="1"),
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "ok"
+    assert_runs_without_jit(code)
 
 
 @needs_vnni

@@ -1,14 +1,12 @@
 """The fused linear-classifier step (imgclf/kernels/linear.py) against the naive loop losses of
 tests/reference.py, through the kernel, through LinearClassifier.loss_rows, and without the JIT."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import assert_runs_without_jit
 from imgclf.kernels import linear as kernel
 from imgclf.linear import LinearSVM, SoftmaxClassifier
 from reference import ovr_svm_loss_naive, softmax_loss_naive, svm_loss_naive
@@ -105,7 +103,4 @@ for kind, ref in [(k.SOFTMAX, lambda: softmax_loss_naive(W, X[idx], y[idx], 0.5,
     assert np.allclose(dW, rdW, atol=1e-5), kind
 print("ok")
 """.format(tests=str(Path(__file__).parent))
-    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, NUMBA_DISABLE_JIT="1"),
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "ok"
+    assert_runs_without_jit(code)

@@ -1,13 +1,12 @@
 """Layers and fused kernels: values against the naive references, gradients against centered differences."""
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import assert_runs_without_jit
 from imgclf.errors import UsageError
 from imgclf.gradcheck import check_gradients
 from imgclf.kernels import elementwise as ew
@@ -101,10 +100,7 @@ g = rng.standard_normal((3, 4)); w = rng.standard_normal((3, 4)); g0 = g.copy()
 assert np.isclose(ew.add_l2(g, w, 0.2), 0.2 * sum(v * v for v in w.ravel())) and np.allclose(g, g0 + 0.4 * w)
 print("ok")
 """.format(tests=str(Path(__file__).parent))
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "ok"
+    assert_runs_without_jit(code)
 
 
 def test_affine_values_and_gradients(rng):
