@@ -26,34 +26,42 @@ TRAIN = ["-q", "train", "twolayer", "--hidden", "4", "--batchnorm", "--epochs", 
 STEPS = 24 // 5  # steps per epoch
 
 
-@pytest.fixture(scope="module")
-def made(tmp_path_factory):
-    """(stream, checkpoint meta, arrays, model file) of a 1-epoch run resumable for a second."""
-    d = tmp_path_factory.mktemp("ckpt")
+def _first_epoch(tmp_path_factory, name, train, model=False):
+    """(stream, checkpoint meta, arrays, model file or None) of a 1-epoch run of `train` resumable for a
+    second, on 24 random 4x4 images."""
+    d = tmp_path_factory.mktemp(name)
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, (24, 4, 4, 3)).astype(np.uint8)
     stream = H.write(d / "s.npz", H.stream_bytes(X, np.arange(24) % 3))
-    res = CliRunner().invoke(cli, [*TRAIN, "--epochs", "1", "--data", str(stream), "--checkpoint-dir", str(d / "ck"),
-                                   "-o", str(d / "m.npz")])
+    out = ["-o", str(d / "m.npz")] if model else []
+    res = CliRunner().invoke(cli, [*train, "--epochs", "1", "--data", str(stream), "--checkpoint-dir", str(d / "ck"),
+                                   *out])
     assert res.exit_code == 0, res.output
     meta, arrays = npzfile.read(next((d / "ck").iterdir()))
-    return stream, meta, arrays, d / "m.npz"
+    return stream, meta, arrays, d / "m.npz" if model else None
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """(stream, checkpoint meta, arrays, model file) of a 1-epoch run resumable for a second."""
+    return _first_epoch(tmp_path_factory, "ckpt", TRAIN, model=True)
 
 
 def _write_checkpoint(path: Path, meta: dict, arrays: dict) -> Path:
     return H.write(path, npzfile.to_bytes(arrays, {k: v for k, v in meta.items()}))
 
 
-def _resume(made, tmp_path, edit=None):
-    stream, meta, arrays, _ = made
+def _resume(made, tmp_path, edit=None, train=TRAIN, output=True):
+    """Resume `train` from the made checkpoint after `edit(meta, arrays)`: (result, warnings caught)."""
+    stream, meta, arrays = made[:3]
     meta, arrays = copy.deepcopy(meta), {k: v.copy() for k, v in arrays.items()}
     if edit is not None:
         edit(meta, arrays)
     ck = _write_checkpoint(tmp_path / "ck.npz", meta, arrays)
+    out = ["-o", str(tmp_path / "out.npz")] if output else []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = CliRunner().invoke(cli, [*TRAIN, "--data", str(stream), "--resume", str(ck), "-o",
-                                       str(tmp_path / "out.npz")])
+        res = CliRunner().invoke(cli, [*train, "--data", str(stream), "--resume", str(ck), *out])
     return res, caught
 
 
@@ -269,29 +277,14 @@ TRAIN_RAMP = ["-q", "train", "twolayer", "--hidden", "4", "--batchnorm", "--epoc
 
 @pytest.fixture(scope="module")
 def made_ramp(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ckpt_ramp")
-    rng = np.random.default_rng(0)
-    X = rng.integers(0, 256, (24, 4, 4, 3)).astype(np.uint8)
-    stream = H.write(d / "s.npz", H.stream_bytes(X, np.arange(24) % 3))
-    res = CliRunner().invoke(cli, [*TRAIN_RAMP, "--epochs", "1", "--data", str(stream), "--checkpoint-dir",
-                                   str(d / "ck")])
-    assert res.exit_code == 0, res.output
-    meta, arrays = npzfile.read(next((d / "ck").iterdir()))
+    stream, meta, arrays, _ = _first_epoch(tmp_path_factory, "ckpt_ramp", TRAIN_RAMP)
     assert meta["lookahead"] == [2, "ramp"] and meta["lr_scales"] == {"beta1": 4.0, "b2": 4.0}
     assert "lookahead/buffer:running_var1" in arrays
     return stream, meta, arrays
 
 
 def _resume_ramp(made_ramp, tmp_path, edit=None):
-    stream, meta, arrays = made_ramp
-    meta, arrays = copy.deepcopy(meta), {k: v.copy() for k, v in arrays.items()}
-    if edit is not None:
-        edit(meta, arrays)
-    ck = _write_checkpoint(tmp_path / "ck.npz", meta, arrays)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        res = CliRunner().invoke(cli, [*TRAIN_RAMP, "--data", str(stream), "--resume", str(ck)])
-    return res, caught
+    return _resume(made_ramp, tmp_path, edit, TRAIN_RAMP, output=False)
 
 
 HOSTILE_RAMP = {
