@@ -28,6 +28,8 @@ from ..errors import ModelFileError, UsageError
 from ..validation import check_int, check_number
 from . import optim as optim_rules
 
+BUFFER = "buffer:"  # a weight snapshot's key prefix for a batch-norm statistic (Solver._snapshot)
+
 # EpochRecord's numbers: (may be null, lowest value)
 _RECORD_NUMBERS = {"loss": (False, None), "train_acc": (False, 0), "val_acc": (True, 0), "lr": (False, 0),
                    "update_ratio": (True, 0), "seconds": (False, 0)}
@@ -93,7 +95,7 @@ def _state_shapes(solver) -> dict[str, np.ndarray]:
     """The arrays a checkpoint of this run may hold, each mapped to the array it must match."""
     params = solver.model.params_
     buffers = getattr(solver.model, "buffers_", {})
-    snapshot = {**params, **{f"buffer:{k}": v for k, v in buffers.items()}}  # Solver._snapshot's keys
+    snapshot = {**params, **{f"{BUFFER}{k}": v for k, v in buffers.items()}}  # Solver._snapshot's keys
     like = {f"param/{k}": v for k, v in params.items()}
     like.update({f"buffer/{k}": v for k, v in buffers.items()})
     like.update({f"best/{k}": v for k, v in snapshot.items()})

@@ -71,6 +71,7 @@ import numpy as np
 from ..errors import ModelFileError, UsageError
 from ..io import checkpoint
 from . import checkpoint_state
+from .checkpoint_state import BUFFER
 from . import optim as optim_rules
 from . import schedules
 
@@ -292,15 +293,18 @@ class Solver:
     # -- state -----------------------------------------------------------------------------------
     def _snapshot(self) -> dict:
         state = {k: v.copy() for k, v in self.model.params_.items()}
-        state.update({f"buffer:{k}": v.copy() for k, v in getattr(self.model, "buffers_", {}).items()})
+        state.update({f"{BUFFER}{k}": v.copy() for k, v in getattr(self.model, "buffers_", {}).items()})
         return state
+
+    def _live(self, key: str) -> np.ndarray:
+        """The model's array behind a snapshot key: a parameter, or "buffer:NAME" a batch-norm statistic."""
+        if key.startswith(BUFFER):
+            return self.model.buffers_[key[len(BUFFER):]]
+        return self.model.params_[key]
 
     def _restore(self, state: dict) -> None:
         for k, v in state.items():
-            if k.startswith("buffer:"):
-                self.model.buffers_[k[7:]][...] = v
-            else:
-                self.model.params_[k][...] = v
+            self._live(k)[...] = v
 
     def request_stop(self) -> None:
         """Stop after the current step with a checkpoint (what SIGINT does); safe from a signal handler."""
@@ -475,19 +479,16 @@ class Solver:
         k, alpha = self.lookahead
         if alpha == optim_rules.RAMP:
             alpha = 1.0 - optim_rules.ramp_rho(k, self.iteration + 1, self.total_steps)
-        buffers = getattr(self.model, "buffers_", {})
         for key, slow in self.slow_state.items():
-            fast = buffers[key[7:]] if key.startswith("buffer:") else self.model.params_[key]
+            fast = self._live(key)
             slow += slow.dtype.type(alpha) * (fast - slow)
             fast[...] = slow
 
     def _ema_update(self) -> None:
         t = self.iteration  # steps before this one
         d = min(self.ema, (1.0 + t) / (10.0 + t))
-        live = self.model.params_
-        buffers = getattr(self.model, "buffers_", {})
         for k, avg in self.ema_state.items():
-            w = buffers[k[7:]] if k.startswith("buffer:") else live[k]
+            w = self._live(k)
             avg *= avg.dtype.type(d)
             avg += avg.dtype.type(1.0 - d) * w
 
