@@ -20,9 +20,13 @@ extra is installed (docs/dnnl.md), and then the im2col path is timed beside it (
 Targets (issue 18): imgclf <= 0.8x PyTorch for both nets; conv epoch <= 1.5x its floor; fc epoch <= 1.3x
 its GEMMs at H=100 and <= 1.15x at H=500.
 
+After the rows, the layer kernels alone (the convolutions on the backend the net uses and the affine
+products, timed at the net's shapes without batch norm, pooling, optimiser or data movement): the
+ceiling of an epoch built on those kernels.
+
 Then a where-the-time-goes table for one imgclf convnet epoch (with flip,crop:4 augmentation, so its
 cost shows): the layer functions are wrapped with timers, so each row is wall time inside that
-function (GEMMs of the layers are in "conv/affine GEMMs + rest", i.e. the epoch minus the rows).
+function; the last row is the epoch minus the rows (with im2col it holds the convolutions' GEMMs).
 
 The machine is shared with other jobs: compare ratios from the same run only. The cpu columns give
 process CPU time (threads summed, spinning included) beside wall time, and `--threads 1` compares the
@@ -144,7 +148,9 @@ def imgclf_conv(X, y, augment=None, profile=None, backend="auto"):
     trainee = net.initialize(int(np.prod(X.shape[1:])), 10, rng)
     solver = Solver(trainee, X, y, optim="adam", lr=2e-3, epochs=1, batch_size=64, rng=rng, augment=augment)
     if profile is not None:
-        _instrument(solver, trainee, profile)
+        from imgclf import dnnl
+
+        _instrument(solver, trainee, profile, "dnnl" if backend != "im2col" and dnnl.available() else "im2col")
     with Clock() as c:
         solver.train()
     return c
@@ -226,6 +232,39 @@ def conv_gemm_epoch(n: int, batch: int = 64, steps: int = 40) -> float:
     return t / steps * (n // batch)
 
 
+def conv_kernels_epoch(n: int, backend: str, batch: int = 64, steps: int = 40) -> float:
+    """The convnet's layer kernels alone at its shapes, on `steps` batches, scaled to n: each convolution's
+    forward, filter gradient and input gradient (not the first's) through imgclf.nn.conv with `backend`,
+    and the affine layers' products. With oneDNN this is the epoch's ceiling before any batch norm,
+    pooling, optimiser or data movement."""
+    from imgclf.nn import conv
+
+    rng = np.random.default_rng(0)
+    layers = []
+    H, C = 32, 3
+    for i, f in enumerate(CONV_FILTERS):
+        x = rng.standard_normal((batch, H, H, C), dtype=np.float32)
+        w = (rng.standard_normal((3, 3, C, f)) / np.sqrt(9 * C)).astype(np.float32)
+        layers.append((x, w, rng.standard_normal((batch, H, H, f), dtype=np.float32), i > 0, conv.Workspace()))
+        H, C = H // 2, f
+    dims = (H * H * C, CONV_HIDDEN, 10)
+    affine = [(rng.standard_normal((batch, a), dtype=np.float32), rng.standard_normal((a, b), dtype=np.float32))
+              for a, b in zip(dims, dims[1:])]
+
+    def step():
+        for x, w, dout, need_dx, ws in layers:
+            conv.conv_backward(dout, conv.conv_forward(x, w, None, 1, 1, 1, ws, "float32", backend)[1], need_dx)
+        for i, (x, w) in enumerate(affine):
+            d = x @ w
+            x.T @ d
+            if i:
+                d @ w.T
+
+    step()
+    t = min(_timed(lambda: [step() for _ in range(steps)]) for _ in range(2))
+    return t / steps * (n // batch)
+
+
 # -- where the time goes ---------------------------------------------------------------------------------
 def _wrap(table, key, fn):
     def timed(*args, **kwargs):
@@ -238,10 +277,17 @@ def _wrap(table, key, fn):
     return timed
 
 
-def _instrument(solver, trainee, table):
-    """Time the layer functions by replacing them, for this process, with timing wrappers."""
+def _instrument(solver, trainee, table, backend: str):
+    """Time the layer functions by replacing them, for this process, with timing wrappers. With oneDNN
+    the convolutions get a row of their own (the im2col path's products stay in the rest: its im2col /
+    col2im rows would be counted twice inside a convolution row)."""
     from imgclf.nn import conv, layers
 
+    if backend == "dnnl":
+        for name in ("conv_forward", "conv_backward"):
+            setattr(conv, name, _wrap(table, "convolutions (oneDNN)", getattr(conv, name)))
+    for name in ("affine_forward", "affine_backward"):
+        setattr(layers, name, _wrap(table, "affine products (fc head)", getattr(layers, name)))
     for name, key in (("im2col", "im2col / col2im"), ("col2im", "im2col / col2im"),
                       ("spatial_batchnorm_forward", "batchnorm (+relu)"),
                       ("spatial_batchnorm_backward", "batchnorm (+relu)"),
@@ -342,6 +388,10 @@ def main():
         if ours_im2col is not None:
             report("conv im2col", ours_im2col, peer, floor, g)
         report("conv oneDNN" if dnnl_ok else "conv 32,64,128", ours, peer, floor, g)
+        kernels = conv_kernels_epoch(args.n, "auto")
+        print(f"  the layer kernels alone ({'oneDNN' if dnnl_ok else 'im2col'} convolutions and the affine products at "
+              f"the net's shapes): {kernels:.2f} s an epoch = {kernels / floor:.2f}x the floor; the epoch is "
+              f"{ours.t / kernels:.2f}x its kernels alone")
     if "table" in only:
         from imgclf.nn.augment import parse
 
@@ -354,8 +404,8 @@ def main():
         for key, t in sorted(table.items(), key=lambda kv: -kv[1]):
             print(f"  {key:34s} {t:7.2f} s  {t / ours.t:6.1%}")
         rest = ours.t - sum(table.values())
-        print(f"  {'conv/affine GEMMs + rest':34s} {rest:7.2f} s  {rest / ours.t:6.1%}   (the GEMMs at peak: "
-              f"{floor:.2f} s)")
+        label = "loss, dropout mask, Python: the rest" if dnnl_ok else "conv GEMMs + rest"
+        print(f"  {label:34s} {rest:7.2f} s  {rest / ours.t:6.1%}   (the net's products at peak: {floor:.2f} s)")
     print(f"\nload average after: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
