@@ -221,6 +221,36 @@ def test_fused_bn_relu_pool_gradient_check(rng):
     assert not conv.fuses_bn_relu_pool((2, 6, 6, 3), 3)
 
 
+@pytest.mark.parametrize("C", [32, 37])
+def test_fused_bn_relu_pool_wide_channels(C, rng):
+    """Channel counts that fill whole vectors (32) and leave a remainder (37): the fused layer's outputs
+    and winners equal the three layers', its gradients match theirs, and the winners' x it keeps for the
+    backward sums is x at the winning element."""
+    x = (rng.standard_normal((3, 4, 6, C)) * 2 + 0.5).astype(np.float32)
+    gamma, beta = rng.standard_normal(C).astype(np.float32), rng.standard_normal(C).astype(np.float32)
+    rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
+    out, cache = conv.bn_relu_pool_forward(x, gamma, beta, rm.copy(), rv.copy(), "train")
+    a, c_bn = conv.spatial_batchnorm_forward(x, gamma, beta, rm.copy(), rv.copy(), "train", relu=True)
+    pooled, c_pool = conv.max_pool_forward(a, 2)
+    np.testing.assert_array_equal(out, pooled)
+    arg, xw = cache[1], cache[2][4]
+    windows = x.reshape(3, 2, 2, 3, 2, C).transpose(0, 1, 3, 2, 4, 5).reshape(3, 2, 3, 4, C)
+    np.testing.assert_array_equal(xw, np.take_along_axis(windows, arg[..., None, :].astype(np.intp), 3)[..., 0, :])
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    dx, g = conv.bn_relu_pool_backward(dout, cache)
+    dx_ref, g_ref = conv.spatial_batchnorm_backward(conv.max_pool_backward(dout, c_pool)[0], c_bn)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5)
+    for k in ("gamma", "beta"):
+        np.testing.assert_allclose(g[k], g_ref[k], rtol=1e-5, atol=1e-5)
+
+
+def test_fused_bn_relu_pool_backward_needs_the_training_pass():
+    x = np.random.default_rng(0).standard_normal((1, 2, 2, 3))
+    out, cache = conv.bn_relu_pool_forward(x, np.ones(3), np.zeros(3), np.zeros(3), np.ones(3), "test")
+    with pytest.raises(UsageError, match="training"):
+        conv.bn_relu_pool_backward(np.ones(out.shape), cache)
+
+
 def test_fused_bn_relu_pool_ties_and_bad_input():
     x = np.zeros((1, 4, 4, 2))  # every window ties at 0: the first element wins, no gradient passes the ReLU
     out, cache = conv.bn_relu_pool_forward(x, np.ones(2), np.zeros(2), np.zeros(2), np.ones(2), "train")
