@@ -324,3 +324,26 @@ def test_one_pixel_maps_take_the_single_tap_path(fs, pad, dilation):
     np.testing.assert_allclose(dx, ref_dx, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(grads["w"], ref_dw, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(grads["b"], ref_db, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layer", ["relu", "gelu"])
+def test_fused_bn_pool_backward_over_its_input(layer, rng):
+    """overwrite_input=True (the convnet's training step) writes dx over the cached input: the same
+    numbers as a separate dx, and the input array is the one returned."""
+    forward, backward = {"relu": (conv.bn_relu_pool_forward, conv.bn_relu_pool_backward),
+                         "gelu": (conv.bn_gelu_pool_forward, conv.bn_gelu_pool_backward)}[layer]
+    x = (rng.standard_normal((2, 5, 6, 33)) * 2 + 0.5).astype(np.float32)
+    if layer == "relu":
+        x = np.ascontiguousarray(x[:, :4])  # the ReLU fusion pools even maps only
+    C = x.shape[3]
+    gamma, beta = rng.standard_normal(C).astype(np.float32), rng.standard_normal(C).astype(np.float32)
+    out, cache = forward(x, gamma, beta, np.zeros(C, np.float32), np.ones(C, np.float32), "train")
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    dx, g = backward(dout, cache)
+    x_kept = cache[0].copy()
+    dx2, g2 = backward(dout, cache, overwrite_input=True)
+    assert dx2 is cache[0] and not np.shares_memory(dx, dx2)
+    np.testing.assert_array_equal(dx2, dx)
+    assert not np.array_equal(x_kept, cache[0])
+    for k in ("gamma", "beta"):
+        np.testing.assert_array_equal(g2[k], g[k])

@@ -324,9 +324,13 @@ def _normalise_pool2(kernel, x, gamma, beta, running_mean, running_var, mode, mo
     return out, arg, (mean, inv, scale, shift, xw)
 
 
-def backward_pool2(dout, arg, x, stats, gamma):
+def backward_pool2(dout, arg, x, stats, gamma, overwrite_x: bool = False):
     """(dx, dgamma, dbeta) of `forward_pool2` in training mode, from the pooled gradient dout: the sums
-    over pooled arrays only (the winners' x kept by the forward pass), then dx over the full map."""
+    over pooled arrays only (the winners' x kept by the forward pass), then dx over the full map.
+
+    With overwrite_x, dx is written over x (each element is read before it is written), for callers
+    that need x no more: the pass then reads and writes one map instead of filling a second (on a
+    64x32x32x32 map no longer in cache 0.7 ms against 1.2 ms)."""
     mean, inv, scale, shift, xw = stats
     N, H, W, C = x.shape
     if dout.shape != arg.shape or dout.shape != (N, H // 2, W // 2, C):
@@ -337,7 +341,7 @@ def backward_pool2(dout, arg, x, stats, gamma):
     sums = np.empty((2, C))
     with threads_for(dout.size):
         _pool2_backward_sums(dout.reshape(-1, C), xw.reshape(-1, C), scale, shift, mean, inv, sums)
-    dx = _empty(x.shape, x.dtype)
+    dx = x if overwrite_x else _empty(x.shape, x.dtype)
     with threads_for(x.size):
         _pool2_backward_dx(dout, arg, x, scale, shift, *_dx_coefficients(gamma, mean, inv, sums, N * H * W, x.dtype),
                            dx)
@@ -521,11 +525,12 @@ def forward_gelu_pool2(x, gamma, beta, running_mean, running_var, mode: str, mom
                             winners=True)
 
 
-def backward_gelu_pool2(dout, arg, x, stats, gamma):
+def backward_gelu_pool2(dout, arg, x, stats, gamma, overwrite_x: bool = False):
     """(dx, dgamma, dbeta) of `forward_gelu_pool2` in training mode, from the pooled gradient dout.
 
     Two passes: dy = dout * gelu'(winner) and its sums over pooled arrays only (the winners' x kept by the
-    forward pass: a quarter of x's bytes), then dx over the full map."""
+    forward pass: a quarter of x's bytes), then dx over the full map (over x itself with overwrite_x, as
+    `backward_pool2`)."""
     mean, inv, scale, shift, xw = stats
     N, H, W, C = x.shape
     Ho, Wo = H // 2, W // 2
@@ -539,7 +544,7 @@ def backward_gelu_pool2(dout, arg, x, stats, gamma):
     with threads_for(dout.size):
         _gelu_backward_sums(dout.reshape(-1, C), xw.reshape(-1, C), scale, shift, mean, inv, dy.reshape(-1, C), sums)
     a, b, c0 = _dx_coefficients(gamma, mean, inv, sums, N * H * W, x.dtype)
-    dx = _empty(x.shape, x.dtype)
+    dx = x if overwrite_x else _empty(x.shape, x.dtype)
     with threads_for(x.size):
         _gelu_pool2_backward_dx(dy, arg, x, a, b, c0, dx)
     return dx, sums[1].astype(gamma.dtype), sums[0].astype(gamma.dtype)
