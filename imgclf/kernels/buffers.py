@@ -14,6 +14,7 @@ still faulted every page when fresh (the forward pass of a 64x32x32x32 batch nor
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 
@@ -29,7 +30,7 @@ def empty(shape, dtype):
     """np.empty(shape, dtype), for arrays of POOL_MIN_BYTES or more a recycled one when one is free."""
     dtype = np.dtype(dtype)
     shape = tuple(int(n) for n in shape)
-    if int(np.prod(shape)) * dtype.itemsize < POOL_MIN_BYTES:
+    if math.prod(shape) * dtype.itemsize < POOL_MIN_BYTES:  # math.prod: np.prod costs ~4 us a call
         return np.empty(shape, dtype)
     with _LOCK:
         return _take(shape, dtype)
