@@ -221,6 +221,36 @@ def test_fused_bn_relu_pool_gradient_check(rng):
     assert not conv.fuses_bn_relu_pool((2, 6, 6, 3), 3)
 
 
+@pytest.mark.parametrize("C", [32, 37])
+def test_fused_bn_relu_pool_wide_channels(C, rng):
+    """Channel counts that fill whole vectors (32) and leave a remainder (37): the fused layer's outputs
+    and winners equal the three layers', its gradients match theirs, and the winners' x it keeps for the
+    backward sums is x at the winning element."""
+    x = (rng.standard_normal((3, 4, 6, C)) * 2 + 0.5).astype(np.float32)
+    gamma, beta = rng.standard_normal(C).astype(np.float32), rng.standard_normal(C).astype(np.float32)
+    rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
+    out, cache = conv.bn_relu_pool_forward(x, gamma, beta, rm.copy(), rv.copy(), "train")
+    a, c_bn = conv.spatial_batchnorm_forward(x, gamma, beta, rm.copy(), rv.copy(), "train", relu=True)
+    pooled, c_pool = conv.max_pool_forward(a, 2)
+    np.testing.assert_array_equal(out, pooled)
+    arg, xw = cache[1], cache[2][4]
+    windows = x.reshape(3, 2, 2, 3, 2, C).transpose(0, 1, 3, 2, 4, 5).reshape(3, 2, 3, 4, C)
+    np.testing.assert_array_equal(xw, np.take_along_axis(windows, arg[..., None, :].astype(np.intp), 3)[..., 0, :])
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    dx, g = conv.bn_relu_pool_backward(dout, cache)
+    dx_ref, g_ref = conv.spatial_batchnorm_backward(conv.max_pool_backward(dout, c_pool)[0], c_bn)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5)
+    for k in ("gamma", "beta"):
+        np.testing.assert_allclose(g[k], g_ref[k], rtol=1e-5, atol=1e-5)
+
+
+def test_fused_bn_relu_pool_backward_needs_the_training_pass():
+    x = np.random.default_rng(0).standard_normal((1, 2, 2, 3))
+    out, cache = conv.bn_relu_pool_forward(x, np.ones(3), np.zeros(3), np.zeros(3), np.ones(3), "test")
+    with pytest.raises(UsageError, match="training"):
+        conv.bn_relu_pool_backward(np.ones(out.shape), cache)
+
+
 def test_fused_bn_relu_pool_ties_and_bad_input():
     x = np.zeros((1, 4, 4, 2))  # every window ties at 0: the first element wins, no gradient passes the ReLU
     out, cache = conv.bn_relu_pool_forward(x, np.ones(2), np.zeros(2), np.zeros(2), np.ones(2), "train")
@@ -294,3 +324,26 @@ def test_one_pixel_maps_take_the_single_tap_path(fs, pad, dilation):
     np.testing.assert_allclose(dx, ref_dx, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(grads["w"], ref_dw, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(grads["b"], ref_db, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layer", ["relu", "gelu"])
+def test_fused_bn_pool_backward_over_its_input(layer, rng):
+    """overwrite_input=True (the convnet's training step) writes dx over the cached input: the same
+    numbers as a separate dx, and the input array is the one returned."""
+    forward, backward = {"relu": (conv.bn_relu_pool_forward, conv.bn_relu_pool_backward),
+                         "gelu": (conv.bn_gelu_pool_forward, conv.bn_gelu_pool_backward)}[layer]
+    x = (rng.standard_normal((2, 5, 6, 33)) * 2 + 0.5).astype(np.float32)
+    if layer == "relu":
+        x = np.ascontiguousarray(x[:, :4])  # the ReLU fusion pools even maps only
+    C = x.shape[3]
+    gamma, beta = rng.standard_normal(C).astype(np.float32), rng.standard_normal(C).astype(np.float32)
+    out, cache = forward(x, gamma, beta, np.zeros(C, np.float32), np.ones(C, np.float32), "train")
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    dx, g = backward(dout, cache)
+    x_kept = cache[0].copy()
+    dx2, g2 = backward(dout, cache, overwrite_input=True)
+    assert dx2 is cache[0] and not np.shares_memory(dx, dx2)
+    np.testing.assert_array_equal(dx2, dx)
+    assert not np.array_equal(x_kept, cache[0])
+    for k in ("gamma", "beta"):
+        np.testing.assert_array_equal(g2[k], g[k])

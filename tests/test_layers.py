@@ -96,6 +96,10 @@ for rule in optim.RULES:
     ref, _ = reference.optim_step_naive(rule, w, g, {{}}, 0.1, **h)
     optim.RULES[rule](w, g, cfg)
     assert np.allclose(w, ref), rule
+w, g = rng.standard_normal(5000), rng.standard_normal(5000)  # the threads' Adam kernel: the serial one's step
+w2, a, b = w.copy(), np.zeros(w.size), np.zeros(w.size)
+q = ew._step(ew.ADAM, w, g, a.copy(), b.copy(), 0.1, 0.9, 0.999, 1e-8, 0.01)
+assert ew._step_parallel(ew.ADAM, w2, g, a, b, 0.1, 0.9, 0.999, 1e-8, 0.01) == q and np.array_equal(w, w2)
 g = rng.standard_normal((3, 4)); w = rng.standard_normal((3, 4)); g0 = g.copy()
 assert np.isclose(ew.add_l2(g, w, 0.2), 0.2 * sum(v * v for v in w.ravel())) and np.allclose(g, g0 + 0.4 * w)
 print("ok")

@@ -104,3 +104,29 @@ def test_folded_l2_equals_l2_in_the_gradient(rule, rng):
     optim.RULES[rule](w2, dw, folded)
     np.testing.assert_allclose(w2, w1, rtol=1e-12, atol=1e-14)
     assert folded["sum_sq"] == pytest.approx(float(np.sum(w * w)))
+
+
+@pytest.mark.parametrize("rule", list(optim.RULES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_parallel_step_is_the_serial_step_bit_for_bit(rule, dtype, rng, monkeypatch):
+    """Big weights are stepped over the threads (kernels/elementwise._step_parallel): the weights, the
+    rule's state and sum(w^2) equal the serial kernel's exactly, block remainder included."""
+    from imgclf.kernels import elementwise as ew
+
+    n = ew.PARALLEL_STEP_MIN + 3 * ew.BLOCK // 2 + 5
+    w0 = rng.standard_normal(n).astype(dtype)
+
+    def three_steps():
+        w, config = w0.copy(), optim.make_config(rule, 0.05)
+        config["l2"] = 1e-3
+        grads = np.random.default_rng(1)
+        for _ in range(3):
+            optim.RULES[rule](w, grads.standard_normal(n).astype(dtype), config)
+        return w, {k: v for k, v in config.items() if isinstance(v, np.ndarray)}, config["sum_sq"]
+
+    w2, s2, q2 = three_steps()
+    monkeypatch.setattr(ew, "PARALLEL_STEP_MIN", n + 1)  # now the serial kernel
+    w1, s1, q1 = three_steps()
+    np.testing.assert_array_equal(w1, w2)
+    assert s1.keys() == s2.keys() and all(np.array_equal(s1[k], s2[k]) for k in s1)
+    assert q1 == q2

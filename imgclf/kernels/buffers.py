@@ -7,16 +7,20 @@ buffer. So the big arrays the wrappers return (kernels/batchnorm.py's) come from
 again only once nothing but the pool references it (its reference count: views of it count too), so an
 array a caller still holds is never overwritten. Each training step frees and asks for the same shapes.
 The pool keeps at most POOL_SIZE arrays alive (least recently handed out dropped first).
+Arrays from 256 KB up are pooled: the convnet's 2 MB pooled outputs and winners (64x16x16x32 float32)
+still faulted every page when fresh (the forward pass of a 64x32x32x32 batch norm + ReLU + pool took
+3.1 ms with a 4 MB threshold, 1.1 ms with this one).
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 
 import numpy as np
 
-POOL_MIN_BYTES = 1 << 22
+POOL_MIN_BYTES = 1 << 18
 POOL_SIZE = 64
 _POOL: list = []  # most recently handed out last
 _LOCK = threading.Lock()  # a search and its removal must not interleave with another thread's
@@ -26,7 +30,7 @@ def empty(shape, dtype):
     """np.empty(shape, dtype), for arrays of POOL_MIN_BYTES or more a recycled one when one is free."""
     dtype = np.dtype(dtype)
     shape = tuple(int(n) for n in shape)
-    if int(np.prod(shape)) * dtype.itemsize < POOL_MIN_BYTES:
+    if math.prod(shape) * dtype.itemsize < POOL_MIN_BYTES:  # math.prod: np.prod costs ~4 us a call
         return np.empty(shape, dtype)
     with _LOCK:
         return _take(shape, dtype)

@@ -330,17 +330,19 @@ def _fused_pool_forward(forward, x, gamma, beta, running_mean, running_var, mode
     return out, (x, arg, stats, gamma)
 
 
-def _fused_pool_backward(backward, dout, cache):
+def _fused_pool_backward(backward, dout, cache, overwrite_input):
     x, arg, stats, gamma = cache
-    dx, dgamma, dbeta = backward(dout, arg, x, stats, gamma)
+    dx, dgamma, dbeta = backward(dout, arg, x, stats, gamma, overwrite_x=overwrite_input)
     return dx, {"gamma": dgamma, "beta": dbeta}
 
 
-def bn_relu_pool_backward(dout, cache):
-    """Gradients of the training-mode forward pass from the pooled gradient: (dx, {"gamma", "beta"})."""
+def bn_relu_pool_backward(dout, cache, overwrite_input: bool = False):
+    """Gradients of the training-mode forward pass from the pooled gradient: (dx, {"gamma", "beta"}).
+    With overwrite_input dx is written over the forward pass's input (kept in `cache`), which saves
+    filling a second full-size map; the cache is then spent (a training step's, used once)."""
     from ..kernels import batchnorm
 
-    return _fused_pool_backward(batchnorm.backward_pool2, dout, cache)
+    return _fused_pool_backward(batchnorm.backward_pool2, dout, cache, overwrite_input)
 
 
 def bn_gelu_forward(x, gamma, beta, running_mean, running_var, mode: str, momentum: float = 0.9, eps: float = 1e-5):
@@ -375,8 +377,9 @@ def bn_gelu_pool_forward(x, gamma, beta, running_mean, running_var, mode: str, m
                                eps)
 
 
-def bn_gelu_pool_backward(dout, cache):
-    """Gradients of the training-mode forward pass from the pooled gradient: (dx, {"gamma", "beta"})."""
+def bn_gelu_pool_backward(dout, cache, overwrite_input: bool = False):
+    """Gradients of the training-mode forward pass from the pooled gradient: (dx, {"gamma", "beta"});
+    overwrite_input as in `bn_relu_pool_backward`."""
     from ..kernels import batchnorm
 
-    return _fused_pool_backward(batchnorm.backward_gelu_pool2, dout, cache)
+    return _fused_pool_backward(batchnorm.backward_gelu_pool2, dout, cache, overwrite_input)

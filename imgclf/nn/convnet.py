@@ -598,7 +598,7 @@ class ConvNet(NeuralNet):
             need_dx = i > 1 or stem  # the stem's bias needs the gradient of its output
             if c_pool is FUSED_POOL or c_pool is FUSED_GELU_POOL:
                 fused = conv.bn_relu_pool_backward if c_pool is FUSED_POOL else conv.bn_gelu_pool_backward
-                dh, g = fused(dh, c_bn)
+                dh, g = fused(dh, c_bn, overwrite_input=True)  # the conv output is needed no more
                 grads[f"gamma{i}"], grads[f"beta{i}"] = g["gamma"], g["beta"]
                 dh, g = conv.conv_backward(dh, c_conv, need_dx=need_dx)
                 grads[f"W{i}"] = g["w"]

@@ -56,7 +56,9 @@ def _run(rule, w, dw, config, a=None, b=None, lr=None, h1=0.0, h2=0.0, h3=0.0):
     a = empty if a is None else a
     b = empty if b is None else b
     lr = config["learning_rate"] if lr is None else lr
-    _done(config, _kernels()._step(rule, wf, g, a, b, f(lr), f(h1), f(h2), f(h3), _l2(config, f)))
+    k = _kernels()
+    step = k._step_parallel if wf.size >= k.PARALLEL_STEP_MIN else k._step  # the same numbers either way
+    _done(config, step(rule, wf, g, a, b, f(lr), f(h1), f(h2), f(h3), _l2(config, f)))
     return w, config
 
 
