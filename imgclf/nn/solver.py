@@ -69,6 +69,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -301,6 +302,7 @@ class Solver:
         self.best_state = None
         self._stop_requested = False
         self._written: list[Path] = []
+        self._batch = None  # the reused batch buffer of _gather
 
     # -- state -----------------------------------------------------------------------------------
     def _snapshot(self) -> dict:
@@ -458,7 +460,7 @@ class Solver:
         if self.augment is None and hasattr(self.model, "loss_rows"):
             loss, grads = self.model.loss_rows(self.X_train, idx, self.y_train[idx])
         else:
-            Xb = self.X_train[idx]
+            Xb = self._gather(idx)
             if self.augment_state is not None:
                 Xb = self.augment(Xb, self.rng, index=idx, epoch=self.epoch, state=self.augment_state)
             elif self.augment is not None:
@@ -490,6 +492,21 @@ class Solver:
             w = self.model.params_[first]
             ratio = float(np.linalg.norm(w - before) / (np.linalg.norm(before) + 1e-12))
         return float(loss), ratio
+
+    def _gather(self, idx: np.ndarray) -> np.ndarray:
+        """X_train[idx]: for a plain C-contiguous array copied on the thread team (kernels/gather.py) into a
+        buffer reused from step to step once nothing else holds it (the last step's caches are gone)."""
+        X = self.X_train
+        if type(X) is not np.ndarray or not X.flags.c_contiguous or X.ndim < 2:
+            return X[idx]
+        from ..kernels.gather import gather_rows
+
+        shape = (len(idx),) + X.shape[1:]
+        buf = self._batch
+        # references: self._batch, `buf` and getrefcount's argument
+        if buf is None or buf.shape != shape or buf.dtype != X.dtype or sys.getrefcount(buf) > 3:
+            buf = self._batch = np.empty(shape, X.dtype)
+        return gather_rows(X, idx, buf)
 
     def _fused_steps(self, lr: float) -> dict:
         """{name: (lr, c)} for the weights the model steps itself this step (`fused_sgd` less the frozen
