@@ -52,13 +52,16 @@ def test_gather_rows_runs_without_jit():
         "print('ok')\n")
 
 
-def test_solver_reuses_its_batch_buffer_only_when_nothing_holds_it():
+def test_solver_reuses_its_batch_buffer_only_when_nothing_holds_it(monkeypatch):
+    import numba
+
     from imgclf.nn.solver import Solver
 
     class Model:
         params_ = {"w": np.zeros(1)}
 
-    X = np.arange(80, dtype=np.float32).reshape(20, 4)
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
+    X = np.arange(20 * 16384, dtype=np.float32).reshape(20, 16384)  # batches of 5 rows: 81920 values, team-sized
     s = Solver(Model(), X, np.zeros(20, np.int64), batch_size=5)
     a = s._gather(np.array([1, 2, 3, 4, 5]))
     np.testing.assert_array_equal(a, X[1:6])
@@ -74,3 +77,24 @@ def test_solver_reuses_its_batch_buffer_only_when_nothing_holds_it():
     np.testing.assert_array_equal(c, X[[19, 18, 17, 16, 15]])
     s.X_train = X.view(type("Sub", (np.ndarray,), {}))  # not a plain array: numpy's gather
     np.testing.assert_array_equal(s._gather(np.array([2, 3])), X[[2, 3]])
+
+
+def test_solver_gathers_with_numpy_on_one_thread_or_small_batches(monkeypatch):
+    import numba
+
+    import imgclf.kernels.gather as gather
+    from imgclf.nn.solver import Solver
+
+    class Model:
+        params_ = {"w": np.zeros(1)}
+
+    calls = []
+    monkeypatch.setattr(gather, "gather_rows", lambda *a: calls.append(1))
+    X = np.arange(20 * 16384, dtype=np.float32).reshape(20, 16384)
+    s = Solver(Model(), X, np.zeros(20, np.int64), batch_size=5)
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 1)
+    np.testing.assert_array_equal(s._gather(np.array([3, 1])), X[[3, 1]])
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
+    np.testing.assert_array_equal(s._gather(np.array([3])), X[[3]])  # 16384 values: below the team's threshold
+    assert not calls
+    assert gather.team_gather_pays(1 << 16) and not gather.team_gather_pays((1 << 16) - 1)

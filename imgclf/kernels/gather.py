@@ -4,17 +4,24 @@ numpy's fancy index copies the rows on one thread. A fully-connected epoch's bat
 float32 from a 49000-row training set, every row a cache miss) took about 0.4 ms each that way, 0.1 s an
 epoch: as much as the net's forward product at H=100. Copied on both threads into the Solver's reused
 buffer the epoch ran 60-75 ms faster (benchmarks/torch_peer.py's fc net, H=100 and H=500, 2 threads);
-copying on one thread into the buffer (or np.take(..., out=)) was no faster than numpy. Small batches
-run on one thread (kernels/threads.py).
+copying on one thread into the buffer (or np.take(..., out=)) was slower than numpy (108 against 86 ms
+an epoch at H=100), so the Solver copies on the team only when `team_gather_pays`.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import numba
 from numba import njit, prange
 
 from ..errors import UsageError
-from .threads import threads_for
+from .threads import PARALLEL_MIN_WORK, threads_for
+
+
+def team_gather_pays(n_values: int) -> bool:
+    """Whether gather_rows of a batch of `n_values` values beats numpy's X[idx]: on two or more numba
+    threads and batches big enough to wake the team for (kernels/threads.py)."""
+    return numba.get_num_threads() > 1 and n_values >= PARALLEL_MIN_WORK
 
 
 @njit(cache=True, parallel=True)

@@ -495,13 +495,16 @@ class Solver:
 
     def _gather(self, idx: np.ndarray) -> np.ndarray:
         """X_train[idx]: for a plain C-contiguous array copied on the thread team (kernels/gather.py) into a
-        buffer reused from step to step once nothing else holds it (the last step's caches are gone)."""
+        buffer reused from step to step once nothing else holds it (the last step's caches are gone); numpy's
+        X[idx] on one numba thread or for small batches, where it is faster."""
         X = self.X_train
         if type(X) is not np.ndarray or not X.flags.c_contiguous or X.ndim < 2:
             return X[idx]
-        from ..kernels.gather import gather_rows
+        from ..kernels.gather import gather_rows, team_gather_pays
 
         shape = (len(idx),) + X.shape[1:]
+        if not team_gather_pays(int(np.prod(shape))):
+            return X[idx]
         buf = self._batch
         # references: self._batch, `buf` and getrefcount's argument
         if buf is None or buf.shape != shape or buf.dtype != X.dtype or sys.getrefcount(buf) > 3:
