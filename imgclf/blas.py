@@ -152,3 +152,48 @@ def gram_lower(A, out) -> bool:
     fn(ctypes.c_int(_ROW_MAJOR), ctypes.c_int(_LOWER), ctypes.c_int(_TRANS), integer(n), integer(k), real(1.0),
        ctypes.c_void_p(A.ctypes.data), integer(n), real(0.0), ctypes.c_void_p(out.ctypes.data), integer(n))
     return True
+
+
+# CBLAS gemm symbols of the OpenBLAS builds numpy ships or links, and whether their integers are 64-bit.
+_GEMM_SYMBOLS = (("scipy_cblas_{}gemm64_", True), ("cblas_{}gemm64_", True),
+                 ("scipy_cblas_{}gemm", False), ("cblas_{}gemm", False))
+_NO_TRANS = 111
+
+
+@functools.lru_cache(maxsize=2)
+def _cblas_gemm(char: str):
+    """numpy's OpenBLAS `cblas_?gemm` and its integer type, or None."""
+    for path in (p for p in _openblas_paths() if "numpy" in p):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name, wide in _GEMM_SYMBOLS:
+            if hasattr(lib, name.format(char)):
+                return getattr(lib, name.format(char)), (ctypes.c_int64 if wide else ctypes.c_int32)
+    return None
+
+
+def gemm_tn_into(A, B, C, alpha: float, beta: float) -> bool:
+    """C := alpha * A.T @ B + beta * C in place, one BLAS gemm in numpy's OpenBLAS (no GIL held), for
+    C-contiguous A (K, M), B (K, N) and C (M, N) of one dtype, float32 or float64 (the plain-SGD step of a
+    layer's weight folded into its gradient's product: C = W, alpha = -lr, beta = 1 - lr * l2). False
+    (nothing done) when numpy's OpenBLAS cannot be called directly or the arrays do not qualify."""
+    import numpy as np
+
+    char = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}.get(A.dtype)
+    found = _cblas_gemm(char) if char else None
+    if (found is None or A.ndim != 2 or B.ndim != 2 or C.ndim != 2 or B.dtype != A.dtype or C.dtype != A.dtype
+            or not (A.flags.c_contiguous and B.flags.c_contiguous and C.flags.c_contiguous and C.flags.writeable)
+            or B.shape[0] != A.shape[0] or C.shape != (A.shape[1], B.shape[1])):
+        return False
+    fn, integer = found
+    real = ctypes.c_float if char == "s" else ctypes.c_double
+    k, m = A.shape
+    n = B.shape[1]
+    if m == 0 or n == 0:
+        return True
+    fn(ctypes.c_int(_ROW_MAJOR), ctypes.c_int(_TRANS), ctypes.c_int(_NO_TRANS), integer(m), integer(n), integer(k),
+       real(alpha), ctypes.c_void_p(A.ctypes.data), integer(m), ctypes.c_void_p(B.ctypes.data), integer(n),
+       real(beta), ctypes.c_void_p(C.ctypes.data), integer(n))
+    return True

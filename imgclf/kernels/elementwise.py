@@ -352,6 +352,15 @@ def _step_parallel(rule, w, dw, a, b, lr, h1, h2, h3, l2):
 
 
 @njit(cache=True, error_model="numpy")
+def _sum_sq_blocks(w):
+    """sum(w^2) of flat w in float64, block by block as _step adds it up (the same number)."""
+    total = 0.0
+    for lo in range(0, w.size, BLOCK):
+        total += _sum_sq(w[lo:lo + BLOCK])
+    return total
+
+
+@njit(cache=True, error_model="numpy")
 def _add_l2(g, w, c):
     """g += c * w in place; returns sum(w^2) accumulated in float64 (the penalty), in the same pass."""
     total = 0.0
@@ -440,6 +449,15 @@ def act_backward(dout, a, activation="relu", alpha=0.01, u=None, keep=1.0):
             raise UsageError(f"dropout uniforms must match dout: {u.shape} {u.dtype} vs {dout.shape} {dout.dtype}")
         _act_backward(dout, a, code, f(alpha), u, f(keep), f(1.0 / keep), dz)
     return dz
+
+
+def sum_sq(w) -> float:
+    """sum(w^2) of a contiguous float array, accumulated in float64 exactly as the optimiser steps add it up
+    (their `config["sum_sq"]`), for a weight whose step is taken elsewhere (a fused plain-SGD step)."""
+    if not isinstance(w, np.ndarray) or w.dtype not in (np.float32, np.float64) or not w.flags.c_contiguous:
+        raise UsageError(f"sum_sq takes a contiguous float32 or float64 array, got "
+                         f"{getattr(w, 'shape', None)} {getattr(w, 'dtype', type(w).__name__)}")
+    return float(_sum_sq_blocks(w.reshape(-1)))
 
 
 def add_l2(grad, w, reg: float) -> float:

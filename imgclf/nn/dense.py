@@ -63,17 +63,19 @@ def forward(h, i: int, params: dict, buffers: dict, act: str, alpha: float, drop
     return h, (i, c1, c2, c3, c4)
 
 
-def backward(dh, cache, need_dx: bool = True):
-    """(d input, grads keyed by parameter name) of hidden block i."""
+def backward(dh, cache, need_dx: bool = True, sgd=None):
+    """(d input, grads keyed by parameter name) of hidden block i; `sgd=(lr, c)` steps W{i} in place
+    instead of returning its gradient (layers.affine_backward; grads then lack W{i})."""
     i = cache[0]
     if len(cache) == 2:
-        dh, g = layers.affine_act_backward(dh, cache[1], need_dx=need_dx)
-        return dh, {f"W{i}": g["w"], f"b{i}": g["b"]}
+        dh, g = layers.affine_act_backward(dh, cache[1], need_dx=need_dx, sgd=sgd)
+        return dh, {f"W{i}": g["w"], f"b{i}": g["b"]} if g["w"] is not None else {f"b{i}": g["b"]}
     _, c1, c2, c3, c4 = cache
     dh, _ = layers.dropout_backward(dh, c4)
     dh, _ = layers.activation_backward(dh, c3)
     dh, g = layers.batchnorm_backward(dh, c2)
     grads = {f"gamma{i}": g["gamma"], f"beta{i}": g["beta"]}
-    dh, g = layers.affine_backward(dh, c1, need_dx=need_dx)
-    grads[f"W{i}"] = g["w"]
+    dh, g = layers.affine_backward(dh, c1, need_dx=need_dx, sgd=sgd)
+    if g["w"] is not None:
+        grads[f"W{i}"] = g["w"]
     return dh, grads

@@ -72,9 +72,16 @@ def affine_forward(x, w, b, precision: str = "float32"):
     return z + b, (x, w, low)
 
 
-def affine_backward(dout, cache, need_dx: bool = True):
+def affine_backward(dout, cache, need_dx: bool = True, sgd=None):
     """`need_dx=False` skips the product a first layer does not need (its input is the data). After a
-    bfloat16 forward pass both products take bfloat16 inputs, dout rounded."""
+    bfloat16 forward pass both products take bfloat16 inputs, dout rounded.
+
+    `sgd=(lr, c)` takes the weight's plain-SGD step here, in place, instead of returning its gradient:
+    w := w - lr * (dw + c * w) (c: the folded L2 coefficient, 2 * reg), after dx is computed from the old
+    w. In float32/float64 it is folded into the gradient's product, w := (1 - lr c) w - lr x.T @ dout in
+    one BLAS gemm (no gradient array, no separate pass of the update; the same step to rounding); with
+    bfloat16 products, or where BLAS cannot be called directly, the gradient is computed and stepped
+    by the optimiser's own kernel (imgclf/nn/optim.py). grads["w"] is then None."""
     x, w, low = cache
     if low is not None:
         from .. import bf16
@@ -82,10 +89,39 @@ def affine_backward(dout, cache, need_dx: bool = True):
         x16, w16 = low
         d16 = bf16.to_bf16(np.ascontiguousarray(dout, dtype=np.float32))
         dx = bf16.gemm(d16, w16, transb=True).reshape(x.shape) if need_dx else None
-        return dx, {"w": bf16.gemm(x16, d16, transa=True), "b": dout.sum(axis=0)}
+        grads = {"w": bf16.gemm(x16, d16, transa=True), "b": dout.sum(axis=0)}
+        return dx, _sgd_fallback(w, grads, sgd)
     x2 = x.reshape(len(x), -1)
     dx = (dout @ w.T).reshape(x.shape) if need_dx else None
-    return dx, {"w": x2.T @ dout, "b": dout.sum(axis=0)}
+    db = dout.sum(axis=0)
+    if sgd is not None:
+        from ..blas import gemm_tn_into
+
+        lr, c = _check_sgd(sgd)
+        if gemm_tn_into(x2, dout, w, -lr, 1.0 - lr * c):
+            return dx, {"w": None, "b": db}
+    return dx, _sgd_fallback(w, {"w": x2.T @ dout, "b": db}, sgd)
+
+
+def _check_sgd(sgd) -> tuple[float, float]:
+    try:
+        lr, c = (float(v) for v in sgd)
+    except (TypeError, ValueError):
+        raise UsageError(f"sgd must be a pair (learning rate, L2 coefficient), got {sgd!r}", param="sgd") from None
+    if not (np.isfinite(lr) and lr > 0 and np.isfinite(c) and c >= 0):
+        raise UsageError(f"sgd must be (learning rate > 0, L2 coefficient >= 0), got {sgd!r}", param="sgd")
+    return lr, c
+
+
+def _sgd_fallback(w, grads, sgd):
+    """The unfused form of affine_backward's `sgd` step: the optimiser's plain-SGD kernel on the gradient."""
+    if sgd is None:
+        return grads
+    from .optim import sgd as sgd_rule
+
+    lr, c = _check_sgd(sgd)
+    sgd_rule(w, grads["w"], {"learning_rate": lr, "l2": c})
+    return {"w": None, "b": grads["b"]}
 
 
 # -- activations ---------------------------------------------------------------------------------
@@ -195,7 +231,8 @@ def affine_act_forward(x, w, b, activation: str = "relu", alpha: float | None = 
     return out, (x, w, low, a, u, activation, alpha, 1.0 - dropout)
 
 
-def affine_act_backward(dout, cache, need_dx: bool = True):
+def affine_act_backward(dout, cache, need_dx: bool = True, sgd=None):
+    """`sgd=(lr, c)`: the weight's plain-SGD step in place (affine_backward)."""
     x, w, low, a, u, activation, alpha, keep = cache
     dz = _ew().act_backward(np.ascontiguousarray(dout), a, activation, alpha, u, keep)
-    return affine_backward(dz, (x, w, low), need_dx)
+    return affine_backward(dz, (x, w, low), need_dx, sgd)

@@ -341,18 +341,37 @@ class NeuralNet(TrainedClassifier):
             return losses.softmax_loss(scores, y, sample_weight, float(self.label_smoothing or 0.0))
         return losses.svm_loss(scores, y, sample_weight=sample_weight)
 
-    def loss_and_grads(self, X, y, mode="train", rng=None, l2=True):
+    def loss_and_grads(self, X, y, mode="train", rng=None, l2=True, sgd=None):
         """(mean data loss + reg * sum W^2, grads keyed like params_) on a prepared batch; with
-        l2=False the data term alone (the Solver then folds the penalty into the update)."""
+        l2=False the data term alone (the Solver then folds the penalty into the update).
+
+        `sgd` (the Solver's, for plain SGD): {weight name: (lr, c)} for weights named by `sgd_fusable`,
+        each stepped in place inside its gradient's product, w := w - lr * (dw + c * w)
+        (layers.affine_backward), and left out of grads; with a non-finite loss nothing is stepped."""
         scores, caches = self._forward(X, mode, rng)
         data_loss, dscores = self._data_loss(scores, y)
+        if sgd:
+            if l2 or not set(sgd) <= set(self.sgd_fusable()):
+                raise UsageError(f"sgd steps the weights {', '.join(self.sgd_fusable())} with the penalty folded "
+                                 f"in (l2=False); got {sorted(sgd)} with l2={l2!r}", param="sgd")
+            if not np.isfinite(data_loss):
+                sgd = None
+        sgd = sgd or {}
         L = self.n_layers
-        dh, g = layers.affine_backward(dscores, caches[-1], need_dx=L > 1)
-        grads = {f"W{L}": g["w"], f"b{L}": g["b"]}
+        dh, g = layers.affine_backward(dscores, caches[-1], need_dx=L > 1, sgd=sgd.get(f"W{L}"))
+        grads = {f"b{L}": g["b"]} if g["w"] is None else {f"W{L}": g["w"], f"b{L}": g["b"]}
         for i in range(L - 1, 0, -1):
-            dh, g = dense.backward(dh, caches[i - 1], need_dx=i > 1)
+            dh, g = dense.backward(dh, caches[i - 1], need_dx=i > 1, sgd=sgd.get(f"W{i}"))
             grads.update(g)
         return data_loss + (self._add_l2(grads) if l2 else 0.0), grads
+
+    def sgd_fusable(self) -> tuple[str, ...]:
+        """The weights whose plain-SGD step `loss_and_grads(..., sgd=...)` can take inside their
+        gradient's product (the Solver's protocol, imgclf/nn/solver.py): every W{i}; none for a subclass
+        with a loss_and_grads of its own (ConvNet), which takes no `sgd`."""
+        if type(self).loss_and_grads is not NeuralNet.loss_and_grads:
+            return ()
+        return tuple(f"W{i}" for i in range(1, self.n_layers + 1))
 
     def l2_penalties(self) -> dict:
         """reg for every weight matrix: the Solver folds reg * sum W^2 into the update."""

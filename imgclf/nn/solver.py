@@ -17,7 +17,15 @@ itself, no adapter) provides:
   - `l2_penalties()` (optional): dict param name -> reg for an L2 penalty reg * sum(w^2) that the Solver
     folds into the optimiser's pass over w (then it calls `loss_and_grads(..., l2=False)` for the data
     term alone and adds the penalty of the weights before the step to the reported loss: the same
-    numbers, two fewer passes over the largest arrays per step).
+    numbers, two fewer passes over the largest arrays per step);
+  - `sgd_fusable()` (optional, with `l2_penalties`): names of weights whose plain-SGD step the model can
+    take itself, inside the product that computes their gradient. With optim="sgd" and no `ema`,
+    `lookahead` or lr scale on them, the Solver then calls `loss_and_grads(..., l2=False, sgd={name: (lr,
+    c)})` (c = 2 * reg, or 0), which steps those weights in place, w := w - lr * (dw + c * w), as one
+    GEMM w := (1 - lr c) w - lr x.T @ dz (no gradient array, no separate update pass: the same step to
+    float32 rounding), leaves them out of grads, and steps nothing when its data loss is not finite.
+    The Solver adds their penalties, summed before the call, to the loss as for the other weights.
+    (`loss_and_grads` without `sgd` still returns every gradient, for gradient checks.)
 The Solver shuffles with its own Generator, applies augmentation to raw image batches, steps the
 optimiser, evaluates per epoch, keeps the best-validation weights, stops early (`patience`) or on a
 non-finite loss, writes checkpoints, and on SIGINT (`stop_signal=True`) finishes the current step,
@@ -61,6 +69,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -281,6 +290,10 @@ class Solver:
             if name not in model.params_ or not (np.isfinite(scale) and scale > 0):
                 raise UsageError(f"lr_scales must map parameters to factors > 0, got {name!r}: {scale!r}",
                                  param="lr_scales")
+        # Plain SGD steps these weights inside the model's products (the module docstring's `sgd_fusable`).
+        fusable = model.sgd_fusable() if hasattr(model, "sgd_fusable") and hasattr(model, "l2_penalties") else ()
+        plain = optim == "sgd" and not self.ema and not self.lookahead
+        self.fused_sgd = tuple(n for n in fusable if n in model.params_ and n not in self.lr_scales) if plain else ()
         self.result = TrainResult()
         self.epoch = 0  # completed epochs
         self.iteration = 0
@@ -289,6 +302,7 @@ class Solver:
         self.best_state = None
         self._stop_requested = False
         self._written: list[Path] = []
+        self._batch = None  # the reused batch buffer of _gather
 
     # -- state -----------------------------------------------------------------------------------
     def _snapshot(self) -> dict:
@@ -440,21 +454,24 @@ class Solver:
     def _step(self, idx: np.ndarray, lr: float, want_ratio: bool) -> tuple[float, float | None]:
         """One update; returns (loss, update/weight ratio of the first parameter when asked).
         A non-finite loss leaves the weights untouched."""
+        first = next(iter(self.model.params_))
+        before = self.model.params_[first].copy() if want_ratio else None
+        fused = {}
         if self.augment is None and hasattr(self.model, "loss_rows"):
             loss, grads = self.model.loss_rows(self.X_train, idx, self.y_train[idx])
         else:
-            Xb = self.X_train[idx]
+            Xb = self._gather(idx)
             if self.augment_state is not None:
                 Xb = self.augment(Xb, self.rng, index=idx, epoch=self.epoch, state=self.augment_state)
             elif self.augment is not None:
                 Xb = self.augment(Xb, self.rng)
             Xp = self.model.prepare_batch(Xb)
+            fused = self._fused_steps(lr)
+            extra = {"sgd": fused} if fused else {}
             loss, grads = self.model.loss_and_grads(Xp, self.y_train[idx], mode="train", rng=self.rng,
-                                                    l2=not self.l2)
+                                                    l2=not self.l2, **extra)
         if not np.isfinite(loss):
             return float(loss), None
-        first = next(iter(self.model.params_))
-        before = self.model.params_[first].copy() if want_ratio else None
         frozen = self.model.frozen_params(self.epoch) if hasattr(self.model, "frozen_params") else ()
         scales = self.lr_scales
         for name, w in self.model.params_.items():
@@ -462,6 +479,8 @@ class Solver:
                 continue
             config = self.configs[name]
             config["learning_rate"] = lr * scales[name] if name in scales else lr
+            if name not in grads and name in fused:  # stepped inside the model's product
+                continue
             self.rule(w, grads[name], config)
         loss += sum(reg * self.configs[name]["sum_sq"] for name, reg in self.l2.items())
         if self.slow_state is not None and (self.iteration + 1) % self.lookahead[0] == 0:
@@ -473,6 +492,47 @@ class Solver:
             w = self.model.params_[first]
             ratio = float(np.linalg.norm(w - before) / (np.linalg.norm(before) + 1e-12))
         return float(loss), ratio
+
+    def _gather(self, idx: np.ndarray) -> np.ndarray:
+        """X_train[idx]: for a plain C-contiguous array copied on the thread team (kernels/gather.py) into a
+        buffer reused from step to step once nothing else holds it (the last step's caches are gone); numpy's
+        X[idx] on one numba thread or for small batches, where it is faster."""
+        X = self.X_train
+        if type(X) is not np.ndarray or not X.flags.c_contiguous or X.ndim < 2:
+            return X[idx]
+        from ..kernels.gather import gather_rows, team_gather_pays
+
+        shape = (len(idx),) + X.shape[1:]
+        if not team_gather_pays(int(np.prod(shape))):
+            return X[idx]
+        buf = self._batch
+        # references: self._batch, `buf` and getrefcount's argument
+        if buf is None or buf.shape != shape or buf.dtype != X.dtype or sys.getrefcount(buf) > 3:
+            buf = self._batch = np.empty(shape, X.dtype)
+        return gather_rows(X, idx, buf)
+
+    def _fused_steps(self, lr: float) -> dict:
+        """{name: (lr, c)} for the weights the model steps itself this step (`fused_sgd` less the frozen
+        ones), their penalties' sum(w^2) before the step recorded as the rule would; {} when a sum is not
+        finite (the unfused path then handles the step)."""
+        if not self.fused_sgd:
+            return {}
+        from ..kernels.elementwise import sum_sq
+
+        frozen = self.model.frozen_params(self.epoch) if hasattr(self.model, "frozen_params") else ()
+        steps, sums = {}, {}
+        for name in self.fused_sgd:
+            if name in frozen:
+                continue
+            c = self.configs[name].get("l2", 0.0)
+            if c:
+                sums[name] = sum_sq(self.model.params_[name])
+                if not np.isfinite(sums[name]):
+                    return {}
+            steps[name] = (lr, c)
+        for name, total in sums.items():
+            self.configs[name]["sum_sq"] = total
+        return steps
 
     def _lookahead_sync(self) -> None:
         """slow += alpha * (fast - slow); fast = slow (after every k-th step); "ramp": alpha = 1 - rho(t)."""
