@@ -1,7 +1,6 @@
 """Plain SGD folded into the weight gradient's GEMM (issue 18): the BLAS call, the layer, the Solver's use of
 it, same weights as the unfused step to float32 rounding, bit-exact resume."""
 
-import signal
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from imgclf.nn.net import NeuralNet
 from imgclf.nn.optim import sgd as sgd_rule
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import assert_runs_without_jit, make_images  # noqa: E402
+from conftest import assert_runs_without_jit, interrupt_at, make_images  # noqa: E402
 
 
 def test_gemm_tn_into_is_alpha_at_b_plus_beta_c_in_place():
@@ -83,7 +82,7 @@ def test_affine_backward_sgd_steps_the_weight_as_the_rule(monkeypatch, fallback,
     np.testing.assert_allclose(w_live, w_ref, rtol=tol, atol=tol)
     if fallback:
         np.testing.assert_array_equal(w_live, w_ref)
-    for bad in [(0.0, 0.1), (0.1, -1.0), (np.nan, 0.0), "x", (1.0,)]:
+    for bad in [(-0.1, 0.1), (0.1, -1.0), (np.nan, 0.0), "x", (1.0,)]:
         with pytest.raises(UsageError):
             layers.affine_backward(dout, (x, w.copy(), None), sgd=bad)
 
@@ -101,7 +100,8 @@ def _unfused(monkeypatch):
     monkeypatch.setattr(NeuralNet, "sgd_fusable", lambda self: ())
 
 
-@pytest.mark.parametrize("extra", [{}, {"batchnorm": True}, {"hidden": ()}])
+@pytest.mark.parametrize("extra", [{}, {"batchnorm": True}, {"hidden": ()}, {"reg": 0.0},
+                                   {"lr_schedule": "warmup:0.2:0"}])  # lr 0 at the first step
 def test_fused_and_unfused_sgd_give_the_same_weights(monkeypatch, extra):
     X, y = _data()
     seen = []
@@ -123,6 +123,21 @@ def test_fused_and_unfused_sgd_give_the_same_weights(monkeypatch, extra):
         np.testing.assert_allclose(fused.params_[k], plain.params_[k], rtol=2e-5, atol=2e-6, err_msg=k)
     np.testing.assert_allclose(fused.result_.loss_history, plain.result_.loss_history, rtol=1e-5)
     assert fused.result_.loss_history[0] == plain.result_.loss_history[0]  # the same penalty sum, the same loss
+    ratios = [[r["update_ratio"] for r in m.result_.history] for m in (fused, plain)]
+    np.testing.assert_allclose(*ratios, rtol=1e-3)  # the copy before the step sees the weight before it
+
+
+def test_a_non_finite_loss_leaves_fused_weights_untouched():
+    X, y = _data()
+    net = NeuralNet(**PLAIN).fit(X, y)
+    params = {k: v.copy() for k, v in net.params_.items()}
+    Xp = net.prepare_batch(X[:40]).copy()
+    Xp[0, 0] = np.inf
+    loss, grads = net.loss_and_grads(Xp, np.searchsorted(net.classes_, y[:40]), rng=np.random.default_rng(0), l2=False,
+                                     sgd={k: (0.1, 0.0) for k in net.sgd_fusable()})
+    assert not np.isfinite(loss)
+    for k, v in params.items():
+        np.testing.assert_array_equal(net.params_[k], v, err_msg=k)
 
 
 @pytest.mark.parametrize("extra", [{"optim": "momentum"}, {"ema": 0.9}, {"lookahead": "2:0.5"},
@@ -157,22 +172,13 @@ def test_loss_and_grads_refuses_sgd_it_cannot_take():
     assert set(grads) == set(net.params_)
 
 
-def _interrupt_at(iteration):
-    import os
-
-    def callback(event, info):
-        if event == "step" and info["iteration"] == iteration:
-            os.kill(os.getpid(), signal.SIGINT)
-    return callback
-
-
 @pytest.mark.parametrize("stop_at", [8, 6])  # mid-epoch 2 and at epoch 1's end (6 steps per epoch)
 def test_fused_sgd_resume_is_bit_exact(tmp_path, stop_at):
     X, y = _data()
     Xv, yv = _data(40, seed=5)
     full = NeuralNet(**PLAIN).fit(X, y, Xv, yv)
     first = NeuralNet(**PLAIN).fit(X, y, Xv, yv, checkpoint_dir=tmp_path, stop_signal=True,
-                                   callback=_interrupt_at(stop_at))
+                                   callback=interrupt_at(stop_at))
     assert first.stopped_ == "interrupted"
     resumed = NeuralNet(**PLAIN).fit(X, y, Xv, yv, resume=first.result_.checkpoint)
     for k in full.params_:

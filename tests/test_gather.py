@@ -69,11 +69,10 @@ def test_solver_reuses_its_batch_buffer_only_when_nothing_holds_it(monkeypatch):
     assert b is not a
     np.testing.assert_array_equal(a, X[1:6])
     np.testing.assert_array_equal(b, X[[0, 6, 7, 8, 9]])
-    del a
-    ptr = b.ctypes.data
-    del b
-    c = s._gather(np.array([19, 18, 17, 16, 15]))  # nothing holds the buffer: reused
-    assert c.ctypes.data == ptr
+    ptrs = {a.ctypes.data, b.ctypes.data}
+    del a, b
+    c = s._gather(np.array([19, 18, 17, 16, 15]))  # nothing holds the buffers: one is reused (kernels/buffers.py)
+    assert c.ctypes.data in ptrs
     np.testing.assert_array_equal(c, X[[19, 18, 17, 16, 15]])
     s.X_train = X.view(type("Sub", (np.ndarray,), {}))  # not a plain array: numpy's gather
     np.testing.assert_array_equal(s._gather(np.array([2, 3])), X[[2, 3]])

@@ -108,8 +108,9 @@ def _check_sgd(sgd) -> tuple[float, float]:
         lr, c = (float(v) for v in sgd)
     except (TypeError, ValueError):
         raise UsageError(f"sgd must be a pair (learning rate, L2 coefficient), got {sgd!r}", param="sgd") from None
-    if not (np.isfinite(lr) and lr > 0 and np.isfinite(c) and c >= 0):
-        raise UsageError(f"sgd must be (learning rate > 0, L2 coefficient >= 0), got {sgd!r}", param="sgd")
+    # lr = 0 is a schedule's warm-up start (warmup:P:0) or an exponential decay's underflow: a no-op step
+    if not (np.isfinite(lr) and lr >= 0 and np.isfinite(c) and c >= 0):
+        raise UsageError(f"sgd must be (learning rate >= 0, L2 coefficient >= 0), got {sgd!r}", param="sgd")
     return lr, c
 
 

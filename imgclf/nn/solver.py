@@ -21,9 +21,12 @@ itself, no adapter) provides:
   - `sgd_fusable()` (optional, with `l2_penalties`): names of weights whose plain-SGD step the model can
     take itself, inside the product that computes their gradient. With optim="sgd" and no `ema`,
     `lookahead` or lr scale on them, the Solver then calls `loss_and_grads(..., l2=False, sgd={name: (lr,
-    c)})` (c = 2 * reg, or 0), which steps those weights in place, w := w - lr * (dw + c * w), as one
-    GEMM w := (1 - lr c) w - lr x.T @ dz (no gradient array, no separate update pass: the same step to
-    float32 rounding), leaves them out of grads, and steps nothing when its data loss is not finite.
+    c)})` (c = 2 * reg, or 0; l2=False even with reg = 0), which steps those weights in place,
+    w := w - lr * (dw + c * w), as one GEMM w := (1 - lr c) w - lr x.T @ dz (no gradient array, no
+    separate update pass), leaves them out of grads, and steps nothing when its data loss is not finite.
+    The step equals the rule's to a few ulps of the weights' dtype, not bit for bit (the BLAS adds into
+    w, once per block of the batch for large batches); where numpy's OpenBLAS cannot be found (another
+    BLAS) the layer takes the rule's step itself, so runs agree bit for bit only within one BLAS set-up.
     The Solver adds their penalties, summed before the call, to the loss as for the other weights.
     (`loss_and_grads` without `sgd` still returns every gradient, for gradient checks.)
 The Solver shuffles with its own Generator, applies augmentation to raw image batches, steps the
@@ -69,7 +72,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -302,7 +305,6 @@ class Solver:
         self.best_state = None
         self._stop_requested = False
         self._written: list[Path] = []
-        self._batch = None  # the reused batch buffer of _gather
 
     # -- state -----------------------------------------------------------------------------------
     def _snapshot(self) -> dict:
@@ -455,6 +457,7 @@ class Solver:
         """One update; returns (loss, update/weight ratio of the first parameter when asked).
         A non-finite loss leaves the weights untouched."""
         first = next(iter(self.model.params_))
+        # copied first: with fused SGD the weight changes inside loss_and_grads
         before = self.model.params_[first].copy() if want_ratio else None
         fused = {}
         if self.augment is None and hasattr(self.model, "loss_rows"):
@@ -468,8 +471,9 @@ class Solver:
             Xp = self.model.prepare_batch(Xb)
             fused = self._fused_steps(lr)
             extra = {"sgd": fused} if fused else {}
+            # l2=False whenever weights are stepped in the model (their c carries the penalty, 0 with reg=0)
             loss, grads = self.model.loss_and_grads(Xp, self.y_train[idx], mode="train", rng=self.rng,
-                                                    l2=not self.l2, **extra)
+                                                    l2=not (self.l2 or fused), **extra)
         if not np.isfinite(loss):
             return float(loss), None
         frozen = self.model.frozen_params(self.epoch) if hasattr(self.model, "frozen_params") else ()
@@ -495,21 +499,18 @@ class Solver:
 
     def _gather(self, idx: np.ndarray) -> np.ndarray:
         """X_train[idx]: for a plain C-contiguous array copied on the thread team (kernels/gather.py) into a
-        buffer reused from step to step once nothing else holds it (the last step's caches are gone); numpy's
-        X[idx] on one numba thread or for small batches, where it is faster."""
+        recycled buffer (kernels/buffers.py: handed out again only once nothing holds it, i.e. once the last
+        step's caches are gone); numpy's X[idx] on one numba thread or for small batches, where it is faster."""
         X = self.X_train
         if type(X) is not np.ndarray or not X.flags.c_contiguous or X.ndim < 2:
             return X[idx]
+        from ..kernels import buffers
         from ..kernels.gather import gather_rows, team_gather_pays
 
         shape = (len(idx),) + X.shape[1:]
-        if not team_gather_pays(int(np.prod(shape))):
+        if not team_gather_pays(math.prod(shape)):
             return X[idx]
-        buf = self._batch
-        # references: self._batch, `buf` and getrefcount's argument
-        if buf is None or buf.shape != shape or buf.dtype != X.dtype or sys.getrefcount(buf) > 3:
-            buf = self._batch = np.empty(shape, X.dtype)
-        return gather_rows(X, idx, buf)
+        return gather_rows(X, idx, buffers.empty(shape, X.dtype))
 
     def _fused_steps(self, lr: float) -> dict:
         """{name: (lr, c)} for the weights the model steps itself this step (`fused_sgd` less the frozen
