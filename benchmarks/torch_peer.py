@@ -303,19 +303,7 @@ def _instrument(solver, trainee, table, backend: str):
     if solver.augment is not None:
         solver.augment = _wrap(table, "augmentation (flip, crop:4)", solver.augment)
     trainee.prepare_batch = _wrap(table, "standardise batch", trainee.prepare_batch)
-    X = solver.X_train
-    original = X.__class__
-
-    class Gathered(np.ndarray):
-        """X_train[idx] timed: the shuffled batch gather."""
-
-        def __getitem__(self, idx):
-            t0 = CLOCK()
-            out = np.asarray(original.__getitem__(self, idx))
-            table["data gather"] += CLOCK() - t0
-            return out
-
-    solver.X_train = X.view(Gathered)
+    solver._gather = _wrap(table, "data gather", solver._gather)  # the shuffled batch, as the Solver copies it
 
 
 def main():

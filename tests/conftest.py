@@ -71,6 +71,16 @@ def make_images(n, n_classes=3, shape=(8, 8, 3), seed=0):
     return X, y.astype(np.int64)
 
 
+def interrupt_at(iteration: int):
+    """A Solver callback that sends this process SIGINT after step `iteration` (a user's Ctrl-C)."""
+    import signal
+
+    def callback(event, info):
+        if event == "step" and info["iteration"] == iteration:
+            os.kill(os.getpid(), signal.SIGINT)
+    return callback
+
+
 def assert_runs_without_jit(code: str, timeout: float = 300) -> None:
     """Run `code` in a fresh interpreter with NUMBA_DISABLE_JIT=1 (the kernels' Python source, on small
     inputs), with the project and tests/ importable; it must exit 0 and print "ok"."""

@@ -1,7 +1,6 @@
 """The Solver: exact resume after an interrupt, SIGINT, checkpoints, divergence, early stop, logs."""
 
 import json
-import os
 import signal
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from imgclf.nn.optim import parse_lookahead
 from imgclf.nn.solver import Solver
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import make_images  # noqa: E402
+from conftest import interrupt_at, make_images  # noqa: E402
 import reference  # noqa: E402
 
 
@@ -31,13 +30,6 @@ NET = dict(hidden=(12,), batchnorm=True, dropout=0.3, augment="flip,crop:1", epo
            random_state=3, optim="adam", lr=3e-3, lr_schedule="step:0.7")
 
 
-def _interrupt_at(iteration):
-    def callback(event, info):
-        if event == "step" and info["iteration"] == iteration:
-            os.kill(os.getpid(), signal.SIGINT)
-    return callback
-
-
 @pytest.mark.parametrize("stop_at", [9, 6])  # mid-epoch (6 steps per epoch: 9 is mid-epoch 2) and at an epoch end
 def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, stop_at):
     X, y = _data()
@@ -46,7 +38,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, stop_at):
 
     # Whatever the process started with (a shell's background job starts with SIGINT ignored).
     handler = signal.getsignal(signal.SIGINT)
-    first = NeuralNet(**NET).fit(X, y, Xv, yv, checkpoint_dir=tmp_path, stop_signal=True, callback=_interrupt_at(stop_at))
+    first = NeuralNet(**NET).fit(X, y, Xv, yv, checkpoint_dir=tmp_path, stop_signal=True, callback=interrupt_at(stop_at))
     assert first.stopped_ == "interrupted"
     ckpt = first.result_.checkpoint
     assert ckpt and Path(ckpt).exists()
@@ -204,7 +196,7 @@ def test_resume_is_bit_exact_with_weight_averaging_and_warmup(tmp_path, stop_at)
     Xv, yv = _data(40, seed=5)
     full = NeuralNet(**AIRBENCH).fit(X, y, Xv, yv)
     first = NeuralNet(**AIRBENCH).fit(X, y, Xv, yv, checkpoint_dir=tmp_path, stop_signal=True,
-                                      callback=_interrupt_at(stop_at))
+                                      callback=interrupt_at(stop_at))
     assert first.stopped_ == "interrupted"
     meta, arrays = read_checkpoint(first.result_.checkpoint)
     assert meta["ema"] == 0.9 and "ema/W1" in arrays and "ema/buffer:running_mean1" in arrays
@@ -265,7 +257,7 @@ def test_resume_is_bit_exact_with_alternating_flips_and_lookahead(tmp_path, para
     Xv, yv = _data(40, seed=5)
     full = NeuralNet(**params).fit(X, y, Xv, yv)
     first = NeuralNet(**params).fit(X, y, Xv, yv, checkpoint_dir=tmp_path, stop_signal=True,
-                                    callback=_interrupt_at(stop_at))
+                                    callback=interrupt_at(stop_at))
     assert first.stopped_ == "interrupted"
     meta, arrays = read_checkpoint(first.result_.checkpoint)
     if "alt" in str(params["augment"]):

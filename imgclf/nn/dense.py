@@ -69,7 +69,10 @@ def backward(dh, cache, need_dx: bool = True, sgd=None):
     i = cache[0]
     if len(cache) == 2:
         dh, g = layers.affine_act_backward(dh, cache[1], need_dx=need_dx, sgd=sgd)
-        return dh, {f"W{i}": g["w"], f"b{i}": g["b"]} if g["w"] is not None else {f"b{i}": g["b"]}
+        grads = {f"b{i}": g["b"]}
+        if g["w"] is not None:
+            grads[f"W{i}"] = g["w"]
+        return dh, grads
     _, c1, c2, c3, c4 = cache
     dh, _ = layers.dropout_backward(dh, c4)
     dh, _ = layers.activation_backward(dh, c3)
