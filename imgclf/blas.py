@@ -116,23 +116,24 @@ def split_rows(n: int, work) -> None:
     run_on_threads(workers, lambda w: work(edges[w], edges[w + 1]))
 
 
-# CBLAS syrk symbols of the OpenBLAS builds numpy ships or links, and whether their integers are 64-bit.
-_SYRK_SYMBOLS = (("scipy_cblas_{}syrk64_", True), ("cblas_{}syrk64_", True),
-                 ("scipy_cblas_{}syrk", False), ("cblas_{}syrk", False))
-_ROW_MAJOR, _LOWER, _TRANS = 101, 122, 112
+# CBLAS symbols of the OpenBLAS builds numpy ships or links ({precision char}{routine}), and whether their
+# integers are 64-bit.
+_CBLAS_SYMBOLS = (("scipy_cblas_{}{}64_", True), ("cblas_{}{}64_", True),
+                  ("scipy_cblas_{}{}", False), ("cblas_{}{}", False))
+_ROW_MAJOR, _NO_TRANS, _TRANS, _LOWER = 101, 111, 112, 122
 
 
-@functools.lru_cache(maxsize=2)
-def _cblas_syrk(char: str):
-    """numpy's OpenBLAS `cblas_?syrk` and its integer type, or None."""
+@functools.lru_cache(maxsize=4)
+def _cblas(routine: str, char: str):
+    """numpy's OpenBLAS `cblas_{char}{routine}` (e.g. "gemm", "s") and its integer type, or None."""
     for path in (p for p in _openblas_paths() if "numpy" in p):
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for name, wide in _SYRK_SYMBOLS:
-            if hasattr(lib, name.format(char)):
-                return getattr(lib, name.format(char)), (ctypes.c_int64 if wide else ctypes.c_int32)
+        for name, wide in _CBLAS_SYMBOLS:
+            if hasattr(lib, name.format(char, routine)):
+                return getattr(lib, name.format(char, routine)), (ctypes.c_int64 if wide else ctypes.c_int32)
     return None
 
 
@@ -143,7 +144,7 @@ def gram_lower(A, out) -> bool:
     import numpy as np
 
     char = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}.get(A.dtype)
-    found = _cblas_syrk(char) if char else None
+    found = _cblas("syrk", char) if char else None
     if found is None or not (A.flags.c_contiguous and out.flags.c_contiguous and out.dtype == A.dtype):
         return False
     fn, integer = found
@@ -154,26 +155,6 @@ def gram_lower(A, out) -> bool:
     return True
 
 
-# CBLAS gemm symbols of the OpenBLAS builds numpy ships or links, and whether their integers are 64-bit.
-_GEMM_SYMBOLS = (("scipy_cblas_{}gemm64_", True), ("cblas_{}gemm64_", True),
-                 ("scipy_cblas_{}gemm", False), ("cblas_{}gemm", False))
-_NO_TRANS = 111
-
-
-@functools.lru_cache(maxsize=2)
-def _cblas_gemm(char: str):
-    """numpy's OpenBLAS `cblas_?gemm` and its integer type, or None."""
-    for path in (p for p in _openblas_paths() if "numpy" in p):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name, wide in _GEMM_SYMBOLS:
-            if hasattr(lib, name.format(char)):
-                return getattr(lib, name.format(char)), (ctypes.c_int64 if wide else ctypes.c_int32)
-    return None
-
-
 def gemm_tn_into(A, B, C, alpha: float, beta: float) -> bool:
     """C := alpha * A.T @ B + beta * C in place, one BLAS gemm in numpy's OpenBLAS (no GIL held), for
     C-contiguous A (K, M), B (K, N) and C (M, N) of one dtype, float32 or float64 (the plain-SGD step of a
@@ -182,7 +163,7 @@ def gemm_tn_into(A, B, C, alpha: float, beta: float) -> bool:
     import numpy as np
 
     char = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}.get(A.dtype)
-    found = _cblas_gemm(char) if char else None
+    found = _cblas("gemm", char) if char else None
     if (found is None or A.ndim != 2 or B.ndim != 2 or C.ndim != 2 or B.dtype != A.dtype or C.dtype != A.dtype
             or not (A.flags.c_contiguous and B.flags.c_contiguous and C.flags.c_contiguous and C.flags.writeable)
             or B.shape[0] != A.shape[0] or C.shape != (A.shape[1], B.shape[1])):
