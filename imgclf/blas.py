@@ -155,23 +155,34 @@ def gram_lower(A, out) -> bool:
     return True
 
 
+def _fits(integer, *values: int) -> bool:
+    """Whether every value fits the ctypes integer type `integer` (c_int32 wraps silently, e.g. 2**31 -> -2**31)."""
+    return integer is not ctypes.c_int32 or all(v < 2**31 for v in values)
+
+
 def gemm_tn_into(A, B, C, alpha: float, beta: float) -> bool:
     """C := alpha * A.T @ B + beta * C in place, one BLAS gemm in numpy's OpenBLAS (no GIL held), for
     C-contiguous A (K, M), B (K, N) and C (M, N) of one dtype, float32 or float64 (the plain-SGD step of a
     layer's weight folded into its gradient's product: C = W, alpha = -lr, beta = 1 - lr * l2). False
-    (nothing done) when numpy's OpenBLAS cannot be called directly or the arrays do not qualify."""
+    (nothing done) when numpy's OpenBLAS cannot be called directly or the arrays do not qualify: as in numpy's
+    own BLAS dispatch, they must also be aligned, C must not overlap A or B, and with a 32-bit-integer OpenBLAS
+    every dimension must fit its integers."""
     import numpy as np
 
     char = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}.get(A.dtype)
     found = _cblas("gemm", char) if char else None
     if (found is None or A.ndim != 2 or B.ndim != 2 or C.ndim != 2 or B.dtype != A.dtype or C.dtype != A.dtype
             or not (A.flags.c_contiguous and B.flags.c_contiguous and C.flags.c_contiguous and C.flags.writeable)
-            or B.shape[0] != A.shape[0] or C.shape != (A.shape[1], B.shape[1])):
+            or not (A.flags.aligned and B.flags.aligned and C.flags.aligned)
+            or B.shape[0] != A.shape[0] or C.shape != (A.shape[1], B.shape[1])
+            or np.may_share_memory(C, A) or np.may_share_memory(C, B)):
         return False
     fn, integer = found
     real = ctypes.c_float if char == "s" else ctypes.c_double
     k, m = A.shape
     n = B.shape[1]
+    if not _fits(integer, m, n, k):  # the leading dimensions are m and n
+        return False
     if m == 0 or n == 0:
         return True
     fn(ctypes.c_int(_ROW_MAJOR), ctypes.c_int(_TRANS), ctypes.c_int(_NO_TRANS), integer(m), integer(n), integer(k),
