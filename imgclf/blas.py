@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+from pathlib import PurePath
 
 # (setter, getter) symbol pairs of the OpenBLAS builds numpy ships or links.
 _SYMBOLS = (
@@ -23,6 +24,12 @@ _SYMBOLS = (
 )
 
 
+def _is_numpys(path: str) -> bool:
+    """Whether a library file lies in numpy's own folders (`numpy.libs/` of the wheels, or below `numpy/`), by
+    whole path component: a venv or home folder merely named like numpy does not make scipy's OpenBLAS numpy's."""
+    return any(part in ("numpy", "numpy.libs") for part in PurePath(path).parent.parts)
+
+
 def _openblas_paths() -> list[str]:
     """Files of the OpenBLAS libraries loaded in this process, numpy's first (scipy's wheels bring their own)."""
     import numpy  # noqa: F401 - the BLAS of interest is the one numpy has loaded
@@ -30,7 +37,7 @@ def _openblas_paths() -> list[str]:
     try:
         with open("/proc/self/maps") as maps:
             return sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line},
-                          key=lambda path: ("numpy" not in path, path))
+                          key=lambda path: (not _is_numpys(path), path))
     except OSError:
         return []
 
@@ -126,7 +133,7 @@ _ROW_MAJOR, _NO_TRANS, _TRANS, _LOWER = 101, 111, 112, 122
 @functools.lru_cache(maxsize=4)
 def _cblas(routine: str, char: str):
     """numpy's OpenBLAS `cblas_{char}{routine}` (e.g. "gemm", "s") and its integer type, or None."""
-    for path in (p for p in _openblas_paths() if "numpy" in p):
+    for path in filter(_is_numpys, _openblas_paths()):
         try:
             lib = ctypes.CDLL(path)
         except OSError:
