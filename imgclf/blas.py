@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+from pathlib import PurePath
 
 # (setter, getter) symbol pairs of the OpenBLAS builds numpy ships or links.
 _SYMBOLS = (
@@ -23,6 +24,12 @@ _SYMBOLS = (
 )
 
 
+def _is_numpys(path: str) -> bool:
+    """Whether a library file lies in numpy's own folders (`numpy.libs/` of the wheels, or below `numpy/`), by
+    whole path component: a venv or home folder merely named like numpy does not make scipy's OpenBLAS numpy's."""
+    return any(part in ("numpy", "numpy.libs") for part in PurePath(path).parent.parts)
+
+
 def _openblas_paths() -> list[str]:
     """Files of the OpenBLAS libraries loaded in this process, numpy's first (scipy's wheels bring their own)."""
     import numpy  # noqa: F401 - the BLAS of interest is the one numpy has loaded
@@ -30,7 +37,7 @@ def _openblas_paths() -> list[str]:
     try:
         with open("/proc/self/maps") as maps:
             return sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line},
-                          key=lambda path: ("numpy" not in path, path))
+                          key=lambda path: (not _is_numpys(path), path))
     except OSError:
         return []
 
@@ -116,23 +123,24 @@ def split_rows(n: int, work) -> None:
     run_on_threads(workers, lambda w: work(edges[w], edges[w + 1]))
 
 
-# CBLAS syrk symbols of the OpenBLAS builds numpy ships or links, and whether their integers are 64-bit.
-_SYRK_SYMBOLS = (("scipy_cblas_{}syrk64_", True), ("cblas_{}syrk64_", True),
-                 ("scipy_cblas_{}syrk", False), ("cblas_{}syrk", False))
-_ROW_MAJOR, _LOWER, _TRANS = 101, 122, 112
+# CBLAS symbols of the OpenBLAS builds numpy ships or links ({precision char}{routine}), and whether their
+# integers are 64-bit.
+_CBLAS_SYMBOLS = (("scipy_cblas_{}{}64_", True), ("cblas_{}{}64_", True),
+                  ("scipy_cblas_{}{}", False), ("cblas_{}{}", False))
+_ROW_MAJOR, _NO_TRANS, _TRANS, _LOWER = 101, 111, 112, 122
 
 
-@functools.lru_cache(maxsize=2)
-def _cblas_syrk(char: str):
-    """numpy's OpenBLAS `cblas_?syrk` and its integer type, or None."""
-    for path in (p for p in _openblas_paths() if "numpy" in p):
+@functools.lru_cache(maxsize=4)
+def _cblas(routine: str, char: str):
+    """numpy's OpenBLAS `cblas_{char}{routine}` (e.g. "gemm", "s") and its integer type, or None."""
+    for path in filter(_is_numpys, _openblas_paths()):
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for name, wide in _SYRK_SYMBOLS:
-            if hasattr(lib, name.format(char)):
-                return getattr(lib, name.format(char)), (ctypes.c_int64 if wide else ctypes.c_int32)
+        for name, wide in _CBLAS_SYMBOLS:
+            if hasattr(lib, name.format(char, routine)):
+                return getattr(lib, name.format(char, routine)), (ctypes.c_int64 if wide else ctypes.c_int32)
     return None
 
 
@@ -143,7 +151,7 @@ def gram_lower(A, out) -> bool:
     import numpy as np
 
     char = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}.get(A.dtype)
-    found = _cblas_syrk(char) if char else None
+    found = _cblas("syrk", char) if char else None
     if found is None or not (A.flags.c_contiguous and out.flags.c_contiguous and out.dtype == A.dtype):
         return False
     fn, integer = found
@@ -154,43 +162,34 @@ def gram_lower(A, out) -> bool:
     return True
 
 
-# CBLAS gemm symbols of the OpenBLAS builds numpy ships or links, and whether their integers are 64-bit.
-_GEMM_SYMBOLS = (("scipy_cblas_{}gemm64_", True), ("cblas_{}gemm64_", True),
-                 ("scipy_cblas_{}gemm", False), ("cblas_{}gemm", False))
-_NO_TRANS = 111
-
-
-@functools.lru_cache(maxsize=2)
-def _cblas_gemm(char: str):
-    """numpy's OpenBLAS `cblas_?gemm` and its integer type, or None."""
-    for path in (p for p in _openblas_paths() if "numpy" in p):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name, wide in _GEMM_SYMBOLS:
-            if hasattr(lib, name.format(char)):
-                return getattr(lib, name.format(char)), (ctypes.c_int64 if wide else ctypes.c_int32)
-    return None
+def _fits(integer, *values: int) -> bool:
+    """Whether every value fits the ctypes integer type `integer` (c_int32 wraps silently, e.g. 2**31 -> -2**31)."""
+    return integer is not ctypes.c_int32 or all(v < 2**31 for v in values)
 
 
 def gemm_tn_into(A, B, C, alpha: float, beta: float) -> bool:
     """C := alpha * A.T @ B + beta * C in place, one BLAS gemm in numpy's OpenBLAS (no GIL held), for
     C-contiguous A (K, M), B (K, N) and C (M, N) of one dtype, float32 or float64 (the plain-SGD step of a
     layer's weight folded into its gradient's product: C = W, alpha = -lr, beta = 1 - lr * l2). False
-    (nothing done) when numpy's OpenBLAS cannot be called directly or the arrays do not qualify."""
+    (nothing done) when numpy's OpenBLAS cannot be called directly or the arrays do not qualify: as in numpy's
+    own BLAS dispatch, they must also be aligned, C must not overlap A or B, and with a 32-bit-integer OpenBLAS
+    every dimension must fit its integers."""
     import numpy as np
 
     char = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}.get(A.dtype)
-    found = _cblas_gemm(char) if char else None
+    found = _cblas("gemm", char) if char else None
     if (found is None or A.ndim != 2 or B.ndim != 2 or C.ndim != 2 or B.dtype != A.dtype or C.dtype != A.dtype
             or not (A.flags.c_contiguous and B.flags.c_contiguous and C.flags.c_contiguous and C.flags.writeable)
-            or B.shape[0] != A.shape[0] or C.shape != (A.shape[1], B.shape[1])):
+            or not (A.flags.aligned and B.flags.aligned and C.flags.aligned)
+            or B.shape[0] != A.shape[0] or C.shape != (A.shape[1], B.shape[1])
+            or np.may_share_memory(C, A) or np.may_share_memory(C, B)):
         return False
     fn, integer = found
     real = ctypes.c_float if char == "s" else ctypes.c_double
     k, m = A.shape
     n = B.shape[1]
+    if not _fits(integer, m, n, k):  # the leading dimensions are m and n
+        return False
     if m == 0 or n == 0:
         return True
     fn(ctypes.c_int(_ROW_MAJOR), ctypes.c_int(_TRANS), ctypes.c_int(_NO_TRANS), integer(m), integer(n), integer(k),

@@ -28,3 +28,25 @@ def test_gram_lower_is_the_lower_triangle_of_a_transposed_product():
         np.testing.assert_allclose(np.tril(out), np.tril(ref), rtol=tol)
         assert np.all(out[np.triu_indices(7, 1)] == -1.0)  # the upper triangle is left alone
     assert not gram_lower(np.zeros((3, 4), dtype=np.float32).T, np.zeros((3, 3), dtype=np.float32))
+
+
+def test_numpys_openblas_is_found_by_path_component_not_substring(monkeypatch):
+    from imgclf import blas
+
+    site = "/home/numpyfan/venv-numpy2/lib/python3.11/site-packages"
+    assert blas._is_numpys(f"{site}/numpy.libs/libscipy_openblas64_-32a4b2a6.so")
+    assert blas._is_numpys("/opt/py/site-packages/numpy/.dylibs/libscipy_openblas64_.dylib")
+    assert not blas._is_numpys(f"{site}/scipy.libs/libscipy_openblas-c128ec02.so")
+    assert not blas._is_numpys("/usr/lib/numpy-openblas/libopenblas.so.0")
+    assert not blas._is_numpys("/usr/lib/libnumpy.so")
+    opened = []
+
+    def cdll(path):
+        opened.append(path)
+        raise OSError(path)
+
+    monkeypatch.setattr(blas, "_openblas_paths", lambda: [f"{site}/scipy.libs/libscipy_openblas-c128ec02.so",
+                                                          f"{site}/numpy.libs/libscipy_openblas64_-32a4b2a6.so"])
+    monkeypatch.setattr(blas.ctypes, "CDLL", cdll)
+    assert blas._cblas.__wrapped__("gemm", "s") is None
+    assert opened == [f"{site}/numpy.libs/libscipy_openblas64_-32a4b2a6.so"]  # scipy's library left alone

@@ -35,6 +35,48 @@ def test_gemm_tn_into_is_alpha_at_b_plus_beta_c_in_place():
     assert np.all(C == 1.0)  # refused: nothing written
 
 
+def _unaligned(shape, fill):
+    """A C-contiguous, writeable float32 array at an odd byte offset (numpy never hands such to BLAS)."""
+    size = int(np.prod(shape))
+    a = np.frombuffer(np.zeros(4 * size + 1, np.uint8), np.float32, count=size, offset=1).reshape(shape)
+    assert a.flags.c_contiguous and a.flags.writeable and not a.flags.aligned
+    a[...] = fill
+    return a
+
+
+def test_gemm_tn_into_refuses_unaligned_and_overlapping_arrays():
+    from imgclf.blas import gemm_tn_into
+
+    r = np.random.default_rng(1)
+    A, B = r.standard_normal((9, 7)).astype(np.float32), r.standard_normal((9, 5)).astype(np.float32)
+    C = np.ones((7, 5), np.float32)
+    flat = np.ones(9 * 7, np.float32)  # C inside A's memory
+    B_big = r.standard_normal((9, 5)).astype(np.float32)  # C = its first 7 rows
+    cases = [(_unaligned((9, 7), A), B, C), (A, _unaligned((9, 5), B), C), (A, B, _unaligned((7, 5), 1.0)),
+             (flat.reshape(9, 7), B, flat[14:49].reshape(7, 5)), (A, B_big, B_big[:7])]
+    for a, b, c in cases:
+        before = (a.copy(), b.copy(), c.copy())
+        assert not gemm_tn_into(a, b, c, -0.5, 0.5)
+        for x, x0 in zip((a, b, c), before):  # refused: nothing written
+            np.testing.assert_array_equal(x, x0)
+
+
+def test_gemm_tn_into_refuses_dimensions_a_32_bit_blas_cannot_take(monkeypatch):
+    import ctypes
+
+    from imgclf import blas
+
+    assert blas._fits(ctypes.c_int32, 0, 2**31 - 1) and not blas._fits(ctypes.c_int32, 5, 2**31)
+    assert blas._fits(ctypes.c_int64, 2**31, 2**40)
+    calls = []
+    for integer in (ctypes.c_int32, ctypes.c_int64):
+        monkeypatch.setattr(blas, "_cblas", lambda routine, char, i=integer: (lambda *args: calls.append(args), i))
+        for k, m, n in [(2**31, 0, 0), (0, 2**31, 0), (0, 0, 2**31)]:  # all zero-size: no memory, checks still run
+            A, B, C = (np.empty(shape, np.float32) for shape in [(k, m), (k, n), (m, n)])
+            assert blas.gemm_tn_into(A, B, C, 1.0, 0.0) == (integer is ctypes.c_int64)
+    assert calls == []  # nothing reached the BLAS (and the 64-bit case had nothing to do)
+
+
 def test_sum_sq_is_the_optimiser_steps_sum_exactly():
     from imgclf.kernels.elementwise import sum_sq
 
