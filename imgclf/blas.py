@@ -152,11 +152,16 @@ def gram_lower(A, out) -> bool:
 
     char = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}.get(A.dtype)
     found = _cblas("syrk", char) if char else None
-    if found is None or not (A.flags.c_contiguous and out.flags.c_contiguous and out.dtype == A.dtype):
+    # the same conditions as gemm_tn_into's (numpy's own BLAS dispatch)
+    if (found is None or A.ndim != 2 or out.dtype != A.dtype or out.shape != (A.shape[1], A.shape[1])
+            or not (A.flags.c_contiguous and out.flags.c_contiguous and out.flags.writeable)
+            or not (A.flags.aligned and out.flags.aligned) or np.may_share_memory(A, out)):
         return False
     fn, integer = found
     real = ctypes.c_float if char == "s" else ctypes.c_double
     k, n = A.shape
+    if not _fits(integer, n, k):
+        return False
     fn(ctypes.c_int(_ROW_MAJOR), ctypes.c_int(_LOWER), ctypes.c_int(_TRANS), integer(n), integer(k), real(1.0),
        ctypes.c_void_p(A.ctypes.data), integer(n), real(0.0), ctypes.c_void_p(out.ctypes.data), integer(n))
     return True

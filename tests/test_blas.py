@@ -28,6 +28,12 @@ def test_gram_lower_is_the_lower_triangle_of_a_transposed_product():
         np.testing.assert_allclose(np.tril(out), np.tril(ref), rtol=tol)
         assert np.all(out[np.triu_indices(7, 1)] == -1.0)  # the upper triangle is left alone
     assert not gram_lower(np.zeros((3, 4), dtype=np.float32).T, np.zeros((3, 3), dtype=np.float32))
+    A = np.zeros((5, 3), np.float32)
+    assert not gram_lower(A, np.zeros((4, 4), np.float32))  # out of the wrong shape
+    assert not gram_lower(A, np.zeros((3, 3), np.float64))  # or dtype
+    assert not gram_lower(A, A[:3])  # out overlapping A
+    unaligned = np.frombuffer(np.zeros(10 * 4 + 1, np.uint8).data, np.float32, 9, offset=1).reshape(3, 3)
+    assert not gram_lower(A, unaligned)
 
 
 def test_numpys_openblas_is_found_by_path_component_not_substring(monkeypatch):
