@@ -81,6 +81,25 @@ def interrupt_at(iteration: int):
     return callback
 
 
+def full_and_resumed(make, data, tmp_path, stop_at: int):
+    """(uninterrupted, interrupted, resumed) fits of fresh `make()` models on `data` (X, y, X_val, y_val):
+    the second stopped by SIGINT after step `stop_at`, checkpointing into tmp_path, the third resumed from
+    its checkpoint."""
+    full = make().fit(*data)
+    first = make().fit(*data, checkpoint_dir=tmp_path, stop_signal=True, callback=interrupt_at(stop_at))
+    assert first.stopped_ == "interrupted"
+    return full, first, make().fit(*data, resume=first.result_.checkpoint)
+
+
+def assert_same_state(a, b) -> None:
+    """Two fitted nets' weights and buffers bit for bit, and their step losses."""
+    for k in a.params_:
+        np.testing.assert_array_equal(b.params_[k], a.params_[k], err_msg=k)
+    for k in a.buffers_:
+        np.testing.assert_array_equal(b.buffers_[k], a.buffers_[k], err_msg=k)
+    assert b.result_.loss_history == a.result_.loss_history
+
+
 def assert_runs_without_jit(code: str, timeout: float = 300) -> None:
     """Run `code` in a fresh interpreter with NUMBA_DISABLE_JIT=1 (the kernels' Python source, on small
     inputs), with the project and tests/ importable; it must exit 0 and print "ok"."""

@@ -13,7 +13,7 @@ from imgclf.nn.net import NeuralNet
 from imgclf.nn.optim import sgd as sgd_rule
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import assert_runs_without_jit, interrupt_at, make_images  # noqa: E402
+from conftest import assert_runs_without_jit, assert_same_state, full_and_resumed, make_images  # noqa: E402
 
 
 def test_gemm_tn_into_is_alpha_at_b_plus_beta_c_in_place():
@@ -216,16 +216,7 @@ def test_loss_and_grads_refuses_sgd_it_cannot_take():
 
 @pytest.mark.parametrize("stop_at", [8, 6])  # mid-epoch 2 and at epoch 1's end (6 steps per epoch)
 def test_fused_sgd_resume_is_bit_exact(tmp_path, stop_at):
-    X, y = _data()
-    Xv, yv = _data(40, seed=5)
-    full = NeuralNet(**PLAIN).fit(X, y, Xv, yv)
-    first = NeuralNet(**PLAIN).fit(X, y, Xv, yv, checkpoint_dir=tmp_path, stop_signal=True,
-                                   callback=interrupt_at(stop_at))
-    assert first.stopped_ == "interrupted"
-    resumed = NeuralNet(**PLAIN).fit(X, y, Xv, yv, resume=first.result_.checkpoint)
-    for k in full.params_:
-        np.testing.assert_array_equal(resumed.params_[k], full.params_[k], err_msg=k)
-    assert resumed.result_.loss_history == full.result_.loss_history
-    again = NeuralNet(**PLAIN).fit(X, y, Xv, yv)  # same seed, same numbers
-    for k in full.params_:
-        np.testing.assert_array_equal(again.params_[k], full.params_[k], err_msg=k)
+    data = _data() + _data(40, seed=5)
+    full, _, resumed = full_and_resumed(lambda: NeuralNet(**PLAIN), data, tmp_path, stop_at)
+    assert_same_state(full, resumed)
+    assert_same_state(full, NeuralNet(**PLAIN).fit(*data))  # same seed, same numbers

@@ -16,7 +16,7 @@ from imgclf.nn.optim import parse_lookahead
 from imgclf.nn.solver import Solver
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import interrupt_at, make_images  # noqa: E402
+from conftest import assert_same_state, full_and_resumed, interrupt_at, make_images  # noqa: E402
 import reference  # noqa: E402
 
 
@@ -194,17 +194,10 @@ AIRBENCH = dict(NET, optim="nesterov", lr=0.05, lr_schedule="warmup:0.3", ema=0.
 def test_resume_is_bit_exact_with_weight_averaging_and_warmup(tmp_path, stop_at):
     X, y = _data()
     Xv, yv = _data(40, seed=5)
-    full = NeuralNet(**AIRBENCH).fit(X, y, Xv, yv)
-    first = NeuralNet(**AIRBENCH).fit(X, y, Xv, yv, checkpoint_dir=tmp_path, stop_signal=True,
-                                      callback=interrupt_at(stop_at))
-    assert first.stopped_ == "interrupted"
+    full, first, resumed = full_and_resumed(lambda: NeuralNet(**AIRBENCH), (X, y, Xv, yv), tmp_path, stop_at)
     meta, arrays = read_checkpoint(first.result_.checkpoint)
     assert meta["ema"] == 0.9 and "ema/W1" in arrays and "ema/buffer:running_mean1" in arrays
-    resumed = NeuralNet(**AIRBENCH).fit(X, y, Xv, yv, resume=first.result_.checkpoint)
-    for k in full.params_:
-        np.testing.assert_array_equal(resumed.params_[k], full.params_[k], err_msg=k)
-    for k in full.buffers_:
-        np.testing.assert_array_equal(resumed.buffers_[k], full.buffers_[k], err_msg=k)
+    assert_same_state(full, resumed)
     def same(h):  # wall time differs; the update ratio of an epoch resumed at its very end is not recorded
         return {k: v for k, v in h.items() if k not in ("seconds", "update_ratio")}
 
@@ -253,12 +246,7 @@ RAMP = dict(AIRBENCH, augment="flip:alt,crop:1:reflect", lookahead="4:ramp", bia
 @pytest.mark.parametrize("params", [ALT, LOOK, BOTH, RAMP], ids=["flip-alt", "lookahead", "both", "ramp"])
 @pytest.mark.parametrize("stop_at", [3, 9, 6, 8])  # mid-epoch 1 (state half filled), mid-epoch 2, epoch end, on a sync
 def test_resume_is_bit_exact_with_alternating_flips_and_lookahead(tmp_path, params, stop_at):
-    X, y = _data()
-    Xv, yv = _data(40, seed=5)
-    full = NeuralNet(**params).fit(X, y, Xv, yv)
-    first = NeuralNet(**params).fit(X, y, Xv, yv, checkpoint_dir=tmp_path, stop_signal=True,
-                                    callback=interrupt_at(stop_at))
-    assert first.stopped_ == "interrupted"
+    full, first, resumed = full_and_resumed(lambda: NeuralNet(**params), _data() + _data(40, seed=5), tmp_path, stop_at)
     meta, arrays = read_checkpoint(first.result_.checkpoint)
     if "alt" in str(params["augment"]):
         assert arrays["augment_state"].shape == (200,) and arrays["augment_state"].dtype == np.bool_
@@ -267,12 +255,7 @@ def test_resume_is_bit_exact_with_alternating_flips_and_lookahead(tmp_path, para
         assert "lookahead/W1" in arrays and "lookahead/gamma1" in arrays
         assert ("lookahead/buffer:running_var1" in arrays) == (params is RAMP)
     assert meta.get("lr_scales") == ({"b2": 8.0, "beta1": 8.0} if params is RAMP else None)
-    resumed = NeuralNet(**params).fit(X, y, Xv, yv, resume=first.result_.checkpoint)
-    for k in full.params_:
-        np.testing.assert_array_equal(resumed.params_[k], full.params_[k], err_msg=k)
-    for k in full.buffers_:
-        np.testing.assert_array_equal(resumed.buffers_[k], full.buffers_[k], err_msg=k)
-    assert resumed.result_.loss_history == full.result_.loss_history
+    assert_same_state(full, resumed)
     assert [h["val_acc"] for h in resumed.history_] == [h["val_acc"] for h in full.history_]
 
 
