@@ -333,24 +333,19 @@ def forward_pool2(x, gamma, beta, running_mean, running_var, mode: str, momentum
     first on ties) and stats = (mean, inv, scale, shift, xw) what `backward_pool2` needs besides x: xw
     (pooled shape) the windows' winning x in training, empty otherwise."""
     _check_pool2(x)
-    return _normalise_pool2(_scale_shift_relu_pool2, x, gamma, beta, running_mean, running_var, mode, momentum, eps,
-                            winners=True)
+    return _normalise_pool2(_scale_shift_relu_pool2, x, gamma, beta, running_mean, running_var, mode, momentum, eps)
 
 
-def _normalise_pool2(kernel, x, gamma, beta, running_mean, running_var, mode, momentum, eps, winners=False):
+def _normalise_pool2(kernel, x, gamma, beta, running_mean, running_var, mode, momentum, eps):
     """The fused forward passes' shared part once x's shape is checked: the statistics, then `kernel`
-    (normalise, activate, 2x2 pool) writing out and arg; (out, arg, stats). With `winners` the kernel
-    also writes the winners' x (pooled shape) in training mode, which stats then ends with."""
+    (normalise, activate, 2x2 pool) writing out, arg and, in training mode, the winners' x (pooled shape),
+    which stats ends with; (out, arg, stats)."""
     _check(x.reshape(-1, x.shape[3]), gamma, beta)
     N, H, W, C = x.shape
     mean, inv = _statistics(x.reshape(-1, C), running_mean, running_var, mode, momentum, eps)
     scale, shift = _affine(gamma, beta, mean, inv, x.dtype)
     out = _empty((N, H // 2, W // 2, C), x.dtype)
     arg = _empty(out.shape, np.uint8)
-    if not winners:
-        with threads_for(x.size):
-            kernel(x, scale, shift, out, arg)
-        return out, arg, (mean, inv, scale, shift)
     xw = _empty(out.shape, x.dtype) if mode == "train" else np.empty((0, 0, 0, C), x.dtype)
     with threads_for(x.size):
         kernel(x, scale, shift, out, arg, xw)
@@ -558,8 +553,7 @@ def forward_gelu_pool2(x, gamma, beta, running_mean, running_var, mode: str, mom
     N, H, W, C = x.shape
     if H < 2 or W < 2:
         raise UsageError(f"fused 2x2 pooling needs maps of at least 2x2, got {H}x{W}")
-    return _normalise_pool2(_scale_shift_gelu_pool2, x, gamma, beta, running_mean, running_var, mode, momentum, eps,
-                            winners=True)
+    return _normalise_pool2(_scale_shift_gelu_pool2, x, gamma, beta, running_mean, running_var, mode, momentum, eps)
 
 
 def backward_gelu_pool2(dout, arg, x, stats, gamma, overwrite_x: bool = False):
