@@ -347,3 +347,25 @@ def test_fused_bn_pool_backward_over_its_input(layer, rng):
     assert not np.array_equal(x_kept, cache[0])
     for k in ("gamma", "beta"):
         np.testing.assert_array_equal(g2[k], g[k])
+
+
+def test_fused_bn_pool_backward_over_its_input_without_jit():
+    """overwrite_input=True through the kernels' Python source (NUMBA_DISABLE_JIT=1), both layers: the
+    in-place dx kernel gives the out-of-place numbers."""
+    code = textwrap.dedent("""
+        import numpy as np
+        from imgclf.nn import conv
+        r = np.random.default_rng(0)
+        for fwd, bwd, shape in ((conv.bn_relu_pool_forward, conv.bn_relu_pool_backward, (2, 4, 6, 3)),
+                                (conv.bn_gelu_pool_forward, conv.bn_gelu_pool_backward, (2, 5, 5, 3))):
+            x, g, be = r.standard_normal(shape) * 2 + 0.5, r.standard_normal(3), r.standard_normal(3)
+            p, c = fwd(x, g, be, np.zeros(3), np.ones(3), "train")
+            G = r.standard_normal(p.shape)
+            dx, gr = bwd(G, c)
+            dx2, gr2 = bwd(G, c, overwrite_input=True)
+            assert dx2 is c[0] and not np.shares_memory(dx, dx2)
+            assert np.array_equal(dx2, dx)
+            assert all(np.array_equal(gr2[k], gr[k]) for k in ("gamma", "beta"))
+        print("ok")
+    """)
+    assert_runs_without_jit(code)
