@@ -70,9 +70,9 @@ run takes the very same steps as one that was never interrupted.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
-import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -459,6 +459,7 @@ class Solver:
         first = next(iter(self.model.params_))
         # copied first: with fused SGD the weight changes inside loss_and_grads
         before = self.model.params_[first].copy() if want_ratio else None
+        frozen = self.model.frozen_params(self.epoch) if hasattr(self.model, "frozen_params") else ()
         fused = {}
         if self.augment is None and hasattr(self.model, "loss_rows"):
             loss, grads = self.model.loss_rows(self.X_train, idx, self.y_train[idx])
@@ -469,14 +470,13 @@ class Solver:
             elif self.augment is not None:
                 Xb = self.augment(Xb, self.rng)
             Xp = self.model.prepare_batch(Xb)
-            fused = self._fused_steps(lr)
+            fused = self._fused_steps(lr, frozen)
             extra = {"sgd": fused} if fused else {}
             # l2=False whenever weights are stepped in the model (their c carries the penalty, 0 with reg=0)
             loss, grads = self.model.loss_and_grads(Xp, self.y_train[idx], mode="train", rng=self.rng,
                                                     l2=not (self.l2 or fused), **extra)
         if not np.isfinite(loss):
             return float(loss), None
-        frozen = self.model.frozen_params(self.epoch) if hasattr(self.model, "frozen_params") else ()
         scales = self.lr_scales
         for name, w in self.model.params_.items():
             if name in frozen:  # e.g. ConvNet's batch-norm gammas with bn_scale=False: never updated
@@ -512,15 +512,14 @@ class Solver:
             return X[idx]
         return gather_rows(X, idx, buffers.empty(shape, X.dtype))
 
-    def _fused_steps(self, lr: float) -> dict:
-        """{name: (lr, c)} for the weights the model steps itself this step (`fused_sgd` less the frozen
+    def _fused_steps(self, lr: float, frozen) -> dict:
+        """{name: (lr, c)} for the weights the model steps itself this step (`fused_sgd` less the `frozen`
         ones), their penalties' sum(w^2) before the step recorded as the rule would; {} when a sum is not
         finite (the unfused path then handles the step)."""
         if not self.fused_sgd:
             return {}
         from ..kernels.elementwise import sum_sq
 
-        frozen = self.model.frozen_params(self.epoch) if hasattr(self.model, "frozen_params") else ()
         steps, sums = {}, {}
         for name in self.fused_sgd:
             if name in frozen:
