@@ -18,7 +18,7 @@ import imgclf  # noqa: F401 - first: its thread-spin defaults apply only before 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import best_time  # noqa: E402
+from timing import best_time, load_average, use_threads  # noqa: E402
 
 # (images, size, channels in, filters)
 LAYERS = [(128, 32, 3, 32), (128, 16, 32, 32), (128, 16, 32, 128), (128, 8, 128, 128), (128, 4, 128, 128)]
@@ -28,19 +28,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    import numba
-    from threadpoolctl import threadpool_limits
 
     from imgclf import bf16
     from imgclf.nn import conv
 
-    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    threadpool_limits(args.threads)
+    use_threads(args.threads)
     if not bf16.available():
         sys.exit(f"bf16 unavailable: {bf16.unavailable_reason()}")
     rng = np.random.default_rng(0)
     print(f"{args.threads} threads; MKL threading {os.environ.get('IMGCLF_MKL_THREADING', 'gnu')}; load average "
-          f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+          f"{load_average()}")
     print(f"{'layer (N, HxWxC -> F)':28s} {'float32 ms':>10s} {'bf16 ms':>8s} {'speed-up':>8s} "
           f"{'rel err out/dw/dx':>20s}")
     for N, H, C, F in LAYERS:

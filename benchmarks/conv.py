@@ -24,10 +24,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import imgclf  # noqa: F401 - first: its thread-spin defaults (imgclf/_threading.py) apply only before numpy and numba start their pools
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import load_average  # noqa: E402
 
 
 CLOCK = time.perf_counter
@@ -168,10 +172,10 @@ def main():
 
     rng = np.random.default_rng(0)
     print(f"clock {args.clock}, numba threads {numba.get_num_threads()}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', '-')}, "
-          f"load average before: {' '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} cores")
+          f"load average before: {load_average()} on {os.cpu_count()} cores")
     bench_layer("conv1 (3->32)", args.batch, 32, 3, 32, args.repeat, rng)
     bench_layer("conv2 (32->64)", args.batch, 16, 32, 64, args.repeat, rng)
-    print(f"\nload average after: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    print(f"\nload average after: {load_average()}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_peer import peak_gflops  # noqa: E402
+from timing import load_average, use_threads  # noqa: E402
 
 EPOCH = 49000
 
@@ -54,14 +55,11 @@ def main():
     ap.add_argument("--precision", default="float32", help="comma-separated: float32, bf16")
     ap.add_argument("configs", nargs="+")
     args = ap.parse_args()
-    import numba
-    from threadpoolctl import threadpool_limits
 
     from imgclf.datasets import load
     from imgclf.nn.convnet import ConvNet, parse_filters
 
-    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    threadpool_limits(args.threads)
+    use_threads(args.threads)
     train = load("cifar10", val=0, n_train=args.n, n_test=1).get("train")
     X, y = train.X, train.y
     base = dict(batchnorm=True, optim="adam", lr=2e-3, reg=1e-4, lr_schedule="warmup:0.2", augment="flip,crop:4",
@@ -72,7 +70,7 @@ def main():
                 **base).fit(X[:256], y[:256])
     peak = peak_gflops()
     print(f"{args.threads} threads, {args.n} images per fit; load average "
-          f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}; float32 GEMM 2048^3: {peak:.0f} GFLOP/s")
+          f"{load_average()}; float32 GEMM 2048^3: {peak:.0f} GFLOP/s")
     print(f"{'config':34s} {'prec':>7s} {'GFLOP/img':>9s} {'floor s':>8s} {'epoch s':>8s} {'cpu s':>7s} "
           f"{'x floor':>7s}")
     for cfg in args.configs:
@@ -92,7 +90,7 @@ def main():
             print(f"{cfg:34s} {precision:>7s} {flop / 1e9:9.3f} {floor:8.1f} {epoch:8.1f} "
                   f"{cpu * EPOCH / args.n:7.1f} {epoch / floor:7.2f}  (fit {time.perf_counter() - w0:.1f} s, "
                   f"train acc {net.history_[0].get('train_acc', float('nan')):.3f})", flush=True)
-    print(f"load average after {' '.join(f'{v:.1f}' for v in os.getloadavg())}; GEMM again "
+    print(f"load average after {load_average()}; GEMM again "
           f"{peak_gflops():.0f} GFLOP/s")
 
 

@@ -20,7 +20,7 @@ import imgclf  # noqa: F401 - first: its thread-spin defaults apply only before 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import best_time  # noqa: E402
+from timing import best_time, load_average, use_threads  # noqa: E402
 
 # (size, channels in, filters, filter size, padding)
 LAYERS = [(32, 3, 24, 2, 0), (31, 24, 64, 3, 1), (15, 64, 64, 3, 1), (15, 64, 256, 3, 1), (7, 256, 256, 3, 1),
@@ -34,20 +34,17 @@ def main():
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--precision", default="float32,bf16")
     args = ap.parse_args()
-    import numba
-    from threadpoolctl import threadpool_limits
 
     from imgclf import dnnl
     from imgclf.nn import conv
 
-    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    threadpool_limits(args.threads)
+    use_threads(args.threads)
     if not dnnl.available():
         sys.exit(f"oneDNN unavailable: {dnnl.unavailable_reason()}")
     rng = np.random.default_rng(0)
     N = args.batch
     print(f"{args.threads} threads, batch {N}, oneDNN {dnnl.version()}; load average "
-          f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+          f"{load_average()}")
     for prec in args.precision.split(","):
         total = {"im2col": 0.0, "dnnl": 0.0}
         print(f"\nprecision {prec}\n{'layer (HxWxC -> F, k)':24s} {'im2col ms':>9s} {'dnnl ms':>8s} {'speed-up':>8s}  "

@@ -46,6 +46,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nets  # noqa: E402 - the fully-connected GEMM floor, shared with benchmarks/nets.py
+from timing import load_average, use_threads  # noqa: E402
 
 THREADS = 2
 CONV_FILTERS = (32, 64, 128)
@@ -316,19 +317,16 @@ def main():
                          "machine, where a 2-thread run waits for whichever thread the scheduler parked")
     args = ap.parse_args()
     only = set(args.only.split(","))
-    import numba
     import torch
-    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(args.threads)
-    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    threadpool_limits(args.threads)
+    use_threads(args.threads)
     global CLOCK
     CLOCK = nets.CLOCK = time.process_time if args.threads == 1 else time.perf_counter
     rng = np.random.default_rng(0)
     peak = peak_gflops()
     print(f"torch {torch.__version__}, numpy {np.__version__}, {args.threads} threads; load average before "
-          f"{' '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} cores")
+          f"{load_average()} on {os.cpu_count()} cores")
     print(f"peak float32 GEMM (numpy, 2048^3): {peak:.0f} GFLOP/s (torch.mm: {peak_gflops(use_torch=True):.0f}; "
           f"the floor uses numpy's)")
 
@@ -394,7 +392,7 @@ def main():
         rest = ours.t - sum(table.values())
         label = "loss, dropout mask, Python: the rest" if dnnl_ok else "conv GEMMs + rest"
         print(f"  {label:34s} {rest:7.2f} s  {rest / ours.t:6.1%}   (the net's products at peak: {floor:.2f} s)")
-    print(f"\nload average after: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    print(f"\nload average after: {load_average()}")
 
 
 if __name__ == "__main__":
